@@ -1,0 +1,30 @@
+from django.core.management.base import BaseCommand
+
+from accounts.models import Tenant
+from accounts.services import api_key_issue, tenant_create
+
+SNIPPET = """
+Gatehouse demo key (shown once): {key}
+
+  curl {base}/v1/chat/completions \\
+    -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
+    -d '{{"model": "claude-sonnet-4-6", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
+
+  from openai import OpenAI
+  client = OpenAI(base_url="{base}/v1", api_key="{key}")
+  reply = client.chat.completions.create(model="claude-sonnet-4-6",
+                                         messages=[{{"role": "user", "content": "Hello!"}}])
+  print(reply.choices[0].message.content)
+"""
+
+
+class Command(BaseCommand):
+    help = "Ensure a 'demo' tenant exists, issue it a fresh key and print ready-to-paste snippets."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--base-url", default="http://127.0.0.1:8000")
+
+    def handle(self, *args, base_url, **options):
+        tenant = Tenant.objects.filter(slug="demo").first() or tenant_create(slug="demo", name="Demo")
+        issued = api_key_issue(tenant=tenant, name="demo")
+        self.stdout.write(SNIPPET.format(key=issued.plaintext, base=base_url.rstrip("/")))

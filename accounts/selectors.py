@@ -1,0 +1,112 @@
+"""Reads for tenants and keys, including the gateway's cached key authentication."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+
+from gateway.core import GatewayError
+
+from . import keys
+from .models import ApiKey, Tenant
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPrincipal:
+    """Who is calling: what the request path needs about a key, cached per process."""
+
+    key_id: int
+    tenant_id: int
+    tenant_slug: str
+    secret_digest: str
+    revoked: bool
+    tenant_active: bool
+
+
+class _KeyCache:
+    """public_id -> (fetched_at, principal or None), bounded, per process.
+
+    Entries live GATEWAY_AUTH_CACHE_SECONDS (1 s by default): a revocation or suspension reaches every
+    process within that time without any cross-process invalidation, at the cost of at most one
+    indexed lookup per key per second. Unknown ids are cached too, so a flood of bad keys cannot turn
+    into a flood of queries; the bound keeps that flood from growing memory.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, tuple[float, KeyPrincipal | None]] = OrderedDict()
+
+    def get(self, public_id: str, now: float) -> tuple[bool, KeyPrincipal | None]:
+        entry = self._entries.get(public_id)
+        if entry is None or now - entry[0] >= settings.GATEWAY_AUTH_CACHE_SECONDS:
+            return False, None
+        return True, entry[1]
+
+    def put(self, public_id: str, principal: KeyPrincipal | None, now: float) -> None:
+        self._entries[public_id] = (now, principal)
+        self._entries.move_to_end(public_id)
+        while len(self._entries) > self.MAX_ENTRIES:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+key_cache = _KeyCache()
+
+
+def _fetch_principal(public_id: str) -> KeyPrincipal | None:
+    close_old_connections()
+    row = (
+        ApiKey.objects.filter(public_id=public_id)
+        .values_list("id", "tenant_id", "tenant__slug", "secret_digest", "revoked_at", "tenant__status")
+        .first()
+    )
+    if row is None:
+        return None
+    key_id, tenant_id, slug, digest, revoked_at, status = row
+    return KeyPrincipal(
+        key_id=key_id,
+        tenant_id=tenant_id,
+        tenant_slug=slug,
+        secret_digest=digest,
+        revoked=revoked_at is not None,
+        tenant_active=status == Tenant.Status.ACTIVE,
+    )
+
+
+_fetch_principal_async = sync_to_async(_fetch_principal, thread_sensitive=True)
+
+_INVALID_KEY = "Incorrect API key provided. Keys look like sk_cdx_..., issued from the dashboard or by an operator."
+
+
+async def api_key_authenticate(presented: str | None) -> KeyPrincipal:
+    """The principal for a presented key, or GatewayError 401/403. Usually no database round trip."""
+    if not presented:
+        raise GatewayError(
+            401,
+            "You didn't provide an API key. Send it as 'Authorization: Bearer sk_cdx_...'.",
+            code="missing_api_key",
+            type="authentication_error",
+        )
+    parsed = keys.parse(presented)
+    if parsed is None:
+        raise GatewayError(401, _INVALID_KEY, code="invalid_api_key", type="authentication_error")
+    public_id, secret = parsed
+    now = time.monotonic()
+    hit, principal = key_cache.get(public_id, now)
+    if not hit:
+        principal = await _fetch_principal_async(public_id)
+        key_cache.put(public_id, principal, now)
+    if principal is None or not keys.matches(secret, principal.secret_digest) or principal.revoked:
+        raise GatewayError(401, _INVALID_KEY, code="invalid_api_key", type="authentication_error")
+    if not principal.tenant_active:
+        raise GatewayError(403, "This account is suspended. Contact your operator.", code="account_suspended",
+                           type="permission_error")
+    return principal

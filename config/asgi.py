@@ -1,0 +1,43 @@
+"""ASGI entry point: `config.asgi:application`.
+
+API paths go to a lean Django handler without the middleware stack (see gateway/handler.py); the
+admin and the dashboard get the full one.
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+import django  # noqa: E402
+
+django.setup(set_prefix=False)
+
+from django.conf import settings  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+
+from gateway.handler import ApiHandler  # noqa: E402
+
+_full = ASGIHandler()
+_api = ApiHandler()
+_api_prefixes = tuple(settings.GATEWAY_API_PREFIXES)
+
+
+async def application(scope, receive, send):
+    if scope["type"] == "http" and scope["path"].startswith(_api_prefixes):
+        return await _api(scope, receive, send)
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    return await _full(scope, receive, send)
+
+
+async def _lifespan(receive, send):
+    from gateway.providers import close_providers
+
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await close_providers()
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,1 @@
+"""Postgres-backed conversation history (server-side conversations and the Responses API)."""

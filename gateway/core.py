@@ -1,0 +1,151 @@
+"""The gateway's internal representation, shared by every codec and provider.
+
+The internal request is an Anthropic Messages body: Claude is the main upstream and its content blocks
+are the richest, so every ingress protocol translates *into* it and every provider answers with
+Anthropic-shaped messages (non-streaming) or Anthropic stream events (streaming), as plain dicts.
+
+Pure module: no I/O, no Django imports.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+# Fields of a Messages request body a provider may forward. Anything else is a translation bug.
+ANTHROPIC_REQUEST_FIELDS = frozenset(
+    {
+        "max_tokens",
+        "messages",
+        "system",
+        "temperature",
+        "top_p",
+        "top_k",
+        "stop_sequences",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "metadata",
+    }
+)
+
+MIN_THINKING_BUDGET = 1024
+
+
+class GatewayError(Exception):
+    """An error that ends a request with a client-visible message.
+
+    `status` is the HTTP status; `code` and `param` follow OpenAI's error object. Each codec renders
+    it in its own protocol's error shape, so raise it anywhere on the request path.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        type: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.type = type
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return f"GatewayError({self.status}, {self.message!r}, code={self.code!r}, param={self.param!r})"
+
+
+def invalid(message: str, param: str | None = None) -> GatewayError:
+    return GatewayError(400, message, param=param, type="invalid_request_error")
+
+
+@dataclass(slots=True)
+class InternalRequest:
+    """One model call, as decoded by an ingress codec.
+
+    `params` is an Anthropic Messages body without `model` and `stream`; `max_tokens` may be absent
+    (the catalog supplies the model's default, see `apply_model_limits`). `options` carries codec-private
+    settings from the request side to the response side (e.g. OpenAI `stream_options.include_usage`).
+    """
+
+    model: str
+    params: dict[str, Any]
+    stream: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ResponseContext:
+    """What a codec needs besides the upstream answer to render a response."""
+
+    request_id: str
+    created: int  # unix seconds
+    model: str  # the model name shown to the client
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts exactly as the upstream reported them (Anthropic's four counters)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+    def update(self, reported: dict[str, Any] | None) -> None:
+        """Take the latest value of each counter present.
+
+        Anthropic's `message_delta.usage` is cumulative, so later values replace earlier ones and are
+        never added (summing them inflated bills in other gateways).
+        """
+        if not reported:
+            return
+        for name in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+            value = reported.get(name)
+            if isinstance(value, int) and value >= 0:
+                setattr(self, name, value)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+
+def estimate_tokens(text_length: int) -> int:
+    """Rough token count for text the upstream generated but never reported (a stream cut short)."""
+    return math.ceil(text_length / 4)
+
+
+def apply_model_limits(params: dict[str, Any], *, default_max_tokens: int, max_output_tokens: int) -> None:
+    """Fill in and check `max_tokens` (and the thinking budget) against the catalog entry, in place.
+
+    Anthropic requires `max_tokens`; OpenAI clients usually omit it, so the model's default applies.
+    With thinking on, Anthropic requires `budget_tokens < max_tokens`: a default `max_tokens` makes room
+    for the budget on top of the default answer length; an explicit one that is too small shrinks the
+    budget, and one that cannot hold the minimum budget is a 400 naming the field.
+    """
+    thinking = params.get("thinking")
+    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) and thinking.get("type") == "enabled" else None
+    if "max_tokens" not in params:
+        wanted = default_max_tokens + (budget or 0)
+        params["max_tokens"] = min(wanted, max_output_tokens)
+    elif params["max_tokens"] > max_output_tokens:
+        raise invalid(
+            f"max_tokens is too large: {params['max_tokens']}. This model supports at most "
+            f"{max_output_tokens} output tokens.",
+            "max_tokens",
+        )
+    if budget is not None and budget >= params["max_tokens"]:
+        if params["max_tokens"] <= MIN_THINKING_BUDGET:
+            raise invalid(
+                f"max_tokens must be greater than {MIN_THINKING_BUDGET} when reasoning is enabled.",
+                "max_tokens",
+            )
+        thinking["budget_tokens"] = params["max_tokens"] - 1

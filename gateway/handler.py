@@ -1,0 +1,68 @@
+"""A Django ASGI handler for the API paths: the URLconf and views, without the per-request overhead
+that Django's general-purpose handler pays for sync code.
+
+What it leaves out, and why that is safe here:
+
+- The middleware stack. Under ASGI every MiddlewareMixin runs process_request/process_response through
+  sync_to_async: two thread hops per middleware per request. The API needs none of sessions, CSRF,
+  messages or clickjacking headers.
+- The per-request ThreadSensitiveContext. Django gives each request a fresh executor thread for its
+  sync code, so every request opened a new database connection (thread-local) and started and joined
+  a thread. Here sync units (key and catalog lookups, the usage writer) share asgiref's one
+  process-wide sync thread, with one persistent connection. Each unit calls close_old_connections
+  itself, which is also why the request_started/finished receivers are skipped for this handler
+  (GatewayConfig.ready scopes them to Django's own handlers).
+- The disconnect listener for non-streaming responses. A client that hangs up while we wait for the
+  upstream no longer cancels the request: the upstream call completes and is billed, as it was paid
+  for. Streams still listen, so a hang-up cancels the relay, which closes the upstream stream and
+  settles the usage as partial (gateway.pipeline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.exception import convert_exception_to_response
+from django.urls import set_script_prefix
+
+
+class ApiHandler(ASGIHandler):
+    def load_middleware(self, is_async=False):
+        self._view_middleware = []
+        self._template_response_middleware = []
+        self._exception_middleware = []
+        self._middleware_chain = convert_exception_to_response(self._get_response_async)
+
+    async def __call__(self, scope, receive, send):
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope, receive, send):
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        try:
+            set_script_prefix(get_script_prefix(scope))
+            request, error_response = self.create_request(scope, body_file)
+            response = error_response if request is None else await self.run_get_response(request)
+            if response.streaming:
+                await self._send_stream(response, receive, send)
+            else:
+                await self.send_response(response, send)
+            response.close()
+        finally:
+            body_file.close()
+
+    async def _send_stream(self, response, receive, send):
+        sending = asyncio.create_task(self.send_response(response, send))
+        listening = asyncio.create_task(self.listen_for_disconnect(receive))
+        await asyncio.wait((sending, listening), return_when=asyncio.FIRST_COMPLETED)
+        for task in (listening, sending):
+            if not task.done():
+                task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, RequestAborted):
+                pass

@@ -1,0 +1,196 @@
+"""The one request path every protocol shares.
+
+    wire body --codec.decode_request--> InternalRequest --admission--> provider --events--> codec --> wire
+                                                                                 \--> Meter --> UsageEvent
+
+A codec is a pure module (see gateway/protocols/) with `decode_request`, `encode_response` and
+`StreamEncoder`; a provider comes from gateway/providers/. Admission (the caller's key, the model) is
+resolved from per-process caches, so the only database round trip on the path is the usage row,
+written once at the end for every request that reached the upstream — including streams the client
+cut short, which are settled to what was generated so far.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+
+from accounts.selectors import KeyPrincipal
+from billing.models import UsageEvent
+from billing.services import UsageRecord, usage_recorder
+
+from .core import GatewayError, InternalRequest, ResponseContext, Usage, apply_model_limits, estimate_tokens, invalid
+from .providers import get_provider
+from .selectors import ModelEntry, model_resolve
+
+REQUEST_ID_HEADER = "x-request-id"
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+def json_response(payload: Any, *, status: int = 200, request_id: str | None = None, headers=None) -> HttpResponse:
+    response = HttpResponse(orjson.dumps(payload), status=status, content_type="application/json", headers=headers)
+    if request_id:
+        response[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+def parse_json_body(request: HttpRequest) -> Any:
+    declared = request.META.get("CONTENT_LENGTH")
+    limit = settings.GATEWAY_MAX_BODY_BYTES
+    if (declared and declared.isdigit() and int(declared) > limit) or len(request.body) > limit:
+        raise GatewayError(413, f"Request body too large: the limit is {limit} bytes.", code="request_too_large",
+                           type="invalid_request_error")
+    if not request.body:
+        raise invalid("The request body is empty; send a JSON object.")
+    try:
+        return orjson.loads(request.body)
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"We could not parse the JSON body of your request: {exc}.") from None
+
+
+class Meter:
+    """Collects what one request cost and writes its single UsageEvent row."""
+
+    def __init__(self, *, request_id: str, principal: KeyPrincipal, endpoint: str, ireq: InternalRequest,
+                 model: ModelEntry, started: float) -> None:
+        self.request_id = request_id
+        self.principal = principal
+        self.endpoint = endpoint
+        self.ireq = ireq
+        self.model = model
+        self.started = started
+        self.usage = Usage()
+        self.generated_chars = 0  # streamed text we saw, to estimate output of a cut stream
+        self.first_token_at: float | None = None
+
+    def observe(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "content_block_delta":
+            if self.first_token_at is None:
+                self.first_token_at = time.perf_counter()
+            delta = event.get("delta") or {}
+            piece = delta.get("text") or delta.get("partial_json") or delta.get("thinking") or ""
+            self.generated_chars += len(piece)
+        elif kind == "message_start":
+            self.usage.update((event.get("message") or {}).get("usage"))
+        elif kind == "message_delta":
+            self.usage.update(event.get("usage"))
+
+    async def finish(self, status: str, http_status: int, error_type: str = "") -> None:
+        if status != UsageEvent.Status.OK:
+            # The upstream billed what it generated before the stream ended; it never told us how
+            # much, so estimate from the text we relayed (never below what it did report).
+            self.usage.output_tokens = max(self.usage.output_tokens, estimate_tokens(self.generated_chars))
+        now = time.perf_counter()
+        await usage_recorder.record(
+            UsageRecord(
+                request_id=self.request_id,
+                tenant_id=self.principal.tenant_id,
+                api_key_id=self.principal.key_id,
+                endpoint=self.endpoint,
+                requested_model=self.ireq.model[:128],
+                model=self.model.name,
+                upstream_model=self.model.upstream_model,
+                stream=self.ireq.stream,
+                input_tokens=self.usage.input_tokens,
+                output_tokens=self.usage.output_tokens,
+                cache_creation_input_tokens=self.usage.cache_creation_input_tokens,
+                cache_read_input_tokens=self.usage.cache_read_input_tokens,
+                status=status,
+                http_status=http_status,
+                error_type=error_type[:64],
+                latency_ms=round((now - self.started) * 1000),
+                ttft_ms=None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000),
+                created_at=datetime.now(UTC),
+            )
+        )
+
+
+async def serve(request: HttpRequest, *, codec: ModuleType, endpoint: str) -> HttpResponse | StreamingHttpResponse:
+    """Answer one model call in `codec`'s protocol for the key already authenticated on `request.auth`."""
+    started = time.perf_counter()
+    request_id = request.gateway_request_id = new_request_id()
+    ireq = codec.decode_request(parse_json_body(request))
+    model = await model_resolve(ireq.model)
+    apply_model_limits(ireq.params, default_max_tokens=model.default_max_tokens,
+                       max_output_tokens=model.max_output_tokens)
+    body = {"model": model.upstream_model, **ireq.params}
+    provider = get_provider(model.provider)
+    ctx = ResponseContext(request_id=request_id, created=int(time.time()), model=model.name, options=ireq.options)
+    meter = Meter(request_id=request_id, principal=request.auth, endpoint=endpoint, ireq=ireq, model=model,
+                  started=started)
+
+    if ireq.stream:
+        return await _open_stream(provider, body, codec.StreamEncoder(ctx), meter)
+    try:
+        message = await provider.create(body)
+    except GatewayError as exc:
+        await meter.finish(UsageEvent.Status.ERROR, exc.status, exc.type or "")
+        raise
+    meter.usage.update(message.get("usage"))
+    await meter.finish(UsageEvent.Status.OK, 200)
+    return json_response(codec.encode_response(message, ctx), request_id=request_id)
+
+
+async def _open_stream(provider, body: dict[str, Any], encoder, meter: Meter) -> StreamingHttpResponse:
+    # Wait for the upstream's first event before answering, so that failures before any output
+    # (429, 529, bad request) reach the client as a proper HTTP error status rather than an SSE error.
+    exits = contextlib.AsyncExitStack()
+    try:
+        events = await exits.enter_async_context(provider.stream(body))
+        first = await anext(events)
+    except GatewayError as exc:
+        await exits.aclose()
+        await meter.finish(UsageEvent.Status.ERROR, exc.status, exc.type or "")
+        raise
+    except StopAsyncIteration:
+        await exits.aclose()
+        error = GatewayError(502, "The upstream provider returned an empty stream.", type="upstream_error")
+        await meter.finish(UsageEvent.Status.ERROR, error.status, error.type)
+        raise error from None
+    response = StreamingHttpResponse(
+        _relay(exits, events, first, encoder, meter),
+        content_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+    response[REQUEST_ID_HEADER] = meter.request_id
+    return response
+
+
+async def _relay(exits, events, first, encoder, meter: Meter):
+    # Stays PARTIAL when the client hangs up: Django then cancels or closes this generator, and the
+    # `finally` closes the upstream stream and settles what was generated so far.
+    status, http_status, error_type = UsageEvent.Status.PARTIAL, 200, ""
+    try:
+        meter.observe(first)
+        yield encoder.feed(first)
+        finished = False
+        async for event in events:
+            meter.observe(event)
+            if event.get("type") == "message_stop":
+                finished = True
+            chunk = encoder.feed(event)
+            if chunk:
+                yield chunk
+        if not finished:
+            raise GatewayError(502, "The upstream stream ended before the message was complete.",
+                               type="upstream_error")
+        status = UsageEvent.Status.OK
+        yield encoder.finish(meter.usage)
+    except GatewayError as exc:
+        status, http_status, error_type = UsageEvent.Status.ERROR, exc.status, exc.type or ""
+        yield encoder.fail(exc)
+    finally:
+        await exits.aclose()
+        await meter.finish(status, http_status, error_type)

@@ -1,0 +1,1 @@
+"""Ingress codecs: one module per client protocol, each pure."""

@@ -1,0 +1,87 @@
+"""Reads for the model catalog, cached per process so the request path does not query it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+
+from .core import GatewayError
+from .models import CatalogModel, ModelAlias
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    name: str
+    provider: str
+    upstream_model: str
+    default_max_tokens: int
+    max_output_tokens: int
+    owned_by: str
+    created: int  # unix seconds
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    models: tuple[ModelEntry, ...]  # enabled models, by name
+    by_name: dict[str, ModelEntry]  # ids and aliases -> entry
+
+
+def _load_catalog() -> Catalog:
+    close_old_connections()
+    aliases: dict[int, list[str]] = {}
+    for model_id, alias in ModelAlias.objects.values_list("model_id", "name"):
+        aliases.setdefault(model_id, []).append(alias)
+    entries, by_name = [], {}
+    for row in CatalogModel.objects.filter(enabled=True).order_by("name"):
+        entry = ModelEntry(
+            name=row.name,
+            provider=row.provider,
+            upstream_model=row.upstream_model,
+            default_max_tokens=row.default_max_tokens,
+            max_output_tokens=row.max_output_tokens,
+            owned_by=row.owned_by,
+            created=int(row.created_at.timestamp()),
+            aliases=tuple(sorted(aliases.get(row.pk, ()))),
+        )
+        entries.append(entry)
+        by_name[row.name] = entry
+        for alias in entry.aliases:
+            by_name[alias] = entry
+    return Catalog(models=tuple(entries), by_name=by_name)
+
+
+_load_catalog_async = sync_to_async(_load_catalog, thread_sensitive=True)
+_cached: tuple[float, Catalog] | None = None
+
+
+async def catalog_get() -> Catalog:
+    """The enabled catalog; reloaded at most every GATEWAY_CATALOG_CACHE_SECONDS (one query pair)."""
+    global _cached
+    now = time.monotonic()
+    if _cached is None or now - _cached[0] >= settings.GATEWAY_CATALOG_CACHE_SECONDS:
+        _cached = (now, await _load_catalog_async())
+    return _cached[1]
+
+
+def catalog_forget() -> None:
+    global _cached
+    _cached = None
+
+
+async def model_resolve(name: str) -> ModelEntry:
+    """The catalog entry for a model id or alias; 404 model_not_found for unknown or disabled ones."""
+    entry = (await catalog_get()).by_name.get(name)
+    if entry is None:
+        raise GatewayError(
+            404,
+            f"The model '{name}' does not exist or you do not have access to it.",
+            code="model_not_found",
+            param="model",
+            type="invalid_request_error",
+        )
+    return entry

@@ -1,0 +1,138 @@
+"""Shared fixtures: the fake upstream and the real gateway as processes, and tenant personas.
+
+End-to-end tests drive a real ASGI server (the production launcher, `python -m gateway.serve`) that
+shares the test database, with the official SDKs as clients. Data they need is created once per
+session outside any test transaction, so the server process sees it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+E2E_MAX_BODY_BYTES = 1024 * 1024  # small, so the 413 path is cheap to test
+
+requires_postgres = pytest.mark.skipif(not settings.IS_POSTGRES, reason="needs PostgreSQL: set DATABASE_URL")
+requires_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis: set REDIS_URL")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_http(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def database_url_for_current_connection() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{Path(db['NAME']).resolve()}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_test_environment, django_db_blocker, django_db_keepdb):
+    """Always create the test database, even when only end-to-end tests run.
+
+    pytest-django creates it only for tests marked django_db, but end-to-end tests must run outside a
+    test transaction (the server process sees only committed rows, and SQLite's write lock would shut
+    it out), so they are not marked.
+    """
+    from django.test.utils import setup_databases, teardown_databases
+
+    with django_db_blocker.unblock():
+        config = setup_databases(verbosity=0, interactive=False, keepdb=django_db_keepdb, aliases={"default"})
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(config, verbosity=0, keepdb=django_db_keepdb)
+
+
+@pytest.fixture(scope="session")
+def fake_upstream():
+    """Base URL of a fake Anthropic server process (with its request log on)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "gateway.fakes.anthropic", "--host", "127.0.0.1",
+                                "--port", str(port)], cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    _wait_http(url + "/_fake/health", process)
+    yield url
+    _stop(process)
+
+
+@dataclass
+class Persona:
+    tenant: object
+    api_key: object
+    key: str  # plaintext
+
+
+def make_persona(slug: str) -> Persona:
+    from accounts.models import Tenant
+    from accounts.services import api_key_issue, tenant_create
+
+    tenant = Tenant.objects.filter(slug=slug).first() or tenant_create(slug=slug, name=slug.title())
+    issued = api_key_issue(tenant=tenant, name=f"{slug} key")
+    return Persona(tenant=tenant, api_key=issued.api_key, key=issued.plaintext)
+
+
+@pytest.fixture(scope="session")
+def personas(django_db_setup, django_db_blocker):
+    """alice and bob are customers of different tenants; created once, committed, visible to servers."""
+    with django_db_blocker.unblock():
+        return {"alice": make_persona("acme"), "bob": make_persona("globex")}
+
+
+@pytest.fixture(scope="session")
+def gateway(django_db_setup, django_db_blocker, fake_upstream):
+    """Base URL of the gateway served by the production launcher against the test database."""
+    with django_db_blocker.unblock():
+        db_url = database_url_for_current_connection()
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": db_url, "ANTHROPIC_BASE_URL": fake_upstream,
+           "ANTHROPIC_API_KEY": "test-upstream-key", "DJANGO_SETTINGS_MODULE": "config.settings",
+           "GATEWAY_MAX_BODY_BYTES": str(E2E_MAX_BODY_BYTES)}
+    process = subprocess.Popen([sys.executable, "-m", "gateway.serve", "--host", "127.0.0.1", "--port", str(port)],
+                               cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    _wait_http(url + "/health", process)
+    yield url
+    _stop(process)
+
+
+@pytest.fixture
+def db_access(django_db_blocker):
+    """Read what the server processes committed, outside a test transaction."""
+    with django_db_blocker.unblock():
+        yield
