@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+
+from config.db import refresh_connections
 
 from gateway.core import GatewayError
 
@@ -62,7 +63,7 @@ key_cache = _KeyCache()
 
 
 def _fetch_principal(public_id: str) -> KeyPrincipal | None:
-    close_old_connections()
+    refresh_connections()
     row = (
         ApiKey.objects.filter(public_id=public_id)
         .values_list("id", "tenant_id", "tenant__slug", "secret_digest", "revoked_at", "tenant__status")

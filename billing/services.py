@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from asgiref.sync import sync_to_async
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError
+
+from config.db import refresh_connections
 
 from .models import UsageEvent
 
@@ -47,11 +49,11 @@ def usage_events_write(records: list[UsageRecord]) -> None:
     """Insert the rows; a request id already written is skipped, so a retried write never double-bills."""
     rows = [UsageEvent(**asdict(record)) for record in records]
     try:
-        close_old_connections()
+        refresh_connections()
         UsageEvent.objects.bulk_create(rows, ignore_conflicts=True)
     except DatabaseError:
         # A connection broken since the last request (database restart): reconnect and try once more.
-        close_old_connections()
+        refresh_connections()
         UsageEvent.objects.bulk_create(rows, ignore_conflicts=True)
 
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+
+from config.db import refresh_connections
 
 from .core import GatewayError
 from .models import CatalogModel, ModelAlias
@@ -32,7 +33,7 @@ class Catalog:
 
 
 def _load_catalog() -> Catalog:
-    close_old_connections()
+    refresh_connections()
     aliases: dict[int, list[str]] = {}
     for model_id, alias in ModelAlias.objects.values_list("model_id", "name"):
         aliases.setdefault(model_id, []).append(alias)

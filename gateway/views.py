@@ -4,14 +4,16 @@ import asyncio
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
+
+from config.db import refresh_connections
 from django.shortcuts import render
 
 from .pipeline import json_response
 
 
 def _database_ok() -> bool:
-    close_old_connections()
+    refresh_connections()
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")

@@ -1,0 +1,147 @@
+"""Tenants, key issuance and the gateway's cached key authentication."""
+
+from __future__ import annotations
+
+import math
+import string
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+
+from accounts import keys
+from accounts.models import ApiKey, Tenant
+from accounts.selectors import api_key_authenticate, key_cache
+from accounts.services import api_key_issue, api_key_revoke, tenant_create, tenant_set_status
+from gateway.core import GatewayError
+
+pytestmark = pytest.mark.django_db
+
+
+# async_to_sync runs the lookup's sync_to_async unit back on this thread, inside the test transaction.
+authenticate = async_to_sync(api_key_authenticate)
+
+
+@pytest.fixture(autouse=True)
+def fresh_key_cache():
+    key_cache.clear()
+    yield
+    key_cache.clear()
+
+
+@pytest.fixture
+def acme():
+    return tenant_create(slug="acme", name="Acme")
+
+
+def test_key_format_has_public_id_and_at_least_160_bits_of_secret():
+    plaintext, public_id, secret = keys.generate()
+    assert plaintext == f"sk_cdx_{public_id}_{secret}"
+    assert keys.parse(plaintext) == (public_id, secret)
+    assert len(secret) * math.log2(len(string.ascii_letters + string.digits)) >= 160
+
+
+def test_keys_are_unique():
+    assert len({keys.generate()[0] for _ in range(200)}) == 200
+
+
+@pytest.mark.parametrize("bad", ["", "sk_cdx_", "sk_cdx_abc_def", "sk-cdx_aaaaaaaaaaaa_" + "A" * 32,
+                                 "sk_cdx_AAAAAAAAAAAA_" + "A" * 32, "sk_cdx_aaaaaaaaaaaa_" + "A" * 31 + "!"])
+def test_malformed_keys_do_not_parse(bad):
+    assert keys.parse(bad) is None
+
+
+def test_only_a_digest_of_the_secret_is_stored(acme):
+    issued = api_key_issue(tenant=acme, name="ci")
+    row = ApiKey.objects.get(pk=issued.api_key.pk)
+    _, secret = keys.parse(issued.plaintext)
+    stored = [str(value) for value in ApiKey.objects.filter(pk=row.pk).values().first().values()]
+    assert not any(secret in value for value in stored)
+    assert row.secret_digest == keys.digest(secret)
+    assert row.display == f"sk_cdx_{row.public_id}_...{secret[-4:]}"
+
+
+def test_tenant_slug_is_validated_and_unique(acme):
+    with pytest.raises(ValidationError):
+        tenant_create(slug="not a slug")
+    with pytest.raises(ValidationError):
+        tenant_create(slug="acme")
+
+
+def test_suspended_tenant_gets_no_new_keys(acme):
+    tenant_set_status(tenant=acme, status=Tenant.Status.SUSPENDED)
+    with pytest.raises(ValidationError):
+        api_key_issue(tenant=acme)
+
+
+def test_authentication_accepts_a_good_key_and_refuses_a_wrong_secret(acme):
+    issued = api_key_issue(tenant=acme)
+    principal = authenticate(issued.plaintext)
+    assert (principal.tenant_id, principal.key_id) == (acme.pk, issued.api_key.pk)
+
+    public_id, secret = keys.parse(issued.plaintext)
+    with pytest.raises(GatewayError) as caught:
+        authenticate(f"sk_cdx_{public_id}_{'B' * len(secret)}")
+    assert caught.value.status == 401 and caught.value.code == "invalid_api_key"
+
+
+def test_a_cached_key_is_checked_without_a_query(acme, django_assert_num_queries):
+    issued = api_key_issue(tenant=acme)
+    authenticate(issued.plaintext)
+    with django_assert_num_queries(0):
+        authenticate(issued.plaintext)
+
+
+def test_revocation_and_suspension_apply_once_the_cache_entry_expires(acme):
+    issued, other = api_key_issue(tenant=acme), api_key_issue(tenant=acme)
+    authenticate(issued.plaintext)
+    api_key_revoke(api_key=issued.api_key)
+    tenant_set_status(tenant=acme, status=Tenant.Status.SUSPENDED)
+
+    with override_settings(GATEWAY_AUTH_CACHE_SECONDS=0):
+        with pytest.raises(GatewayError) as revoked:
+            authenticate(issued.plaintext)
+        with pytest.raises(GatewayError) as suspended:
+            authenticate(other.plaintext)
+    assert revoked.value.status == 401
+    assert suspended.value.status == 403 and suspended.value.code == "account_suspended"
+
+
+def test_missing_and_malformed_keys_are_refused_without_a_query(django_assert_num_queries):
+    for presented, code in ((None, "missing_api_key"), ("", "missing_api_key"), ("sk_live_x", "invalid_api_key")):
+        with django_assert_num_queries(0), pytest.raises(GatewayError) as caught:
+            authenticate(presented)
+        assert (caught.value.status, caught.value.code) == (401, code)
+
+
+def test_revoke_is_one_way(acme):
+    issued = api_key_issue(tenant=acme)
+    first = api_key_revoke(api_key=issued.api_key).revoked_at
+    assert first is not None
+    assert api_key_revoke(api_key=issued.api_key).revoked_at == first
+
+
+def test_create_tenant_and_create_key_commands(capsys):
+    call_command("create_tenant", "cmdco", "--name", "Command Co")
+    assert Tenant.objects.get(slug="cmdco").name == "Command Co"
+    call_command("create_key", "cmdco", "--name", "deploy")
+    last_line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert keys.parse(last_line) is not None
+    assert ApiKey.objects.get(tenant__slug="cmdco").name == "deploy"
+
+
+def test_commands_reject_bad_input_with_a_message():
+    with pytest.raises(CommandError, match="No tenant"):
+        call_command("create_key", "ghost")
+    with pytest.raises(CommandError, match="slug"):
+        call_command("create_tenant", "bad slug!")
+
+
+def test_demo_setup_prints_key_and_snippets(capsys):
+    call_command("demo_setup", "--base-url", "http://127.0.0.1:8000")
+    out = capsys.readouterr().out
+    key = next(word for word in out.split() if word.startswith("sk_cdx_"))
+    assert keys.parse(key) and "curl http://127.0.0.1:8000/v1/chat/completions" in out
+    assert 'OpenAI(base_url="http://127.0.0.1:8000/v1"' in out

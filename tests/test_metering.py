@@ -1,0 +1,104 @@
+"""Usage rows: one per request id, written durably even when the waiting request is cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from accounts.services import api_key_issue, tenant_create
+from billing.models import UsageEvent
+from billing.services import UsageRecord, UsageRecorder, usage_events_write
+from gateway.core import Usage
+
+from .conftest import requires_postgres
+
+
+
+@pytest.fixture
+def principal(db):
+    tenant = tenant_create(slug="meterco")
+    return tenant, api_key_issue(tenant=tenant).api_key
+
+
+def record(principal, request_id: str, **overrides) -> UsageRecord:
+    tenant, api_key = principal
+    fields = dict(
+        request_id=request_id, tenant_id=tenant.pk, api_key_id=api_key.pk, endpoint="chat.completions",
+        requested_model="gpt-4o", model="claude-sonnet-4-6", upstream_model="claude-sonnet-4-6", stream=False,
+        input_tokens=10, output_tokens=5, cache_creation_input_tokens=0, cache_read_input_tokens=0, status="ok",
+        http_status=200, error_type="", latency_ms=3, ttft_ms=None, created_at=datetime.now(UTC),
+    )
+    return UsageRecord(**{**fields, **overrides})
+
+
+def test_writing_the_same_request_twice_bills_it_once(principal):
+    usage_events_write([record(principal, "req_same")])
+    usage_events_write([record(principal, "req_same", output_tokens=999), record(principal, "req_other")])
+    assert UsageEvent.objects.filter(request_id="req_same").get().output_tokens == 5
+    assert UsageEvent.objects.count() == 2
+
+
+def test_concurrent_records_share_round_trips_and_are_all_durable(principal, django_assert_max_num_queries):
+    recorder = UsageRecorder()
+
+    async def fifty():
+        await asyncio.gather(*(recorder.record(record(principal, f"req_{n}")) for n in range(50)))
+
+    with django_assert_max_num_queries(10):  # group commit: far fewer INSERTs than requests
+        async_to_sync(fifty)()
+    assert UsageEvent.objects.count() == 50
+
+
+def test_a_cancelled_waiter_still_gets_its_row_written(principal):
+    recorder = UsageRecorder()
+
+    async def cancel_while_waiting():
+        waiter = asyncio.ensure_future(recorder.record(record(principal, "req_cancelled")))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await recorder._flusher  # the write goes on without its waiter
+
+    async_to_sync(cancel_while_waiting)()
+    assert UsageEvent.objects.filter(request_id="req_cancelled").exists()
+
+
+@requires_postgres  # no test transaction: the writers' own connections must see alice
+def test_racing_writers_of_one_request_id_leave_one_row_on_postgres(personas, django_db_blocker):
+    alice = personas["alice"]
+    barrier = threading.Barrier(8)
+    errors = []
+
+    def write():
+        from django.db import connection
+
+        try:
+            barrier.wait()
+            usage_events_write([record((alice.tenant, alice.api_key), "req_race")])
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    with django_db_blocker.unblock():
+        threads = [threading.Thread(target=write) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert UsageEvent.objects.filter(request_id="req_race").count() == 1
+
+
+def test_usage_takes_the_last_cumulative_value_never_the_sum():
+    usage = Usage()
+    usage.update({"input_tokens": 100, "output_tokens": 1, "cache_read_input_tokens": 20})
+    usage.update({"output_tokens": 10})
+    usage.update({"output_tokens": 42})
+    assert (usage.input_tokens, usage.output_tokens, usage.cache_read_input_tokens) == (100, 42, 20)
+    assert usage.prompt_tokens == 120

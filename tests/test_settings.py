@@ -1,0 +1,64 @@
+"""Settings come from the environment; a bad value stops start-up with a message naming the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import database_from_url, env_bool, env_int, env_url
+
+from .conftest import ROOT
+
+
+def start_django(**env) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"],
+        cwd=ROOT, env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env}, capture_output=True, text=True,
+    )
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("DATABASE_URL", "mysql://x@y/z"), ("DATABASE_URL", "postgres://host:notaport/db"), ("DATABASE_URL", "postgres:///db"),
+     ("REDIS_URL", "http://localhost"), ("GATEWAY_MAX_BODY_BYTES", "lots"), ("DEBUG", "maybe"),
+     ("UPSTREAM_TIMEOUT_SECONDS", "-1"), ("ANTHROPIC_BASE_URL", "ftp://example.com")],
+)
+def test_bad_environment_value_stops_start_up_naming_the_variable(name, value):
+    result = start_django(**{name: value})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and name in result.stderr
+
+
+def test_embedded_defaults_use_sqlite():
+    result = start_django()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "django.db.backends.sqlite3"
+
+
+def test_postgres_url_is_parsed(monkeypatch):
+    db = database_from_url("DATABASE_URL", "postgres://user:p%40ss@db.example:6543/gate?sslmode=require")
+    assert (db["NAME"], db["USER"], db["PASSWORD"], db["HOST"], db["PORT"]) == ("gate", "user", "p@ss", "db.example", "6543")
+    assert db["OPTIONS"] == {"sslmode": "require"}
+
+
+def test_sqlite_url_paths():
+    assert database_from_url("DATABASE_URL", "sqlite:////tmp/x.db")["NAME"] == "/tmp/x.db"
+    assert database_from_url("DATABASE_URL", "sqlite:///var/x.db")["NAME"] == "var/x.db"
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_URL"):
+        database_from_url("DATABASE_URL", "postgres://host/")
+
+
+def test_typed_helpers(monkeypatch):
+    monkeypatch.setenv("X_INT", "12")
+    monkeypatch.setenv("X_BOOL", "yes")
+    monkeypatch.setenv("X_URL", "redis://localhost:6379/0")
+    assert env_int("X_INT", 1) == 12 and env_bool("X_BOOL", False) is True
+    assert env_url("X_URL", schemes=("redis",)) == "redis://localhost:6379/0"
+    monkeypatch.setenv("X_INT", "0")
+    with pytest.raises(ImproperlyConfigured, match="X_INT must be at least 1"):
+        env_int("X_INT", 5, minimum=1)
