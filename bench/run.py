@@ -290,7 +290,7 @@ def run_wrk(url: str, body: dict, headers: dict[str, str], connections: int, dur
     env = dict(os.environ, BENCH_BODY=json.dumps(body), BENCH_HEADERS="\n".join(f"{k}: {v}" for k, v in headers.items()))
     if stop_after:
         env["BENCH_STOP_AFTER"] = str(-(-stop_after // threads))
-    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s",
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "10s",
             "-s", str(LUA), url]
     with tempfile.TemporaryFile("w+") as out:
         proc = PROCS.start(argv, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -1,7 +1,7 @@
 """The one request path every protocol shares.
 
-    wire body --codec.decode_request--> InternalRequest --admission--> provider --events--> codec --> wire
-                                                                                 \--> Meter --> UsageEvent
+    wire body -> codec.decode_request -> InternalRequest -> admission -> provider -> events -> codec -> wire
+                                                                                       events -> Meter -> UsageEvent
 
 A codec is a pure module (see gateway/protocols/) with `decode_request`, `encode_response` and
 `StreamEncoder`; a provider comes from gateway/providers/. Admission (the caller's key, the model) is
