@@ -382,3 +382,83 @@ def test_health_needs_no_key(gateway):
     response = httpx.get(f"{gateway}/health")
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
+
+
+def chat(gateway: str, key: str, **body) -> httpx.Response:
+    return httpx.post(f"{gateway}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, json=body)
+
+
+WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def test_thinking_with_tools_round_trips_the_signed_reasoning(gateway, alice, fake_upstream):
+    tag = marker()
+    messages = [{"role": "user", "content": f"{tag} weather? [[fake:tool]]"}]
+    first = chat(gateway, alice.key, model="gpt-4o", reasoning_effort="low", tools=[WEATHER_TOOL], messages=messages)
+    assistant = first.json()["choices"][0]["message"]
+    assert assistant["tool_calls"] and assistant["reasoning_signature"]
+
+    messages += [assistant, {"role": "tool", "tool_call_id": assistant["tool_calls"][0]["id"], "content": "sunny"}]
+    second = chat(gateway, alice.key, model="gpt-4o", reasoning_effort="low", tools=[WEATHER_TOOL], messages=messages)
+    assert second.status_code == 200, second.text
+    sent = upstream_request(fake_upstream, tag)["body"]
+    assert sent["thinking"]["type"] == "enabled"
+    assert [b["type"] for b in sent["messages"][1]["content"]] == ["thinking", "tool_use"]
+
+
+def test_thinking_is_switched_off_for_a_tool_turn_without_its_reasoning(gateway, alice, fake_upstream):
+    tag = marker()
+    messages = [
+        {"role": "user", "content": f"{tag} weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "functions.get_weather:0", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]},
+        {"role": "tool", "tool_call_id": "functions.get_weather:0", "content": "rain"},
+    ]
+    response = chat(gateway, alice.key, model="gpt-4o", reasoning_effort="high", tools=[WEATHER_TOOL], messages=messages)
+    assert response.status_code == 200, response.text
+    sent = upstream_request(fake_upstream, tag)["body"]
+    assert "thinking" not in sent
+    assert sent["messages"][1]["content"][0]["id"] == sent["messages"][2]["content"][0]["tool_use_id"] == "functions_get_weather_0"
+
+
+def test_json_schema_response_format_returns_the_json_as_content(gateway, alice, fake_upstream):
+    tag = marker()
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    response = chat(gateway, alice.key, model="gpt-4o", messages=[{"role": "user", "content": f"{tag} answer"}],
+                    response_format={"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}})
+    choice = response.json()["choices"][0]
+    assert choice["finish_reason"] == "stop" and "tool_calls" not in choice["message"]
+    assert choice["message"]["content"] == '{"answer":"example"}'
+    sent = upstream_request(fake_upstream, tag)["body"]
+    assert sent["tool_choice"] == {"type": "tool", "name": "reply"}
+
+
+def test_prefill_is_rejected_by_a_model_that_does_not_support_it(gateway, alice):
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Sure, "}]
+    refused = chat(gateway, alice.key, model="claude-opus-4-6", messages=messages)
+    assert refused.status_code == 400 and "prefill" in refused.json()["error"]["message"]
+    accepted = chat(gateway, alice.key, model="claude-haiku-4-5", messages=messages)
+    assert accepted.status_code == 200, accepted.text  # trailing whitespace stripped before forwarding
+
+
+def test_stop_sequences_and_capped_temperature_reach_the_upstream(gateway, alice, fake_upstream):
+    tag = marker()
+    response = chat(gateway, alice.key, model="gpt-4o", temperature=1.7, stop=["END", "\n"], seed=7,
+                    messages=[{"role": "developer", "content": "Be terse."},
+                              {"role": "user", "content": f"{tag} go [[fake:stop_sequence]]"}])
+    assert response.json()["choices"][0]["finish_reason"] == "stop"
+    sent = upstream_request(fake_upstream, tag)["body"]
+    assert (sent["temperature"], sent["stop_sequences"], sent["system"]) == (1, ["END"], "Be terse.")
+    assert "seed" not in sent
+
+
+def test_max_tokens_cut_is_finish_reason_length(client):
+    reply = client.chat.completions.create(model="gpt-4o", max_completion_tokens=5,
+                                           messages=[{"role": "user", "content": "[[fake:words=50]]"}])
+    assert reply.choices[0].finish_reason == "length" and reply.usage.completion_tokens == 5
+
+
+def test_retrieved_model_validates_against_the_spec(gateway, alice):
+    response = httpx.get(f"{gateway}/v1/models/gpt-4o", headers={"Authorization": f"Bearer {alice.key}"})
+    validate_if_spec("Model", response.json())
