@@ -10,7 +10,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from .auth import BearerKey
 from .core import GatewayError
 from .models_api import model_list_payload, model_payload
-from .pipeline import json_response, serve
+from .pipeline import json_response, new_request_id, serve
 from .protocols import openai_chat
 from .selectors import catalog_get
 
@@ -42,7 +42,7 @@ def _openai_router() -> Router:
 def _render(request, error: GatewayError):
     headers = {"retry-after": str(error.retry_after)} if error.retry_after is not None else None
     return json_response(openai_chat.error_body(error), status=error.status, headers=headers,
-                         request_id=getattr(request, "gateway_request_id", None))
+                         request_id=getattr(request, "gateway_request_id", None) or new_request_id())
 
 
 def build_openai_api(namespace: str) -> NinjaAPI:

@@ -462,3 +462,18 @@ def test_max_tokens_cut_is_finish_reason_length(client):
 def test_retrieved_model_validates_against_the_spec(gateway, alice):
     response = httpx.get(f"{gateway}/v1/models/gpt-4o", headers={"Authorization": f"Bearer {alice.key}"})
     validate_if_spec("Model", response.json())
+
+
+def test_cache_tokens_are_metered_separately_and_counted_in_prompt_tokens(client, django_db_blocker):
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "[[fake:cache_write=100 cache_read=200]]"}])
+    usage = raw.parse().usage
+    row = usage_row(raw.headers["x-request-id"], django_db_blocker)
+    assert (row.cache_creation_input_tokens, row.cache_read_input_tokens) == (100, 200)
+    assert usage.prompt_tokens == row.input_tokens + 300
+    assert usage.prompt_tokens_details.cached_tokens == 200
+
+
+def test_errors_before_the_upstream_still_carry_a_request_id(gateway):
+    response = httpx.get(f"{gateway}/v1/models")
+    assert response.status_code == 401 and response.headers["x-request-id"].startswith("req_")

@@ -238,15 +238,20 @@ def _part_string(part: dict, key: str, i: int, j: int) -> str:
     return value
 
 
+def _content_parts(content: Any, i: int) -> list:
+    """A non-string message content must be an array of parts."""
+    if not isinstance(content, list):
+        param = f"messages[{i}].content"
+        raise _missing(param) if content is None else _wrong_type(param, "a string or an array", content)
+    return content
+
+
 def _texts(content: Any, i: int) -> list[str]:
     """The texts of a content that may only hold text: a string or an array of text parts."""
     if isinstance(content, str):
         return [content]
-    if not isinstance(content, list):
-        param = f"messages[{i}].content"
-        raise _missing(param) if content is None else _wrong_type(param, "a string or an array", content)
     texts = []
-    for j, part in enumerate(content):
+    for j, part in enumerate(_content_parts(content, i)):
         kind = _part_type(part, i, j)
         if kind != "text":
             raise _unsupported_value(f"messages[{i}].content[{j}].type", kind, "'text'")
@@ -257,11 +262,8 @@ def _texts(content: Any, i: int) -> list[str]:
 def _user_blocks(content: Any, i: int) -> list[dict]:
     if isinstance(content, str):
         return [_text_block(content)] if content else []
-    if not isinstance(content, list):
-        param = f"messages[{i}].content"
-        raise _missing(param) if content is None else _wrong_type(param, "a string or an array", content)
     blocks = []
-    for j, part in enumerate(content):
+    for j, part in enumerate(_content_parts(content, i)):
         kind = _part_type(part, i, j)
         if kind == "text":
             text = _part_string(part, "text", i, j)
