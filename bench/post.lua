@@ -1,22 +1,11 @@
 -- wrk script for bench/run.py: POST a fixed JSON body with fixed headers, print a JSON summary.
--- Environment: BENCH_BODY (request body), BENCH_HEADERS (lines "Name: value", newline-separated),
--- BENCH_STOP_AFTER (optional: each thread stops after this many responses; -d is then only a bound).
+-- Environment: BENCH_BODY (request body), BENCH_HEADERS (lines "Name: value", newline-separated).
 wrk.method = "POST"
 wrk.body = os.getenv("BENCH_BODY") or "{}"
 wrk.headers["Content-Type"] = "application/json"
 for line in string.gmatch(os.getenv("BENCH_HEADERS") or "", "[^\n]+") do
   local name, value = string.match(line, "^([^:]+):%s*(.*)$")
   if name then wrk.headers[name] = value end
-end
-
-local limit = tonumber(os.getenv("BENCH_STOP_AFTER") or "")
-if limit then
-  -- Defined only when needed: with a response() hook wrk hands every response to Lua (costs CPU).
-  local count = 0
-  function response(status, headers, body)
-    count = count + 1
-    if count >= limit then wrk.thread:stop() end
-  end
 end
 
 function done(summary, latency, requests)

@@ -158,6 +158,19 @@ def postgres_pids() -> list[int]:
     return out
 
 
+def machine_ticks() -> list[int]:
+    """The aggregate `cpu` line of /proc/stat: user nice system idle iowait irq softirq steal ..."""
+    return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+
+
+def machine_usage(before: list[int], after: list[int]) -> tuple[float, float]:
+    """(busy share of all cores, steal share) between two machine_ticks() snapshots."""
+    d = [b - a for a, b in zip(before, after)]
+    total = sum(d) or 1
+    busy = d[0] + d[1] + d[2] + d[5] + d[6]
+    return busy / total, d[7] / total
+
+
 def rss_mb(pid: int) -> float:
     st = proc_stat(pid)
     return st[2] / 2**20 if st else float("nan")
@@ -285,11 +298,8 @@ def start_gateway(server: str, port: int, env: dict[str, str], logdir: Path) -> 
 # wrk
 
 
-def run_wrk(url: str, body: dict, headers: dict[str, str], connections: int, duration: float, threads: int,
-            stop_after: int | None = None) -> dict:
+def run_wrk(url: str, body: dict, headers: dict[str, str], connections: int, duration: float, threads: int) -> dict:
     env = dict(os.environ, BENCH_BODY=json.dumps(body), BENCH_HEADERS="\n".join(f"{k}: {v}" for k, v in headers.items()))
-    if stop_after:
-        env["BENCH_STOP_AFTER"] = str(-(-stop_after // threads))
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "10s",
             "-s", str(LUA), url]
     with tempfile.TemporaryFile("w+") as out:
@@ -503,7 +513,7 @@ def main() -> int:
     if args.quick:
         args.ttfb_requests = min(args.ttfb_requests, 100)
     conc = [int(c) for c in args.concurrency.split(",")]
-    for tool in ("wrk", "psql") + (("py-spy",) if args.profile else ()):
+    for tool in ("wrk",) + (("py-spy",) if args.profile else ()):
         if not shutil.which(tool) and not (ROOT / ".venv/bin" / tool).exists():
             sys.exit(f"{tool} not found")
 
@@ -554,6 +564,12 @@ def main() -> int:
             accounting.append({"phase": phase, "client_ok": ok, "rows": rows, "extra": rows - ok, "max_in_flight": cutoffs,
                                "consistent": 0 <= rows - ok <= cutoffs})
 
+        # The first model call imports the SDK and builds the client (~1 s): take it out of the measurements.
+        before_rows = usage.count()
+        prime = asyncio.run(ttfb_series("127.0.0.1", gw_port, "/v1/chat/completions", targets["gateway"]["headers"],
+                                        dict(GATEWAY_BODY, stream=True), 1, warm=1))
+        account("priming (first requests)", prime["ok"], 0, before_rows)
+
         # ---- throughput/latency matrix
         runs = []
         for target in ("direct", "gateway"):
@@ -566,9 +582,10 @@ def main() -> int:
                     before_rows = usage.count() if target == "gateway" else 0
                     warm = run_wrk(t["url"], body, t["headers"], c, args.warmup, args.wrk_threads)
                     pg0, cpu0, fake0 = cpu_ticks(postgres_pids()), cpu_ticks(t["pids"]), cpu_ticks([fake.pid])
-                    t0 = time.monotonic()
+                    m0, t0 = machine_ticks(), time.monotonic()
                     r = run_wrk(t["url"], body, t["headers"], c, args.duration, args.wrk_threads)
                     wall = time.monotonic() - t0
+                    busy, steal = machine_usage(m0, machine_ticks())
                     cpu1, pg1, fake1 = cpu_ticks(t["pids"]), cpu_ticks(postgres_pids()), cpu_ticks([fake.pid])
                     reqs = max(r["requests"], 1)
                     r.update(target=target, stream=stream, connections=c,
@@ -577,6 +594,7 @@ def main() -> int:
                              fake_cpu_ms_per_req=(fake1 - fake0) * 1000 / CLK_TCK / reqs,
                              postgres_cpu_ms_per_req=(pg1 - pg0) * 1000 / CLK_TCK / reqs,
                              wrk_cpu_ms_per_req=r["wrk_cpu_s"] * 1000 / reqs,
+                             machine_busy=busy, machine_steal=steal,
                              warmup_requests=warm["requests"], warmup_non_2xx=warm["non_2xx"],
                              worker_rss_mb=round(rss_mb(worker), 1))
                     runs.append(r)
@@ -614,29 +632,35 @@ def main() -> int:
         # ---- memory over a long run
         if not args.quick and args.memory_requests > 0:
             n, chunks = args.memory_requests, max(1, args.memory_chunks)
-            log(f"memory: {n} non-streaming requests at c=32 in {chunks} chunks")
             t = targets["gateway"]
+            # wrk cannot stop at a request count (its main thread sleeps for -d whatever the threads do),
+            # so each chunk runs for the time the last measured rate needs to serve n/chunks requests.
+            rate = next((r["rps"] for r in runs if r["target"] == "gateway" and not r["stream"]
+                         and r["connections"] == 32), 500.0)
+            log(f"memory: {n} non-streaming requests at c=32 in ~{chunks} chunks (~{n / rate:.0f}s at {rate:.0f} req/s)")
             start_rss = rss_mb(worker)
             sampler = RssSampler(worker)
             sampler.start()
-            points, done, total_ok, non2xx, sockerr = [(0, start_rss)], 0, 0, 0, 0
+            points, done, total_ok, non2xx, sockerr, stops = [(0, start_rss)], 0, 0, 0, 0, 0
             before_rows = usage.count()
             cpu0, t0 = cpu_ticks(t["pids"]), time.monotonic()
             try:
-                for i in range(chunks):
-                    want = n // chunks + (1 if i < n % chunks else 0)
-                    r = run_wrk(t["url"], t["body"], t["headers"], 32, 3600, args.wrk_threads, stop_after=want)
+                while n - done > rate * 0.5:
+                    want = min(n / chunks, n - done)
+                    r = run_wrk(t["url"], t["body"], t["headers"], 32, want / rate, args.wrk_threads)
+                    stops += 1
+                    rate = r["rps"] or rate
                     done += r["requests"]
                     total_ok += r["ok"]
                     non2xx += r["non_2xx"]
                     sockerr += r["socket_errors"]
                     points.append((done, rss_mb(worker)))
-                    log(f"  {done} requests, RSS {points[-1][1]:.1f} MB")
+                    log(f"  {done} requests ({r['rps']:.0f} req/s), RSS {points[-1][1]:.1f} MB")
             finally:
                 sampler.stop()
             wall = time.monotonic() - t0
             cpu1 = cpu_ticks(t["pids"])
-            account("memory run", total_ok, 32 * chunks, before_rows)
+            account("memory run", total_ok, 32 * stops, before_rows)
             rss_values = [v for _, v in sampler.samples] + [p[1] for p in points]
             later = [p for p in points if p[0] >= n * 0.2]
             result["memory"] = {
@@ -706,13 +730,14 @@ def render(res: dict) -> str:
            f"{res['machine']['nproc']} cores ({res['machine']['cpu']}), Python {res['machine']['python']}, "
            f"wrk -t{res['args']['wrk_threads']}, {res['args']['duration']:g}s runs after {res['args']['warmup']:g}s warm-up. "
            "Load generator, fake upstream, gateway and PostgreSQL share the machine.", "",
-           "| target | mode | conc | req/s | p50 ms | p99 ms | non-2xx | sock err | server CPU ms/req | server CPU util | pg CPU ms/req |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| target | mode | conc | req/s | p50 ms | p99 ms | non-2xx | sock err | server CPU ms/req | server CPU util | pg CPU ms/req | machine busy | steal |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     runs = res["runs"]
     for r in runs:
         out.append(f"| {r['target']} | {'stream' if r['stream'] else 'plain'} | {r['connections']} | {r['rps']:.0f} | "
                    f"{ms(r['p50_us'])} | {ms(r['p99_us'])} | {r['non_2xx']} | {r['socket_errors']} | "
-                   f"{r['server_cpu_ms_per_req']:.2f} | {r['server_cpu_util'] * 100:.0f}% | {r['postgres_cpu_ms_per_req']:.2f} |")
+                   f"{r['server_cpu_ms_per_req']:.2f} | {r['server_cpu_util'] * 100:.0f}% | {r['postgres_cpu_ms_per_req']:.2f} | "
+                   f"{r['machine_busy'] * 100:.0f}% | {r['machine_steal'] * 100:.1f}% |")
     out += ["", "| mode | conc | gateway/direct req/s | added p50 ms | added p99 ms |", "|---|---:|---:|---:|---:|"]
     index = {(r["target"], r["stream"], r["connections"]): r for r in runs}
     for stream in (False, True):

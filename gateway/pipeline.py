@@ -13,6 +13,7 @@ cut short, which are settled to what was generated so far.
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import time
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from .providers import get_provider
 from .selectors import ModelEntry, model_resolve
 
 REQUEST_ID_HEADER = "x-request-id"
+logger = logging.getLogger(__name__)
 
 
 def new_request_id() -> str:
@@ -148,8 +150,8 @@ async def _open_stream(provider, body: dict[str, Any], encoder, meter: Meter) ->
     # (429, 529, bad request) reach the client as a proper HTTP error status rather than an SSE error.
     exits = contextlib.AsyncExitStack()
     try:
-        events = await exits.enter_async_context(provider.stream(body))
-        first = await anext(events)
+        batches = await exits.enter_async_context(provider.stream(body))
+        first = await anext(batches)
     except GatewayError as exc:
         await exits.aclose()
         await meter.finish(UsageEvent.Status.ERROR, exc.status, exc.type or "")
@@ -160,7 +162,7 @@ async def _open_stream(provider, body: dict[str, Any], encoder, meter: Meter) ->
         await meter.finish(UsageEvent.Status.ERROR, error.status, error.type)
         raise error from None
     response = StreamingHttpResponse(
-        _relay(exits, events, first, encoder, meter),
+        _relay(exits, batches, first, encoder, meter),
         content_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -168,29 +170,35 @@ async def _open_stream(provider, body: dict[str, Any], encoder, meter: Meter) ->
     return response
 
 
-async def _relay(exits, events, first, encoder, meter: Meter):
+async def _relay(exits, batches, first: list[dict[str, Any]], encoder, meter: Meter):
     # Stays PARTIAL when the client hangs up: Django then cancels or closes this generator, and the
     # `finally` closes the upstream stream and settles what was generated so far.
     status, http_status, error_type = UsageEvent.Status.PARTIAL, 200, ""
     try:
-        meter.observe(first)
-        yield encoder.feed(first)
         finished = False
-        async for event in events:
-            meter.observe(event)
-            if event.get("type") == "message_stop":
-                finished = True
-            chunk = encoder.feed(event)
-            if chunk:
-                yield chunk
+        batch = first
+        while batch is not None:
+            out = []
+            for event in batch:
+                meter.observe(event)
+                out.append(encoder.feed(event))
+                if event.get("type") == "message_stop":
+                    finished, status = True, UsageEvent.Status.OK
+                    out.append(encoder.finish(meter.usage))
+            if data := b"".join(out):
+                yield data
+            batch = await anext(batches, None)
         if not finished:
             raise GatewayError(502, "The upstream stream ended before the message was complete.",
                                type="upstream_error")
-        status = UsageEvent.Status.OK
-        yield encoder.finish(meter.usage)
     except GatewayError as exc:
         status, http_status, error_type = UsageEvent.Status.ERROR, exc.status, exc.type or ""
         yield encoder.fail(exc)
+    except Exception:
+        # A bug must not look like a normal finish to the client: end with an error chunk.
+        logger.exception("stream relay failed for %s", meter.request_id)
+        status, http_status, error_type = UsageEvent.Status.ERROR, 500, "server_error"
+        yield encoder.fail(GatewayError(500, "The gateway had an internal error. It has been logged.", type="server_error"))
     finally:
         await exits.aclose()
         await meter.finish(status, http_status, error_type)

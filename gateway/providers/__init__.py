@@ -1,8 +1,9 @@
 """Upstream providers: one module per provider, each answering with Anthropic-shaped messages/events.
 
 A provider has `async create(body) -> dict` (an Anthropic Message) and `stream(body)`, an async
-context manager yielding Anthropic stream-event dicts; failures are raised as core.GatewayError with
-the status the client should see. Adding a provider is one module plus one line in PROVIDERS.
+context manager yielding lists of Anthropic stream-event dicts (the events that arrived together, so
+they can be relayed in one write); failures are raised as core.GatewayError with the status the
+client should see. Adding a provider is one module plus one line in PROVIDERS.
 """
 
 from __future__ import annotations

@@ -63,16 +63,24 @@ def _from_sdk_error(exc: anthropic.APIError) -> GatewayError:
     return GatewayError(502, f"Upstream request failed: {exc}", type="upstream_error")
 
 
-async def _sse_events(response) -> AsyncIterator[dict[str, Any]]:
-    """Decode `event:`/`data:` SSE frames into dicts (the `data` JSON; its `type` names the event)."""
+def _malformed(exc: Exception) -> GatewayError:
+    return GatewayError(502, f"The upstream provider sent a malformed response: {exc}", type="upstream_error")
+
+
+async def _sse_batches(response) -> AsyncIterator[list[dict[str, Any]]]:
+    """Decode SSE frames into event dicts (the `data` JSON; its `type` names the event), one list per
+    network read, so that events which arrived together can be relayed in one write."""
     buffer = b""
     async for chunk in response.aiter_bytes():
         buffer += chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
+        events = []
         while (end := buffer.find(b"\n\n")) != -1:
             frame, buffer = buffer[:end], buffer[end + 2 :]
             for line in frame.split(b"\n"):
                 if line.startswith(b"data:"):
-                    yield orjson.loads(line[5:])
+                    events.append(orjson.loads(line[5:]))
+        if events:
+            yield events
 
 
 class AnthropicProvider:
@@ -104,10 +112,13 @@ class AnthropicProvider:
             response = await self.client.post("/v1/messages", body=body, cast_to=_RAW)
         except anthropic.APIError as exc:
             raise _from_sdk_error(exc) from exc
-        return orjson.loads(response.content)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise _malformed(exc) from exc
 
     @contextlib.asynccontextmanager
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[AsyncIterator[list[dict[str, Any]]]]:
         try:
             response = await self.client.post("/v1/messages", body={**body, "stream": True}, cast_to=_RAW, stream=True)
         except anthropic.APIError as exc:
@@ -118,17 +129,22 @@ class AnthropicProvider:
             # Closing returns the connection (or drops it mid-body, which stops upstream generation).
             await response.aclose()
 
-    async def _events(self, response) -> AsyncIterator[dict[str, Any]]:
+    async def _events(self, response) -> AsyncIterator[list[dict[str, Any]]]:
         try:
-            async for event in _sse_events(response):
-                if event.get("type") == "error":
-                    error = event.get("error") or {}
-                    kind = str(error.get("type", "api_error"))
-                    status = 529 if kind == "overloaded_error" else 500
-                    raise upstream_error(status, kind, str(error.get("message", "")))
-                yield event
+            async for batch in _sse_batches(response):
+                for position, event in enumerate(batch):
+                    if event.get("type") == "error":
+                        if position:
+                            yield batch[:position]  # what came before the error still reaches the client
+                        error = event.get("error") or {}
+                        kind = str(error.get("type", "api_error"))
+                        status = 529 if kind == "overloaded_error" else 500
+                        raise upstream_error(status, kind, str(error.get("message", "")))
+                yield batch
         except anthropic.APIError as exc:
             raise _from_sdk_error(exc) from exc
+        except orjson.JSONDecodeError as exc:
+            raise _malformed(exc) from exc
         except (httpx2.HTTPError, OSError, TimeoutError) as exc:
             raise GatewayError(502, f"The upstream connection failed mid-stream: {exc}", type="upstream_error") from exc
 
