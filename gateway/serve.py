@@ -1,7 +1,8 @@
 """Production server launcher: `python -m gateway.serve [--host H] [--port P] [--workers N]`.
 
 Granian (Rust HTTP front, uvloop) was chosen by measurement over uvicorn and daphne; see
-docs/performance.md. WEB_CONCURRENCY sets the worker count (one process per core is typical).
+docs/performance.md. `--server uvicorn` needs the bench extra (`pip install -e ".[bench]"`).
+WEB_CONCURRENCY sets the worker count (one process per core is typical).
 """
 
 from __future__ import annotations
@@ -12,11 +13,18 @@ import sys
 from pathlib import Path
 
 
+def _env_count(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip() or str(default)
+    if not value.isdigit() or int(value) < 1:
+        sys.exit(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
+    parser.add_argument("--port", type=int, default=_env_count("PORT", 8000))
+    parser.add_argument("--workers", type=int, default=_env_count("WEB_CONCURRENCY", 1))
     parser.add_argument("--server", choices=("granian", "uvicorn"), default=os.environ.get("GATEWAY_SERVER", "granian"))
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")

@@ -62,3 +62,10 @@ def test_typed_helpers(monkeypatch):
     monkeypatch.setenv("X_INT", "0")
     with pytest.raises(ImproperlyConfigured, match="X_INT must be at least 1"):
         env_int("X_INT", 5, minimum=1)
+
+
+@pytest.mark.parametrize("name", ["PORT", "WEB_CONCURRENCY"])
+def test_server_launcher_names_a_bad_variable(name):
+    result = subprocess.run([sys.executable, "-m", "gateway.serve"], cwd=ROOT, env={**os.environ, name: "many"},
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and f"{name} must be a positive integer" in result.stderr
