@@ -2,6 +2,12 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
+def provider_choices() -> list[tuple[str, str]]:
+    from .providers import PROVIDERS
+
+    return [(name, name) for name in PROVIDERS]
+
+
 model_name_validator = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$", "Letters, digits and . _ : / - only.")
 
 
@@ -10,7 +16,8 @@ class CatalogModel(models.Model):
 
     name = models.CharField(max_length=128, unique=True, validators=[model_name_validator],
                             help_text="The id clients send, e.g. claude-sonnet-4-6.")
-    provider = models.CharField(max_length=32, default="anthropic", help_text="Provider module that serves it.")
+    provider = models.CharField(max_length=32, default="anthropic", choices=provider_choices,
+                                help_text="Provider module that serves it.")
     upstream_model = models.CharField(max_length=128, validators=[model_name_validator],
                                       help_text="The model id sent upstream.")
     default_max_tokens = models.PositiveIntegerField(default=4096, validators=[MinValueValidator(1)],

@@ -118,3 +118,16 @@ def test_admin_edits_the_catalog_and_rejects_alias_clashes(admin_client):
     clash = {**data, "aliases-0-name": "claude-opus-4-6"}
     response = admin_client.post(f"/admin/gateway/catalogmodel/{sonnet.pk}/change/", clash)
     assert response.status_code == 200 and "already the id of a catalog model" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_admin_refuses_a_provider_that_does_not_exist(admin_client):
+    from gateway.models import CatalogModel
+
+    sonnet = CatalogModel.objects.get(name="claude-sonnet-4-6")
+    data = {"name": sonnet.name, "provider": "anthropicc", "upstream_model": sonnet.upstream_model,
+            "default_max_tokens": 4096, "max_output_tokens": 64000, "enabled": "on", "owned_by": "anthropic",
+            "aliases-TOTAL_FORMS": 0, "aliases-INITIAL_FORMS": 0}
+    response = admin_client.post(f"/admin/gateway/catalogmodel/{sonnet.pk}/change/", data)
+    assert response.status_code == 200 and "not one of the available choices" in response.content.decode()
+    assert CatalogModel.objects.get(pk=sonnet.pk).provider == "anthropic"
