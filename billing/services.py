@@ -84,8 +84,8 @@ class UsageRecorder:
             try:
                 await _write_async([record for record, _ in batch])
             except Exception:
-                for record, _ in batch:
-                    logger.exception("usage row could not be written: %s", asdict(record))
+                # Never lost silently: the rows go to the log, from where they can be replayed.
+                logger.exception("usage rows could not be written: %s", [asdict(record) for record, _ in batch])
             for _, done in batch:
                 if not done.done():
                     done.set_result(None)
