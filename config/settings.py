@@ -7,19 +7,13 @@ starts the built-in fake upstream and points ANTHROPIC_BASE_URL at it.
 
 from pathlib import Path
 
-from django.core.exceptions import ImproperlyConfigured
-
 from .env import database_from_url, env_bool, env_float, env_int, env_list, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_str("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG and env_bool("REQUIRE_SECRET_KEY", False):
-        raise ImproperlyConfigured("SECRET_KEY must be set when REQUIRE_SECRET_KEY is on")
-    # Embedded mode only: a fixed development key. docker-compose and the production notes set one.
-    SECRET_KEY = "gatehouse-insecure-development-key-change-me"
+# The fallback is for the embedded mode only; docker-compose refuses to start without SECRET_KEY.
+SECRET_KEY = env_str("SECRET_KEY", "gatehouse-insecure-development-key-change-me")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
