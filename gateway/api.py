@@ -8,7 +8,7 @@ from ninja import NinjaAPI, Router
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from .auth import BearerKey
-from .core import GatewayError
+from .core import GatewayError, internal_error
 from .models_api import model_list_payload, model_payload
 from .pipeline import json_response, new_request_id, serve
 from .protocols import openai_chat
@@ -71,8 +71,7 @@ def build_openai_api(namespace: str) -> NinjaAPI:
     @api.exception_handler(Exception)
     def unexpected(request, exc: Exception):
         logger.exception("unhandled error on %s", request.path)
-        return _render(request, GatewayError(500, "The gateway had an internal error. It has been logged.",
-                                             type="server_error"))
+        return _render(request, internal_error())
 
     return api
 

@@ -66,6 +66,11 @@ def invalid(message: str, param: str | None = None) -> GatewayError:
     return GatewayError(400, message, param=param, type="invalid_request_error")
 
 
+def internal_error() -> GatewayError:
+    """What the client sees of a gateway bug (the details go to the log)."""
+    return GatewayError(500, "The gateway had an internal error. It has been logged.", type="server_error")
+
+
 @dataclass(slots=True)
 class InternalRequest:
     """One model call, as decoded by an ingress codec.

@@ -2,6 +2,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
+
 def provider_choices() -> list[tuple[str, str]]:
     from .providers import PROVIDERS
 

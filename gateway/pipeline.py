@@ -28,7 +28,8 @@ from accounts.selectors import KeyPrincipal
 from billing.models import UsageEvent
 from billing.services import UsageRecord, usage_recorder
 
-from .core import GatewayError, InternalRequest, ResponseContext, Usage, apply_model_limits, estimate_tokens, invalid
+from .core import (GatewayError, InternalRequest, ResponseContext, Usage, apply_model_limits, estimate_tokens,
+                   internal_error, invalid)
 from .providers import get_provider
 from .selectors import ModelEntry, model_resolve
 
@@ -198,7 +199,7 @@ async def _relay(exits, batches, first: list[dict[str, Any]], encoder, meter: Me
         # A bug must not look like a normal finish to the client: end with an error chunk.
         logger.exception("stream relay failed for %s", meter.request_id)
         status, http_status, error_type = UsageEvent.Status.ERROR, 500, "server_error"
-        yield encoder.fail(GatewayError(500, "The gateway had an internal error. It has been logged.", type="server_error"))
+        yield encoder.fail(internal_error())
     finally:
         await exits.aclose()
         await meter.finish(status, http_status, error_type)

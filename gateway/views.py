@@ -5,9 +5,9 @@ import asyncio
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
+from django.shortcuts import render
 
 from config.db import refresh_connections
-from django.shortcuts import render
 
 from .pipeline import json_response
 
