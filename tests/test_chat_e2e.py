@@ -63,6 +63,10 @@ def usage_row(request_id: str, django_db_blocker, *, timeout: float = 5.0) -> Us
     raise AssertionError(f"no usage row for {request_id}")
 
 
+def chat(gateway: str, key: str, **body) -> httpx.Response:
+    return httpx.post(f"{gateway}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, json=body)
+
+
 def validate_if_spec(schema: str, instance) -> None:
     if spec_available():
         validate(schema, instance)
@@ -196,9 +200,8 @@ def test_streamed_tool_call_arguments_reassemble(client):
 
 def test_reasoning_effort_returns_reasoning_content(gateway, alice, fake_upstream):
     tag = marker()
-    response = httpx.post(f"{gateway}/v1/chat/completions", headers={"Authorization": f"Bearer {alice.key}"}, json={
-        "model": "claude-sonnet-4-6", "reasoning_effort": "low", "temperature": 0.5,
-        "messages": [{"role": "user", "content": f"{tag} think"}]})
+    response = chat(gateway, alice.key, model="claude-sonnet-4-6", reasoning_effort="low", temperature=0.5,
+                    messages=[{"role": "user", "content": f"{tag} think"}])
     assert response.status_code == 200, response.text
     message = response.json()["choices"][0]["message"]
     assert message["reasoning_content"] and message["reasoning_signature"]
@@ -382,10 +385,6 @@ def test_health_needs_no_key(gateway):
     response = httpx.get(f"{gateway}/health")
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
-
-
-def chat(gateway: str, key: str, **body) -> httpx.Response:
-    return httpx.post(f"{gateway}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, json=body)
 
 
 WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {

@@ -99,16 +99,21 @@ def test_admin_suspends_tenants_and_revokes_keys(admin_client):
     assert issued.plaintext not in page and issued.api_key.secret_digest not in page
 
 
+def catalog_form(model, **changes) -> dict:
+    """The admin change form of a catalog model as it stands, with `changes` and no alias rows."""
+    form = {"name": model.name, "provider": model.provider, "upstream_model": model.upstream_model,
+            "default_max_tokens": model.default_max_tokens, "max_output_tokens": model.max_output_tokens,
+            "enabled": "on", "owned_by": model.owned_by, "aliases-TOTAL_FORMS": 0, "aliases-INITIAL_FORMS": 0}
+    return {**form, **changes}
+
+
 @pytest.mark.django_db
 def test_admin_edits_the_catalog_and_rejects_alias_clashes(admin_client):
     from gateway.models import CatalogModel, ModelAlias
 
     sonnet = CatalogModel.objects.get(name="claude-sonnet-4-6")
-    data = {
-        "name": "claude-sonnet-4-6", "provider": "anthropic", "upstream_model": "claude-sonnet-4-6-20990101",
-        "default_max_tokens": 2048, "max_output_tokens": 64000, "enabled": "on", "owned_by": "anthropic",
-        "aliases-TOTAL_FORMS": 1, "aliases-INITIAL_FORMS": 0, "aliases-0-name": "gpt-4o-2024",
-    }
+    data = catalog_form(sonnet, upstream_model="claude-sonnet-4-6-20990101", default_max_tokens=2048,
+                        **{"aliases-TOTAL_FORMS": 1, "aliases-0-name": "gpt-4o-2024"})
     response = admin_client.post(f"/admin/gateway/catalogmodel/{sonnet.pk}/change/", data)
     assert response.status_code == 302, response.content[:2000]
     sonnet.refresh_from_db()
@@ -125,9 +130,7 @@ def test_admin_refuses_a_provider_that_does_not_exist(admin_client):
     from gateway.models import CatalogModel
 
     sonnet = CatalogModel.objects.get(name="claude-sonnet-4-6")
-    data = {"name": sonnet.name, "provider": "anthropicc", "upstream_model": sonnet.upstream_model,
-            "default_max_tokens": 4096, "max_output_tokens": 64000, "enabled": "on", "owned_by": "anthropic",
-            "aliases-TOTAL_FORMS": 0, "aliases-INITIAL_FORMS": 0}
-    response = admin_client.post(f"/admin/gateway/catalogmodel/{sonnet.pk}/change/", data)
+    response = admin_client.post(f"/admin/gateway/catalogmodel/{sonnet.pk}/change/",
+                                 catalog_form(sonnet, provider="anthropicc"))
     assert response.status_code == 200 and "not one of the available choices" in response.content.decode()
     assert CatalogModel.objects.get(pk=sonnet.pk).provider == "anthropic"
