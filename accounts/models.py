@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 
 
@@ -10,32 +11,78 @@ class Tenant(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # Prepaid by default: requests are refused once the balance is at or below -credit_limit.
+    credit_limit_nano = models.BigIntegerField(
+        null=True, blank=True, default=0, validators=[MinValueValidator(0)],
+        help_text="How far below zero the balance may go, in nano-USD. Empty: no balance check (invoiced).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return self.slug
 
 
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner"
+        ADMIN = "admin"
+        MEMBER = "member"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="membership_unique_user_tenant")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.tenant} ({self.role})"
+
+
 class ApiKey(models.Model):
     """An `sk_cdx_<public_id>_<secret>` key. Only a SHA-256 digest of the secret is stored.
 
     The secret has 190 bits of entropy, so a plain digest cannot be brute-forced and needs no salt;
-    `public_id` is the lookup index, so a presented key is checked against one row.
+    `public_id` is the lookup index, so a presented key is checked against one row. Rotation replaces
+    the secret in place (limits, budget and usage stay with the key); the old digest keeps working
+    until `previous_secret_expires_at`.
     """
+
+    class BudgetPeriod(models.TextChoices):
+        DAY = "day"
+        MONTH = "month"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="api_keys")
     name = models.CharField(max_length=100, blank=True)
     public_id = models.CharField(max_length=16, unique=True, editable=False)
     secret_digest = models.CharField(max_length=64, editable=False)
     last4 = models.CharField(max_length=4, editable=False)
+    previous_secret_digest = models.CharField(max_length=64, blank=True, editable=False)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    allowed_models = models.JSONField(default=list, blank=True,
+                                      help_text="Model ids or aliases this key may call; empty: all.")
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)],
+                                            help_text="Requests per minute; empty: unlimited.")
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)],
+                                            help_text="Tokens per minute; empty: unlimited.")
+    budget_nano = models.BigIntegerField(null=True, blank=True, validators=[MinValueValidator(1)],
+                                         help_text="Spend budget per period in nano-USD; empty: none.")
+    budget_period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = "API key"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(budget_nano__isnull=True) | models.Q(budget_nano__gt=0),
+                                   name="apikey_budget_positive"),
+        ]
 
     def __str__(self) -> str:
         return self.display
@@ -47,3 +94,23 @@ class ApiKey(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+class AuditEntry(models.Model):
+    """Who did what, when: written in the same transaction as the change it records. Append-only."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    via = models.CharField(max_length=16, help_text="admin, command, dashboard, api or system.")
+    action = models.CharField(max_length=32)
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name_plural = "audit entries"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action}"

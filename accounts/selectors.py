@@ -27,14 +27,28 @@ class KeyPrincipal:
     secret_digest: str
     revoked: bool
     tenant_active: bool
+    previous_digest: str = ""  # a rotated-out secret, valid until previous_expires (unix seconds)
+    previous_expires: float = 0.0
+    expires: float | None = None  # unix seconds
+    allowed_models: frozenset[str] = frozenset()  # empty: every model
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    budget_nano: int | None = None
+    budget_period: str = "month"
+    credit_limit_nano: int | None = None  # None: the tenant's balance is not checked
+
+    def secret_matches(self, secret: str, now: float) -> bool:
+        if keys.matches(secret, self.secret_digest):
+            return True
+        return bool(self.previous_digest) and now < self.previous_expires and keys.matches(secret, self.previous_digest)
 
 
 class _KeyCache:
     """public_id -> (fetched_at, principal or None), bounded, per process.
 
-    Entries live GATEWAY_AUTH_CACHE_SECONDS (1 s by default): a revocation or suspension reaches every
-    process within that time without any cross-process invalidation, at the cost of at most one
-    indexed lookup per key per second. Unknown ids are cached too, so a flood of bad keys cannot turn
+    Entries live GATEWAY_AUTH_CACHE_SECONDS (1 s by default): a revocation, rotation, suspension or
+    change of limits reaches every process within that time without any cross-process invalidation,
+    at the cost of at most one indexed lookup per key per second. Unknown ids are cached too, so a flood of bad keys cannot turn
     into a flood of queries; the bound keeps that flood from growing memory.
     """
 
@@ -64,21 +78,25 @@ key_cache = _KeyCache()
 
 def _fetch_principal(public_id: str) -> KeyPrincipal | None:
     refresh_connections()
-    row = (
-        ApiKey.objects.filter(public_id=public_id)
-        .values_list("id", "tenant_id", "tenant__slug", "secret_digest", "revoked_at", "tenant__status")
-        .first()
-    )
-    if row is None:
+    key = ApiKey.objects.filter(public_id=public_id).select_related("tenant").first()
+    if key is None:
         return None
-    key_id, tenant_id, slug, digest, revoked_at, status = row
     return KeyPrincipal(
-        key_id=key_id,
-        tenant_id=tenant_id,
-        tenant_slug=slug,
-        secret_digest=digest,
-        revoked=revoked_at is not None,
-        tenant_active=status == Tenant.Status.ACTIVE,
+        key_id=key.pk,
+        tenant_id=key.tenant_id,
+        tenant_slug=key.tenant.slug,
+        secret_digest=key.secret_digest,
+        revoked=key.revoked_at is not None,
+        tenant_active=key.tenant.status == Tenant.Status.ACTIVE,
+        previous_digest=key.previous_secret_digest,
+        previous_expires=key.previous_secret_expires_at.timestamp() if key.previous_secret_expires_at else 0.0,
+        expires=key.expires_at.timestamp() if key.expires_at else None,
+        allowed_models=frozenset(key.allowed_models or ()),
+        rpm_limit=key.rpm_limit,
+        tpm_limit=key.tpm_limit,
+        budget_nano=key.budget_nano,
+        budget_period=key.budget_period,
+        credit_limit_nano=key.tenant.credit_limit_nano,
     )
 
 
@@ -105,8 +123,12 @@ async def api_key_authenticate(presented: str | None) -> KeyPrincipal:
     if not hit:
         principal = await _fetch_principal_async(public_id)
         key_cache.put(public_id, principal, now)
-    if principal is None or not keys.matches(secret, principal.secret_digest) or principal.revoked:
+    wall = time.time()
+    if principal is None or principal.revoked or not principal.secret_matches(secret, wall):
         raise GatewayError(401, _INVALID_KEY, code="invalid_api_key", type="authentication_error")
+    if principal.expires is not None and wall >= principal.expires:
+        raise GatewayError(401, "This API key has expired. Create a new one in the dashboard.",
+                           code="expired_api_key", type="authentication_error")
     if not principal.tenant_active:
         raise GatewayError(403, "This account is suspended. Contact your operator.", code="account_suspended",
                            type="permission_error")

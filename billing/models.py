@@ -1,10 +1,86 @@
+from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models import Q
+
+
+class ModelPrice(models.Model):
+    """Prices of a catalog model per million tokens, in nano-USD, from `effective_from` on.
+
+    Versioned, never edited once in force: a new price is a new row, so usage keeps the price it was
+    charged at (each UsageEvent points at its price and stores its cost).
+    """
+
+    model = models.ForeignKey("gateway.CatalogModel", on_delete=models.PROTECT, related_name="prices")
+    effective_from = models.DateTimeField()
+    input_nano_per_mtok = models.BigIntegerField(validators=[MinValueValidator(0)])
+    output_nano_per_mtok = models.BigIntegerField(validators=[MinValueValidator(0)])
+    cache_write_nano_per_mtok = models.BigIntegerField(validators=[MinValueValidator(0)])
+    cache_read_nano_per_mtok = models.BigIntegerField(validators=[MinValueValidator(0)])
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "effective_from"], name="price_unique_model_effective_from"),
+            models.CheckConstraint(
+                condition=Q(input_nano_per_mtok__gte=0, output_nano_per_mtok__gte=0,
+                            cache_write_nano_per_mtok__gte=0, cache_read_nano_per_mtok__gte=0),
+                name="price_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} from {self.effective_from:%Y-%m-%d %H:%M}"
+
+
+class LedgerEntry(models.Model):
+    """One movement of a tenant's money. Append-only; corrections are new entries.
+
+    Entries of a tenant form a chain: `seq` counts 1, 2, 3 ... and `balance_after_nano` is the previous
+    entry's balance plus `amount_nano`, so a tenant's balance is its last entry's `balance_after_nano`
+    and always equals the sum of its entries. Database triggers (migration 0003) refuse an entry that
+    breaks the chain and any UPDATE or DELETE, on PostgreSQL and SQLite alike.
+    """
+
+    class Kind(models.TextChoices):
+        CREDIT = "credit"  # granted by an operator (or bought)
+        DEBIT = "debit"  # usage, posted by the rollup task
+        ADJUSTMENT = "adjustment"  # an operator's correction, either sign
+        REFUND = "refund"  # money given back for a debit
+
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="ledger_entries")
+    seq = models.PositiveBigIntegerField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    amount_nano = models.BigIntegerField()
+    balance_after_nano = models.BigIntegerField()
+    reason = models.CharField(max_length=500)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "ledger entries"
+        ordering = ["tenant", "-seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "seq"], name="ledger_unique_tenant_seq"),
+            models.CheckConstraint(
+                condition=(Q(kind="credit", amount_nano__gt=0) | Q(kind="refund", amount_nano__gt=0)
+                           | Q(kind="debit", amount_nano__lt=0) | Q(kind="adjustment") & ~Q(amount_nano=0)),
+                name="ledger_amount_sign_matches_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} #{self.seq} {self.kind} {self.amount_nano}"
 
 
 class UsageEvent(models.Model):
     """One row per request that reached the upstream, with tokens exactly as the upstream reported them.
 
     Append-only; `request_id` is unique, so recording the same request twice cannot bill it twice.
+    `cost_nano` is fixed at write time from `price`, the price in force then. The rollup task sets
+    `rolled_up_at` and `ledger_entry` (the debit that billed it) once, in the transaction that counts it.
     """
 
     class Status(models.TextChoices):
@@ -24,18 +100,50 @@ class UsageEvent(models.Model):
     output_tokens = models.PositiveBigIntegerField(default=0)
     cache_creation_input_tokens = models.PositiveBigIntegerField(default=0)
     cache_read_input_tokens = models.PositiveBigIntegerField(default=0)
+    cost_nano = models.BigIntegerField(default=0, validators=[MinValueValidator(0)])
+    price = models.ForeignKey(ModelPrice, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     status = models.CharField(max_length=8, choices=Status.choices)
     http_status = models.PositiveSmallIntegerField()
     error_type = models.CharField(max_length=64, blank=True)
     latency_ms = models.PositiveIntegerField()
     ttft_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Time to first token (streams).")
     created_at = models.DateTimeField(db_index=True)
+    rolled_up_at = models.DateTimeField(null=True, blank=True)
+    ledger_entry = models.ForeignKey(LedgerEntry, null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="usage_events")
 
     class Meta:
         indexes = [
             models.Index(fields=["tenant", "created_at"]),
             models.Index(fields=["api_key", "created_at"]),
+            models.Index(fields=["tenant"], condition=Q(rolled_up_at__isnull=True), name="usage_not_rolled_up"),
         ]
+        constraints = [models.CheckConstraint(condition=Q(cost_nano__gte=0), name="usage_cost_not_negative")]
 
     def __str__(self) -> str:
         return self.request_id
+
+
+class UsageRollup(models.Model):
+    """Usage per key, model and UTC day, summed from UsageEvents by the rollup task."""
+
+    day = models.DateField()
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="+")
+    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.PROTECT, related_name="+")
+    model = models.CharField(max_length=128)
+    requests = models.PositiveBigIntegerField(default=0)
+    errors = models.PositiveBigIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cache_creation_input_tokens = models.PositiveBigIntegerField(default=0)
+    cache_read_input_tokens = models.PositiveBigIntegerField(default=0)
+    cost_nano = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day", "tenant", "model"]
+        constraints = [
+            models.UniqueConstraint(fields=["day", "api_key", "model"], name="rollup_unique_day_key_model"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.api_key_id} {self.model}"

@@ -13,6 +13,7 @@ from .models_api import model_list_payload, model_payload
 from .pipeline import json_response, new_request_id, serve
 from .protocols import openai_chat
 from .selectors import catalog_get
+from .usage_api import usage_report
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +27,15 @@ def _openai_router() -> Router:
 
     @router.get("/models")
     async def list_models(request):
-        return json_response(model_list_payload(await catalog_get()))
+        return json_response(model_list_payload(await catalog_get(), request.auth.allowed_models))
 
     @router.get("/models/{path:model_id}")
     async def retrieve_model(request, model_id: str):
-        return json_response(model_payload(await catalog_get(), model_id))
+        return json_response(model_payload(await catalog_get(), model_id, request.auth.allowed_models))
+
+    @router.get("/usage")
+    async def usage(request):
+        return await usage_report(request)
 
     @router.api_operation(["GET", "POST", "PUT", "PATCH", "DELETE"], "/{path:rest}", auth=None)
     async def unknown_route(request, rest: str):
@@ -40,7 +45,9 @@ def _openai_router() -> Router:
 
 
 def _render(request, error: GatewayError):
-    headers = {"retry-after": str(error.retry_after)} if error.retry_after is not None else None
+    headers = dict(error.headers)
+    if error.retry_after is not None:
+        headers["retry-after"] = str(error.retry_after)
     return json_response(openai_chat.error_body(error), status=error.status, headers=headers,
                          request_id=getattr(request, "gateway_request_id", None) or new_request_id())
 

@@ -49,6 +49,7 @@ class GatewayError(Exception):
         param: str | None = None,
         type: str | None = None,
         retry_after: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -57,6 +58,7 @@ class GatewayError(Exception):
         self.param = param
         self.type = type
         self.retry_after = retry_after
+        self.headers = headers or {}  # extra response headers, e.g. x-ratelimit-* on a 429
 
     def __repr__(self) -> str:
         return f"GatewayError({self.status}, {self.message!r}, code={self.code!r}, param={self.param!r})"
@@ -126,6 +128,31 @@ class Usage:
 def estimate_tokens(text_length: int) -> int:
     """Rough token count for text the upstream generated but never reported (a stream cut short)."""
     return math.ceil(text_length / 4)
+
+
+IMAGE_TOKENS_ESTIMATE = 1600  # Anthropic's cost of a full-size image; documents are counted the same way
+
+
+def estimate_input_tokens(params: dict[str, Any]) -> int:
+    """A quick upper-ish estimate of a request's input tokens, to reserve budget and TPM before the call.
+
+    Counts the text of system, messages and tools at 4 characters a token; base64 payloads (images,
+    PDFs) count a fixed amount each instead of their encoded length.
+    """
+    chars, media = 0, 0
+    stack: list[Any] = [params.get("system"), params.get("messages"), params.get("tools")]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            chars += len(item)
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            if item.get("type") == "base64" and "data" in item:
+                media += 1
+                continue
+            stack.extend(item.values())
+    return estimate_tokens(chars) + media * IMAGE_TOKENS_ESTIMATE
 
 
 def apply_model_limits(params: dict[str, Any], *, default_max_tokens: int, max_output_tokens: int) -> None:

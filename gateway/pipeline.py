@@ -4,10 +4,11 @@
                                                                                        events -> Meter -> UsageEvent
 
 A codec is a pure module (see gateway/protocols/) with `decode_request`, `encode_response` and
-`StreamEncoder`; a provider comes from gateway/providers/. Admission (the caller's key, the model) is
-resolved from per-process caches, so the only database round trip on the path is the usage row,
-written once at the end for every request that reached the upstream — including streams the client
-cut short, which are settled to what was generated so far.
+`StreamEncoder`; a provider comes from gateway/providers/. The caller's key and the model come from
+per-process caches; rate limits, budget and balance are one reservation (gateway/admission.py, one
+Redis round trip). The only database round trip on the path is the usage row, written once at the end
+for every request that reached the upstream — including streams the client cut short, which are
+settled to what was generated so far — after which the reservation is settled to the real cost.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from accounts.selectors import KeyPrincipal
 from billing.models import UsageEvent
+from billing.money import usage_cost_nano
 from billing.services import UsageRecord, usage_recorder
 
+from .admission import Ticket, admission
 from .core import (GatewayError, InternalRequest, ResponseContext, Usage, apply_model_limits, estimate_tokens,
                    internal_error, invalid)
 from .providers import get_provider
@@ -66,8 +69,9 @@ class Meter:
     """Collects what one request cost and writes its single UsageEvent row."""
 
     def __init__(self, *, request_id: str, principal: KeyPrincipal, endpoint: str, ireq: InternalRequest,
-                 model: ModelEntry, started: float) -> None:
+                 model: ModelEntry, ticket: Ticket, started: float) -> None:
         self.request_id = request_id
+        self.ticket = ticket
         self.principal = principal
         self.endpoint = endpoint
         self.ireq = ireq
@@ -96,6 +100,13 @@ class Meter:
             # much, so estimate from the text we relayed (never below what it did report).
             self.usage.output_tokens = max(self.usage.output_tokens, estimate_tokens(self.generated_chars))
         now = time.perf_counter()
+        usage = self.usage
+        price = self.model.price_at(time.time())
+        cost = 0 if price is None else usage_cost_nano(
+            input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+            cache_write_tokens=usage.cache_creation_input_tokens, cache_read_tokens=usage.cache_read_input_tokens,
+            input_price=price.input, output_price=price.output, cache_write_price=price.cache_write,
+            cache_read_price=price.cache_read)
         await usage_recorder.record(
             UsageRecord(
                 request_id=self.request_id,
@@ -110,6 +121,8 @@ class Meter:
                 output_tokens=self.usage.output_tokens,
                 cache_creation_input_tokens=self.usage.cache_creation_input_tokens,
                 cache_read_input_tokens=self.usage.cache_read_input_tokens,
+                cost_nano=cost,
+                price_id=None if price is None else price.id,
                 status=status,
                 http_status=http_status,
                 error_type=error_type[:64],
@@ -118,32 +131,41 @@ class Meter:
                 created_at=datetime.now(UTC),
             )
         )
+        await admission.settle(self.ticket, tokens=usage.prompt_tokens + usage.output_tokens, cost_nano=cost)
 
 
 async def serve(request: HttpRequest, *, codec: ModuleType, endpoint: str) -> HttpResponse | StreamingHttpResponse:
     """Answer one model call in `codec`'s protocol for the key already authenticated on `request.auth`."""
     started = time.perf_counter()
     request_id = request.gateway_request_id = new_request_id()
+    principal: KeyPrincipal = request.auth
     ireq = codec.decode_request(parse_json_body(request))
-    model = await model_resolve(ireq.model)
+    model = await model_resolve(ireq.model, principal.allowed_models)
     apply_model_limits(ireq.params, default_max_tokens=model.default_max_tokens,
                        max_output_tokens=model.max_output_tokens)
     body = {"model": model.upstream_model, **ireq.params}
     provider = get_provider(model.provider)
     ctx = ResponseContext(request_id=request_id, created=int(time.time()), model=model.name, options=ireq.options)
-    meter = Meter(request_id=request_id, principal=request.auth, endpoint=endpoint, ireq=ireq, model=model,
-                  started=started)
+    ticket = await admission.admit(principal, model, ireq.params)
+    meter = Meter(request_id=request_id, principal=principal, endpoint=endpoint, ireq=ireq, model=model,
+                  ticket=ticket, started=started)
 
     if ireq.stream:
         return await _open_stream(provider, body, codec.StreamEncoder(ctx), meter)
     try:
         message = await provider.create(body)
-    except GatewayError as exc:
-        await meter.finish(UsageEvent.Status.ERROR, exc.status, exc.type or "")
+    except BaseException as exc:
+        await _finish_failed(meter, exc)
         raise
     meter.usage.update(message.get("usage"))
     await meter.finish(UsageEvent.Status.OK, 200)
-    return json_response(codec.encode_response(message, ctx), request_id=request_id)
+    return json_response(codec.encode_response(message, ctx), request_id=request_id, headers=ticket.headers)
+
+
+async def _finish_failed(meter: Meter, exc: BaseException) -> None:
+    # Not only GatewayErrors: a bug or a cancellation must still settle the reservation and record the call.
+    error = exc if isinstance(exc, GatewayError) else internal_error()
+    await meter.finish(UsageEvent.Status.ERROR, error.status, error.type or "")
 
 
 async def _open_stream(provider, body: dict[str, Any], encoder, meter: Meter) -> StreamingHttpResponse:
@@ -153,19 +175,19 @@ async def _open_stream(provider, body: dict[str, Any], encoder, meter: Meter) ->
     try:
         batches = await exits.enter_async_context(provider.stream(body))
         first = await anext(batches)
-    except GatewayError as exc:
-        await exits.aclose()
-        await meter.finish(UsageEvent.Status.ERROR, exc.status, exc.type or "")
-        raise
     except StopAsyncIteration:
         await exits.aclose()
         error = GatewayError(502, "The upstream provider returned an empty stream.", type="upstream_error")
         await meter.finish(UsageEvent.Status.ERROR, error.status, error.type)
         raise error from None
+    except BaseException as exc:
+        await exits.aclose()
+        await _finish_failed(meter, exc)
+        raise
     response = StreamingHttpResponse(
         _relay(exits, batches, first, encoder, meter),
         content_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **meter.ticket.headers},
     )
     response[REQUEST_ID_HEADER] = meter.request_id
     return response

@@ -15,6 +15,18 @@ from .models import CatalogModel, ModelAlias
 
 
 @dataclass(frozen=True, slots=True)
+class PriceEntry:
+    """A ModelPrice row: nano-USD per million tokens from `effective_from` (unix seconds) on."""
+
+    id: int
+    effective_from: float
+    input: int
+    output: int
+    cache_write: int
+    cache_read: int
+
+
+@dataclass(frozen=True, slots=True)
 class ModelEntry:
     name: str
     provider: str
@@ -24,6 +36,15 @@ class ModelEntry:
     owned_by: str
     created: int  # unix seconds
     aliases: tuple[str, ...]
+    prices: tuple[PriceEntry, ...] = ()  # newest first
+
+    def price_at(self, when: float) -> PriceEntry | None:
+        """The price in force at unix time `when` (None: the model has no price yet, usage costs 0)."""
+        return next((price for price in self.prices if price.effective_from <= when), None)
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset((self.name, *self.aliases))
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +54,18 @@ class Catalog:
 
 
 def _load_catalog() -> Catalog:
+    from billing.models import ModelPrice
+
     refresh_connections()
     aliases: dict[int, list[str]] = {}
     for model_id, alias in ModelAlias.objects.values_list("model_id", "name"):
         aliases.setdefault(model_id, []).append(alias)
+    prices: dict[int, list[PriceEntry]] = {}
+    for row in ModelPrice.objects.order_by("-effective_from"):
+        prices.setdefault(row.model_id, []).append(PriceEntry(
+            id=row.pk, effective_from=row.effective_from.timestamp(), input=row.input_nano_per_mtok,
+            output=row.output_nano_per_mtok, cache_write=row.cache_write_nano_per_mtok,
+            cache_read=row.cache_read_nano_per_mtok))
     entries, by_name = [], {}
     for row in CatalogModel.objects.filter(enabled=True).order_by("name"):
         entry = ModelEntry(
@@ -48,6 +77,7 @@ def _load_catalog() -> Catalog:
             owned_by=row.owned_by,
             created=int(row.created_at.timestamp()),
             aliases=tuple(sorted(aliases.get(row.pk, ()))),
+            prices=tuple(prices.get(row.pk, ())),
         )
         entries.append(entry)
         by_name[row.name] = entry
@@ -74,8 +104,11 @@ def catalog_forget() -> None:
     _cached = None
 
 
-async def model_resolve(name: str) -> ModelEntry:
-    """The catalog entry for a model id or alias; 404 model_not_found for unknown or disabled ones."""
+async def model_resolve(name: str, allowed: frozenset[str] = frozenset()) -> ModelEntry:
+    """The catalog entry for a model id or alias; 404 model_not_found for unknown or disabled ones.
+
+    A key whose allow-list excludes the model gets 403, the same for an id and its aliases.
+    """
     entry = (await catalog_get()).by_name.get(name)
     if entry is None:
         raise GatewayError(
@@ -84,5 +117,13 @@ async def model_resolve(name: str) -> ModelEntry:
             code="model_not_found",
             param="model",
             type="invalid_request_error",
+        )
+    if allowed and not allowed & entry.names:
+        raise GatewayError(
+            403,
+            f"This API key is not allowed to use the model '{name}'. Allowed: {', '.join(sorted(allowed))}.",
+            code="model_not_allowed",
+            param="model",
+            type="permission_error",
         )
     return entry

@@ -22,6 +22,9 @@ from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 E2E_MAX_BODY_BYTES = 1024 * 1024  # small, so the 413 path is cheap to test
+# Each test session counts in its own Redis namespace: test databases are recreated, their ids reused.
+REDIS_PREFIX = f"gh-test-{os.getpid()}-{int(time.time())}:"
+PERSONA_CREDIT_NANO = 1000 * 10**9
 
 requires_postgres = pytest.mark.skipif(not settings.IS_POSTGRES, reason="needs PostgreSQL: set DATABASE_URL")
 requires_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis: set REDIS_URL")
@@ -72,6 +75,7 @@ def django_db_setup(django_test_environment, django_db_blocker, django_db_keepdb
     """
     from django.test.utils import setup_databases, teardown_databases
 
+    (ROOT / "var").mkdir(exist_ok=True)  # the SQLite test database's home, absent in a fresh clone
     with django_db_blocker.unblock():
         config = setup_databases(verbosity=0, interactive=False, keepdb=django_db_keepdb, aliases={"default"})
     yield
@@ -98,12 +102,23 @@ class Persona:
     key: str  # plaintext
 
 
-def make_persona(slug: str) -> Persona:
+@pytest.fixture(scope="session", autouse=True)
+def _redis_namespace():
+    settings.GATEWAY_REDIS_PREFIX = REDIS_PREFIX
+
+
+def make_persona(slug: str, *, credit_nano: int = PERSONA_CREDIT_NANO, **key_settings) -> Persona:
+    """A key of tenant `slug` (created with `credit_nano` of prepaid credit if it doesn't exist)."""
     from accounts.models import Tenant
     from accounts.services import api_key_issue, tenant_create
+    from billing.services import credit_grant
 
-    tenant = Tenant.objects.filter(slug=slug).first() or tenant_create(slug=slug, name=slug.title())
-    issued = api_key_issue(tenant=tenant, name=f"{slug} key")
+    tenant = Tenant.objects.filter(slug=slug).first()
+    if tenant is None:
+        tenant = tenant_create(slug=slug, name=slug.title())
+        if credit_nano:
+            credit_grant(tenant=tenant, amount_nano=credit_nano, reason="test persona")
+    issued = api_key_issue(tenant=tenant, name=f"{slug} key", **key_settings)
     return Persona(tenant=tenant, api_key=issued.api_key, key=issued.plaintext)
 
 
@@ -114,19 +129,41 @@ def personas(django_db_setup, django_db_blocker):
         return {"alice": make_persona("acme"), "bob": make_persona("globex")}
 
 
-@pytest.fixture(scope="session")
-def gateway(django_db_setup, django_db_blocker, fake_upstream):
-    """Base URL of the gateway served by the production launcher against the test database."""
-    with django_db_blocker.unblock():
-        db_url = database_url_for_current_connection()
+def start_gateway(db_url: str, upstream: str, **extra_env: str) -> tuple[str, subprocess.Popen]:
+    """A gateway process (the production launcher) on the test database; returns (base URL, process)."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": db_url, "ANTHROPIC_BASE_URL": fake_upstream,
+    env = {**os.environ, "DATABASE_URL": db_url, "ANTHROPIC_BASE_URL": upstream,
            "ANTHROPIC_API_KEY": "test-upstream-key", "DJANGO_SETTINGS_MODULE": "config.settings",
-           "GATEWAY_MAX_BODY_BYTES": str(E2E_MAX_BODY_BYTES)}
+           "GATEWAY_MAX_BODY_BYTES": str(E2E_MAX_BODY_BYTES), "GATEWAY_REDIS_PREFIX": REDIS_PREFIX, **extra_env}
     process = subprocess.Popen([sys.executable, "-m", "gateway.serve", "--host", "127.0.0.1", "--port", str(port)],
                                cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
-    _wait_http(url + "/health", process)
+    try:
+        _wait_http(url + "/health", process)
+    except RuntimeError:
+        _stop(process)
+        raise
+    return url, process
+
+
+@pytest.fixture(scope="session")
+def gateway_db_url(django_db_setup, django_db_blocker) -> str:
+    with django_db_blocker.unblock():
+        return database_url_for_current_connection()
+
+
+@pytest.fixture(scope="session")
+def gateway(gateway_db_url, fake_upstream):
+    """Base URL of the gateway served by the production launcher against the test database."""
+    url, process = start_gateway(gateway_db_url, fake_upstream)
+    yield url
+    _stop(process)
+
+
+@pytest.fixture(scope="session")
+def second_gateway(gateway_db_url, fake_upstream):
+    """Another gateway process on the same database and Redis, as in a deployment with several."""
+    url, process = start_gateway(gateway_db_url, fake_upstream)
     yield url
     _stop(process)
 

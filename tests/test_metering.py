@@ -29,8 +29,8 @@ def record(principal, request_id: str, **overrides) -> UsageRecord:
     fields = dict(
         request_id=request_id, tenant_id=tenant.pk, api_key_id=api_key.pk, endpoint="chat.completions",
         requested_model="gpt-4o", model="claude-sonnet-4-6", upstream_model="claude-sonnet-4-6", stream=False,
-        input_tokens=10, output_tokens=5, cache_creation_input_tokens=0, cache_read_input_tokens=0, status="ok",
-        http_status=200, error_type="", latency_ms=3, ttft_ms=None, created_at=datetime.now(UTC),
+        input_tokens=10, output_tokens=5, cache_creation_input_tokens=0, cache_read_input_tokens=0,
+        cost_nano=105000, price_id=None, status="ok", http_status=200, error_type="", latency_ms=3, ttft_ms=None, created_at=datetime.now(UTC),
     )
     return UsageRecord(**{**fields, **overrides})
 

@@ -1,0 +1,49 @@
+"""Money as integer nano-USD (10^-9 USD): exact sums, no floats. Pure module."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+NANO_PER_USD = 10**9
+TOKENS_PER_PRICE_UNIT = 10**6  # prices are per million tokens
+
+
+def usd_to_nano(value: str | int | Decimal) -> int:
+    """Parse a USD amount ("12.50") exactly; more than 9 decimal places or a non-number is a ValueError."""
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not an amount in USD.") from None
+    if not amount.is_finite():
+        raise ValueError(f"{value!r} is not an amount in USD.")
+    nano = amount * NANO_PER_USD
+    if nano != nano.to_integral_value():
+        raise ValueError(f"{value!r} has more than 9 decimal places.")
+    return int(nano)
+
+
+def nano_to_usd(nano: int) -> Decimal:
+    return Decimal(nano) / NANO_PER_USD
+
+
+def format_usd(nano: int, places: int = 2) -> str:
+    """For people: "$12.35", "-$0.01"; tiny non-zero amounts keep enough places to show."""
+    usd = nano_to_usd(abs(nano))
+    shown = usd.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    if shown == 0 and nano:
+        shown = usd.normalize()
+    return f"{'-' if nano < 0 else ''}${shown:f}"
+
+
+def usd_string(nano: int) -> str:
+    """For machines: the exact amount as a decimal string ("0.000123"), never a float."""
+    text = f"{nano_to_usd(nano):.9f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+def usage_cost_nano(*, input_tokens: int, output_tokens: int, cache_write_tokens: int, cache_read_tokens: int,
+                    input_price: int, output_price: int, cache_write_price: int, cache_read_price: int) -> int:
+    """Cost of one request in nano-USD from prices per million tokens, rounded half up once, on the total."""
+    micro = (input_tokens * input_price + output_tokens * output_price + cache_write_tokens * cache_write_price
+             + cache_read_tokens * cache_read_price)
+    return (micro * 2 + TOKENS_PER_PRICE_UNIT) // (2 * TOKENS_PER_PRICE_UNIT)

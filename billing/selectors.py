@@ -1,0 +1,66 @@
+"""Reads for balances, spend and usage reports."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import Coalesce, TruncDate
+
+from .models import LedgerEntry, UsageEvent
+
+
+def tenant_balance_nano(tenant_id: int) -> int:
+    """The ledger balance: the last entry's running balance (= the sum of all entries, see LedgerEntry)."""
+    last = (LedgerEntry.objects.filter(tenant_id=tenant_id).order_by("-seq")
+            .values_list("balance_after_nano", flat=True).first())
+    return last or 0
+
+
+def tenant_unbilled_cost_nano(tenant_id: int) -> int:
+    """Cost of usage not yet posted to the ledger by the rollup task."""
+    return UsageEvent.objects.filter(tenant_id=tenant_id, rolled_up_at__isnull=True).aggregate(
+        total=Coalesce(Sum("cost_nano"), 0))["total"]
+
+
+def tenant_available_nano(tenant_id: int) -> int:
+    """What the tenant can still spend before its credit limit: balance minus usage not yet debited."""
+    return tenant_balance_nano(tenant_id) - tenant_unbilled_cost_nano(tenant_id)
+
+
+def budget_period_bounds(period: str, now: datetime) -> tuple[datetime, datetime]:
+    """[start, end) of the UTC day or calendar month containing `now`."""
+    now = now.astimezone(UTC)
+    if period == "day":
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start, start + timedelta(days=1)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    return start, end
+
+
+def key_spend_nano(api_key_id: int, since: datetime) -> int:
+    return UsageEvent.objects.filter(api_key_id=api_key_id, created_at__gte=since).aggregate(
+        total=Coalesce(Sum("cost_nano"), 0))["total"]
+
+
+def usage_by_day_and_model(*, tenant_id: int, start: date, end: date) -> list[dict]:
+    """Usage and cost per UTC day and model, `start` to `end` inclusive, from the usage rows themselves
+    (not the rollups, which lag by up to a minute)."""
+    since = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    until = datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
+    return list(
+        UsageEvent.objects.filter(tenant_id=tenant_id, created_at__gte=since, created_at__lt=until)
+        .annotate(day=TruncDate("created_at", tzinfo=UTC))
+        .values("day", "model")
+        .annotate(
+            requests=Count("id"),
+            errors=Count("id", filter=Q(status=UsageEvent.Status.ERROR)),
+            input_tokens=Sum("input_tokens"),
+            output_tokens=Sum("output_tokens"),
+            cache_creation_input_tokens=Sum("cache_creation_input_tokens"),
+            cache_read_input_tokens=Sum("cache_read_input_tokens"),
+            cost_nano=Sum("cost_nano"),
+        )
+        .order_by("day", "model")
+    )

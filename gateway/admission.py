@@ -1,0 +1,414 @@
+"""Admission: a key's rate limits, its spend budget and its tenant's balance, decided in one step.
+
+Before the upstream call a request reserves what it may use: one request and `input estimate +
+max_tokens` tokens from the key's per-minute buckets, and the cost of those tokens at the model's
+price from the key's budget for the period and from the tenant's available balance. After the call
+it settles: the reservation is replaced by what the upstream reported (a cut stream by what was
+generated). So concurrent requests can overshoot a budget by at most the reservation of the last one
+admitted, and a budget or balance is refused as soon as it is used up (`used >= budget`,
+`available <= -credit_limit`).
+
+Two backends apply the same rules:
+
+- `RedisCounters` (when REDIS_URL is set): one Lua script, one round trip, atomic across every
+  gateway process; settling is a second script after the answer.
+- `LocalCounters`: the same rules in process memory. Used in the embedded mode, and for a while
+  whenever Redis is unreachable, so that an outage degrades limits instead of failing every request:
+  each process then limits on its own (an RPM of N admits up to N per process), and budgets and
+  balances are read from the database, re-read every second, with this process's reservations kept.
+
+Counters live in the backend, derived from the database: a budget counter starts at the key's spend
+for the period (a new period has a new counter, so budgets reset by construction), a balance counter
+at the ledger balance minus usage not yet debited. Redis counters expire after an hour and are then
+re-derived, which heals any drift (a crash between admit and settle, a lost settle); a request in
+flight at that instant may be counted once too few or too many, bounded by its reservation.
+Ledger credits and adjustments move the balance counters when they commit (`balance_changed`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import redis
+import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from accounts.selectors import KeyPrincipal
+from billing.money import format_usd, usage_cost_nano
+from billing.selectors import budget_period_bounds, key_spend_nano, tenant_available_nano
+from config.db import refresh_connections
+
+from .core import GatewayError, estimate_input_tokens
+from .selectors import ModelEntry
+
+logger = logging.getLogger(__name__)
+
+WINDOW_MS = 60_000  # RPM and TPM are token buckets that refill their limit over a minute
+COUNTER_RESYNC_SECONDS = 3600
+LOCAL_RESEED_SECONDS = 1.0
+REDIS_RETRY_SECONDS = 5.0  # after a Redis failure, use the local counters this long before trying again
+
+# KEYS: rpm bucket, tpm bucket, budget counter, balance counter.
+# ARGV: now_ms, rpm, tpm, tokens, budget, reserve, floor, budget_seed, budget_ttl, balance_seed, balance_ttl
+# ("" = no such limit / seed unknown). Returns {0, rpm_left, rpm_reset_ms, tpm_left, tpm_reset_ms},
+# {1, missing seeds bitmask}, {2, "rpm"|"tpm", retry_ms}, {3, "tpm"} (larger than the limit) or
+# {4, "budget"|"balance", value}. Nothing is written unless the request is admitted.
+_ADMIT_LUA = """
+local now = tonumber(ARGV[1])
+local rpm, tpm, tokens = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local budget, floor = tonumber(ARGV[5]), tonumber(ARGV[7])
+local missing = 0
+if budget and redis.call('EXISTS', KEYS[3]) == 0 then
+  if ARGV[8] == '' then missing = missing + 1 else redis.call('SET', KEYS[3], ARGV[8], 'EX', ARGV[9]) end
+end
+if floor and redis.call('EXISTS', KEYS[4]) == 0 then
+  if ARGV[10] == '' then missing = missing + 2 else redis.call('SET', KEYS[4], ARGV[10], 'EX', ARGV[11]) end
+end
+if missing > 0 then return {1, missing} end
+local function level(key, limit)
+  local state = redis.call('HMGET', key, 'v', 't')
+  local v, t = tonumber(state[1]), tonumber(state[2])
+  if not v then return limit end
+  return math.min(limit, v + math.max(0, now - t) * limit / 60000)
+end
+local rl, tl
+if rpm then
+  rl = level(KEYS[1], rpm)
+  if rl < 1 then return {2, 'rpm', math.ceil((1 - rl) * 60000 / rpm)} end
+end
+if tpm then
+  if tokens > tpm then return {3, 'tpm'} end
+  tl = level(KEYS[2], tpm)
+  if tl < tokens then return {2, 'tpm', math.ceil((tokens - tl) * 60000 / tpm)} end
+end
+if budget then
+  local used = tonumber(redis.call('GET', KEYS[3]))
+  if used >= budget then return {4, 'budget', used} end
+end
+if floor then
+  local available = tonumber(redis.call('GET', KEYS[4]))
+  if available <= floor then return {4, 'balance', available} end
+end
+local function take(key, limit, left)
+  redis.call('HSET', key, 'v', left, 't', now)
+  redis.call('PEXPIRE', key, math.ceil((limit - left) * 60000 / limit) + 1000)
+end
+local result = {0, -1, 0, -1, 0}
+if rpm then take(KEYS[1], rpm, rl - 1); result[2] = math.floor(rl - 1); result[3] = math.ceil((rpm - rl + 1) * 60000 / rpm) end
+if tpm then take(KEYS[2], tpm, tl - tokens); result[4] = math.floor(tl - tokens); result[5] = math.ceil((tpm - tl + tokens) * 60000 / tpm) end
+if budget then redis.call('INCRBY', KEYS[3], ARGV[6]) end
+if floor then redis.call('DECRBY', KEYS[4], ARGV[6]) end
+return result
+"""
+
+# KEYS: tpm bucket, budget counter, balance counter. ARGV: now_ms, tpm, token_delta, cost_delta
+# (actual - reserved). Counters that expired meanwhile are left alone: they are re-derived from the
+# database, which by now holds this request's usage row.
+_SETTLE_LUA = """
+local now, tpm, delta = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if tpm and delta ~= 0 and redis.call('EXISTS', KEYS[1]) == 1 then
+  local state = redis.call('HMGET', KEYS[1], 'v', 't')
+  local left = math.min(tpm, tonumber(state[1]) + math.max(0, now - tonumber(state[2])) * tpm / 60000) - delta
+  left = math.min(tpm, left)
+  redis.call('HSET', KEYS[1], 'v', left, 't', now)
+  redis.call('PEXPIRE', KEYS[1], math.ceil((tpm - left) * 60000 / tpm) + 1000)
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('INCRBY', KEYS[2], ARGV[4]) end
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('DECRBY', KEYS[3], ARGV[4]) end
+return 0
+"""
+
+_CREDIT_LUA = "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], ARGV[1]) end return 0"
+
+
+@dataclass(slots=True)
+class Ticket:
+    """What one admitted request reserved, to be settled once it is answered."""
+
+    principal: KeyPrincipal
+    tokens: int
+    cost_nano: int
+    keys: tuple[str, str, str, str]
+    backend: object
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _duration(ms: int) -> str:
+    """OpenAI's reset format: "120ms", "1.5s", "6m0s"."""
+    if ms < 1000:
+        return f"{max(ms, 0)}ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.3f}".rstrip("0").rstrip(".") + "s"
+    return f"{ms // 60_000}m{(ms % 60_000) // 1000}s"
+
+
+def _headers(principal: KeyPrincipal, rpm_left: int, rpm_reset: int, tpm_left: int, tpm_reset: int) -> dict[str, str]:
+    headers = {}
+    if principal.rpm_limit:
+        headers |= {"x-ratelimit-limit-requests": str(principal.rpm_limit),
+                    "x-ratelimit-remaining-requests": str(max(rpm_left, 0)),
+                    "x-ratelimit-reset-requests": _duration(rpm_reset)}
+    if principal.tpm_limit:
+        headers |= {"x-ratelimit-limit-tokens": str(principal.tpm_limit),
+                    "x-ratelimit-remaining-tokens": str(max(tpm_left, 0)),
+                    "x-ratelimit-reset-tokens": _duration(tpm_reset)}
+    return headers
+
+
+def _refusal(principal: KeyPrincipal, kind: str, value: int, tokens: int) -> GatewayError:
+    """The 429 for an outcome of admission; `value` is retry milliseconds, or the counter's value."""
+    if kind in ("rpm", "tpm") and value >= 0:
+        seconds = max(1, math.ceil(value / 1000))
+        what, limit = ("requests", principal.rpm_limit) if kind == "rpm" else ("tokens", principal.tpm_limit)
+        headers = _headers(principal, 0, value, 0, value) if kind == "rpm" else _headers(principal, 0, 0, 0, value)
+        return GatewayError(429, f"Rate limit reached for {what} per minute on this key (limit {limit}). "
+                                 f"Please try again in {seconds}s.", code="rate_limit_exceeded", type=what,
+                            retry_after=seconds, headers=headers)
+    if kind == "tpm":
+        return GatewayError(429, f"Request too large: it may use {tokens} tokens (input estimate plus max_tokens) "
+                                 f"but this key's limit is {principal.tpm_limit} tokens per minute. Lower max_tokens.",
+                            code="rate_limit_exceeded", type="tokens", headers={"x-should-retry": "false"})
+    if kind == "budget":
+        message = (f"This key's {principal.budget_period}ly budget of {format_usd(principal.budget_nano)} is used up "
+                   f"({format_usd(value)} spent). Raise the budget or wait for the next period.")
+    else:
+        message = (f"Your account's balance is used up (available {format_usd(value)}). "
+                   "Add credit or ask your operator to raise the credit limit.")
+    # OpenAI's SDKs retry 429s by default; x-should-retry tells them this one will not pass by itself.
+    return GatewayError(429, message, code="insufficient_quota", type="insufficient_quota",
+                        headers={"x-should-retry": "false"})
+
+
+def plan_request(principal: KeyPrincipal, model: ModelEntry, params: dict, now: float) -> tuple[int, int]:
+    """(tokens, cost_nano) to reserve: the input estimate plus max_tokens, at the model's current price."""
+    input_tokens = estimate_input_tokens(params)
+    tokens = input_tokens + int(params.get("max_tokens") or 0)
+    price = model.price_at(now)
+    cost = 0 if price is None else usage_cost_nano(
+        input_tokens=input_tokens, output_tokens=tokens - input_tokens, cache_write_tokens=0, cache_read_tokens=0,
+        input_price=price.input, output_price=price.output, cache_write_price=0, cache_read_price=0)
+    return tokens, cost
+
+
+def _counter_keys(principal: KeyPrincipal, now: float) -> tuple[tuple[str, str, str, str], float]:
+    """Redis keys of the request's counters, and the seconds until its budget period ends."""
+    prefix = settings.GATEWAY_REDIS_PREFIX
+    start, end = budget_period_bounds(principal.budget_period, datetime.fromtimestamp(now, UTC))
+    period = start.strftime("%Y%m%d" if principal.budget_period == "day" else "%Y%m")
+    keys = (f"{prefix}rpm:{principal.key_id}", f"{prefix}tpm:{principal.key_id}",
+            f"{prefix}budget:{principal.key_id}:{period}", f"{prefix}balance:{principal.tenant_id}")
+    return keys, end.timestamp() - now
+
+
+def _seed(principal: KeyPrincipal, missing: int, now: float) -> tuple[int | None, int | None]:
+    """Budget spent so far this period and balance available, from the database (bitmask: 1, 2)."""
+    refresh_connections()
+    spent = available = None
+    if missing & 1:
+        start, _ = budget_period_bounds(principal.budget_period, datetime.fromtimestamp(now, UTC))
+        spent = key_spend_nano(principal.key_id, start)
+    if missing & 2:
+        available = tenant_available_nano(principal.tenant_id)
+    return spent, available
+
+
+_seed_async = sync_to_async(_seed, thread_sensitive=True)
+
+
+def _limits(principal: KeyPrincipal) -> tuple[int | None, int | None, int | None, int | None]:
+    floor = None if principal.credit_limit_nano is None else -principal.credit_limit_nano
+    return principal.rpm_limit, principal.tpm_limit, principal.budget_nano, floor
+
+
+class RedisCounters:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._clients: dict[int, tuple[aioredis.Redis, object, object]] = {}  # per event loop
+        self._sync: redis.Redis | None = None
+
+    def _client(self):
+        import asyncio
+
+        loop_id = id(asyncio.get_running_loop())
+        entry = self._clients.get(loop_id)
+        if entry is None:
+            client = aioredis.Redis.from_url(self.url, socket_connect_timeout=0.25, socket_timeout=0.5)
+            entry = self._clients[loop_id] = (client, client.register_script(_ADMIT_LUA),
+                                              client.register_script(_SETTLE_LUA))
+        return entry
+
+    async def admit(self, principal: KeyPrincipal, tokens: int, cost: int, now: float):
+        _, admit_script, _ = self._client()
+        keys, period_left = _counter_keys(principal, now)
+        rpm, tpm, budget, floor = _limits(principal)
+        seeds = ("", "")
+        while True:
+            args = [int(now * 1000), _arg(rpm), _arg(tpm), tokens, _arg(budget), cost, _arg(floor),
+                    _arg(seeds[0]), max(1, min(COUNTER_RESYNC_SECONDS, int(period_left) + 60)),
+                    _arg(seeds[1]), COUNTER_RESYNC_SECONDS]
+            result = await admit_script(keys=keys, args=args)
+            if result[0] != 1:
+                return keys, _decode(result)
+            seeds = await _seed_async(principal, int(result[1]), now)
+
+    async def settle(self, ticket: Ticket, tokens: int, cost: int) -> None:
+        _, _, settle_script = self._client()
+        await settle_script(keys=ticket.keys[1:], args=[int(time.time() * 1000), _arg(ticket.principal.tpm_limit),
+                                                         tokens - ticket.tokens, cost - ticket.cost_nano])
+
+    def balance_changed(self, tenant_id: int, delta: int) -> None:
+        if self._sync is None:
+            self._sync = redis.Redis.from_url(self.url, socket_connect_timeout=0.25, socket_timeout=0.5)
+        self._sync.eval(_CREDIT_LUA, 1, f"{settings.GATEWAY_REDIS_PREFIX}balance:{tenant_id}", delta)
+
+
+def _arg(value) -> str | int:
+    return "" if value is None else value
+
+
+def _decode(result: list) -> tuple:
+    return tuple(item.decode() if isinstance(item, bytes) else int(item) for item in result)
+
+
+class LocalCounters:
+    """The Lua script's rules in process memory (see the module docstring for when it is used)."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[str, tuple[float, float]] = {}  # key -> (level, at ms)
+        self.counters: dict[str, tuple[int, float]] = {}  # key -> (value, seeded at)
+        self.reserved: dict[str, int] = {}  # key -> this process's reservations in flight
+
+    def _level(self, key: str, limit: int, now_ms: float) -> float:
+        level, at = self.buckets.get(key, (limit, now_ms))
+        return min(limit, level + max(0.0, now_ms - at) * limit / WINDOW_MS)
+
+    def _stale(self, key: str, now: float) -> bool:
+        entry = self.counters.get(key)
+        return entry is None or now - entry[1] >= LOCAL_RESEED_SECONDS
+
+    async def admit(self, principal: KeyPrincipal, tokens: int, cost: int, now: float):
+        keys, _ = _counter_keys(principal, now)
+        rpm_key, tpm_key, budget_key, balance_key = keys
+        rpm, tpm, budget, floor = _limits(principal)
+        missing = (1 if budget is not None and self._stale(budget_key, now) else 0) | (
+            2 if floor is not None and self._stale(balance_key, now) else 0)
+        if missing:
+            spent, available = await _seed_async(principal, missing, now)
+            # The database knows finished requests; this process's reservations in flight come on top.
+            if spent is not None:
+                self.counters[budget_key] = (spent + self.reserved.get(budget_key, 0), now)
+            if available is not None:
+                self.counters[balance_key] = (available - self.reserved.get(balance_key, 0), now)
+        now_ms = now * 1000
+        result = [0, -1, 0, -1, 0]
+        if rpm:
+            rpm_level = self._level(rpm_key, rpm, now_ms)
+            if rpm_level < 1:
+                return keys, (2, "rpm", math.ceil((1 - rpm_level) * WINDOW_MS / rpm))
+        if tpm:
+            if tokens > tpm:
+                return keys, (3, "tpm")
+            tpm_level = self._level(tpm_key, tpm, now_ms)
+            if tpm_level < tokens:
+                return keys, (2, "tpm", math.ceil((tokens - tpm_level) * WINDOW_MS / tpm))
+        if budget is not None and self.counters[budget_key][0] >= budget:
+            return keys, (4, "budget", self.counters[budget_key][0])
+        if floor is not None and self.counters[balance_key][0] <= floor:
+            return keys, (4, "balance", self.counters[balance_key][0])
+        if rpm:
+            self.buckets[rpm_key] = (rpm_level - 1, now_ms)
+            result[1:3] = math.floor(rpm_level - 1), math.ceil((rpm - rpm_level + 1) * WINDOW_MS / rpm)
+        if tpm:
+            self.buckets[tpm_key] = (tpm_level - tokens, now_ms)
+            result[3:5] = math.floor(tpm_level - tokens), math.ceil((tpm - tpm_level + tokens) * WINDOW_MS / tpm)
+        for key, sign, on in ((budget_key, 1, budget is not None), (balance_key, -1, floor is not None)):
+            if on:
+                value, seeded = self.counters[key]
+                self.counters[key] = (value + sign * cost, seeded)
+                self.reserved[key] = self.reserved.get(key, 0) + cost
+        return keys, tuple(result)
+
+    async def settle(self, ticket: Ticket, tokens: int, cost: int) -> None:
+        _, tpm_key, budget_key, balance_key = ticket.keys
+        tpm = ticket.principal.tpm_limit
+        if tpm and tpm_key in self.buckets:
+            now_ms = time.time() * 1000
+            self.buckets[tpm_key] = (min(tpm, self._level(tpm_key, tpm, now_ms) - (tokens - ticket.tokens)), now_ms)
+        for key, sign in ((budget_key, 1), (balance_key, -1)):
+            if key in self.reserved:
+                self.reserved[key] -= ticket.cost_nano
+                if not self.reserved[key]:
+                    del self.reserved[key]
+            if key in self.counters:
+                value, seeded = self.counters[key]
+                self.counters[key] = (value + sign * (cost - ticket.cost_nano), seeded)
+
+    def balance_changed(self, tenant_id: int, delta: int) -> None:
+        # Another thread's (admin, task) view of this process's counters: simply re-read next time.
+        self.counters.pop(f"{settings.GATEWAY_REDIS_PREFIX}balance:{tenant_id}", None)
+
+
+class Admission:
+    """The entry point: Redis when configured and reachable, the local counters otherwise."""
+
+    def __init__(self) -> None:
+        self.local = LocalCounters()
+        self.redis = RedisCounters(settings.REDIS_URL) if settings.REDIS_URL else None
+        self._redis_down_until = 0.0
+
+    async def admit(self, principal: KeyPrincipal, model: ModelEntry, params: dict) -> Ticket:
+        """Reserve for one request, or raise the 429 that refuses it."""
+        now = time.time()
+        tokens, cost = plan_request(principal, model, params, now)
+        rpm, tpm, budget, floor = _limits(principal)
+        if rpm is None and tpm is None and budget is None and floor is None:
+            return Ticket(principal, tokens, cost, ("", "", "", ""), None)
+        backend = self._backend(now)
+        try:
+            keys, outcome = await backend.admit(principal, tokens, cost, now)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            self._redis_failed(exc, now)
+            backend = self.local
+            keys, outcome = await backend.admit(principal, tokens, cost, now)
+        if outcome[0] != 0:
+            raise _refusal(principal, outcome[1], outcome[2] if len(outcome) > 2 else -1, tokens)
+        return Ticket(principal, tokens, cost, keys, backend, _headers(principal, *outcome[1:]))
+
+    async def settle(self, ticket: Ticket, *, tokens: int, cost_nano: int) -> None:
+        """Replace the reservation by what the request really used. Never raises."""
+        if ticket.backend is None:
+            return
+        try:
+            await ticket.backend.settle(ticket, tokens, cost_nano)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            self._redis_failed(exc, time.time())  # the counters re-derive from the database later
+        except Exception:
+            logger.exception("settling admission counters failed")
+
+    def balance_changed(self, tenant_id: int, delta: int) -> None:
+        """A ledger credit or adjustment committed: move the cached balance (sync; admin, tasks)."""
+        self.local.balance_changed(tenant_id, delta)
+        if self.redis is not None:
+            try:
+                self.redis.balance_changed(tenant_id, delta)
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                logger.warning("Redis unreachable: tenant %s's balance counter catches up within an hour", tenant_id)
+
+    def _backend(self, now: float):
+        if self.redis is not None and now >= self._redis_down_until:
+            return self.redis
+        return self.local
+
+    def _redis_failed(self, exc: Exception, now: float) -> None:
+        if now >= self._redis_down_until:
+            logger.warning("Redis unreachable (%s): limits fall back to per-process counters for %ss", exc,
+                           REDIS_RETRY_SECONDS)
+        self._redis_down_until = now + REDIS_RETRY_SECONDS
+
+
+admission = Admission()

@@ -1,0 +1,83 @@
+"""`GET /v1/usage`: a tenant's usage and cost per UTC day and model, as JSON or CSV.
+
+Scoped to the calling key's tenant: every key of a tenant sees the tenant's usage, and nothing else.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, date, datetime, timedelta
+
+from asgiref.sync import sync_to_async
+from django.http import HttpResponse
+
+from billing.money import usd_string
+from billing.selectors import usage_by_day_and_model
+from config.db import refresh_connections
+
+from .core import invalid
+from .pipeline import json_response
+
+MAX_DAYS = 366
+COLUMNS = ("date", "model", "requests", "errors", "input_tokens", "output_tokens", "cache_creation_input_tokens",
+           "cache_read_input_tokens", "cost_usd")
+
+
+def _date(request, name: str, default: date) -> date:
+    value = request.GET.get(name)
+    if value is None:
+        return default
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise invalid(f"{name} must be a date as YYYY-MM-DD, got {value!r}.", name) from None
+
+
+def parse_range(request) -> tuple[date, date, str]:
+    today = datetime.now(UTC).date()
+    end = _date(request, "end", today)
+    start = _date(request, "start", end - timedelta(days=29))
+    if start > end:
+        raise invalid("start must not be after end.", "start")
+    if (end - start).days >= MAX_DAYS:
+        raise invalid(f"The date range is too long: at most {MAX_DAYS} days.", "start")
+    fmt = request.GET.get("format", "json")
+    if fmt not in ("json", "csv"):
+        raise invalid("format must be json or csv.", "format")
+    return start, end, fmt
+
+
+def rows_payload(rows: list[dict]) -> list[dict]:
+    return [
+        {"date": row["day"].isoformat(), "model": row["model"], "requests": row["requests"], "errors": row["errors"],
+         "input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"],
+         "cache_creation_input_tokens": row["cache_creation_input_tokens"],
+         "cache_read_input_tokens": row["cache_read_input_tokens"], "cost_usd": usd_string(row["cost_nano"]),
+         "cost_nano": row["cost_nano"]}
+        for row in rows
+    ]
+
+
+def _report(tenant_id: int, start: date, end: date) -> list[dict]:
+    refresh_connections()
+    return usage_by_day_and_model(tenant_id=tenant_id, start=start, end=end)
+
+
+_report_async = sync_to_async(_report, thread_sensitive=True)
+
+
+async def usage_report(request) -> HttpResponse:
+    start, end, fmt = parse_range(request)
+    data = rows_payload(await _report_async(request.auth.tenant_id, start, end))
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(data)
+        response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="usage-{start}-{end}.csv"'
+        return response
+    total_nano = sum(row["cost_nano"] for row in data)
+    return json_response({"object": "usage", "start": start.isoformat(), "end": end.isoformat(), "data": data,
+                          "total_cost_usd": usd_string(total_nano), "total_cost_nano": total_nano})
