@@ -1,49 +1,390 @@
-from django.contrib import admin, messages
+"""Operators' console for tenants, members, keys and the audit log.
 
-from .models import ApiKey, Tenant
-from .services import api_key_revoke, tenant_set_status
+Every write goes through accounts.services or billing.services with actor=request.user and via="admin",
+so the console writes the same audit rows as the commands and the dashboard. A key's secret is shown
+once, in a message right after it is issued or rotated; no page renders a secret or its digest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import ValidationError
+from django.db.models import OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.forms.models import BaseInlineFormSet
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from billing.models import LedgerEntry
+from billing.money import format_usd
+from billing.selectors import tenant_available_nano
+from billing.services import credit_grant, ledger_adjust
+
+from .forms import AdjustmentForm, ApiKeySettingsForm, CreditForm, RotateKeyForm, TenantForm
+from .models import ApiKey, AuditEntry, Membership, Tenant
+from .services import (
+    api_key_issue,
+    api_key_revoke,
+    api_key_rotate,
+    api_key_update,
+    membership_remove,
+    membership_set,
+    tenant_create,
+    tenant_set_status,
+    tenant_update,
+)
+
+# --- Shared by the console's admin modules ---------------------------------------------------------------
+
+
+def action_form_page(modeladmin: admin.ModelAdmin, request, queryset, *, form: forms.Form, title: str,
+                     description: str, submit_label: str) -> TemplateResponse:
+    """The intermediate page of an action that needs input (amount, reason, grace period).
+
+    It posts back to the changelist with the same action and selection plus `apply`; the action then
+    binds its form to the post and, when valid, does the work.
+    """
+    opts = modeladmin.model._meta
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "subtitle": None,
+        "description": description,
+        "submit_label": submit_label,
+        "form": form,
+        "queryset": queryset,
+        "opts": opts,
+        "action": request.POST.get("action", ""),
+        "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        "media": modeladmin.media + form.media,
+    }
+    return TemplateResponse(request, "admin/gatehouse/action_form.html", context)
+
+
+def bound_action_form(request, form_class: type[forms.Form]) -> forms.Form:
+    """The action's form, bound once the intermediate page was submitted."""
+    return form_class(request.POST if "apply" in request.POST else None)
+
+
+def error_text(exc: ValidationError) -> str:
+    return " ".join(exc.messages)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For append-only records: viewable and filterable, never added, edited or deleted here."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def has_ledger_permission(request) -> bool:
+    return request.user.has_perm("billing.add_ledgerentry")
+
+
+# --- Tenants and members ---------------------------------------------------------------------------------
+
+
+class MembershipForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ("user", "role")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            # A row is one person's membership: moving it to another user would be a removal plus an
+            # addition, which the operator should see as such.
+            self.fields["user"].disabled = True
+
+
+class MembershipFormSet(BaseInlineFormSet):
+    def clean(self):
+        # The services' rule, checked on the whole inline so the operator gets a form error, not a 500
+        # halfway through saving the rows.
+        super().clean()
+        if any(self.errors):
+            return
+        had_owner = any(form.initial.get("role") == Membership.Role.OWNER for form in self.initial_forms)
+        owners = [form for form in self.forms
+                  if form.cleaned_data.get("role") == Membership.Role.OWNER
+                  and not (self.can_delete and self._should_delete_form(form))]
+        if had_owner and not owners:
+            raise ValidationError("A tenant must keep at least one owner.")
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    form = MembershipForm
+    formset = MembershipFormSet
+    extra = 0
+    raw_id_fields = ("user",)
+    fields = ("user", "role", "created_at")
+    readonly_fields = ("created_at",)
 
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ("slug", "name", "status", "created_at")
+    form = TenantForm
+    list_display = ("slug", "name", "status", "balance", "credit_limit", "created_at")
     list_filter = ("status",)
     search_fields = ("slug", "name")
-    readonly_fields = ("status", "created_at")
-    actions = ("suspend", "resume")
+    ordering = ("slug",)
+    inlines = [MembershipInline]
+    actions = ("suspend", "resume", "grant_credit", "post_adjustment")
 
-    @admin.action(description="Suspend selected tenants (their keys stop working within seconds)")
+    def get_queryset(self, request):
+        # tenant_balance_nano as a column: one query per page rather than one per row.
+        last_balance = (LedgerEntry.objects.filter(tenant=OuterRef("pk")).order_by("-seq")
+                        .values("balance_after_nano")[:1])
+        return super().get_queryset(request).annotate(balance_nano=Coalesce(Subquery(last_balance), 0))
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("slug", "name", "credit_limit_usd")
+        limit = "credit_limit_usd" if self.has_change_permission(request, obj) else "credit_limit"
+        return ("slug", "name", "status", limit, "balance", "available", "created_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return ("slug", "status", "balance", "available", "created_at")
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # keys, usage and the ledger reference tenants; suspend instead
+
+    @admin.display(description="Balance", ordering="balance_nano")
+    def balance(self, tenant):
+        return format_usd(tenant.balance_nano)
+
+    @admin.display(description="Available")
+    def available(self, tenant):
+        return f"{format_usd(tenant_available_nano(tenant.pk))} (balance less usage not yet debited)"
+
+    @admin.display(description="Credit limit", ordering="credit_limit_nano")
+    def credit_limit(self, tenant):
+        return "none (invoiced)" if tenant.credit_limit_nano is None else format_usd(tenant.credit_limit_nano)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            tenant_update(tenant=obj, actor=request.user, via="admin", name=data["name"],
+                          credit_limit_nano=data["credit_limit_usd"])
+            return
+        tenant = tenant_create(slug=data["slug"], name=data["name"], credit_limit_nano=data["credit_limit_usd"],
+                               actor=request.user, via="admin")
+        obj.__dict__.update(tenant.__dict__)  # the admin goes on with `obj` (inlines, log, redirect)
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        formset.save(commit=False)  # sorts the rows into new, changed and deleted; the services write
+        tenant = form.instance
+        upserts = formset.new_objects + [membership for membership, _ in formset.changed_objects]
+        # Owners first: the services refuse to demote or remove the last owner, so a handover has to
+        # add the new owner before the old one steps down.
+        for membership in sorted(upserts, key=lambda m: m.role != Membership.Role.OWNER):
+            membership_set(tenant=tenant, user=membership.user, role=membership.role, actor=request.user,
+                           via="admin")
+        for membership in formset.deleted_objects:
+            # As stored: the row's form may have changed the role in memory too.
+            membership_remove(membership=Membership.objects.get(pk=membership.pk), actor=request.user, via="admin")
+
+    @admin.action(description="Suspend selected tenants (their keys stop working within seconds)",
+                  permissions=["change"])
     def suspend(self, request, queryset):
-        for tenant in queryset:
-            tenant_set_status(tenant=tenant, status=Tenant.Status.SUSPENDED)
-        self.message_user(request, f"Suspended {queryset.count()} tenant(s).", messages.SUCCESS)
+        self._set_status(request, queryset, Tenant.Status.SUSPENDED, "Suspended")
 
-    @admin.action(description="Resume selected tenants")
+    @admin.action(description="Resume selected tenants", permissions=["change"])
     def resume(self, request, queryset):
+        self._set_status(request, queryset, Tenant.Status.ACTIVE, "Resumed")
+
+    def _set_status(self, request, queryset, status, verb):
+        tenants = list(queryset.exclude(status=status))
+        for tenant in tenants:
+            tenant_set_status(tenant=tenant, status=status, actor=request.user, via="admin")
+        self.message_user(request, f"{verb} {len(tenants)} tenant(s).", messages.SUCCESS)
+
+    def has_ledger_permission(self, request):
+        return has_ledger_permission(request)
+
+    @admin.action(description="Grant credit…", permissions=["ledger"])
+    def grant_credit(self, request, queryset):
+        return self._post_to_ledger(
+            request, queryset, CreditForm, credit_grant, title="Grant credit",
+            description="Each selected tenant gets a ledger credit of this amount.", verb="Granted",
+        )
+
+    @admin.action(description="Post adjustment…", permissions=["ledger"])
+    def post_adjustment(self, request, queryset):
+        return self._post_to_ledger(
+            request, queryset, AdjustmentForm, ledger_adjust, title="Post a ledger adjustment",
+            description="A correction on each selected tenant's ledger: positive adds, negative takes away.",
+            verb="Adjusted by",
+        )
+
+    def _post_to_ledger(self, request, queryset, form_class, service: Callable, *, title, description, verb):
+        form = bound_action_form(request, form_class)
+        if not form.is_valid():
+            return action_form_page(self, request, queryset, form=form, title=title, description=description,
+                                    submit_label=title)
+        amount, reason = form.cleaned_data["amount"], form.cleaned_data["reason"]
         for tenant in queryset:
-            tenant_set_status(tenant=tenant, status=Tenant.Status.ACTIVE)
-        self.message_user(request, f"Resumed {queryset.count()} tenant(s).", messages.SUCCESS)
+            try:
+                entry = service(tenant=tenant, amount_nano=amount, reason=reason, actor=request.user, via="admin")
+            except ValidationError as exc:
+                self.message_user(request, f"{tenant}: {error_text(exc)}", messages.ERROR)
+                continue
+            self.message_user(request, f"{verb} {format_usd(amount)} for {tenant}: ledger entry #{entry.seq}, "
+                                       f"balance {format_usd(entry.balance_after_nano)}.", messages.SUCCESS)
+        return None
+
+
+# --- API keys --------------------------------------------------------------------------------------------
+
+
+class ApiKeyAdminForm(ApiKeySettingsForm):
+    def clean_tenant(self):
+        tenant = self.cleaned_data["tenant"]
+        if tenant.status != Tenant.Status.ACTIVE:
+            raise ValidationError(f"Tenant {tenant.slug} is {tenant.status}; no keys can be issued.")
+        return tenant
+
+
+class KeyStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return (("active", "Active"), ("expired", "Expired"), ("revoked", "Revoked"))
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "active":
+            return queryset.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now), revoked_at__isnull=True)
+        if self.value() == "expired":
+            return queryset.filter(expires_at__lte=now, revoked_at__isnull=True)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+SETTINGS_FIELDS = ("name", "models", "rpm_limit", "tpm_limit", "budget_usd", "budget_period", "expires_at")
+# The same settings on a read-only page (a revoked key), where the form's USD and text fields are absent.
+SETTINGS_SHOWN = ("name", "allowed_models", "rpm_limit", "tpm_limit", "budget", "budget_period", "expires_at")
+KEY_INFO_FIELDS = ("display", "tenant", "status", "created_by", "created_at", "last_used_at", "revoked_at")
 
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    """Keys are issued by `create_key` (the plaintext is shown once there); the admin can only revoke."""
+    """Issue (the plaintext is shown once), edit limits, rotate and revoke. Never shows a secret again."""
 
-    list_display = ("display", "name", "tenant", "created_at", "revoked_at")
-    list_filter = ("revoked_at", "tenant")
+    form = ApiKeyAdminForm
+    list_display = ("display", "name", "tenant", "created_at", "last_used_at", "expires_at", "limits", "status")
+    list_filter = (KeyStatusFilter, "tenant")
+    list_select_related = ("tenant",)
     search_fields = ("public_id", "name", "tenant__slug")
-    fields = ("display", "name", "tenant", "created_by", "created_at", "revoked_at")
-    readonly_fields = ("display", "tenant", "created_by", "created_at", "revoked_at")
-    actions = ("revoke",)
+    ordering = ("-created_at",)
+    actions = ("revoke", "rotate")
 
-    def has_add_permission(self, request):
-        return False
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("tenant", *SETTINGS_FIELDS)
+        if not self.has_change_permission(request, obj):
+            return (*KEY_INFO_FIELDS, *SETTINGS_SHOWN)
+        return (*KEY_INFO_FIELDS, *SETTINGS_FIELDS)
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else KEY_INFO_FIELDS
+
+    def has_change_permission(self, request, obj=None):
+        # A revoked key is only history: its page is read-only.
+        return super().has_change_permission(request, obj) and not (obj is not None and obj.is_revoked)
 
     def has_delete_permission(self, request, obj=None):
         return False  # usage rows reference keys; revoke instead
 
-    @admin.action(description="Revoke selected keys (one-way)")
+    @admin.display(description="Status")
+    def status(self, api_key):
+        if api_key.is_revoked:
+            return "revoked"
+        if api_key.expires_at is not None and api_key.expires_at <= timezone.now():
+            return "expired"
+        if api_key.tenant.status != Tenant.Status.ACTIVE:
+            return f"tenant {api_key.tenant.status}"
+        return "active"
+
+    @admin.display(description="Budget")
+    def budget(self, api_key):
+        return "none" if api_key.budget_nano is None else format_usd(api_key.budget_nano)
+
+    @admin.display(description="Limits")
+    def limits(self, api_key):
+        parts = [f"{api_key.rpm_limit} rpm" if api_key.rpm_limit else "",
+                 f"{api_key.tpm_limit} tpm" if api_key.tpm_limit else "",
+                 f"{format_usd(api_key.budget_nano)}/{api_key.budget_period}" if api_key.budget_nano else "",
+                 ", ".join(api_key.allowed_models)]
+        return " · ".join(part for part in parts if part) or "none"
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            api_key_update(api_key=obj, actor=request.user, via="admin", **form.key_settings())
+            return
+        issued = api_key_issue(tenant=form.cleaned_data["tenant"], created_by=request.user, via="admin",
+                               **form.key_settings())
+        obj.__dict__.update(issued.api_key.__dict__)  # the admin goes on with `obj` (log, redirect)
+        self._show_plaintext_once(request, issued, "Issued")
+
+    def _show_plaintext_once(self, request, issued, verb):
+        self.message_user(
+            request, f"{verb} {issued.api_key.display}. Copy the key now; it will not be shown again: "
+                     f"{issued.plaintext}", messages.WARNING,
+        )
+
+    @admin.action(description="Revoke selected keys (one-way)", permissions=["change"])
     def revoke(self, request, queryset):
+        keys = list(queryset.filter(revoked_at__isnull=True))
+        for api_key in keys:
+            api_key_revoke(api_key=api_key, actor=request.user, via="admin")
+        self.message_user(request, f"Revoked {len(keys)} key(s).", messages.SUCCESS)
+
+    @admin.action(description="Rotate…", permissions=["change"])
+    def rotate(self, request, queryset):
+        form = bound_action_form(request, RotateKeyForm)
+        if not form.is_valid():
+            return action_form_page(
+                self, request, queryset, form=form, title="Rotate keys", submit_label="Rotate",
+                description="Each selected key gets a new secret, shown once on the next page. Its limits, "
+                            "budget and usage stay. The old secret keeps working for the grace period.",
+            )
+        grace = timedelta(hours=form.cleaned_data["grace_hours"])
         for api_key in queryset:
-            api_key_revoke(api_key=api_key)
-        self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
+            try:
+                issued = api_key_rotate(api_key=api_key, grace=grace, actor=request.user, via="admin")
+            except ValidationError as exc:
+                self.message_user(request, f"{api_key}: {error_text(exc)}", messages.ERROR)
+                continue
+            self._show_plaintext_once(request, issued, "Rotated")
+        return None
+
+
+# --- Audit log -------------------------------------------------------------------------------------------
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "action", "via", "actor", "tenant", "api_key", "details")
+    list_filter = ("action", "via", "tenant")
+    list_select_related = ("actor", "tenant", "api_key")
+    search_fields = ("action", "tenant__slug", "actor__username", "api_key__public_id")
+    date_hierarchy = "created_at"

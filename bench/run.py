@@ -205,7 +205,11 @@ def setup_database(args, env: dict[str, str]) -> tuple[str, int]:
             conn.execute("truncate billing_usageevent")
     if not tenant:
         subprocess.run(manage + ["create_tenant", "bench"], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    out = subprocess.run(manage + ["create_key", "bench", "--name", "bench"], env=env, cwd=ROOT, check=True,
+    subprocess.run(manage + ["grant_credit", "bench", "1000000", "--reason", "benchmark run"], env=env, cwd=ROOT,
+                   check=True, stdout=subprocess.DEVNULL)
+    # Every admission check on (limits far above the load): the prepaid balance, a daily budget, RPM and TPM.
+    limits = ["--rpm", "100000000", "--tpm", "2000000000", "--budget-usd", "1000000", "--budget-period", "day"]
+    out = subprocess.run(manage + ["create_key", "bench", "--name", "bench", *limits], env=env, cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout
     key = out.strip().splitlines()[-1].strip()
     public_id = key.split("_")[2]

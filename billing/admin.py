@@ -1,24 +1,86 @@
-from django.contrib import admin
+"""Operators' console for usage and the ledger: records to read and filter, never to edit.
 
-from .models import UsageEvent
+The only write is "Reverse selected entries…", which posts correcting entries through ledger_reverse.
+"""
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+
+from accounts.admin import ReadOnlyAdmin, action_form_page, bound_action_form, error_text, has_ledger_permission
+from accounts.forms import ReasonForm
+
+from .models import LedgerEntry, UsageEvent, UsageRollup
+from .money import format_usd
+from .services import ledger_reverse
 
 
 @admin.register(UsageEvent)
-class UsageEventAdmin(admin.ModelAdmin):
-    """Read-only: usage rows are append-only billing records."""
+class UsageEventAdmin(ReadOnlyAdmin):
+    """Usage rows are append-only billing records."""
 
     list_display = ("created_at", "request_id", "tenant", "api_key", "model", "stream", "status",
-                    "input_tokens", "output_tokens", "latency_ms")
-    list_filter = ("status", "stream", "model", "endpoint", "tenant")
+                    "input_tokens", "output_tokens", "cost", "latency_ms")
+    list_filter = ("status", "stream", "model", "endpoint", "tenant", "api_key")
     search_fields = ("request_id",)
     date_hierarchy = "created_at"
     list_select_related = ("tenant", "api_key")
 
-    def has_add_permission(self, request):
-        return False
+    @admin.display(description="Cost", ordering="cost_nano")
+    def cost(self, event):
+        return format_usd(event.cost_nano)
 
-    def has_change_permission(self, request, obj=None):
-        return False
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+@admin.register(UsageRollup)
+class UsageRollupAdmin(ReadOnlyAdmin):
+    list_display = ("day", "tenant", "api_key", "model", "requests", "errors", "input_tokens", "output_tokens",
+                    "cache_creation_input_tokens", "cache_read_input_tokens", "cost")
+    list_filter = ("model", "tenant", "api_key")
+    date_hierarchy = "day"
+    list_select_related = ("tenant", "api_key")
+
+    @admin.display(description="Cost", ordering="cost_nano")
+    def cost(self, rollup):
+        return format_usd(rollup.cost_nano)
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    """Append-only (database triggers refuse UPDATE and DELETE); corrections are new entries."""
+
+    list_display = ("tenant", "seq", "created_at", "kind", "amount", "balance_after", "reason", "created_by")
+    list_filter = ("kind", "tenant")
+    list_select_related = ("tenant", "created_by")
+    search_fields = ("reason", "tenant__slug")
+    date_hierarchy = "created_at"
+    actions = ("reverse_entries",)
+
+    @admin.display(description="Amount", ordering="amount_nano")
+    def amount(self, entry):
+        return format_usd(entry.amount_nano)
+
+    @admin.display(description="Balance after", ordering="balance_after_nano")
+    def balance_after(self, entry):
+        return format_usd(entry.balance_after_nano)
+
+    def has_reverse_permission(self, request):
+        return has_ledger_permission(request)
+
+    @admin.action(description="Reverse selected entries…", permissions=["reverse"])
+    def reverse_entries(self, request, queryset):
+        form = bound_action_form(request, ReasonForm)
+        if not form.is_valid():
+            return action_form_page(
+                self, request, queryset, form=form, title="Reverse ledger entries", submit_label="Reverse",
+                description="Each selected entry gets an opposite entry (a refund for a debit, an adjustment "
+                            "otherwise); the entries themselves stay as they are.",
+            )
+        for entry in queryset.order_by("tenant_id", "seq"):
+            try:
+                reversal = ledger_reverse(entry=entry, reason=form.cleaned_data["reason"], actor=request.user,
+                                          via="admin")
+            except ValidationError as exc:
+                self.message_user(request, f"{entry}: {error_text(exc)}", messages.ERROR)
+                continue
+            self.message_user(request, f"Reversed {entry.tenant} #{entry.seq} with #{reversal.seq} "
+                                       f"({format_usd(reversal.amount_nano)}).", messages.SUCCESS)
+        return None

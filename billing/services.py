@@ -1,4 +1,6 @@
-"""Usage recording: durable before the response completes, one database round trip per batch.
+"""Usage recording, the ledger, and the rollup task's work.
+
+Usage recording is durable before the response completes, one database round trip per batch.
 
 Requests append their row and wait for it to be committed. A single flush task per event loop
 writes everything pending in one INSERT ... ON CONFLICT DO NOTHING, so under load many requests share
@@ -10,15 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from asgiref.sync import sync_to_async
-from django.db import DatabaseError
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, transaction
+from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
+from accounts.models import ApiKey, Tenant
+from accounts.services import audit_record
 from config.db import refresh_connections
 
-from .models import UsageEvent
+from .models import LedgerEntry, UsageEvent, UsageRollup
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +46,8 @@ class UsageRecord:
     output_tokens: int
     cache_creation_input_tokens: int
     cache_read_input_tokens: int
+    cost_nano: int
+    price_id: int | None
     status: str
     http_status: int
     error_type: str
@@ -45,16 +56,33 @@ class UsageRecord:
     created_at: datetime
 
 
+# last_used_at is written at most this often per key: a write per request would double the path's queries.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+_last_used_written: dict[int, datetime] = {}
+
+
 def usage_events_write(records: list[UsageRecord]) -> None:
     """Insert the rows; a request id already written is skipped, so a retried write never double-bills."""
     rows = [UsageEvent(**asdict(record)) for record in records]
     try:
         refresh_connections()
-        UsageEvent.objects.bulk_create(rows, ignore_conflicts=True)
+        _insert(rows)
     except DatabaseError:
         # A connection broken since the last request (database restart): reconnect and try once more.
         refresh_connections()
+        _insert(rows)
+
+
+def _insert(rows: list[UsageEvent]) -> None:
+    now = rows[-1].created_at
+    stale = {row.api_key_id for row in rows
+             if now - _last_used_written.get(row.api_key_id, datetime.min.replace(tzinfo=UTC)) >= LAST_USED_RESOLUTION}
+    with transaction.atomic():
         UsageEvent.objects.bulk_create(rows, ignore_conflicts=True)
+        if stale:
+            ApiKey.objects.filter(pk__in=stale).update(last_used_at=now)
+    for key_id in stale:
+        _last_used_written[key_id] = now
 
 
 _write_async = sync_to_async(usage_events_write, thread_sensitive=True)
@@ -92,3 +120,199 @@ class UsageRecorder:
 
 
 usage_recorder = UsageRecorder()
+
+
+# --- Ledger ------------------------------------------------------------------------------------------
+
+
+def ledger_post(*, tenant_id: int, kind: str, amount_nano: int, reason: str, created_by=None) -> LedgerEntry:
+    """Append an entry to the tenant's chain (see LedgerEntry). Call inside a transaction.
+
+    The tenant row is locked, so concurrent posts for one tenant queue up instead of racing for the
+    next `seq`. The gateways' cached balance moves by the amount once the transaction commits.
+    """
+    from gateway.admission import admission
+
+    if not reason.strip():
+        raise ValidationError("A ledger entry needs a reason.")
+    Tenant.objects.select_for_update().only("pk").get(pk=tenant_id)
+    last = LedgerEntry.objects.filter(tenant_id=tenant_id).order_by("-seq").values_list(
+        "seq", "balance_after_nano").first() or (0, 0)
+    entry = LedgerEntry.objects.create(tenant_id=tenant_id, seq=last[0] + 1, kind=kind, amount_nano=amount_nano,
+                                       balance_after_nano=last[1] + amount_nano, reason=reason[:500],
+                                       created_by=created_by)
+    if kind != LedgerEntry.Kind.DEBIT:  # debits move usage already counted at settlement into the ledger
+        transaction.on_commit(lambda: admission.balance_changed(tenant_id, amount_nano))
+    return entry
+
+
+@transaction.atomic
+def credit_grant(*, tenant: Tenant, amount_nano: int, reason: str, actor=None, via: str = "system") -> LedgerEntry:
+    if amount_nano <= 0:
+        raise ValidationError({"amount": "A credit must be a positive amount."})
+    entry = ledger_post(tenant_id=tenant.pk, kind=LedgerEntry.Kind.CREDIT, amount_nano=amount_nano, reason=reason,
+                        created_by=actor)
+    audit_record(action="ledger.credit", via=via, actor=actor, tenant=tenant,
+                 details={"amount_nano": amount_nano, "reason": reason, "entry": entry.seq})
+    return entry
+
+
+@transaction.atomic
+def ledger_adjust(*, tenant: Tenant, amount_nano: int, reason: str, actor=None, via: str = "system") -> LedgerEntry:
+    """An operator's correction, either sign."""
+    if amount_nano == 0:
+        raise ValidationError({"amount": "An adjustment cannot be zero."})
+    entry = ledger_post(tenant_id=tenant.pk, kind=LedgerEntry.Kind.ADJUSTMENT, amount_nano=amount_nano,
+                        reason=reason, created_by=actor)
+    audit_record(action="ledger.adjust", via=via, actor=actor, tenant=tenant,
+                 details={"amount_nano": amount_nano, "reason": reason, "entry": entry.seq})
+    return entry
+
+
+@transaction.atomic
+def ledger_reverse(*, entry: LedgerEntry, reason: str, actor=None, via: str = "system") -> LedgerEntry:
+    """Undo an entry with an opposite one: a refund for a debit, an adjustment otherwise."""
+    kind = LedgerEntry.Kind.REFUND if entry.kind == LedgerEntry.Kind.DEBIT else LedgerEntry.Kind.ADJUSTMENT
+    reversal = ledger_post(tenant_id=entry.tenant_id, kind=kind, amount_nano=-entry.amount_nano,
+                           reason=f"Reverses #{entry.seq}: {reason}", created_by=actor)
+    audit_record(action="ledger.reverse", via=via, actor=actor, tenant=entry.tenant,
+                 details={"reversed": entry.seq, "entry": reversal.seq, "reason": reason})
+    return reversal
+
+
+# --- Rollups and debits (Celery) ----------------------------------------------------------------------
+
+_SUMMED = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cost_nano")
+
+
+def usage_rollup(*, batch_size: int = 2000) -> int:
+    """Count usage not yet rolled up into the daily rollups and debit its cost to the ledger.
+
+    Each batch is one transaction that adds the events to their rollups, posts one debit per tenant,
+    and marks the events with that debit: a crash anywhere rolls all three back, and a marked event
+    is never counted again, so running the task twice (or in two workers: SKIP LOCKED) never double-
+    counts. Returns how many events were rolled up.
+    """
+    total = 0
+    while count := _rollup_batch(batch_size):
+        total += count
+        if count < batch_size:
+            break
+    return total
+
+
+@transaction.atomic
+def _rollup_batch(batch_size: int) -> int:
+    refresh_connections()
+    events = list(
+        UsageEvent.objects.select_for_update(skip_locked=True).filter(rolled_up_at__isnull=True).order_by("id")
+        .values("id", "tenant_id", "api_key_id", "model", "created_at", "status", *_SUMMED)[:batch_size]
+    )
+    if not events:
+        return 0
+    groups: dict[tuple, dict[str, int]] = defaultdict(lambda: dict.fromkeys(("requests", "errors", *_SUMMED), 0))
+    by_tenant: dict[int, list[dict]] = defaultdict(list)
+    for event in events:
+        group = groups[(event["created_at"].astimezone(UTC).date(), event["tenant_id"], event["api_key_id"],
+                        event["model"])]
+        group["requests"] += 1
+        group["errors"] += event["status"] == UsageEvent.Status.ERROR
+        for field in _SUMMED:
+            group[field] += event[field]
+        by_tenant[event["tenant_id"]].append(event)
+    # Rows are written in one order (sorted), so two overlapping runs queue up instead of deadlocking.
+    for (day, tenant_id, api_key_id, model), sums in sorted(groups.items()):
+        if not UsageRollup.objects.filter(day=day, api_key_id=api_key_id, model=model).update(
+                **{field: F(field) + value for field, value in sums.items()}):
+            UsageRollup.objects.create(day=day, tenant_id=tenant_id, api_key_id=api_key_id, model=model, **sums)
+    now = timezone.now()
+    for tenant_id, tenant_events in sorted(by_tenant.items()):
+        cost = sum(event["cost_nano"] for event in tenant_events)
+        entry = None
+        if cost:
+            entry = ledger_post(tenant_id=tenant_id, kind=LedgerEntry.Kind.DEBIT, amount_nano=-cost,
+                                reason=f"Usage: {len(tenant_events)} requests, up to #{tenant_events[-1]['id']}")
+        UsageEvent.objects.filter(pk__in=[event["id"] for event in tenant_events]).update(
+            rolled_up_at=now, ledger_entry=entry)
+    return len(events)
+
+
+def usage_reconcile(*, since: datetime | None = None) -> list[str]:
+    """Compare rollups with the events they count and debits with the costs they bill; log any drift.
+
+    Returns the drift found (empty when the books agree). `since` limits the check to recent days.
+    On PostgreSQL all reads see one snapshot (REPEATABLE READ): under READ COMMITTED a rollup batch
+    committing between the read of the events and the read of the rollups would look like drift.
+    Inside an atomic block (tests) the caller's transaction decides. On SQLite a transaction would take
+    the write lock (transaction_mode IMMEDIATE) and stall usage writes, so the reads stay separate
+    there: the embedded scheduler never runs rollup and reconcile at the same time.
+    """
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return _reconcile(since)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        return _reconcile(since)
+
+
+def _reconcile(since: datetime | None) -> list[str]:
+    drift: list[str] = []
+    events = UsageEvent.objects.filter(rolled_up_at__isnull=False)
+    rollups = UsageRollup.objects.all()
+    if since is not None:
+        events = events.filter(created_at__gte=since.astimezone(UTC).replace(hour=0, minute=0, second=0,
+                                                                              microsecond=0))
+        rollups = rollups.filter(day__gte=since.astimezone(UTC).date())
+    counted = {
+        (row.pop("day"), row.pop("api_key_id"), row.pop("model")): row
+        for row in events.annotate(day=TruncDate("created_at", tzinfo=UTC)).values("day", "api_key_id", "model")
+        .annotate(requests=Count("id"), errors=Count("id", filter=Q(status=UsageEvent.Status.ERROR)),
+                  **{field: Sum(field) for field in _SUMMED})
+    }
+    for rollup in rollups:
+        key = (rollup.day, rollup.api_key_id, rollup.model)
+        expected = counted.pop(key, None)
+        actual = {field: getattr(rollup, field) for field in ("requests", "errors", *_SUMMED)}
+        if expected != actual:
+            drift.append(f"rollup {key}: events say {expected}, rollup says {actual}")
+    drift += [f"rollup {key} missing for {row['requests']} events" for key, row in counted.items()]
+
+    debits = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.DEBIT)
+    if since is not None:
+        debits = debits.filter(created_at__gte=since)
+    # A debit's events may be older than the window (a worker that was down bills late): sum them all.
+    billed = dict(UsageEvent.objects.filter(ledger_entry__in=debits).values_list("ledger_entry_id")
+                  .annotate(Sum("cost_nano")))
+    for entry_id, amount in debits.values_list("id", "amount_nano"):
+        if billed.get(entry_id, 0) != -amount:
+            drift.append(f"debit {entry_id}: {-amount} billed for events costing {billed.get(entry_id, 0)}")
+    unbilled = events.filter(ledger_entry__isnull=True, cost_nano__gt=0).count()
+    if unbilled:
+        drift.append(f"{unbilled} rolled-up events with a cost have no debit")
+    for line in drift:
+        logger.error("billing drift: %s", line)
+    return drift
+
+
+# --- Budget periods (Celery) ----------------------------------------------------------------------------
+
+
+def budget_periods_reset(*, now: datetime | None = None) -> int:
+    """Nothing to reset: log the keys whose budget period starts today, and return how many there are.
+
+    Budgets need no reset by construction (gateway/admission.py). A key's spend counter is named after
+    its period (`budget:<key>:<YYYYMMDD or YYYYMM>`) and seeded from the key's usage rows since the
+    period's start, so the first request of a new period starts a new counter from zero. The old
+    counter is never read again: in Redis it expires at most a minute after its period ends (its TTL),
+    and `LocalCounters` lives in each gateway process, out of a worker's reach. Admission has no method
+    to drop counters, and none is needed. The task stays on the schedule as the one place that says when
+    periods roll over.
+    """
+    now = (now or timezone.now()).astimezone(UTC)
+    periods = [ApiKey.BudgetPeriod.DAY] + ([ApiKey.BudgetPeriod.MONTH] if now.day == 1 else [])
+    count = ApiKey.objects.filter(budget_nano__isnull=False, revoked_at__isnull=True,
+                                  budget_period__in=periods).count()
+    logger.info("budget periods starting %s: %s for %d keys (counters start from zero by themselves)",
+                now.date(), "/".join(periods), count)
+    return count

@@ -33,13 +33,21 @@ async def application(scope, receive, send):
 
 
 async def _lifespan(receive, send):
+    from billing import scheduler
+    from gateway.admission import admission
     from gateway.providers import close_providers
 
+    billing_scheduler = None
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            if settings.CELERY_TASK_ALWAYS_EAGER:  # embedded mode: no broker, no beat; run the schedule here
+                billing_scheduler = scheduler.start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            if billing_scheduler is not None:
+                await scheduler.stop(billing_scheduler)
+            await admission.drain()
             await close_providers()
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -7,6 +7,8 @@ starts the built-in fake upstream and points ANTHROPIC_BASE_URL at it.
 
 from pathlib import Path
 
+from celery.schedules import crontab
+
 from .env import database_from_url, env_bool, env_float, env_int, env_list, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -95,7 +97,19 @@ CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BEAT_SCHEDULE: dict = {}
+# The schedule is in UTC whatever TIME_ZONE says: usage days and budget periods are UTC days.
+CELERY_TIMEZONE = "UTC"
+# Beat in production; billing/scheduler.py runs the same entries in-process in the embedded mode.
+# `expires` drops runs queued while no worker was up instead of replaying them back to back.
+CELERY_BEAT_SCHEDULE: dict = {
+    "usage-rollup": {"task": "billing.tasks.usage_rollup", "schedule": crontab(), "options": {"expires": 50}},
+    # At half past, not on the hour: the window's events start at midnight but its debits at `since`, so
+    # at 00:00 a debit posted a few seconds later for the last events of the day before reads as drift.
+    "usage-reconcile": {"task": "billing.tasks.usage_reconcile", "schedule": crontab(minute=30),
+                        "options": {"expires": 50 * 60}},
+    "budget-periods-reset": {"task": "billing.tasks.budget_periods_reset", "schedule": crontab(minute=5, hour=0),
+                             "options": {"expires": 23 * 60 * 60}},
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -140,3 +154,5 @@ GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024, min
 # again; a revocation takes effect on every process within this time.
 GATEWAY_AUTH_CACHE_SECONDS = env_float("GATEWAY_AUTH_CACHE_SECONDS", 1.0, minimum=0.0)
 GATEWAY_CATALOG_CACHE_SECONDS = env_float("GATEWAY_CATALOG_CACHE_SECONDS", 5.0, minimum=0.0)
+# Namespace of the gateway's rate-limit, budget and balance counters in Redis.
+GATEWAY_REDIS_PREFIX = env_str("GATEWAY_REDIS_PREFIX", "gh:")

@@ -11,7 +11,7 @@ admitted, and a budget or balance is refused as soon as it is used up (`used >= 
 Two backends apply the same rules:
 
 - `RedisCounters` (when REDIS_URL is set): one Lua script, one round trip, atomic across every
-  gateway process; settling is a second script after the answer.
+  gateway process; settles are batched into one script call per flush, after the answer.
 - `LocalCounters`: the same rules in process memory. Used in the embedded mode, and for a while
   whenever Redis is unreachable, so that an outage degrades limits instead of failing every request:
   each process then limits on its own (an RPM of N admits up to N per process), and budgets and
@@ -27,6 +27,7 @@ Ledger credits and adjustments move the balance counters when they commit (`bala
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -34,16 +35,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import redis
-import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from accounts.selectors import KeyPrincipal
-from billing.money import format_usd, usage_cost_nano
+from billing.money import format_usd
 from billing.selectors import budget_period_bounds, key_spend_nano, tenant_available_nano
 from config.db import refresh_connections
 
 from .core import GatewayError, estimate_input_tokens
+from .resp import RespClient, RespError
 from .selectors import ModelEntry
 
 logger = logging.getLogger(__name__)
@@ -106,20 +107,24 @@ if floor then redis.call('DECRBY', KEYS[4], ARGV[6]) end
 return result
 """
 
-# KEYS: tpm bucket, budget counter, balance counter. ARGV: now_ms, tpm, token_delta, cost_delta
-# (actual - reserved). Counters that expired meanwhile are left alone: they are re-derived from the
-# database, which by now holds this request's usage row.
+# Settles of several requests at once. KEYS: per request its tpm bucket, budget and balance counters.
+# ARGV: now_ms, then per request tpm, token_delta, cost_delta (actual - reserved). Counters that expired
+# meanwhile are left alone: they are re-derived from the database, which holds the request's usage row.
 _SETTLE_LUA = """
-local now, tpm, delta = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-if tpm and delta ~= 0 and redis.call('EXISTS', KEYS[1]) == 1 then
-  local state = redis.call('HMGET', KEYS[1], 'v', 't')
-  local left = math.min(tpm, tonumber(state[1]) + math.max(0, now - tonumber(state[2])) * tpm / 60000) - delta
-  left = math.min(tpm, left)
-  redis.call('HSET', KEYS[1], 'v', left, 't', now)
-  redis.call('PEXPIRE', KEYS[1], math.ceil((tpm - left) * 60000 / tpm) + 1000)
+local now = tonumber(ARGV[1])
+for i = 0, #KEYS / 3 - 1 do
+  local tpm_key, budget_key, balance_key = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
+  local tpm, delta, cost = tonumber(ARGV[3 * i + 2]), tonumber(ARGV[3 * i + 3]), ARGV[3 * i + 4]
+  if tpm and delta ~= 0 and redis.call('EXISTS', tpm_key) == 1 then
+    local state = redis.call('HMGET', tpm_key, 'v', 't')
+    local left = math.min(tpm, tonumber(state[1]) + math.max(0, now - tonumber(state[2])) * tpm / 60000) - delta
+    left = math.min(tpm, left)
+    redis.call('HSET', tpm_key, 'v', left, 't', now)
+    redis.call('PEXPIRE', tpm_key, math.ceil((tpm - left) * 60000 / tpm) + 1000)
+  end
+  if redis.call('EXISTS', budget_key) == 1 then redis.call('INCRBY', budget_key, cost) end
+  if redis.call('EXISTS', balance_key) == 1 then redis.call('DECRBY', balance_key, cost) end
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('INCRBY', KEYS[2], ARGV[4]) end
-if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('DECRBY', KEYS[3], ARGV[4]) end
 return 0
 """
 
@@ -147,17 +152,16 @@ def _duration(ms: int) -> str:
     return f"{ms // 60_000}m{(ms % 60_000) // 1000}s"
 
 
+def _limit_headers(what: str, limit: int | None, left: int, reset_ms: int) -> dict[str, str]:
+    if not limit:
+        return {}
+    return {f"x-ratelimit-limit-{what}": str(limit), f"x-ratelimit-remaining-{what}": str(max(left, 0)),
+            f"x-ratelimit-reset-{what}": _duration(reset_ms)}
+
+
 def _headers(principal: KeyPrincipal, rpm_left: int, rpm_reset: int, tpm_left: int, tpm_reset: int) -> dict[str, str]:
-    headers = {}
-    if principal.rpm_limit:
-        headers |= {"x-ratelimit-limit-requests": str(principal.rpm_limit),
-                    "x-ratelimit-remaining-requests": str(max(rpm_left, 0)),
-                    "x-ratelimit-reset-requests": _duration(rpm_reset)}
-    if principal.tpm_limit:
-        headers |= {"x-ratelimit-limit-tokens": str(principal.tpm_limit),
-                    "x-ratelimit-remaining-tokens": str(max(tpm_left, 0)),
-                    "x-ratelimit-reset-tokens": _duration(tpm_reset)}
-    return headers
+    return (_limit_headers("requests", principal.rpm_limit, rpm_left, rpm_reset)
+            | _limit_headers("tokens", principal.tpm_limit, tpm_left, tpm_reset))
 
 
 def _refusal(principal: KeyPrincipal, kind: str, value: int, tokens: int) -> GatewayError:
@@ -165,10 +169,9 @@ def _refusal(principal: KeyPrincipal, kind: str, value: int, tokens: int) -> Gat
     if kind in ("rpm", "tpm") and value >= 0:
         seconds = max(1, math.ceil(value / 1000))
         what, limit = ("requests", principal.rpm_limit) if kind == "rpm" else ("tokens", principal.tpm_limit)
-        headers = _headers(principal, 0, value, 0, value) if kind == "rpm" else _headers(principal, 0, 0, 0, value)
         return GatewayError(429, f"Rate limit reached for {what} per minute on this key (limit {limit}). "
                                  f"Please try again in {seconds}s.", code="rate_limit_exceeded", type=what,
-                            retry_after=seconds, headers=headers)
+                            retry_after=seconds, headers=_limit_headers(what, limit, 0, value))
     if kind == "tpm":
         return GatewayError(429, f"Request too large: it may use {tokens} tokens (input estimate plus max_tokens) "
                                  f"but this key's limit is {principal.tpm_limit} tokens per minute. Lower max_tokens.",
@@ -189,9 +192,7 @@ def plan_request(principal: KeyPrincipal, model: ModelEntry, params: dict, now: 
     input_tokens = estimate_input_tokens(params)
     tokens = input_tokens + int(params.get("max_tokens") or 0)
     price = model.price_at(now)
-    cost = 0 if price is None else usage_cost_nano(
-        input_tokens=input_tokens, output_tokens=tokens - input_tokens, cache_write_tokens=0, cache_read_tokens=0,
-        input_price=price.input, output_price=price.output, cache_write_price=0, cache_read_price=0)
+    cost = 0 if price is None else price.cost_nano(input_tokens=input_tokens, output_tokens=tokens - input_tokens)
     return tokens, cost
 
 
@@ -226,24 +227,43 @@ def _limits(principal: KeyPrincipal) -> tuple[int | None, int | None, int | None
 
 
 class RedisCounters:
+    """The counters in Redis: an admission is one EVALSHA; settles are batched, off the request path.
+
+    Calls go through gateway/resp.py (redis-py's asyncio client costs ~3x the CPU per call). Settles
+    are queued and sent by one flusher task per event loop, many per call under load; a settle waiting
+    in the queue only keeps a reservation a few milliseconds longer, which errs on the safe side.
+    """
+
     def __init__(self, url: str) -> None:
         self.url = url
-        self._clients: dict[int, tuple[aioredis.Redis, object, object]] = {}  # per event loop
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: RespClient | None = None
+        self._shas: dict[str, str] = {}
+        self._settles: list[tuple[tuple[str, ...], tuple]] = []
+        self._flusher: asyncio.Task | None = None
         self._sync: redis.Redis | None = None
 
-    def _client(self):
-        import asyncio
+    def _redis(self) -> RespClient:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a connection is bound to its event loop (tests run several)
+            self._loop, self._settles, self._flusher = loop, [], None
+            self._client = RespClient(self.url)
+        return self._client
 
-        loop_id = id(asyncio.get_running_loop())
-        entry = self._clients.get(loop_id)
-        if entry is None:
-            client = aioredis.Redis.from_url(self.url, socket_connect_timeout=0.25, socket_timeout=0.5)
-            entry = self._clients[loop_id] = (client, client.register_script(_ADMIT_LUA),
-                                              client.register_script(_SETTLE_LUA))
-        return entry
+    async def _run(self, script: str, keys: tuple[str, ...], args: list) -> list:
+        client = self._redis()
+        sha = self._shas.get(script)
+        if sha is not None:
+            try:
+                return await client.call("EVALSHA", sha, len(keys), *keys, *args)
+            except RespError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                # Redis restarted or flushed its scripts: load it again.
+        sha = self._shas[script] = (await client.call("SCRIPT", "LOAD", script)).decode()
+        return await client.call("EVALSHA", sha, len(keys), *keys, *args)
 
     async def admit(self, principal: KeyPrincipal, tokens: int, cost: int, now: float):
-        _, admit_script, _ = self._client()
         keys, period_left = _counter_keys(principal, now)
         rpm, tpm, budget, floor = _limits(principal)
         seeds = ("", "")
@@ -251,15 +271,33 @@ class RedisCounters:
             args = [int(now * 1000), _arg(rpm), _arg(tpm), tokens, _arg(budget), cost, _arg(floor),
                     _arg(seeds[0]), max(1, min(COUNTER_RESYNC_SECONDS, int(period_left) + 60)),
                     _arg(seeds[1]), COUNTER_RESYNC_SECONDS]
-            result = await admit_script(keys=keys, args=args)
+            result = await self._run(_ADMIT_LUA, keys, args)
             if result[0] != 1:
                 return keys, _decode(result)
             seeds = await _seed_async(principal, int(result[1]), now)
 
     async def settle(self, ticket: Ticket, tokens: int, cost: int) -> None:
-        _, _, settle_script = self._client()
-        await settle_script(keys=ticket.keys[1:], args=[int(time.time() * 1000), _arg(ticket.principal.tpm_limit),
-                                                         tokens - ticket.tokens, cost - ticket.cost_nano])
+        self._redis()
+        self._settles.append((ticket.keys[1:], (_arg(ticket.principal.tpm_limit), tokens - ticket.tokens,
+                                                cost - ticket.cost_nano)))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._settles:
+            batch, self._settles = self._settles[:200], self._settles[200:]
+            keys = tuple(key for keys, _ in batch for key in keys)
+            args = [int(time.time() * 1000), *(arg for _, values in batch for arg in values)]
+            try:
+                await self._run(_SETTLE_LUA, keys, args)
+            except Exception as exc:
+                # Lost settles only leave reservations in the counters until they are re-derived.
+                logger.warning("Redis failed (%r): %d settles dropped", exc, len(batch))
+
+    async def drain(self) -> None:
+        """Wait until queued settles are sent (shutdown, tests)."""
+        while self._flusher is not None and not self._flusher.done():
+            await self._flusher
 
     def balance_changed(self, tenant_id: int, delta: int) -> None:
         if self._sync is None:
@@ -371,7 +409,7 @@ class Admission:
         backend = self._backend(now)
         try:
             keys, outcome = await backend.admit(principal, tokens, cost, now)
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        except (RespError, OSError) as exc:
             self._redis_failed(exc, now)
             backend = self.local
             keys, outcome = await backend.admit(principal, tokens, cost, now)
@@ -385,10 +423,12 @@ class Admission:
             return
         try:
             await ticket.backend.settle(ticket, tokens, cost_nano)
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            self._redis_failed(exc, time.time())  # the counters re-derive from the database later
         except Exception:
             logger.exception("settling admission counters failed")
+
+    async def drain(self) -> None:
+        if self.redis is not None:
+            await self.redis.drain()
 
     def balance_changed(self, tenant_id: int, delta: int) -> None:
         """A ledger credit or adjustment committed: move the cached balance (sync; admin, tasks)."""
@@ -396,7 +436,7 @@ class Admission:
         if self.redis is not None:
             try:
                 self.redis.balance_changed(tenant_id, delta)
-            except (redis.ConnectionError, redis.TimeoutError, OSError):
+            except (redis.RedisError, OSError):
                 logger.warning("Redis unreachable: tenant %s's balance counter catches up within an hour", tenant_id)
 
     def _backend(self, now: float):
@@ -405,8 +445,10 @@ class Admission:
         return self.local
 
     def _redis_failed(self, exc: Exception, now: float) -> None:
+        # Any Redis failure, not only a refused connection: an out-of-memory or read-only Redis must
+        # not turn into a 500 for every request either.
         if now >= self._redis_down_until:
-            logger.warning("Redis unreachable (%s): limits fall back to per-process counters for %ss", exc,
+            logger.warning("Redis failed (%r): limits fall back to per-process counters for %ss", exc,
                            REDIS_RETRY_SECONDS)
         self._redis_down_until = now + REDIS_RETRY_SECONDS
 

@@ -27,7 +27,6 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from accounts.selectors import KeyPrincipal
 from billing.models import UsageEvent
-from billing.money import usage_cost_nano
 from billing.services import UsageRecord, usage_recorder
 
 from .admission import Ticket, admission
@@ -100,13 +99,12 @@ class Meter:
             # much, so estimate from the text we relayed (never below what it did report).
             self.usage.output_tokens = max(self.usage.output_tokens, estimate_tokens(self.generated_chars))
         now = time.perf_counter()
+        created_at = datetime.now(UTC)
         usage = self.usage
-        price = self.model.price_at(time.time())
-        cost = 0 if price is None else usage_cost_nano(
+        price = self.model.price_at(created_at.timestamp())
+        cost = 0 if price is None else price.cost_nano(
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-            cache_write_tokens=usage.cache_creation_input_tokens, cache_read_tokens=usage.cache_read_input_tokens,
-            input_price=price.input, output_price=price.output, cache_write_price=price.cache_write,
-            cache_read_price=price.cache_read)
+            cache_write_tokens=usage.cache_creation_input_tokens, cache_read_tokens=usage.cache_read_input_tokens)
         await usage_recorder.record(
             UsageRecord(
                 request_id=self.request_id,
@@ -117,10 +115,10 @@ class Meter:
                 model=self.model.name,
                 upstream_model=self.model.upstream_model,
                 stream=self.ireq.stream,
-                input_tokens=self.usage.input_tokens,
-                output_tokens=self.usage.output_tokens,
-                cache_creation_input_tokens=self.usage.cache_creation_input_tokens,
-                cache_read_input_tokens=self.usage.cache_read_input_tokens,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_creation_input_tokens=usage.cache_creation_input_tokens,
+                cache_read_input_tokens=usage.cache_read_input_tokens,
                 cost_nano=cost,
                 price_id=None if price is None else price.id,
                 status=status,
@@ -128,7 +126,7 @@ class Meter:
                 error_type=error_type[:64],
                 latency_ms=round((now - self.started) * 1000),
                 ttft_ms=None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000),
-                created_at=datetime.now(UTC),
+                created_at=created_at,
             )
         )
         await admission.settle(self.ticket, tokens=usage.prompt_tokens + usage.output_tokens, cost_nano=cost)

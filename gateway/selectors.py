@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from billing.money import usage_cost_nano
 from config.db import refresh_connections
 
 from .core import GatewayError
@@ -24,6 +25,13 @@ class PriceEntry:
     output: int
     cache_write: int
     cache_read: int
+
+    def cost_nano(self, *, input_tokens: int = 0, output_tokens: int = 0, cache_write_tokens: int = 0,
+                  cache_read_tokens: int = 0) -> int:
+        return usage_cost_nano(
+            input_tokens=input_tokens, output_tokens=output_tokens, cache_write_tokens=cache_write_tokens,
+            cache_read_tokens=cache_read_tokens, input_price=self.input, output_price=self.output,
+            cache_write_price=self.cache_write, cache_read_price=self.cache_read)
 
 
 @dataclass(frozen=True, slots=True)

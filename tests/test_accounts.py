@@ -145,3 +145,70 @@ def test_demo_setup_prints_key_and_snippets(capsys):
     key = next(word for word in out.split() if word.startswith("sk_cdx_"))
     assert keys.parse(key) and "curl http://127.0.0.1:8000/v1/chat/completions" in out
     assert 'OpenAI(base_url="http://127.0.0.1:8000/v1"' in out
+    from billing.selectors import tenant_balance_nano
+
+    assert tenant_balance_nano(Tenant.objects.get(slug="demo").pk) > 0  # the demo key works out of the box
+    call_command("demo_setup")
+    assert tenant_balance_nano(Tenant.objects.get(slug="demo").pk) == 100 * 10**9  # topped up once, not twice
+
+
+def test_every_change_to_a_key_writes_an_audit_row(acme, django_user_model):
+    from datetime import timedelta
+
+    from accounts.models import AuditEntry
+    from accounts.services import api_key_rotate, api_key_update
+
+    operator = django_user_model.objects.create_user("olivia")
+    issued = api_key_issue(tenant=acme, name="ci", created_by=operator, via="admin", rpm_limit=60)
+    api_key_update(api_key=issued.api_key, actor=operator, via="admin", rpm_limit=120, name="ci")
+    api_key_update(api_key=issued.api_key, actor=operator, via="admin", rpm_limit=120)  # no change, no row
+    api_key_rotate(api_key=issued.api_key, grace=timedelta(hours=1), actor=operator, via="admin")
+    api_key_revoke(api_key=issued.api_key, actor=operator, via="admin")
+    api_key_revoke(api_key=issued.api_key, actor=operator, via="admin")  # already revoked, no row
+    rows = list(AuditEntry.objects.filter(api_key=issued.api_key).order_by("id"))
+    assert [row.action for row in rows] == ["key.issue", "key.update", "key.rotate", "key.revoke"]
+    assert {row.actor for row in rows} == {operator} and {row.tenant for row in rows} == {acme}
+    assert rows[0].details == {"name": "ci", "rpm_limit": 60}
+    assert rows[1].details == {"rpm_limit": [60, 120]}
+    assert rows[2].details == {"grace_seconds": 3600}
+
+
+def test_key_settings_are_validated_like_everywhere_else(acme):
+    with pytest.raises(ValidationError) as raised:
+        api_key_issue(tenant=acme, allowed_models=["gpt-4o", "no-such-model"], rpm_limit=0, budget_period="week")
+    assert set(raised.value.message_dict) == {"allowed_models", "rpm_limit", "budget_period"}
+    assert "no-such-model" in raised.value.message_dict["allowed_models"][0]
+
+
+def test_rotation_keeps_the_old_secret_only_for_its_grace(acme):
+    from datetime import timedelta
+
+    from accounts.services import api_key_rotate
+
+    issued = api_key_issue(tenant=acme)
+    rotated = api_key_rotate(api_key=issued.api_key, grace=timedelta(minutes=5))
+    assert rotated.plaintext != issued.plaintext and rotated.api_key.public_id == issued.api_key.public_id
+    assert authenticate(issued.plaintext).key_id == authenticate(rotated.plaintext).key_id
+    key_cache.clear()
+    api_key_rotate(api_key=issued.api_key)  # no grace: both earlier secrets stop
+    key_cache.clear()
+    for old in (issued.plaintext, rotated.plaintext):
+        with pytest.raises(GatewayError):
+            authenticate(old)
+    with pytest.raises(ValidationError):
+        api_key_rotate(api_key=issued.api_key, grace=timedelta(days=31))
+
+
+def test_a_tenant_keeps_at_least_one_owner(acme, django_user_model):
+    from accounts.models import Membership
+    from accounts.services import membership_remove, membership_set
+
+    owner = membership_set(tenant=acme, user=django_user_model.objects.create_user("owen"), role="owner")
+    member = membership_set(tenant=acme, user=django_user_model.objects.create_user("mia"), role="member")
+    with pytest.raises(ValidationError):
+        membership_set(tenant=acme, user=owner.user, role="admin")
+    with pytest.raises(ValidationError):
+        membership_remove(membership=owner)
+    membership_set(tenant=acme, user=member.user, role="owner")
+    membership_remove(membership=owner)
+    assert list(Membership.objects.filter(tenant=acme).values_list("role", flat=True)) == ["owner"]
