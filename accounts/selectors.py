@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from config.aio import SingleFlight
 from config.db import refresh_connections
 
 from gateway.core import GatewayError
@@ -101,6 +102,7 @@ def _fetch_principal(public_id: str) -> KeyPrincipal | None:
 
 
 _fetch_principal_async = sync_to_async(_fetch_principal, thread_sensitive=True)
+_principal_fetches = SingleFlight()
 
 _INVALID_KEY = "Incorrect API key provided. Keys look like sk_cdx_..., issued from the dashboard or by an operator."
 
@@ -121,7 +123,7 @@ async def api_key_authenticate(presented: str | None) -> KeyPrincipal:
     now = time.monotonic()
     hit, principal = key_cache.get(public_id, now)
     if not hit:
-        principal = await _fetch_principal_async(public_id)
+        principal = await _principal_fetches.run(public_id, lambda: _fetch_principal_async(public_id))
         key_cache.put(public_id, principal, now)
     wall = time.time()
     if principal is None or principal.revoked or not principal.secret_matches(secret, wall):

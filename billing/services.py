@@ -77,12 +77,17 @@ def _insert(rows: list[UsageEvent]) -> None:
     now = rows[-1].created_at
     stale = {row.api_key_id for row in rows
              if now - _last_used_written.get(row.api_key_id, datetime.min.replace(tzinfo=UTC)) >= LAST_USED_RESOLUTION}
+    if not stale:  # the common case: one autocommitted statement, no BEGIN/COMMIT round trips
+        UsageEvent.objects.bulk_create(rows, ignore_conflicts=True)
+        return
     with transaction.atomic():
         UsageEvent.objects.bulk_create(rows, ignore_conflicts=True)
-        if stale:
-            ApiKey.objects.filter(pk__in=stale).update(last_used_at=now)
+        ApiKey.objects.filter(pk__in=stale).update(last_used_at=now)
     for key_id in stale:
         _last_used_written[key_id] = now
+    if len(_last_used_written) > 10_000:  # keys idle for a minute need no entry
+        for key_id in [k for k, at in _last_used_written.items() if now - at >= LAST_USED_RESOLUTION]:
+            del _last_used_written[key_id]
 
 
 _write_async = sync_to_async(usage_events_write, thread_sensitive=True)

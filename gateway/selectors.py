@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from billing.money import usage_cost_nano
+from config.aio import SingleFlight
 from config.db import refresh_connections
 
 from .core import GatewayError
@@ -95,6 +96,7 @@ def _load_catalog() -> Catalog:
 
 
 _load_catalog_async = sync_to_async(_load_catalog, thread_sensitive=True)
+_catalog_loads = SingleFlight()
 _cached: tuple[float, Catalog] | None = None
 
 
@@ -103,7 +105,7 @@ async def catalog_get() -> Catalog:
     global _cached
     now = time.monotonic()
     if _cached is None or now - _cached[0] >= settings.GATEWAY_CATALOG_CACHE_SECONDS:
-        _cached = (now, await _load_catalog_async())
+        _cached = (now, await _catalog_loads.run("catalog", _load_catalog_async))
     return _cached[1]
 
 

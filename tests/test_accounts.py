@@ -212,3 +212,25 @@ def test_a_tenant_keeps_at_least_one_owner(acme, django_user_model):
     membership_set(tenant=acme, user=member.user, role="owner")
     membership_remove(membership=owner)
     assert list(Membership.objects.filter(tenant=acme).values_list("role", flat=True)) == ["owner"]
+
+
+def test_concurrent_cache_misses_share_one_key_lookup(acme, monkeypatch):
+    import asyncio
+
+    from accounts import selectors
+
+    issued = api_key_issue(tenant=acme)
+    fetch, calls = selectors._fetch_principal_async, []
+
+    async def counted(public_id):
+        calls.append(public_id)
+        await asyncio.sleep(0.01)  # the lookup is in flight while the others arrive
+        return await fetch(public_id)
+
+    monkeypatch.setattr(selectors, "_fetch_principal_async", counted)
+
+    async def burst():
+        return await asyncio.gather(*(api_key_authenticate(issued.plaintext) for _ in range(32)))
+
+    principals = async_to_sync(burst)()
+    assert len(calls) == 1 and {p.key_id for p in principals} == {issued.api_key.pk}

@@ -102,3 +102,21 @@ def test_usage_takes_the_last_cumulative_value_never_the_sum():
     usage.update({"output_tokens": 42})
     assert (usage.input_tokens, usage.output_tokens, usage.cache_read_input_tokens) == (100, 42, 20)
     assert usage.prompt_tokens == 120
+
+
+def test_last_used_at_is_written_with_usage_at_most_once_a_minute(principal):
+    from datetime import timedelta
+
+    from accounts.models import ApiKey
+    from billing import services
+
+    tenant, api_key = principal
+    services._last_used_written.pop(api_key.pk, None)
+    first = record(principal, "req_used_1")
+    usage_events_write([first])
+    assert ApiKey.objects.get(pk=api_key.pk).last_used_at == first.created_at
+    usage_events_write([record(principal, "req_used_2", created_at=first.created_at + timedelta(seconds=30))])
+    assert ApiKey.objects.get(pk=api_key.pk).last_used_at == first.created_at
+    later = record(principal, "req_used_3", created_at=first.created_at + timedelta(seconds=61))
+    usage_events_write([later])
+    assert ApiKey.objects.get(pk=api_key.pk).last_used_at == later.created_at
