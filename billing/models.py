@@ -57,6 +57,9 @@ class LedgerEntry(models.Model):
     reason = models.CharField(max_length=500)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
+    # One-to-one: an entry can be reversed once (a mistaken reversal is itself reversed).
+    reverses = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="reversed_by")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -27,7 +27,7 @@ from accounts.models import ApiKey, Tenant
 from accounts.services import audit_record
 from config.db import refresh_connections
 
-from .models import LedgerEntry, UsageEvent, UsageRollup
+from .models import LedgerEntry, ModelPrice, UsageEvent, UsageRollup
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,8 @@ usage_recorder = UsageRecorder()
 # --- Ledger ------------------------------------------------------------------------------------------
 
 
-def ledger_post(*, tenant_id: int, kind: str, amount_nano: int, reason: str, created_by=None) -> LedgerEntry:
+def ledger_post(*, tenant_id: int, kind: str, amount_nano: int, reason: str, created_by=None,
+                reverses: LedgerEntry | None = None) -> LedgerEntry:
     """Append an entry to the tenant's chain (see LedgerEntry). Call inside a transaction.
 
     The tenant row is locked, so concurrent posts for one tenant queue up instead of racing for the
@@ -145,7 +146,7 @@ def ledger_post(*, tenant_id: int, kind: str, amount_nano: int, reason: str, cre
         "seq", "balance_after_nano").first() or (0, 0)
     entry = LedgerEntry.objects.create(tenant_id=tenant_id, seq=last[0] + 1, kind=kind, amount_nano=amount_nano,
                                        balance_after_nano=last[1] + amount_nano, reason=reason[:500],
-                                       created_by=created_by)
+                                       created_by=created_by, reverses=reverses)
     if kind != LedgerEntry.Kind.DEBIT:  # debits move usage already counted at settlement into the ledger
         transaction.on_commit(lambda: admission.balance_changed(tenant_id, amount_nano))
     return entry
@@ -177,12 +178,31 @@ def ledger_adjust(*, tenant: Tenant, amount_nano: int, reason: str, actor=None, 
 @transaction.atomic
 def ledger_reverse(*, entry: LedgerEntry, reason: str, actor=None, via: str = "system") -> LedgerEntry:
     """Undo an entry with an opposite one: a refund for a debit, an adjustment otherwise."""
+    if LedgerEntry.objects.filter(reverses=entry).exists():
+        raise ValidationError(f"Entry #{entry.seq} has already been reversed.")
     kind = LedgerEntry.Kind.REFUND if entry.kind == LedgerEntry.Kind.DEBIT else LedgerEntry.Kind.ADJUSTMENT
     reversal = ledger_post(tenant_id=entry.tenant_id, kind=kind, amount_nano=-entry.amount_nano,
-                           reason=f"Reverses #{entry.seq}: {reason}", created_by=actor)
+                           reason=f"Reverses #{entry.seq}: {reason}", created_by=actor, reverses=entry)
     audit_record(action="ledger.reverse", via=via, actor=actor, tenant=entry.tenant,
                  details={"reversed": entry.seq, "entry": reversal.seq, "reason": reason})
     return reversal
+
+
+@transaction.atomic
+def model_price_add(*, model, effective_from: datetime, input_nano_per_mtok: int, output_nano_per_mtok: int,
+                    cache_write_nano_per_mtok: int, cache_read_nano_per_mtok: int, actor=None,
+                    via: str = "system") -> ModelPrice:
+    """A new price for a catalog model from `effective_from` on (never in the past: usage was charged)."""
+    prices = dict(input_nano_per_mtok=input_nano_per_mtok, output_nano_per_mtok=output_nano_per_mtok,
+                  cache_write_nano_per_mtok=cache_write_nano_per_mtok, cache_read_nano_per_mtok=cache_read_nano_per_mtok)
+    if any(value < 0 for value in prices.values()):
+        raise ValidationError("Prices cannot be negative.")
+    if effective_from < timezone.now() - timedelta(minutes=1):
+        raise ValidationError({"effective_from": "A price cannot start in the past."})
+    price = ModelPrice.objects.create(model=model, effective_from=effective_from, **prices)
+    audit_record(action="price.add", via=via, actor=actor,
+                 details={"model": model.name, "effective_from": effective_from.isoformat(), **prices})
+    return price
 
 
 # --- Rollups and debits (Celery) ----------------------------------------------------------------------

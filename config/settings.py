@@ -111,6 +111,9 @@ CELERY_BEAT_SCHEDULE: dict = {
                              "options": {"expires": 23 * 60 * 60}},
 }
 
+# Messages live in the server-side session, not a cookie: the admin shows a new key's secret in one.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -1,14 +1,13 @@
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
-from django.forms.formsets import INITIAL_FORM_COUNT, TOTAL_FORM_COUNT, ManagementForm
 from django.forms.models import BaseInlineFormSet
 from django.utils import timezone
-from django.utils.functional import cached_property
 
 from accounts.forms import UsdField
 from billing.models import ModelPrice
 from billing.money import usd_string
+from billing.services import model_price_add
 
 from .models import CatalogModel, ModelAlias
 
@@ -72,17 +71,6 @@ class ModelPriceForm(forms.ModelForm):
 
 
 class ModelPriceFormSet(BaseInlineFormSet):
-    @cached_property
-    def management_form(self):
-        if self.is_bound and f"{self.prefix}-{TOTAL_FORM_COUNT}" not in self.data:
-            # A post without the price rows (a script or test changing only the model's own fields)
-            # leaves the prices alone, instead of failing on the missing management form.
-            form = ManagementForm({f"{self.prefix}-{TOTAL_FORM_COUNT}": 0, f"{self.prefix}-{INITIAL_FORM_COUNT}": 0},
-                                  auto_id=self.auto_id, prefix=self.prefix, renderer=self.renderer)
-            form.full_clean()
-            return form
-        return super().management_form
-
     def add_fields(self, form, index):
         super().add_fields(form, index)
         if getattr(form, "in_force", False) and "DELETE" in form.fields:
@@ -108,3 +96,15 @@ class CatalogModelAdmin(admin.ModelAdmin):
     list_editable = ("enabled",)
     search_fields = ("name", "upstream_model", "aliases__name")
     inlines = [ModelAliasInline, ModelPriceInline]
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not ModelPrice:
+            return super().save_formset(request, form, formset, change)
+        formset.save(commit=False)  # new rows only: prices in force are read-only, scheduled ones editable
+        for price in formset.new_objects:
+            model_price_add(model=form.instance, effective_from=price.effective_from, actor=request.user,
+                            via="admin", **{attr: getattr(price, attr) for attr in PRICE_FIELDS.values()})
+        for price, _ in formset.changed_objects:
+            price.save()
+        for price in formset.deleted_objects:
+            price.delete()

@@ -507,3 +507,19 @@ def test_audit_log_is_read_only_and_filters_by_action_via_and_tenant(admin_clien
     assert results(admin_client, f"{AUDIT}?action=tenant.suspend&via=admin&tenant__id__exact={acme.pk}") == [suspended]
     assert {entry.action for entry in results(admin_client, f"{AUDIT}?via=system")} == {"tenant.create"}
     assert_read_only(admin_client, AUDIT, suspended)
+
+
+@pytest.mark.django_db
+def test_a_new_price_is_audited(admin_client, admin_user):
+    from accounts.models import AuditEntry
+    from gateway.models import CatalogModel
+
+    sonnet = CatalogModel.objects.get(name="claude-sonnet-4-6")
+    rows = {"prices-TOTAL_FORMS": 1, "prices-INITIAL_FORMS": 0, "prices-0-effective_from_0": "2099-01-01",
+            "prices-0-effective_from_1": "00:00:00", "prices-0-input_usd": "2", "prices-0-output_usd": "10",
+            "prices-0-cache_write_usd": "2.5", "prices-0-cache_read_usd": "0.2"}
+    response = admin_client.post(f"/admin/gateway/catalogmodel/{sonnet.pk}/change/", catalog_form(sonnet, **rows))
+    assert response.status_code == 302, response.content[:3000]
+    entry = AuditEntry.objects.get(action="price.add")
+    assert entry.actor == admin_user and entry.details["model"] == sonnet.name
+    assert entry.details["input_nano_per_mtok"] == 2 * 10**9

@@ -23,7 +23,7 @@ import pytest
 from celery.schedules import crontab
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -262,6 +262,11 @@ def test_a_reversal_is_a_new_opposite_entry_refund_for_a_debit():
     assert LedgerEntry.objects.filter(tenant=tenant).count() == 4  # the originals stay
     assert tenant_balance_nano(tenant.pk) == 0
     assert AuditEntry.objects.filter(tenant=tenant, action="ledger.reverse").count() == 2
+    assert refund.reverses == debit and debit.reversed_by == refund
+    with pytest.raises(ValidationError, match="already been reversed"):
+        ledger_reverse(entry=debit, reason="twice")
+    with pytest.raises(IntegrityError), transaction.atomic():  # the database holds it too
+        ledger_post(tenant_id=tenant.pk, kind="refund", amount_nano=USD, reason="sneaky", reverses=debit)
 
 
 @pytest.mark.django_db

@@ -100,10 +100,11 @@ def test_admin_suspends_tenants_and_revokes_keys(admin_client):
 
 
 def catalog_form(model, **changes) -> dict:
-    """The admin change form of a catalog model as it stands, with `changes` and no alias rows."""
+    """The admin change form of a catalog model as it stands, with `changes` and no alias or price rows."""
     form = {"name": model.name, "provider": model.provider, "upstream_model": model.upstream_model,
             "default_max_tokens": model.default_max_tokens, "max_output_tokens": model.max_output_tokens,
-            "enabled": "on", "owned_by": model.owned_by, "aliases-TOTAL_FORMS": 0, "aliases-INITIAL_FORMS": 0}
+            "enabled": "on", "owned_by": model.owned_by, "aliases-TOTAL_FORMS": 0, "aliases-INITIAL_FORMS": 0,
+            "prices-TOTAL_FORMS": 0, "prices-INITIAL_FORMS": 0}
     return {**form, **changes}
 
 
