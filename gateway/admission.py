@@ -28,6 +28,7 @@ Ledger credits and adjustments move the balance counters when they commit (`bala
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -41,6 +42,7 @@ from django.conf import settings
 from accounts.selectors import KeyPrincipal
 from billing.money import format_usd
 from billing.selectors import budget_period_bounds, key_spend_nano, tenant_available_nano
+from config.aio import SingleFlight
 from config.db import refresh_connections
 
 from .core import GatewayError, estimate_input_tokens
@@ -177,7 +179,8 @@ def _refusal(principal: KeyPrincipal, kind: str, value: int, tokens: int) -> Gat
                                  f"but this key's limit is {principal.tpm_limit} tokens per minute. Lower max_tokens.",
                             code="rate_limit_exceeded", type="tokens", headers={"x-should-retry": "false"})
     if kind == "budget":
-        message = (f"This key's {principal.budget_period}ly budget of {format_usd(principal.budget_nano)} is used up "
+        period = "daily" if principal.budget_period == "day" else "monthly"
+        message = (f"This key's {period} budget of {format_usd(principal.budget_nano)} is used up "
                    f"({format_usd(value)} spent). Raise the budget or wait for the next period.")
     else:
         message = (f"Your account's balance is used up (available {format_usd(value)}). "
@@ -196,14 +199,23 @@ def plan_request(principal: KeyPrincipal, model: ModelEntry, params: dict, now: 
     return tokens, cost
 
 
+@functools.lru_cache(maxsize=4)
+def _period(period: str, day: int) -> tuple[str, float]:
+    """(name, end as unix seconds) of the budget period containing UTC day number `day`.
+
+    Cached: datetime arithmetic on every request cost more than the rest of planning a request.
+    """
+    start, end = budget_period_bounds(period, datetime.fromtimestamp(day * 86400, UTC))
+    return start.strftime("%Y%m%d" if period == "day" else "%Y%m"), end.timestamp()
+
+
 def _counter_keys(principal: KeyPrincipal, now: float) -> tuple[tuple[str, str, str, str], float]:
     """Redis keys of the request's counters, and the seconds until its budget period ends."""
     prefix = settings.GATEWAY_REDIS_PREFIX
-    start, end = budget_period_bounds(principal.budget_period, datetime.fromtimestamp(now, UTC))
-    period = start.strftime("%Y%m%d" if principal.budget_period == "day" else "%Y%m")
+    period, end = _period(principal.budget_period, int(now // 86400))
     keys = (f"{prefix}rpm:{principal.key_id}", f"{prefix}tpm:{principal.key_id}",
             f"{prefix}budget:{principal.key_id}:{period}", f"{prefix}balance:{principal.tenant_id}")
-    return keys, end.timestamp() - now
+    return keys, end - now
 
 
 def _seed(principal: KeyPrincipal, missing: int, now: float) -> tuple[int | None, int | None]:
@@ -218,7 +230,13 @@ def _seed(principal: KeyPrincipal, missing: int, now: float) -> tuple[int | None
     return spent, available
 
 
-_seed_async = sync_to_async(_seed, thread_sensitive=True)
+_seed_sync_to_async = sync_to_async(_seed, thread_sensitive=True)
+_seeds = SingleFlight()
+
+
+async def _seed_async(principal: KeyPrincipal, missing: int, now: float) -> tuple[int | None, int | None]:
+    # Concurrent cold requests of one key share the queries (every counter is cold after a restart).
+    return await _seeds.run((principal.key_id, missing), lambda: _seed_sync_to_async(principal, missing, now))
 
 
 def _limits(principal: KeyPrincipal) -> tuple[int | None, int | None, int | None, int | None]:
@@ -320,6 +338,16 @@ class LocalCounters:
         self.buckets: dict[str, tuple[float, float]] = {}  # key -> (level, at ms)
         self.counters: dict[str, tuple[int, float]] = {}  # key -> (value, seeded at)
         self.reserved: dict[str, int] = {}  # key -> this process's reservations in flight
+        self._pruned = 0.0
+
+    def _prune(self, now: float) -> None:
+        # Counters of ended budget periods and idle keys would otherwise stay for the process's life.
+        self._pruned = now
+        for key in [key for key, (_, seeded) in self.counters.items()
+                    if now - seeded > COUNTER_RESYNC_SECONDS and key not in self.reserved]:
+            del self.counters[key]
+        for key in [key for key, (_, at) in self.buckets.items() if now * 1000 - at > 2 * WINDOW_MS]:
+            del self.buckets[key]
 
     def _level(self, key: str, limit: int, now_ms: float) -> float:
         level, at = self.buckets.get(key, (limit, now_ms))
@@ -335,6 +363,8 @@ class LocalCounters:
         rpm, tpm, budget, floor = _limits(principal)
         missing = (1 if budget is not None and self._stale(budget_key, now) else 0) | (
             2 if floor is not None and self._stale(balance_key, now) else 0)
+        if now - self._pruned > 60:
+            self._prune(now)
         if missing:
             spent, available = await _seed_async(principal, missing, now)
             # The database knows finished requests; this process's reservations in flight come on top.

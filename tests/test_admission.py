@@ -137,3 +137,40 @@ def test_input_estimate_counts_text_and_a_fixed_amount_per_image():
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "A" * 100_000}},
     ]}]}
     assert 110 <= estimate_input_tokens(params) - 1600 <= 130
+
+
+def test_local_counters_forget_idle_keys_and_ended_periods():
+    counters = LocalCounters()
+    counters.counters = {"old": (5, 0.0), "fresh": (5, 9_000.0), "busy": (5, 0.0)}
+    counters.reserved = {"busy": 100}
+    counters.buckets = {"idle": (3.0, 0.0), "recent": (3.0, 9_000_000.0)}
+    counters._prune(9_000.0)
+    assert set(counters.counters) == {"fresh", "busy"} and set(counters.buckets) == {"recent"}
+
+
+def test_usage_is_priced_at_the_price_in_force_when_it_happened():
+    from gateway.selectors import ModelEntry, PriceEntry
+
+    launch = PriceEntry(id=1, effective_from=1_000.0, input=3 * 10**9, output=15 * 10**9, cache_write=0, cache_read=0)
+    cheaper = PriceEntry(id=2, effective_from=2_000.0, input=10**9, output=5 * 10**9, cache_write=0, cache_read=0)
+    model = ModelEntry(name="m", provider="anthropic", upstream_model="m", default_max_tokens=10,
+                       max_output_tokens=10, owned_by="x", created=0, aliases=(), prices=(cheaper, launch))
+    assert model.price_at(999.0) is None
+    assert model.price_at(1_500.0) is launch and model.price_at(2_000.0) is cheaper
+    # 1,000 input + 100 output tokens: $0.003 + $0.0015 at launch prices, exact in nano-USD.
+    assert launch.cost_nano(input_tokens=1000, output_tokens=100) == 4_500_000
+    assert cheaper.cost_nano(input_tokens=1000, output_tokens=100) == 1_500_000
+
+
+@pytest.mark.parametrize("when, period, name, left", [
+    ("2026-11-21T23:59:30", "day", "20261121", 30), ("2026-11-21T00:00:00", "day", "20261121", 86400),
+    ("2026-12-31T23:00:00", "month", "202612", 3600), ("2026-02-01T00:00:00", "month", "202602", 28 * 86400),
+])
+def test_budget_counters_are_named_by_their_utc_period(when, period, name, left):
+    from datetime import datetime
+
+    from gateway.admission import _counter_keys
+
+    now = datetime.fromisoformat(when + "+00:00").timestamp()
+    keys, seconds_left = _counter_keys(principal(budget_period=period), now)
+    assert keys[2].endswith(f":{name}") and seconds_left == left
