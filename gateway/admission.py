@@ -11,7 +11,7 @@ admitted, and a budget or balance is refused as soon as it is used up (`used >= 
 Two backends apply the same rules:
 
 - `RedisCounters` (when REDIS_URL is set): one Lua script, one round trip, atomic across every
-  gateway process; settles are batched into one script call per flush, after the answer.
+  gateway process; settles ride along with the process's next admission.
 - `LocalCounters`: the same rules in process memory. Used in the embedded mode, and for a while
   whenever Redis is unreachable, so that an outage degrades limits instead of failing every request:
   each process then limits on its own (an RPM of N admits up to N per process), and budgets and
@@ -55,14 +55,38 @@ WINDOW_MS = 60_000  # RPM and TPM are token buckets that refill their limit over
 COUNTER_RESYNC_SECONDS = 3600
 LOCAL_RESEED_SECONDS = 1.0
 REDIS_RETRY_SECONDS = 5.0  # after a Redis failure, use the local counters this long before trying again
+SETTLE_DELAY_SECONDS = 0.05  # how long a settle waits for an admission to carry it
+SETTLES_PER_CALL = 200
 
-# KEYS: rpm bucket, tpm bucket, budget counter, balance counter.
-# ARGV: now_ms, rpm, tpm, tokens, budget, reserve, floor, budget_seed, budget_ttl, balance_seed, balance_ttl
-# ("" = no such limit / seed unknown). Returns {0, rpm_left, rpm_reset_ms, tpm_left, tpm_reset_ms},
-# {1, missing seeds bitmask}, {2, "rpm"|"tpm", retry_ms}, {3, "tpm"} (larger than the limit) or
-# {4, "budget"|"balance", value}. Nothing is written unless the request is admitted.
-_ADMIT_LUA = """
+# One script for admission and settlement, so that settles ride along with admissions: each call is
+# a round trip, and at low load every round trip is also an idle-and-wake of the event loop (which cost
+# more CPU than the script itself, docs/performance.md).
+#
+# First the settles carried along: KEYS[5..] per request its tpm bucket, budget and balance counters,
+# ARGV[12..] per request tpm, token_delta, cost_delta (actual - reserved). Counters that expired
+# meanwhile are left alone: they are re-derived from the database, which holds the request's usage row.
+#
+# Then the admission: KEYS[1..4] the rpm bucket, tpm bucket, budget and balance counters;
+# ARGV[1..11] now_ms, rpm, tpm, tokens, budget, reserve, floor, budget_seed, budget_ttl, balance_seed,
+# balance_ttl ("" = no such limit / seed unknown; no limits at all = settle only). Returns
+# {0, rpm_left, rpm_reset_ms, tpm_left, tpm_reset_ms}, {1, missing seeds bitmask}, {2, "rpm"|"tpm",
+# retry_ms}, {3, "tpm"} (larger than the limit) or {4, "budget"|"balance", value}. Nothing of the
+# admission is written unless the request is admitted.
+_COUNTERS_LUA = """
 local now = tonumber(ARGV[1])
+for k = 5, #KEYS, 3 do
+  local a = 12 + (k - 5)
+  local tpm, delta, cost = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2]
+  if tpm and delta ~= 0 and redis.call('EXISTS', KEYS[k]) == 1 then
+    local state = redis.call('HMGET', KEYS[k], 'v', 't')
+    local left = math.min(tpm, tonumber(state[1]) + math.max(0, now - tonumber(state[2])) * tpm / 60000) - delta
+    left = math.min(tpm, left)
+    redis.call('HSET', KEYS[k], 'v', left, 't', now)
+    redis.call('PEXPIRE', KEYS[k], math.ceil((tpm - left) * 60000 / tpm) + 1000)
+  end
+  if redis.call('EXISTS', KEYS[k + 1]) == 1 then redis.call('INCRBY', KEYS[k + 1], cost) end
+  if redis.call('EXISTS', KEYS[k + 2]) == 1 then redis.call('DECRBY', KEYS[k + 2], cost) end
+end
 local rpm, tpm, tokens = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local budget, floor = tonumber(ARGV[5]), tonumber(ARGV[7])
 local missing = 0
@@ -108,27 +132,7 @@ if budget then redis.call('INCRBY', KEYS[3], ARGV[6]) end
 if floor then redis.call('DECRBY', KEYS[4], ARGV[6]) end
 return result
 """
-
-# Settles of several requests at once. KEYS: per request its tpm bucket, budget and balance counters.
-# ARGV: now_ms, then per request tpm, token_delta, cost_delta (actual - reserved). Counters that expired
-# meanwhile are left alone: they are re-derived from the database, which holds the request's usage row.
-_SETTLE_LUA = """
-local now = tonumber(ARGV[1])
-for i = 0, #KEYS / 3 - 1 do
-  local tpm_key, budget_key, balance_key = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
-  local tpm, delta, cost = tonumber(ARGV[3 * i + 2]), tonumber(ARGV[3 * i + 3]), ARGV[3 * i + 4]
-  if tpm and delta ~= 0 and redis.call('EXISTS', tpm_key) == 1 then
-    local state = redis.call('HMGET', tpm_key, 'v', 't')
-    local left = math.min(tpm, tonumber(state[1]) + math.max(0, now - tonumber(state[2])) * tpm / 60000) - delta
-    left = math.min(tpm, left)
-    redis.call('HSET', tpm_key, 'v', left, 't', now)
-    redis.call('PEXPIRE', tpm_key, math.ceil((tpm - left) * 60000 / tpm) + 1000)
-  end
-  if redis.call('EXISTS', budget_key) == 1 then redis.call('INCRBY', budget_key, cost) end
-  if redis.call('EXISTS', balance_key) == 1 then redis.call('DECRBY', balance_key, cost) end
-end
-return 0
-"""
+_SETTLE_ONLY = (("", "", "", ""), ["", "", 0, "", 0, "", "", 1, "", 1])  # admission keys and ARGV[2..11]
 
 _CREDIT_LUA = "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], ARGV[1]) end return 0"
 
@@ -245,75 +249,91 @@ def _limits(principal: KeyPrincipal) -> tuple[int | None, int | None, int | None
 
 
 class RedisCounters:
-    """The counters in Redis: an admission is one EVALSHA; settles are batched, off the request path.
+    """The counters in Redis: one script call (gateway/resp.py) per admission, settles carried along.
 
-    Calls go through gateway/resp.py (redis-py's asyncio client costs ~3x the CPU per call). Settles
-    are queued and sent by one flusher task per event loop, many per call under load; a settle waiting
-    in the queue only keeps a reservation a few milliseconds longer, which errs on the safe side.
+    A settle waits in the queue for the next admission of this process, which applies it before
+    admitting (one round trip for both); without one within SETTLE_DELAY_SECONDS a flush sends the
+    queue on its own. Waiting only keeps a reservation a little longer, which errs on the safe side.
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: RespClient | None = None
-        self._shas: dict[str, str] = {}
-        self._settles: list[tuple[tuple[str, ...], tuple]] = []
+        self._sha: str | None = None
+        self._settles: list[tuple[tuple[str, str, str], tuple]] = []
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._flusher: asyncio.Task | None = None
         self._sync: redis.Redis | None = None
 
     def _redis(self) -> RespClient:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a connection is bound to its event loop (tests run several)
-            self._loop, self._settles, self._flusher = loop, [], None
+            self._loop, self._settles, self._flush_timer, self._flusher = loop, [], None, None
             self._client = RespClient(self.url)
         return self._client
 
-    async def _run(self, script: str, keys: tuple[str, ...], args: list) -> list:
+    async def _run(self, keys: tuple[str, ...], args: list, settles: list) -> list:
+        keys = (*keys, *(key for settle_keys, _ in settles for key in settle_keys))
+        args = [*args, *(arg for _, values in settles for arg in values)]
         client = self._redis()
-        sha = self._shas.get(script)
-        if sha is not None:
+        if self._sha is not None:
             try:
-                return await client.call("EVALSHA", sha, len(keys), *keys, *args)
+                return await client.call("EVALSHA", self._sha, len(keys), *keys, *args)
             except RespError as exc:
                 if not str(exc).startswith("NOSCRIPT"):
                     raise
                 # Redis restarted or flushed its scripts: load it again.
-        sha = self._shas[script] = (await client.call("SCRIPT", "LOAD", script)).decode()
-        return await client.call("EVALSHA", sha, len(keys), *keys, *args)
+        self._sha = (await client.call("SCRIPT", "LOAD", _COUNTERS_LUA)).decode()
+        return await client.call("EVALSHA", self._sha, len(keys), *keys, *args)
+
+    def _take_settles(self) -> list:
+        settles, self._settles = self._settles[:SETTLES_PER_CALL], self._settles[SETTLES_PER_CALL:]
+        return settles
 
     async def admit(self, principal: KeyPrincipal, tokens: int, cost: int, now: float):
+        self._redis()
         keys, period_left = _counter_keys(principal, now)
         rpm, tpm, budget, floor = _limits(principal)
         seeds = ("", "")
+        settles = self._take_settles()
         while True:
             args = [int(now * 1000), _arg(rpm), _arg(tpm), tokens, _arg(budget), cost, _arg(floor),
                     _arg(seeds[0]), max(1, min(COUNTER_RESYNC_SECONDS, int(period_left) + 60)),
                     _arg(seeds[1]), COUNTER_RESYNC_SECONDS]
-            result = await self._run(_ADMIT_LUA, keys, args)
+            result = await self._run(keys, args, settles)
+            settles = []  # applied, even when the admission needs seeds first
             if result[0] != 1:
                 return keys, _decode(result)
             seeds = await _seed_async(principal, int(result[1]), now)
 
     async def settle(self, ticket: Ticket, tokens: int, cost: int) -> None:
+        loop = asyncio.get_running_loop()
         self._redis()
         self._settles.append((ticket.keys[1:], (_arg(ticket.principal.tpm_limit), tokens - ticket.tokens,
                                                 cost - ticket.cost_nano)))
-        if self._flusher is None or self._flusher.done():
+        if self._flush_timer is None:
+            self._flush_timer = loop.call_later(SETTLE_DELAY_SECONDS, self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._flush_timer = None
+        if self._settles and (self._flusher is None or self._flusher.done()):
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
-        while self._settles:
-            batch, self._settles = self._settles[:200], self._settles[200:]
-            keys = tuple(key for keys, _ in batch for key in keys)
-            args = [int(time.time() * 1000), *(arg for _, values in batch for arg in values)]
+        while settles := self._take_settles():
+            keys, args = _SETTLE_ONLY
             try:
-                await self._run(_SETTLE_LUA, keys, args)
+                await self._run(keys, [int(time.time() * 1000), *args], settles)
             except Exception as exc:
                 # Lost settles only leave reservations in the counters until they are re-derived.
-                logger.warning("Redis failed (%r): %d settles dropped", exc, len(batch))
+                logger.warning("Redis failed (%r): %d settles dropped", exc, len(settles))
 
     async def drain(self) -> None:
-        """Wait until queued settles are sent (shutdown, tests)."""
+        """Send queued settles now (shutdown, tests)."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._start_flush()
         while self._flusher is not None and not self._flusher.done():
             await self._flusher
 
