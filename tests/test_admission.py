@@ -174,3 +174,19 @@ def test_budget_counters_are_named_by_their_utc_period(when, period, name, left)
     now = datetime.fromisoformat(when + "+00:00").timestamp()
     keys, seconds_left = _counter_keys(principal(budget_period=period), now)
     assert keys[2].endswith(f":{name}") and seconds_left == left
+
+
+@requires_redis
+def test_a_settle_rides_along_with_the_next_admission():
+    counters = RedisCounters(settings.REDIS_URL)
+    who = principal(tpm_limit=1000)
+
+    async def scenario():
+        ticket, _ = await admit(counters, who, tokens=800)
+        await counters.settle(ticket, 100, 0)  # queued, not sent
+        assert len(counters._settles) == 1
+        _, outcome = await admit(counters, who, tokens=300)  # 700 given back first, in the same call
+        assert counters._settles == []
+        return outcome
+
+    assert run(scenario())[0] == 0
