@@ -25,7 +25,7 @@ from billing.money import format_usd
 from billing.selectors import tenant_available_nano
 from billing.services import credit_grant, ledger_adjust
 
-from .forms import AdjustmentForm, ApiKeySettingsForm, CreditForm, RotateKeyForm, TenantForm
+from .forms import AdjustmentForm, ApiKeySettingsForm, ConfirmForm, CreditForm, RotateKeyForm, TenantForm
 from .models import ApiKey, AuditEntry, Membership, Tenant
 from .services import (
     api_key_issue,
@@ -141,7 +141,7 @@ class TenantAdmin(admin.ModelAdmin):
     search_fields = ("slug", "name")
     ordering = ("slug",)
     inlines = [MembershipInline]
-    actions = ("suspend", "resume", "grant_credit", "post_adjustment")
+    actions = ("suspend", "resume", "grant_credit", "post_adjustment", "delete_conversations")
 
     def get_queryset(self, request):
         # tenant_balance_nano as a column: one query per page rather than one per row.
@@ -151,9 +151,10 @@ class TenantAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ("slug", "name", "credit_limit_usd")
+            return ("slug", "name", "credit_limit_usd", "store_conversations", "conversation_retention_days")
         limit = "credit_limit_usd" if self.has_change_permission(request, obj) else "credit_limit"
-        return ("slug", "name", "status", limit, "balance", "available", "created_at")
+        return ("slug", "name", "status", limit, "balance", "available", "store_conversations",
+                "conversation_retention_days", "created_at")
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -179,9 +180,12 @@ class TenantAdmin(admin.ModelAdmin):
         data = form.cleaned_data
         if change:
             tenant_update(tenant=obj, actor=request.user, via="admin", name=data["name"],
-                          credit_limit_nano=data["credit_limit_usd"])
+                          credit_limit_nano=data["credit_limit_usd"], store_conversations=data["store_conversations"],
+                          conversation_retention_days=data["conversation_retention_days"])
             return
         tenant = tenant_create(slug=data["slug"], name=data["name"], credit_limit_nano=data["credit_limit_usd"],
+                               store_conversations=data["store_conversations"],
+                               conversation_retention_days=data["conversation_retention_days"],
                                actor=request.user, via="admin")
         obj.__dict__.update(tenant.__dict__)  # the admin goes on with `obj` (inlines, log, redirect)
 
@@ -217,6 +221,20 @@ class TenantAdmin(admin.ModelAdmin):
 
     def has_ledger_permission(self, request):
         return has_ledger_permission(request)
+
+    @admin.action(description="Delete stored conversations…", permissions=["change"])
+    def delete_conversations(self, request, queryset):
+        from conversations.services import tenant_conversations_delete
+
+        form = bound_action_form(request, ConfirmForm)
+        if not form.is_valid():
+            return action_form_page(self, request, queryset, form=form, title="Delete stored conversations",
+                                    submit_label="Delete", description="Every stored conversation and message of "
+                                    "the selected tenants is deleted for good. Usage and billing records stay.")
+        for tenant in queryset:
+            deleted = tenant_conversations_delete(tenant=tenant, actor=request.user, via="admin")
+            self.message_user(request, f"Deleted {deleted} conversation(s) of {tenant}.", messages.SUCCESS)
+        return None
 
     @admin.action(description="Grant credit…", permissions=["ledger"])
     def grant_credit(self, request, queryset):

@@ -88,7 +88,7 @@ class TenantForm(ServiceModelForm):
 
     class Meta:
         model = Tenant
-        fields = ("slug", "name", "credit_limit_usd")
+        fields = ("slug", "name", "credit_limit_usd", "store_conversations", "conversation_retention_days")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -188,6 +188,10 @@ class ApiKeySettingsForm(ServiceModelForm):
 
 
 # --- Admin intermediate pages and operator commands ------------------------------------------------------
+
+
+class ConfirmForm(forms.Form):
+    confirm = forms.BooleanField(label="Yes, delete them", help_text="This cannot be undone.")
 
 
 class ReasonForm(forms.Form):

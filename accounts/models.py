@@ -16,6 +16,11 @@ class Tenant(models.Model):
         null=True, blank=True, default=0, validators=[MinValueValidator(0)],
         help_text="How far below zero the balance may go, in nano-USD. Empty: no balance check (invoiced).",
     )
+    store_conversations = models.BooleanField(
+        default=True, help_text="Keep chat history on the server (clients may still opt out per request).")
+    conversation_retention_days = models.PositiveIntegerField(
+        default=7, validators=[MinValueValidator(1)], help_text="Stored conversations expire this long after their "
+                                                                "last activity.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

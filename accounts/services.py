@@ -40,14 +40,18 @@ def _jsonable(value: Any) -> Any:
 
 
 @transaction.atomic
-def tenant_create(*, slug: str, name: str = "", credit_limit_nano: int | None = 0, actor=None,
-                  via: str = "system") -> Tenant:
+def tenant_create(*, slug: str, name: str = "", credit_limit_nano: int | None = 0, store_conversations: bool = True,
+                  conversation_retention_days: int = 7, actor=None, via: str = "system") -> Tenant:
     validate_slug(slug)
     if Tenant.objects.filter(slug=slug).exists():
         raise ValidationError(f"A tenant with slug {slug!r} already exists.")
     if credit_limit_nano is not None and credit_limit_nano < 0:
         raise ValidationError("The credit limit cannot be negative.")
-    tenant = Tenant.objects.create(slug=slug, name=name or slug, credit_limit_nano=credit_limit_nano)
+    if conversation_retention_days < 1:
+        raise ValidationError("Keep conversations for at least a day.")
+    tenant = Tenant.objects.create(slug=slug, name=name or slug, credit_limit_nano=credit_limit_nano,
+                                   store_conversations=store_conversations,
+                                   conversation_retention_days=conversation_retention_days)
     audit_record(action="tenant.create", via=via, actor=actor, tenant=tenant,
                  details={"slug": slug, "credit_limit_nano": credit_limit_nano})
     return tenant
@@ -66,12 +70,14 @@ def tenant_set_status(*, tenant: Tenant, status: str, actor=None, via: str = "sy
 
 @transaction.atomic
 def tenant_update(*, tenant: Tenant, actor=None, via: str = "system", **changes: Any) -> Tenant:
-    """Change a tenant's name or credit limit (status has its own service)."""
-    unknown = set(changes) - {"name", "credit_limit_nano"}
+    """Change a tenant's name, credit limit or conversation settings (status has its own service)."""
+    unknown = set(changes) - {"name", "credit_limit_nano", "store_conversations", "conversation_retention_days"}
     if unknown:
         raise ValidationError(f"Cannot change {', '.join(sorted(unknown))} here.")
     if (changes.get("credit_limit_nano") or 0) < 0:
         raise ValidationError({"credit_limit_nano": "The credit limit cannot be negative."})
+    if changes.get("conversation_retention_days", 1) < 1:
+        raise ValidationError({"conversation_retention_days": "Keep conversations for at least a day."})
     before = {field: getattr(tenant, field) for field in changes}
     for field, value in changes.items():
         setattr(tenant, field, value)

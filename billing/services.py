@@ -61,33 +61,51 @@ LAST_USED_RESOLUTION = timedelta(seconds=60)
 _last_used_written: dict[int, datetime] = {}
 
 
-def usage_events_write(records: list[UsageRecord]) -> None:
-    """Insert the rows; a request id already written is skipped, so a retried write never double-bills."""
+def usage_events_write(records: list[UsageRecord], turns: list | None = None) -> None:
+    """Insert the rows; a request id already written is skipped, so a retried write never double-bills.
+
+    `turns` (conversations.services.TurnRecord) are written in the same transaction, so a request's
+    history is committed together with its usage row.
+    """
     rows = [UsageEvent(**asdict(record)) for record in records]
     try:
         refresh_connections()
-        _insert(rows)
+        _insert(rows, turns or [])
     except DatabaseError:
         # A connection broken since the last request (database restart): reconnect and try once more.
         refresh_connections()
-        _insert(rows)
+        _insert(rows, turns or [])
 
 
-def _insert(rows: list[UsageEvent]) -> None:
-    now = rows[-1].created_at
+def _insert(rows: list[UsageEvent], turns: list) -> None:
+    now = rows[-1].created_at if rows else timezone.now()
     stale = {row.api_key_id for row in rows
              if now - _last_used_written.get(row.api_key_id, datetime.min.replace(tzinfo=UTC)) >= LAST_USED_RESOLUTION}
-    if not stale:  # the common case: one autocommitted statement, no BEGIN/COMMIT round trips
+    if not stale and not turns:  # the common case: one autocommitted statement, no BEGIN/COMMIT round trips
         UsageEvent.objects.bulk_create(rows, ignore_conflicts=True)
         return
     with transaction.atomic():
         UsageEvent.objects.bulk_create(rows, ignore_conflicts=True)
-        ApiKey.objects.filter(pk__in=stale).update(last_used_at=now)
+        if stale:
+            ApiKey.objects.filter(pk__in=stale).update(last_used_at=now)
+        if turns:
+            _turns_write(turns, now)
     for key_id in stale:
         _last_used_written[key_id] = now
     if len(_last_used_written) > 10_000:  # keys idle for a minute need no entry
         for key_id in [k for k, at in _last_used_written.items() if now - at >= LAST_USED_RESOLUTION]:
             del _last_used_written[key_id]
+
+
+def _turns_write(turns: list, now: datetime) -> None:
+    from conversations.services import turns_write
+
+    try:
+        with transaction.atomic():  # a savepoint: a bad turn must not cost the batch its usage rows
+            turns_write(turns, now)
+    except DatabaseError:
+        logger.exception("conversation turns could not be written: %s",
+                         [(turn.conversation_id, turn.request_id) for turn in turns])
 
 
 _write_async = sync_to_async(usage_events_write, thread_sensitive=True)
@@ -96,16 +114,19 @@ _write_async = sync_to_async(usage_events_write, thread_sensitive=True)
 class UsageRecorder:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: list[tuple[UsageRecord, asyncio.Future]] = []
+        self._pending: list[tuple[UsageRecord, object, asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
 
-    async def record(self, record: UsageRecord) -> None:
-        """Return once the row is committed. Failures are logged with the row, never raised."""
+    async def record(self, record: UsageRecord, turn=None) -> None:
+        """Return once the row (and the request's conversation turn, if any) is committed.
+
+        Failures are logged with the row, never raised.
+        """
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (tests): state of the old one is unusable
             self._loop, self._pending, self._flusher = loop, [], None
         done = loop.create_future()
-        self._pending.append((record, done))
+        self._pending.append((record, turn, done))
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
         # Shielded: a client hang-up cancels the request, not the write it is waiting for.
@@ -115,11 +136,12 @@ class UsageRecorder:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                await _write_async([record for record, _ in batch])
+                await _write_async([record for record, _, _ in batch],
+                                   [turn for _, turn, _ in batch if turn is not None])
             except Exception:
                 # Never lost silently: the rows go to the log, from where they can be replayed.
-                logger.exception("usage rows could not be written: %s", [asdict(record) for record, _ in batch])
-            for _, done in batch:
+                logger.exception("usage rows could not be written: %s", [asdict(record) for record, _, _ in batch])
+            for _, _, done in batch:
                 if not done.done():
                     done.set_result(None)
 

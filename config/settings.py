@@ -107,6 +107,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     # at 00:00 a debit posted a few seconds later for the last events of the day before reads as drift.
     "usage-reconcile": {"task": "billing.tasks.usage_reconcile", "schedule": crontab(minute=30),
                         "options": {"expires": 50 * 60}},
+    "conversations-expire": {"task": "conversations.tasks.conversations_expire", "schedule": crontab(minute="*/10"),
+                             "options": {"expires": 9 * 60}},
     "budget-periods-reset": {"task": "billing.tasks.budget_periods_reset", "schedule": crontab(minute=5, hour=0),
                              "options": {"expires": 23 * 60 * 60}},
 }

@@ -1,1 +1,50 @@
-"""Postgres-backed conversation history (server-side conversations and the Responses API)."""
+"""Server-side conversation history: a conversation and its ordered messages, per tenant.
+
+Message content is canonical: Anthropic content blocks (text, images by reference, tool_use and
+tool_result, thinking with its signature), so any turn can be replayed upstream as stored.
+"""
+
+from django.db import models
+
+
+class Conversation(models.Model):
+    id = models.CharField(primary_key=True, max_length=40, editable=False)  # conv_<hex>
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="conversations")
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+")
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+    last_activity_at = models.DateTimeField()
+    message_count = models.PositiveIntegerField(default=0)
+    # A turn in progress holds the conversation until it is written or this passes (a crashed turn).
+    busy_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "last_activity_at"]), models.Index(fields=["last_activity_at"])]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        SYSTEM = "system"
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    seq = models.PositiveIntegerField()
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.JSONField(help_text="Anthropic content blocks.")
+    model = models.CharField(max_length=128, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    request_id = models.CharField(max_length=40, blank=True, help_text="The request that added it.")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["conversation", "seq"]
+        constraints = [models.UniqueConstraint(fields=["conversation", "seq"], name="message_unique_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id}#{self.seq} {self.role}"

@@ -96,6 +96,7 @@ class ResponseContext:
     created: int  # unix seconds
     model: str  # the model name shown to the client
     options: dict[str, Any] = field(default_factory=dict)
+    conversation_id: str | None = None  # the stored conversation this answer belongs to
 
 
 @dataclass(slots=True)
@@ -123,6 +124,55 @@ class Usage:
     @property
     def prompt_tokens(self) -> int:
         return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+
+class MessageAccumulator:
+    """Rebuilds the final Anthropic message content from stream events (to store a streamed turn).
+
+    Keeps what a replay needs: text, tool_use with its parsed input, thinking with its signature
+    (and redacted thinking), in block order.
+    """
+
+    __slots__ = ("blocks", "_json")
+
+    def __init__(self) -> None:
+        self.blocks: dict[int, dict[str, Any]] = {}
+        self._json: dict[int, list[str]] = {}
+
+    def feed(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "content_block_start":
+            index = event.get("index")
+            self.blocks[index] = dict(event.get("content_block") or {})
+        elif kind == "content_block_delta":
+            block = self.blocks.get(event.get("index"))
+            delta = event.get("delta") or {}
+            if block is None:
+                return
+            dtype = delta.get("type")
+            if dtype == "text_delta":
+                block["text"] = block.get("text", "") + (delta.get("text") or "")
+            elif dtype == "input_json_delta":
+                self._json.setdefault(event.get("index"), []).append(delta.get("partial_json") or "")
+            elif dtype == "thinking_delta":
+                block["thinking"] = block.get("thinking", "") + (delta.get("thinking") or "")
+            elif dtype == "signature_delta":
+                block["signature"] = delta.get("signature") or ""
+
+    def content(self) -> list[dict[str, Any]]:
+        import json
+
+        out = []
+        for index in sorted(self.blocks):
+            block = self.blocks[index]
+            if block.get("type") == "tool_use" and index in self._json:
+                text = "".join(self._json[index])
+                try:
+                    block["input"] = json.loads(text) if text else {}
+                except ValueError:
+                    block["input"] = {}
+            out.append(block)
+        return out
 
 
 def estimate_tokens(text_length: int) -> int:

@@ -22,16 +22,19 @@ from types import ModuleType
 from typing import Any
 
 import orjson
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from accounts.selectors import KeyPrincipal
 from billing.models import UsageEvent
 from billing.services import UsageRecord, usage_recorder
+from config.db import refresh_connections
+from conversations.services import TurnRecord, conversation_begin, new_conversation_id
 
 from .admission import Ticket, admission
-from .core import (GatewayError, InternalRequest, ResponseContext, Usage, apply_model_limits, estimate_tokens,
-                   internal_error, invalid)
+from .core import (GatewayError, InternalRequest, MessageAccumulator, ResponseContext, Usage, apply_model_limits,
+                   estimate_tokens, internal_error, invalid)
 from .providers import get_provider
 from .selectors import ModelEntry, model_resolve
 
@@ -65,12 +68,14 @@ def parse_json_body(request: HttpRequest) -> Any:
 
 
 class Meter:
-    """Collects what one request cost and writes its single UsageEvent row."""
+    """Collects what one request cost and produced, and writes its UsageEvent row and conversation turn."""
 
     def __init__(self, *, request_id: str, principal: KeyPrincipal, endpoint: str, ireq: InternalRequest,
-                 model: ModelEntry, ticket: Ticket, started: float) -> None:
+                 model: ModelEntry, ticket: Ticket, turn: TurnRecord | None, started: float) -> None:
         self.request_id = request_id
         self.ticket = ticket
+        self.turn = turn
+        self.answer = MessageAccumulator() if turn is not None and ireq.stream else None
         self.principal = principal
         self.endpoint = endpoint
         self.ireq = ireq
@@ -81,6 +86,8 @@ class Meter:
         self.first_token_at: float | None = None
 
     def observe(self, event: dict[str, Any]) -> None:
+        if self.answer is not None:
+            self.answer.feed(event)
         kind = event.get("type")
         if kind == "content_block_delta":
             if self.first_token_at is None:
@@ -93,7 +100,21 @@ class Meter:
         elif kind == "message_delta":
             self.usage.update(event.get("usage"))
 
-    async def finish(self, status: str, http_status: int, error_type: str = "") -> None:
+    async def finish(self, status: str, http_status: int, error_type: str = "",
+                     content: list[dict[str, Any]] | None = None) -> None:
+        """Record the request: its usage row and, for a completed answer, its conversation turn
+        (`content`: the answer's blocks; a stream's are accumulated here)."""
+        turn = self.turn
+        if turn is not None:
+            if status == UsageEvent.Status.OK:
+                answer = content if content is not None else self.answer.content() if self.answer else []
+                turn.messages.append({"role": "assistant", "content": answer})
+                turn.model = self.model.name
+                turn.input_tokens, turn.output_tokens = self.usage.prompt_tokens, self.usage.output_tokens
+            elif turn.created:
+                turn = None  # a failed first turn leaves nothing behind
+            else:
+                turn.release_only = True  # a failed turn only gives the conversation back
         if status != UsageEvent.Status.OK:
             # The upstream billed what it generated before the stream ended; it never told us how
             # much, so estimate from the text we relayed (never below what it did report).
@@ -127,7 +148,8 @@ class Meter:
                 latency_ms=round((now - self.started) * 1000),
                 ttft_ms=None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000),
                 created_at=created_at,
-            )
+            ),
+            turn,
         )
         await admission.settle(self.ticket, tokens=usage.prompt_tokens + usage.output_tokens, cost_nano=cost)
 
@@ -139,14 +161,21 @@ async def serve(request: HttpRequest, *, codec: ModuleType, endpoint: str) -> Ht
     principal: KeyPrincipal = request.auth
     ireq = codec.decode_request(parse_json_body(request))
     model = await model_resolve(ireq.model, principal.allowed_models)
+    turn = await _conversation_turn(principal, ireq, request_id)
     apply_model_limits(ireq.params, default_max_tokens=model.default_max_tokens,
                        max_output_tokens=model.max_output_tokens)
     body = {"model": model.upstream_model, **ireq.params}
     provider = get_provider(model.provider)
-    ctx = ResponseContext(request_id=request_id, created=int(time.time()), model=model.name, options=ireq.options)
-    ticket = await admission.admit(principal, model, ireq.params)
+    ctx = ResponseContext(request_id=request_id, created=int(time.time()), model=model.name, options=ireq.options,
+                          conversation_id=turn.conversation_id if turn else None)
+    try:
+        ticket = await admission.admit(principal, model, ireq.params)
+    except GatewayError:
+        if turn is not None and not turn.created:
+            await _release_async(turn.conversation_id)
+        raise
     meter = Meter(request_id=request_id, principal=principal, endpoint=endpoint, ireq=ireq, model=model,
-                  ticket=ticket, started=started)
+                  ticket=ticket, turn=turn, started=started)
 
     if ireq.stream:
         return await _open_stream(provider, body, codec.StreamEncoder(ctx), meter)
@@ -156,8 +185,62 @@ async def serve(request: HttpRequest, *, codec: ModuleType, endpoint: str) -> Ht
         await _finish_failed(meter, exc)
         raise
     meter.usage.update(message.get("usage"))
-    await meter.finish(UsageEvent.Status.OK, 200)
+    await meter.finish(UsageEvent.Status.OK, 200, content=message.get("content") or [])
     return json_response(codec.encode_response(message, ctx), request_id=request_id, headers=ticket.headers)
+
+
+def _blocks(content: Any) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
+
+
+def _system_text(system: Any) -> str | None:
+    if system is None or isinstance(system, str):
+        return system
+    return "\n".join(block.get("text", "") for block in system if isinstance(block, dict))
+
+
+def _begin(tenant_id: int, conversation_id: str, lease: bool):
+    refresh_connections()
+    return conversation_begin(tenant_id=tenant_id, conversation_id=conversation_id, lease=lease,
+                              now=datetime.now(UTC))
+
+
+def _release(conversation_id: str) -> None:
+    from conversations.models import Conversation
+
+    refresh_connections()
+    Conversation.objects.filter(pk=conversation_id).update(busy_until=None)
+
+
+_begin_async = sync_to_async(_begin, thread_sensitive=True)
+_release_async = sync_to_async(_release, thread_sensitive=True)
+
+
+async def _conversation_turn(principal: KeyPrincipal, ireq: InternalRequest, request_id: str) -> TurnRecord | None:
+    """Prepend a continued conversation's history to the request; the turn to store, if any.
+
+    Stored unless the client sends `store: false` or the tenant turned storage off; a new conversation
+    gets its id now and its rows after the answer. The request's own system prompt wins over the
+    stored one and is stored as the conversation's from then on.
+    """
+    store = ireq.options.get("store", True) and principal.store_conversations
+    conversation_id = ireq.options.get("conversation_id")
+    if conversation_id is None and not store:
+        return None
+    new = [{"role": m["role"], "content": _blocks(m["content"])} for m in ireq.params.get("messages") or ()]
+    system = _system_text(ireq.params.get("system"))
+    turn = TurnRecord(conversation_id=conversation_id or new_conversation_id(), tenant_id=principal.tenant_id,
+                      api_key_id=principal.key_id, request_id=request_id, created=conversation_id is None,
+                      next_seq=0, system=system, messages=new)
+    if conversation_id is not None:
+        history = await _begin_async(principal.tenant_id, conversation_id, store)
+        ireq.params["messages"] = history.messages + new
+        if system is None and history.system:
+            ireq.params["system"] = history.system
+        if system == history.system:
+            turn.system = None  # unchanged: not stored again
+        turn.next_seq = history.next_seq
+    return turn if store else None
 
 
 async def _finish_failed(meter: Meter, exc: BaseException) -> None:
@@ -195,6 +278,7 @@ async def _relay(exits, batches, first: list[dict[str, Any]], encoder, meter: Me
     # Stays PARTIAL when the client hangs up: Django then cancels or closes this generator, and the
     # `finally` closes the upstream stream and settles what was generated so far.
     status, http_status, error_type = UsageEvent.Status.PARTIAL, 200, ""
+    recorded = False
     try:
         finished = False
         batch = first
@@ -206,6 +290,10 @@ async def _relay(exits, batches, first: list[dict[str, Any]], encoder, meter: Me
                 if event.get("type") == "message_stop":
                     finished, status = True, UsageEvent.Status.OK
                     out.append(encoder.finish(meter.usage))
+            if finished and not recorded:
+                # Recorded before the client sees the end: its next request finds this turn.
+                recorded = True
+                await meter.finish(status, http_status)
             if data := b"".join(out):
                 yield data
             batch = await anext(batches, None)
@@ -222,4 +310,5 @@ async def _relay(exits, batches, first: list[dict[str, Any]], encoder, meter: Me
         yield encoder.fail(internal_error())
     finally:
         await exits.aclose()
-        await meter.finish(status, http_status, error_type)
+        if not recorded:
+            await meter.finish(status, http_status, error_type)

@@ -144,8 +144,8 @@ def test_post_adjustment_takes_either_sign_but_not_zero(admin_client, admin_user
 
 
 def tenant_form(tenant=None, **changes) -> dict:
-    form = {"name": tenant.name if tenant else "", "credit_limit_usd": "0",
-            "memberships-TOTAL_FORMS": 0, "memberships-INITIAL_FORMS": 0}
+    form = {"name": tenant.name if tenant else "", "credit_limit_usd": "0", "store_conversations": "on",
+            "conversation_retention_days": 7, "memberships-TOTAL_FORMS": 0, "memberships-INITIAL_FORMS": 0}
     return {**form, **changes}
 
 

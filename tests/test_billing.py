@@ -514,7 +514,8 @@ def test_beat_schedule_runs_rollup_every_minute_reconcile_hourly_and_budget_rese
     schedule = settings.CELERY_BEAT_SCHEDULE
     assert {name: entry["task"] for name, entry in schedule.items()} == {
         "usage-rollup": "billing.tasks.usage_rollup", "usage-reconcile": "billing.tasks.usage_reconcile",
-        "budget-periods-reset": "billing.tasks.budget_periods_reset"}
+        "budget-periods-reset": "billing.tasks.budget_periods_reset",
+        "conversations-expire": "conversations.tasks.conversations_expire"}
     for entry in schedule.values():
         assert import_string(entry["task"]).name == entry["task"]  # the registered task, not a typo
         assert isinstance(entry["schedule"], crontab)
@@ -636,7 +637,8 @@ def test_embedded_scheduler_runs_the_due_beat_entries_on_its_own_thread(committe
         wait = asyncio.run(runner.tick())
     finally:
         runner.close(wait=True)
-    assert _scheduler_ran(caplog) == ["usage-rollup", "usage-reconcile", "budget-periods-reset"]
+    assert _scheduler_ran(caplog) == ["usage-rollup", "usage-reconcile", "conversations-expire",
+                                      "budget-periods-reset"]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert 0 < wait <= 60
     assert_books_agree(tenant, credited=0)

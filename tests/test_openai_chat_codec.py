@@ -729,9 +729,18 @@ def test_thinking_stays_on_when_the_last_tool_turn_round_trips_its_signature():
 
 def test_include_usage_is_recorded_for_streams_only():
     streamed = decode_request(body(stream=True, stream_options={"include_usage": True}))
-    assert streamed.options == {"include_usage": True}
-    assert decode_request(body(stream=False, stream_options={"include_usage": True})).options == {}
-    assert decode_request(body(stream=True)).options == {}
+    assert streamed.options == {"include_usage": True, "store": True}
+    assert decode_request(body(stream=False, stream_options={"include_usage": True})).options == {"store": True}
+    assert decode_request(body(stream=True)).options == {"store": True}
+
+
+def test_storage_options_are_decoded_and_checked():
+    assert decode_request(body(store=False, conversation_id="conv_1")).options == {"store": False,
+                                                                                 "conversation_id": "conv_1"}
+    for bad in ({"store": "no"}, {"conversation_id": 7}, {"conversation_id": ""}):
+        with pytest.raises(GatewayError) as raised:
+            decode_request(body(**bad))
+        assert raised.value.param == next(iter(bad))
 
 
 # --- request: property ------------------------------------------------------------------------------------

@@ -94,6 +94,7 @@ def decode_request(body: Any) -> InternalRequest:
     options: dict[str, Any] = {}
     if stream and _include_usage(body.get("stream_options")):
         options["include_usage"] = True
+    _apply_storage(body, options)
 
     max_tokens = _max_tokens(body)
     if max_tokens is not None:
@@ -107,6 +108,16 @@ def decode_request(body: Any) -> InternalRequest:
     if system:
         params["system"] = "\n".join(system)
     return InternalRequest(model=model, params=params, stream=stream, options=options)
+
+
+def _apply_storage(body: dict, options: dict) -> None:
+    """`store` (default true) and our `conversation_id` extension, for the server's history (conversations/)."""
+    options["store"] = True if body.get("store") is None else _optional_bool(body, "store")
+    conversation_id = body.get("conversation_id")
+    if conversation_id is not None:
+        if not isinstance(conversation_id, str) or not conversation_id:
+            raise _wrong_type("conversation_id", "a conversation id (conv_...)", conversation_id)
+        options["conversation_id"] = conversation_id
 
 
 def _apply_sampling(body: dict, params: dict) -> None:
@@ -747,7 +758,7 @@ def encode_response(message: dict, ctx: ResponseContext) -> dict:
             reply["reasoning_signature"] = signature
     usage = Usage()
     usage.update(message.get("usage"))
-    return {
+    completion = {
         "id": _completion_id(ctx),
         "object": "chat.completion",
         "created": ctx.created,
@@ -762,6 +773,9 @@ def encode_response(message: dict, ctx: ResponseContext) -> dict:
         ],
         "usage": _usage_body(usage),
     }
+    if ctx.conversation_id:
+        completion["conversation_id"] = ctx.conversation_id
+    return completion
 
 
 def error_body(error: GatewayError) -> dict:
@@ -850,6 +864,7 @@ class StreamEncoder:
                 orjson.dumps(ctx.created),
                 b',"model":',
                 orjson.dumps(ctx.model),
+                b',"conversation_id":' + orjson.dumps(ctx.conversation_id) if ctx.conversation_id else b"",
                 b',"choices":[{"index":0,"delta":',
             )
         )
@@ -892,6 +907,8 @@ class StreamEncoder:
             "choices": [],
             "usage": _usage_body(usage),
         }
+        if ctx.conversation_id:
+            chunk["conversation_id"] = ctx.conversation_id
         return b"data: " + orjson.dumps(chunk) + b"\n\n" + _DONE
 
     def fail(self, error: GatewayError) -> bytes:

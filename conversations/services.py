@@ -1,0 +1,157 @@
+"""Conversation history: begin a turn (lease + history), write it after the answer, expire old ones.
+
+Concurrency rule: one turn at a time per conversation. `conversation_begin` takes a lease on the
+conversation (a conditional UPDATE of `busy_until`); a second turn arriving meanwhile gets 409
+`conversation_busy` with `retry-after: 1` (the openai SDK retries 409s by itself), so turns never
+interleave and none is lost. The lease ends when the turn is written or released, or after
+LEASE_SECONDS if the process died mid-turn.
+
+Turns are written after the answer, in the same transaction as the request's usage row
+(billing.services.usage_events_write), so a client that sends its next turn right after the answer
+always finds the previous one.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from accounts.models import Tenant
+from gateway.core import GatewayError
+
+from .models import Conversation, Message
+
+logger = logging.getLogger(__name__)
+
+LEASE_SECONDS = 660  # longer than the upstream timeout of a turn (600 s)
+EXPIRY_BATCH = 500
+
+
+def new_conversation_id() -> str:
+    return "conv_" + secrets.token_hex(16)
+
+
+def _not_found(conversation_id: str) -> GatewayError:
+    return GatewayError(404, f"No conversation found with id '{conversation_id}'. It may have expired.",
+                        code="conversation_not_found", param="conversation_id", type="invalid_request_error")
+
+
+@dataclass(slots=True)
+class History:
+    system: str | None
+    messages: list[dict[str, Any]]  # Anthropic messages, oldest first
+    next_seq: int
+
+
+def conversation_begin(*, tenant_id: int, conversation_id: str, lease: bool, now: datetime) -> History:
+    """The stored history of a tenant's conversation, leased for one turn when `lease`.
+
+    404 for an unknown, expired or other tenant's id; 409 while another turn holds it.
+    """
+    conversations = Conversation.objects.filter(pk=conversation_id, tenant_id=tenant_id)
+    if lease:
+        free = Q(busy_until__isnull=True) | Q(busy_until__lt=now)
+        if not conversations.filter(free).update(busy_until=now + timedelta(seconds=LEASE_SECONDS)):
+            if not conversations.exists():
+                raise _not_found(conversation_id)
+            raise GatewayError(409, "Another request is adding a turn to this conversation; retry when it is done.",
+                               code="conversation_busy", param="conversation_id", type="invalid_request_error",
+                               retry_after=1)
+    rows = list(Message.objects.filter(conversation__in=conversations).order_by("seq")
+                .values_list("seq", "role", "content"))
+    if not rows and not lease and not conversations.exists():
+        raise _not_found(conversation_id)
+    system, messages = None, []
+    for _, role, content in rows:
+        if role == Message.Role.SYSTEM:
+            system = "".join(block.get("text", "") for block in content)  # the latest system prompt applies
+        else:
+            messages.append({"role": role, "content": content})
+    return History(system=system, messages=messages, next_seq=(rows[-1][0] + 1) if rows else 0)
+
+
+@dataclass(slots=True)
+class TurnRecord:
+    """What one request adds to a conversation, written with its usage row."""
+
+    conversation_id: str
+    tenant_id: int
+    api_key_id: int
+    request_id: str
+    created: bool  # a new conversation
+    next_seq: int
+    system: str | None = None  # a system prompt this turn sets
+    messages: list[dict[str, Any]] = field(default_factory=list)  # the request's new messages, then the answer
+    model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    release_only: bool = False  # the turn failed: only end the lease
+
+
+def turns_write(turns: list[TurnRecord], now: datetime) -> None:
+    """Write turns (call inside the usage row's transaction): messages, counters, leases released.
+
+    New conversations and all messages are one INSERT each for the whole batch; a continued
+    conversation costs one UPDATE.
+    """
+    conversations, rows = [], []
+    for turn in turns:
+        if turn.release_only:
+            Conversation.objects.filter(pk=turn.conversation_id).update(busy_until=None)
+            continue
+        items = ([{"role": Message.Role.SYSTEM, "content": [{"type": "text", "text": turn.system}]}]
+                 if turn.system else []) + turn.messages
+        for offset, item in enumerate(items):
+            last = offset == len(items) - 1
+            rows.append(Message(conversation_id=turn.conversation_id, seq=turn.next_seq + offset, role=item["role"],
+                                content=item["content"], model=turn.model if last else "",
+                                input_tokens=turn.input_tokens if last else 0,
+                                output_tokens=turn.output_tokens if last else 0,
+                                request_id=turn.request_id, created_at=now))
+        if turn.created:
+            conversations.append(Conversation(id=turn.conversation_id, tenant_id=turn.tenant_id,
+                                              api_key_id=turn.api_key_id, created_at=now, last_activity_at=now,
+                                              message_count=len(items)))
+        else:
+            Conversation.objects.filter(pk=turn.conversation_id).update(
+                busy_until=None, last_activity_at=now, message_count=F("message_count") + len(items))
+    Conversation.objects.bulk_create(conversations)
+    Message.objects.bulk_create(rows)
+
+
+def conversations_expire(*, now: datetime | None = None, batch_size: int = EXPIRY_BATCH) -> int:
+    """Delete conversations idle for longer than their tenant's retention, in small batches.
+
+    Each batch is its own short transaction (ids first, then a DELETE by primary key), so no lock is
+    held for long and a crash or a second run only leaves less to do. Returns how many were deleted.
+    """
+    now = now or timezone.now()
+    deleted = 0
+    for days in Tenant.objects.values_list("conversation_retention_days", flat=True).distinct():
+        expired = Conversation.objects.filter(tenant__conversation_retention_days=days,
+                                              last_activity_at__lt=now - timedelta(days=days))
+        while ids := list(expired.values_list("pk", flat=True)[:batch_size]):
+            with transaction.atomic():
+                Message.objects.filter(conversation_id__in=ids).delete()
+                deleted += Conversation.objects.filter(pk__in=ids).delete()[1].get("conversations.Conversation", 0)
+    return deleted
+
+
+def tenant_conversations_delete(*, tenant: Tenant, actor=None, via: str = "system") -> int:
+    """Delete all of a tenant's stored conversations (an operator's data deletion), in batches."""
+    from accounts.services import audit_record
+
+    deleted = 0
+    while ids := list(Conversation.objects.filter(tenant=tenant).values_list("pk", flat=True)[:EXPIRY_BATCH]):
+        with transaction.atomic():
+            Message.objects.filter(conversation_id__in=ids).delete()
+            deleted += Conversation.objects.filter(pk__in=ids).delete()[1].get("conversations.Conversation", 0)
+    audit_record(action="conversations.delete", via=via, actor=actor, tenant=tenant, details={"deleted": deleted})
+    return deleted
