@@ -48,3 +48,26 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.conversation_id}#{self.seq} {self.role}"
+
+
+class StoredResponse(models.Model):
+    """A Responses API answer kept for `GET /v1/responses/{id}` and `previous_response_id`.
+
+    Its turn's messages live in `conversation` (up to `last_seq`), so continuing from it replays that
+    conversation; deleting the conversation deletes its responses.
+    """
+
+    id = models.CharField(primary_key=True, max_length=40, editable=False)  # resp_<hex>
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="responses")
+    last_seq = models.PositiveIntegerField()
+    previous_response_id = models.CharField(max_length=40, blank=True)
+    body = models.JSONField(help_text="The Response object as returned.")
+    input_items = models.JSONField(default=list)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "created_at"])]
+
+    def __str__(self) -> str:
+        return self.id

@@ -26,7 +26,7 @@ from django.utils import timezone
 from accounts.models import Tenant
 from gateway.core import GatewayError
 
-from .models import Conversation, Message
+from .models import Conversation, Message, StoredResponse
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,9 @@ class TurnRecord:
     input_tokens: int = 0
     output_tokens: int = 0
     release_only: bool = False  # the turn failed: only end the lease
+    response_body: dict | None = None  # a Responses API answer to keep (set once it is rendered)
+    input_items: list = field(default_factory=list)
+    previous_response_id: str = ""
 
 
 def turns_write(turns: list[TurnRecord], now: datetime) -> None:
@@ -101,7 +104,7 @@ def turns_write(turns: list[TurnRecord], now: datetime) -> None:
     New conversations and all messages are one INSERT each for the whole batch; a continued
     conversation costs one UPDATE.
     """
-    conversations, rows = [], []
+    conversations, rows, responses = [], [], []
     for turn in turns:
         if turn.release_only:
             Conversation.objects.filter(pk=turn.conversation_id).update(busy_until=None)
@@ -115,6 +118,11 @@ def turns_write(turns: list[TurnRecord], now: datetime) -> None:
                                 input_tokens=turn.input_tokens if last else 0,
                                 output_tokens=turn.output_tokens if last else 0,
                                 request_id=turn.request_id, created_at=now))
+        if turn.response_body is not None:
+            responses.append(StoredResponse(
+                id=turn.response_body["id"], tenant_id=turn.tenant_id, conversation_id=turn.conversation_id,
+                last_seq=turn.next_seq + len(items) - 1, previous_response_id=turn.previous_response_id,
+                body=turn.response_body, input_items=turn.input_items, created_at=now))
         if turn.created:
             conversations.append(Conversation(id=turn.conversation_id, tenant_id=turn.tenant_id,
                                               api_key_id=turn.api_key_id, created_at=now, last_activity_at=now,
@@ -124,6 +132,61 @@ def turns_write(turns: list[TurnRecord], now: datetime) -> None:
                 busy_until=None, last_activity_at=now, message_count=F("message_count") + len(items))
     Conversation.objects.bulk_create(conversations)
     Message.objects.bulk_create(rows)
+    StoredResponse.objects.bulk_create(responses)
+
+
+def response_begin(*, tenant_id: int, api_key_id: int, response_id: str, lease: bool,
+                   now: datetime) -> tuple[str, History]:
+    """Continue from a stored response: (the conversation to add to, its history up to that response).
+
+    When the response is the last turn of its conversation, that conversation continues (leased like
+    `conversation_begin`). When later turns followed it (the client branches from an older answer),
+    the history up to it is copied into a new conversation, so branches never see each other's turns.
+    """
+    stored = (StoredResponse.objects.filter(pk=response_id, tenant_id=tenant_id)
+              .values_list("conversation_id", "last_seq", "conversation__message_count").first())
+    if stored is None:
+        raise GatewayError(404, f"No response found with id '{response_id}'. It may have expired or been deleted.",
+                           code="response_not_found", param="previous_response_id", type="invalid_request_error")
+    conversation_id, last_seq, count = stored
+    if last_seq + 1 < count and lease:
+        conversation_id = _fork(conversation_id, last_seq, tenant_id, api_key_id, now)
+    history = conversation_begin(tenant_id=tenant_id, conversation_id=conversation_id, lease=lease, now=now)
+    if not lease:  # a read-only continuation of an older answer: only the history up to it
+        history.messages = history.messages[:_messages_upto(conversation_id, last_seq)]
+    return conversation_id, history
+
+
+def _messages_upto(conversation_id: str, last_seq: int) -> int:
+    return Message.objects.filter(conversation_id=conversation_id, seq__lte=last_seq).exclude(
+        role=Message.Role.SYSTEM).count()
+
+
+@transaction.atomic
+def _fork(conversation_id: str, last_seq: int, tenant_id: int, api_key_id: int, now: datetime) -> str:
+    fork_id = new_conversation_id()
+    rows = list(Message.objects.filter(conversation_id=conversation_id, seq__lte=last_seq).order_by("seq"))
+    Conversation.objects.create(id=fork_id, tenant_id=tenant_id, api_key_id=api_key_id, created_at=now,
+                                last_activity_at=now, message_count=len(rows))
+    for row in rows:
+        row.pk, row.conversation_id = None, fork_id
+    Message.objects.bulk_create(rows)
+    return fork_id
+
+
+def response_get(*, tenant_id: int, response_id: str) -> StoredResponse:
+    stored = StoredResponse.objects.filter(pk=response_id, tenant_id=tenant_id).first()
+    if stored is None:
+        raise GatewayError(404, f"No response found with id '{response_id}'.", code="response_not_found",
+                           type="invalid_request_error")
+    return stored
+
+
+def response_delete(*, tenant_id: int, response_id: str) -> None:
+    """Forget a stored response (its turn stays in the conversation's history)."""
+    if not StoredResponse.objects.filter(pk=response_id, tenant_id=tenant_id).delete()[0]:
+        raise GatewayError(404, f"No response found with id '{response_id}'.", code="response_not_found",
+                           type="invalid_request_error")
 
 
 def conversations_expire(*, now: datetime | None = None, batch_size: int = EXPIRY_BATCH) -> int:

@@ -11,7 +11,8 @@ from .auth import BearerKey
 from .core import GatewayError, internal_error
 from .models_api import model_list_payload, model_payload
 from .pipeline import json_response, new_request_id, serve
-from .protocols import openai_chat
+from .protocols import openai_chat, openai_responses
+from .responses_api import response_input_items, response_remove, response_retrieve
 from .selectors import catalog_get
 from .usage_api import usage_report
 
@@ -24,6 +25,22 @@ def _openai_router() -> Router:
     @router.post("/chat/completions")
     async def chat_completions(request):
         return await serve(request, codec=openai_chat, endpoint="chat.completions")
+
+    @router.post("/responses")
+    async def create_response(request):
+        return await serve(request, codec=openai_responses, endpoint="responses")
+
+    @router.get("/responses/{response_id}/input_items")
+    async def list_input_items(request, response_id: str):
+        return await response_input_items(request, response_id)
+
+    @router.get("/responses/{response_id}")
+    async def retrieve_response(request, response_id: str):
+        return await response_retrieve(request, response_id)
+
+    @router.delete("/responses/{response_id}")
+    async def delete_response(request, response_id: str):
+        return await response_remove(request, response_id)
 
     @router.get("/models")
     async def list_models(request):

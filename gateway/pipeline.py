@@ -30,7 +30,7 @@ from accounts.selectors import KeyPrincipal
 from billing.models import UsageEvent
 from billing.services import UsageRecord, usage_recorder
 from config.db import refresh_connections
-from conversations.services import TurnRecord, conversation_begin, new_conversation_id
+from conversations.services import TurnRecord, conversation_begin, new_conversation_id, response_begin
 
 from .admission import Ticket, admission
 from .core import (GatewayError, InternalRequest, MessageAccumulator, ResponseContext, Usage, apply_model_limits,
@@ -159,7 +159,7 @@ async def serve(request: HttpRequest, *, codec: ModuleType, endpoint: str) -> Ht
     started = time.perf_counter()
     request_id = request.gateway_request_id = new_request_id()
     principal: KeyPrincipal = request.auth
-    ireq = codec.decode_request(parse_json_body(request))
+    ireq = codec.decode_request(parse_json_body(request), request_id=request_id)
     model = await model_resolve(ireq.model, principal.allowed_models)
     turn = await _conversation_turn(principal, ireq, request_id)
     apply_model_limits(ireq.params, default_max_tokens=model.default_max_tokens,
@@ -185,8 +185,11 @@ async def serve(request: HttpRequest, *, codec: ModuleType, endpoint: str) -> Ht
         await _finish_failed(meter, exc)
         raise
     meter.usage.update(message.get("usage"))
+    payload = codec.encode_response(message, ctx)
+    if turn is not None and payload.get("object") == "response":
+        turn.response_body = payload  # a Responses API answer is kept for GET and previous_response_id
     await meter.finish(UsageEvent.Status.OK, 200, content=message.get("content") or [])
-    return json_response(codec.encode_response(message, ctx), request_id=request_id, headers=ticket.headers)
+    return json_response(payload, request_id=request_id, headers=ticket.headers)
 
 
 def _blocks(content: Any) -> list[dict[str, Any]]:
@@ -212,30 +215,45 @@ def _release(conversation_id: str) -> None:
     Conversation.objects.filter(pk=conversation_id).update(busy_until=None)
 
 
+def _response_begin(tenant_id: int, api_key_id: int, response_id: str, lease: bool):
+    refresh_connections()
+    return response_begin(tenant_id=tenant_id, api_key_id=api_key_id, response_id=response_id, lease=lease,
+                          now=datetime.now(UTC))
+
+
 _begin_async = sync_to_async(_begin, thread_sensitive=True)
+_response_begin_async = sync_to_async(_response_begin, thread_sensitive=True)
 _release_async = sync_to_async(_release, thread_sensitive=True)
 
 
 async def _conversation_turn(principal: KeyPrincipal, ireq: InternalRequest, request_id: str) -> TurnRecord | None:
-    """Prepend a continued conversation's history to the request; the turn to store, if any.
+    """Prepend the stored history the request continues; the turn to store, if any.
 
-    Stored unless the client sends `store: false` or the tenant turned storage off; a new conversation
-    gets its id now and its rows after the answer. The request's own system prompt wins over the
-    stored one and is stored as the conversation's from then on.
+    A request continues a conversation (`conversation_id` in chat, `conversation` in Responses) or a
+    stored response (`previous_response_id`). It is stored unless the client sends `store: false` or
+    the tenant turned storage off; a new conversation gets its id now and its rows after the answer.
+    In chat the request's system prompt wins over the stored one and is kept from then on; in
+    Responses `instructions` apply to their own request only, as in OpenAI's API.
     """
     store = ireq.options.get("store", True) and principal.store_conversations
-    conversation_id = ireq.options.get("conversation_id")
-    if conversation_id is None and not store:
+    conversation_id = ireq.options.get("conversation_id") or ireq.options.get("conversation")
+    previous = ireq.options.get("previous_response_id")
+    if conversation_id is None and previous is None and not store:
         return None
     new = [{"role": m["role"], "content": _blocks(m["content"])} for m in ireq.params.get("messages") or ()]
     system = _system_text(ireq.params.get("system"))
     turn = TurnRecord(conversation_id=conversation_id or new_conversation_id(), tenant_id=principal.tenant_id,
-                      api_key_id=principal.key_id, request_id=request_id, created=conversation_id is None,
-                      next_seq=0, system=system, messages=new)
-    if conversation_id is not None:
-        history = await _begin_async(principal.tenant_id, conversation_id, store)
+                      api_key_id=principal.key_id, request_id=request_id,
+                      created=conversation_id is None and previous is None, next_seq=0, system=system, messages=new,
+                      input_items=ireq.options.get("input_items") or [], previous_response_id=previous or "")
+    if not turn.created:
+        if previous is not None:
+            turn.conversation_id, history = await _response_begin_async(principal.tenant_id, principal.key_id,
+                                                                        previous, store)
+        else:
+            history = await _begin_async(principal.tenant_id, conversation_id, store)
         ireq.params["messages"] = history.messages + new
-        if system is None and history.system:
+        if system is None and history.system and "instructions" not in ireq.options:
             ireq.params["system"] = history.system
         if system == history.system:
             turn.system = None  # unchanged: not stored again
@@ -290,6 +308,8 @@ async def _relay(exits, batches, first: list[dict[str, Any]], encoder, meter: Me
                 if event.get("type") == "message_stop":
                     finished, status = True, UsageEvent.Status.OK
                     out.append(encoder.finish(meter.usage))
+                    if meter.turn is not None and getattr(encoder, "response", None) is not None:
+                        meter.turn.response_body = encoder.response  # a Responses API answer, kept
             if finished and not recorded:
                 # Recorded before the client sees the end: its next request finds this turn.
                 recorded = True

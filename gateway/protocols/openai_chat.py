@@ -79,8 +79,11 @@ _FINISH_REASONS = {
 # ---------------------------------------------------------------------------------------------------
 
 
-def decode_request(body: Any) -> InternalRequest:
-    """Validate a parsed Chat Completions body and translate it; raise a 400 `GatewayError` naming the field."""
+def decode_request(body: Any, *, request_id: str | None = None) -> InternalRequest:
+    """Validate a parsed Chat Completions body and translate it; raise a 400 `GatewayError` naming the field.
+
+    `request_id` is part of the codec interface (other codecs name items after it); chat needs none.
+    """
     if not isinstance(body, dict):
         raise invalid(f"The request body must be a JSON object, but got {_json_type(body)}.")
     model = body.get("model")

@@ -1,0 +1,1009 @@
+"""OpenAI Responses codec: `POST /v1/responses` to and from the internal Anthropic Messages shape.
+
+Pure like openai_chat, whose validation helpers, effort table and `json_schema` strategy it imports so
+that both OpenAI protocols accept, reject and translate alike: plain dicts, one pass, no I/O, clock or
+randomness. Ids derive from `ResponseContext.request_id` (`req_<hex>`): the response is `resp_<hex>`
+and output item n is `rs_<hex>_<n>`, `msg_<hex>_<n>` or `fc_<hex>_<n>`, so a streamed answer, its
+final `response.completed` object and `encode_response` of the same message all agree.
+
+Storage is the server's: `decode_request` puts what it needs into `InternalRequest.options` (`store`,
+`metadata`, `previous_response_id`, `conversation`, `instructions`, and `input_items`, the request's
+input normalised to the shape `GET /v1/responses/{id}/input_items` returns), plus the request fields
+that every Response object echoes. Earlier turns (a previous response, a conversation) come in as
+Anthropic messages through `history=` and are merged with the new input before translation.
+
+Where the two APIs do not line up:
+
+- Input items: `message` items (with or without `type`), `function_call` and `function_call_output`
+  become Anthropic text, `tool_use` and `tool_result` blocks; call ids are sanitised the same way on
+  both sides and tool results come first in their user turn. System and developer messages join
+  `instructions` (first) in `system`. `item_reference` items, uploaded files (`file_id`) and tools
+  other than functions are a 400 naming the field.
+- Thinking: a thinking block becomes a `reasoning` item whose one `summary_text` part is the whole
+  thinking text and whose `encrypted_content` is the block's signature (a redacted block gives
+  `redacted_thinking:<data>` and no summary). Both are always returned, not only with `include`, since
+  Anthropic needs them back unchanged. A `reasoning` input item with `encrypted_content` becomes that
+  thinking block again; without it, it is dropped. Otherwise openai_chat's rules apply: `reasoning.effort`
+  picks a budget from its table, temperature and top_p are dropped, forcing a tool is a 400, and thinking
+  is switched off when the last assistant tool turn lacks its thinking block. Anthropic does not count
+  thinking tokens apart: `reasoning_tokens` is 0 and they are inside `output_tokens`.
+- Output items: consecutive text blocks form one `message` item with one `output_text` part; each
+  `tool_use` is a `function_call` item whose `call_id` is the Anthropic tool id. An item is closed when
+  the next one starts or the message ends, so that on a cut-off answer the last item can be marked
+  `incomplete`. Block types we cannot render (server tools, ...) are left out.
+- Status: stop_reason `max_tokens` or `model_context_window_exceeded` gives `incomplete` with reason
+  `max_output_tokens`, `refusal` gives `incomplete` with `content_filter`; anything else `completed`.
+  A failure after the 200 closes the open item as `incomplete` and ends with `response.failed`.
+- `text.format` follows openai_chat's `response_format` strategy (`json_schema` as a forced tool when
+  possible, whose input then comes back as the message text). `max_output_tokens` is `max_tokens`.
+- No `completed_at` (it needs a clock). Fields with no Anthropic equivalent (`include`, `user`,
+  `truncation`, `service_tier`, `prompt_cache_key`, ...) and unknown fields are accepted and dropped;
+  `background: true` and `prompt` templates are a 400.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from gateway.core import GatewayError, InternalRequest, ResponseContext, Usage, invalid
+from gateway.protocols import openai_chat
+from gateway.protocols.openai_chat import (
+    _DEFAULT_JSON_TOOL,
+    _EFFORT_BUDGETS,
+    _IMAGE_MEDIA_TYPES,
+    _TOOL_CHOICE_MODES,
+    _TOOL_NAME,
+    JSON_OBJECT_INSTRUCTION,
+    _append_blocks,
+    _apply_json_schema,
+    _decode_thinking_object,
+    _is_int,
+    _json_type,
+    _last_tool_turn_lacks_thinking,
+    _missing,
+    _number_in_range,
+    _optional_bool,
+    _parse_arguments,
+    _parse_data_url,
+    _required_dict,
+    _required_str,
+    _safe_id,
+    _show,
+    _strip_prefill,
+    _text_block,
+    _Turn,
+    _unsupported_value,
+    _wrong_type,
+)
+
+REDACTED_THINKING_PREFIX = "redacted_thinking:"  # signatures are base64, so never start like this
+
+_ROLES = "'user', 'assistant', 'system' and 'developer'"
+_ITEM_TYPES = "'message', 'function_call', 'function_call_output' and 'reasoning'"
+_ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
+_TEXT_PARTS = ("input_text", "output_text")
+_REASONING_SUMMARIES = ("auto", "concise", "detailed")
+_VERBOSITIES = ("low", "medium", "high")
+_IMAGE_DETAILS = ("auto", "low", "high", "original")
+_TRUNCATIONS = ("auto", "disabled")
+_MAX_METADATA_KEYS = 16
+_INCOMPLETE_REASONS = {
+    "max_tokens": "max_output_tokens",
+    "model_context_window_exceeded": "max_output_tokens",
+    "refusal": "content_filter",
+}
+_DEFAULT_TEXT = {"format": {"type": "text"}}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Request: Responses body -> InternalRequest
+# ---------------------------------------------------------------------------------------------------
+
+
+def decode_request(
+    body: Any, *, request_id: str | None = None, history: Sequence[dict] = ()
+) -> InternalRequest:
+    """Validate a parsed `POST /v1/responses` body and translate it; raise a 400 `GatewayError` naming the field.
+
+    `request_id` (`req_<hex>`) names the input items that came without an id (`msg_<hex>_in<n>`, ...);
+    without it they get no `id`. `history` is the earlier turns as Anthropic messages, oldest first
+    (a previous response's messages plus its answer, or a stored conversation); it is merged with the
+    new input under the same rules, and is not part of `options["input_items"]`.
+    """
+    if not isinstance(body, dict):
+        raise invalid(f"The request body must be a JSON object, but got {_json_type(body)}.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _missing("model") if model is None else _wrong_type("model", "a non-empty string", model)
+    stream = _optional_bool(body, "stream")
+    _reject_unsupported(body)
+    options = _storage_options(body)
+
+    instructions = body.get("instructions")
+    if instructions is not None and not isinstance(instructions, str):
+        raise _wrong_type("instructions", "a string", instructions)
+    options["instructions"] = instructions
+    system = [instructions] if instructions else []
+    turns: list[_Turn] = []
+    for message in history:
+        _append_anthropic_message(turns, message)
+    options["input_items"] = _decode_input(body.get("input"), turns, system, _hex(request_id) if request_id else None)
+    _strip_prefill(turns)
+    if not turns:
+        raise invalid("Invalid 'input': at least one user or assistant message with content is required.", "input")
+    messages = [turn.as_message() for turn in turns]
+
+    params: dict[str, Any] = {"messages": messages}
+    max_tokens = body.get("max_output_tokens")
+    if max_tokens is not None:
+        if not _is_int(max_tokens):
+            raise _wrong_type("max_output_tokens", "an integer", max_tokens)
+        if max_tokens < 1:
+            raise invalid(f"Invalid 'max_output_tokens': expected a value >= 1, but got {max_tokens}.",
+                          "max_output_tokens")
+        params["max_tokens"] = max_tokens
+    options["max_output_tokens"] = max_tokens
+    thinking = _requested_thinking(body, options)
+    if thinking and not _last_tool_turn_lacks_thinking(messages):
+        params["thinking"] = thinking
+    _apply_sampling(body, params, options)
+    _apply_tools(body, params, options)
+    _apply_text(body.get("text"), params, system, options)
+    if system:
+        params["system"] = "\n".join(system)
+    return InternalRequest(model=model, params=params, stream=stream, options=options)
+
+
+def _reject_unsupported(body: dict) -> None:
+    if body.get("background") is True:
+        raise invalid("Background responses ('background': true) are not supported.", "background")
+    if body.get("prompt") is not None:
+        raise invalid("Prompt templates ('prompt') are not supported; send 'instructions' and 'input'.", "prompt")
+
+
+def _storage_options(body: dict) -> dict[str, Any]:
+    """What the server needs to store the response and find earlier turns, validated."""
+    options: dict[str, Any] = {"store": True if body.get("store") is None else _optional_bool(body, "store")}
+    options["metadata"] = _metadata(body.get("metadata"))
+    previous = body.get("previous_response_id")
+    if previous is not None and (not isinstance(previous, str) or not previous):
+        raise _wrong_type("previous_response_id", "a non-empty string", previous)
+    options["previous_response_id"] = previous
+    conversation = body.get("conversation")
+    if isinstance(conversation, dict):
+        conversation = _required_str(conversation, "id", "conversation")
+    elif conversation is not None and (not isinstance(conversation, str) or not conversation):
+        raise _wrong_type("conversation", "a conversation id or an object with an 'id'", conversation)
+    if conversation is not None and previous is not None:
+        raise invalid("'previous_response_id' and 'conversation' cannot be used together; send only one.",
+                      "conversation")
+    options["conversation"] = conversation
+    truncation = body.get("truncation")
+    if truncation is not None and truncation not in _TRUNCATIONS:
+        raise _unsupported_value("truncation", truncation, "'auto' and 'disabled'")
+    options["truncation"] = truncation or "disabled"
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise _wrong_type("user", "a string", user)
+    options["user"] = user
+    return options
+
+
+def _metadata(metadata: Any) -> dict[str, str] | None:
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise _wrong_type("metadata", "an object", metadata)
+    if len(metadata) > _MAX_METADATA_KEYS:
+        raise invalid(f"Invalid 'metadata': at most {_MAX_METADATA_KEYS} keys are allowed, got {len(metadata)}.",
+                      "metadata")
+    for key, value in metadata.items():
+        if len(key) > 64:
+            raise invalid(f"Invalid 'metadata': the key {_show(key)} is longer than 64 characters.", "metadata")
+        if not isinstance(value, str):
+            raise _wrong_type(f"metadata.{key}", "a string", value)
+        if len(value) > 512:
+            raise invalid(f"Invalid 'metadata.{key}': the value is longer than 512 characters.", f"metadata.{key}")
+    return metadata
+
+
+def _append_anthropic_message(turns: list[_Turn], message: dict) -> None:
+    """One stored (trusted) Anthropic message, merged like the client's items."""
+    content = message["content"]
+    if isinstance(content, str):
+        _append_blocks(turns, message["role"], [_text_block(content)] if content else [])
+        return
+    results = [block for block in content if block.get("type") == "tool_result"]
+    _append_blocks(turns, message["role"], results, results=True)
+    _append_blocks(turns, message["role"], [block for block in content if block.get("type") != "tool_result"])
+
+
+def _decode_input(value: Any, turns: list[_Turn], system: list[str], hex_id: str | None) -> list[dict]:
+    """Translate the input into `turns` and `system`; return the items normalised for storage."""
+    if isinstance(value, str):
+        _append_blocks(turns, "user", [_text_block(value)] if value else [])
+        item = {"type": "message", "role": "user", "status": "completed",
+                "content": [{"type": "input_text", "text": value}]}
+        return [_with_id(item, None, hex_id, 0)]
+    if not isinstance(value, list):
+        raise _missing("input") if value is None else _wrong_type("input", "a string or an array", value)
+    stored = []
+    for n, item in enumerate(value):
+        param = f"input[{n}]"
+        item = _required_dict(item, param)
+        kind = item.get("type", "message")
+        if kind == "message":
+            normalised = _message_item(item, param, turns, system)
+        elif kind == "function_call":
+            normalised = _function_call_item(item, param, turns)
+        elif kind == "function_call_output":
+            normalised = _function_call_output_item(item, param, turns)
+        elif kind == "reasoning":
+            normalised = _reasoning_item(item, param, turns)
+        elif kind == "item_reference":
+            raise invalid("Item references ('item_reference') are not supported; send the item itself.",
+                          f"{param}.type")
+        elif not isinstance(kind, str):
+            raise _wrong_type(f"{param}.type", "a string", kind)
+        else:
+            raise _unsupported_value(f"{param}.type", kind, _ITEM_TYPES)
+        stored.append(_with_id(normalised, item.get("id"), hex_id, n))
+    return stored
+
+
+def _with_id(item: dict, given: Any, hex_id: str | None, n: int) -> dict:
+    """The client's item id when it sent one (e.g. an output item sent back), else one derived from the request."""
+    if isinstance(given, str) and given:
+        return {"id": given, **item}
+    if hex_id is None:
+        return item
+    return {"id": f"{_ID_PREFIXES[item['type']]}_{hex_id}_in{n}", **item}
+
+
+def _message_item(item: dict, param: str, turns: list[_Turn], system: list[str]) -> dict:
+    role = item.get("role")
+    content = item.get("content")
+    if isinstance(content, str):
+        parts: list = [{"type": "output_text" if role == "assistant" else "input_text", "text": content}]
+    elif isinstance(content, list):
+        parts = content
+    else:
+        param += ".content"
+        raise _missing(param) if content is None else _wrong_type(param, "a string or an array", content)
+    if role == "user":
+        blocks, stored = _user_parts(parts, f"{param}.content")
+        _append_blocks(turns, "user", blocks)
+    elif role == "assistant":
+        blocks, stored = _assistant_parts(parts, f"{param}.content")
+        _append_blocks(turns, "assistant", blocks)
+    elif role == "system" or role == "developer":
+        stored = [{"type": "input_text", "text": _text_part(part, f"{param}.content[{j}]", ("input_text",))}
+                  for j, part in enumerate(parts)]
+        system.extend(part["text"] for part in stored if part["text"])
+    elif role is None:
+        raise _missing(f"{param}.role")
+    else:
+        raise _unsupported_value(f"{param}.role", role, _ROLES)
+    return {"type": "message", "role": role, "status": "completed", "content": stored}
+
+
+def _part_kind(part: Any, param: str) -> Any:
+    kind = _required_dict(part, param).get("type")
+    if not isinstance(kind, str):
+        param += ".type"
+        raise _missing(param) if kind is None else _wrong_type(param, "a string", kind)
+    return kind
+
+
+def _text_part(part: Any, param: str, kinds: tuple[str, ...]) -> str:
+    """The text of a part that may only hold text (output_text is accepted everywhere input_text is)."""
+    kind = _part_kind(part, param)
+    if kind not in _TEXT_PARTS:
+        raise _unsupported_value(f"{param}.type", kind, " and ".join(f"'{name}'" for name in kinds))
+    return _required_str(part, "text", param, allow_empty=True)
+
+
+def _user_parts(parts: list, param: str) -> tuple[list[dict], list[dict]]:
+    """Anthropic blocks and stored parts of a user content (or a function_call_output's) at `param`."""
+    blocks, stored = [], []
+    for j, part in enumerate(parts):
+        part_param = f"{param}[{j}]"
+        kind = _part_kind(part, part_param)
+        if kind in _TEXT_PARTS:
+            text = _required_str(part, "text", part_param, allow_empty=True)
+            if text:
+                blocks.append(_text_block(text))
+            stored.append({"type": "input_text", "text": text})
+        elif kind == "input_image":
+            blocks.append(_image_block(part, part_param))
+            detail = part.get("detail")
+            if detail is not None and detail not in _IMAGE_DETAILS:
+                raise _unsupported_value(f"{part_param}.detail", detail, "'auto', 'low', 'high' and 'original'")
+            stored.append({"type": "input_image", "image_url": part["image_url"], "file_id": None,
+                           "detail": detail or "auto"})
+        elif kind == "input_file":
+            blocks.append(_document_block(part, part_param))
+            stored.append({key: part[key] for key in ("type", "filename", "file_data", "file_url") if key in part})
+        elif kind == "input_audio":
+            raise invalid("Audio input ('input_audio') is not supported by this model.", f"{part_param}.type")
+        else:
+            raise _unsupported_value(f"{part_param}.type", kind, "'input_text', 'input_image' and 'input_file'")
+    return blocks, stored
+
+
+def _assistant_parts(parts: list, param: str) -> tuple[list[dict], list[dict]]:
+    blocks, stored = [], []
+    for j, part in enumerate(parts):
+        part_param = f"{param}[{j}]"
+        kind = _part_kind(part, part_param)
+        if kind == "refusal":
+            text = _required_str(part, "refusal", part_param, allow_empty=True)
+            stored.append({"type": "refusal", "refusal": text})
+        elif kind in _TEXT_PARTS:
+            text = _required_str(part, "text", part_param, allow_empty=True)
+            stored.append({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
+        else:
+            raise _unsupported_value(f"{part_param}.type", kind, "'output_text' and 'refusal'")
+        if text:
+            blocks.append(_text_block(text))
+    return blocks, stored
+
+
+def _image_block(part: dict, param: str) -> dict:
+    url = part.get("image_url")
+    if url is None and part.get("file_id") is not None:
+        raise invalid("Uploaded files ('file_id') are not supported; send the image as 'image_url'.",
+                      f"{param}.file_id")
+    param += ".image_url"
+    if not isinstance(url, str):
+        raise _missing(param) if url is None else _wrong_type(param, "a string", url)
+    scheme = url[:8].lower()
+    if scheme.startswith("data:"):
+        media_type, data = _parse_data_url(url, param)
+        if media_type == "image/jpg":
+            media_type = "image/jpeg"
+        if media_type not in _IMAGE_MEDIA_TYPES:
+            raise invalid(
+                f"Invalid '{param}': unsupported image type '{media_type}'. "
+                "Supported types are image/jpeg, image/png, image/gif and image/webp.",
+                param,
+            )
+        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    # Passed on for upstream to fetch: downloading it here would be an SSRF hole and add latency.
+    if scheme.startswith(("https://", "http://")):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    raise invalid(
+        f"Invalid '{param}': expected an http(s) URL or a base64 data URL ('data:image/png;base64,...').", param
+    )
+
+
+def _document_block(part: dict, param: str) -> dict:
+    data_url = part.get("file_data")
+    file_url = part.get("file_url")
+    if data_url is None and file_url is not None:
+        param += ".file_url"
+        if not isinstance(file_url, str) or not file_url[:8].lower().startswith(("https://", "http://")):
+            raise invalid(f"Invalid '{param}': expected an http(s) URL of a PDF.", param)
+        return {"type": "document", "source": {"type": "url", "url": file_url}}
+    if data_url is None and part.get("file_id") is not None:
+        raise invalid("Uploaded files ('file_id') are not supported; send the file as 'file_data' or 'file_url'.",
+                      f"{param}.file_id")
+    param += ".file_data"
+    if not isinstance(data_url, str):
+        raise _missing(param) if data_url is None else _wrong_type(param, "a string", data_url)
+    media_type, data = _parse_data_url(data_url, param)
+    if media_type != "application/pdf":
+        raise invalid(
+            f"Invalid '{param}': unsupported file type '{media_type}'. Only application/pdf is supported.", param
+        )
+    return {"type": "document", "source": {"type": "base64", "media_type": media_type, "data": data}}
+
+
+def _function_call_item(item: dict, param: str, turns: list[_Turn]) -> dict:
+    call_id = _required_str(item, "call_id", param)
+    name = _required_str(item, "name", param)
+    arguments = _required_str(item, "arguments", param, allow_empty=True)
+    block = {"type": "tool_use", "id": _safe_id(call_id), "name": name,
+             "input": _parse_arguments(arguments, f"{param}.arguments")}
+    _append_blocks(turns, "assistant", [block])
+    return {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments,
+            "status": "completed"}
+
+
+def _function_call_output_item(item: dict, param: str, turns: list[_Turn]) -> dict:
+    call_id = _required_str(item, "call_id", param)
+    output = item.get("output")
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": _safe_id(call_id)}
+    if isinstance(output, str):
+        if output:
+            block["content"] = output
+    elif isinstance(output, list):
+        content, _ = _user_parts(output, f"{param}.output")
+        if content:
+            block["content"] = content
+    else:
+        param += ".output"
+        raise _missing(param) if output is None else _wrong_type(param, "a string or an array", output)
+    _append_blocks(turns, "user", [block], results=True)
+    return {"type": "function_call_output", "call_id": call_id, "output": output, "status": "completed"}
+
+
+def _reasoning_item(item: dict, param: str, turns: list[_Turn]) -> dict:
+    summary = item.get("summary")
+    if summary is None:
+        summary = []
+    elif not isinstance(summary, list):
+        raise _wrong_type(f"{param}.summary", "an array", summary)
+    texts = [_required_str(_required_dict(part, f"{param}.summary[{k}]"), "text", f"{param}.summary[{k}]",
+                           allow_empty=True) for k, part in enumerate(summary)]
+    encrypted = item.get("encrypted_content")
+    if encrypted is not None and not isinstance(encrypted, str):
+        raise _wrong_type(f"{param}.encrypted_content", "a string", encrypted)
+    if encrypted and encrypted.startswith(REDACTED_THINKING_PREFIX):
+        _append_blocks(turns, "assistant",
+                       [{"type": "redacted_thinking", "data": encrypted[len(REDACTED_THINKING_PREFIX):]}])
+    elif encrypted:
+        _append_blocks(turns, "assistant", [{"type": "thinking", "thinking": "".join(texts), "signature": encrypted}])
+    return {"type": "reasoning", "summary": [{"type": "summary_text", "text": text} for text in texts],
+            "encrypted_content": encrypted, "status": "completed"}
+
+
+def _requested_thinking(body: dict, options: dict) -> dict | None:
+    """`reasoning.effort` through openai_chat's budget table; a `thinking` object (our chat extension) wins."""
+    reasoning = body.get("reasoning")
+    effort = summary = None
+    if reasoning is not None:
+        reasoning = _required_dict(reasoning, "reasoning")
+        effort = reasoning.get("effort")
+        summary = reasoning.get("summary", reasoning.get("generate_summary"))
+        if summary is not None and summary not in _REASONING_SUMMARIES:
+            raise _unsupported_value("reasoning.summary", summary, "'auto', 'concise' and 'detailed'")
+    options["reasoning"] = {"effort": effort, "summary": summary}
+    if body.get("thinking") is not None:
+        return _decode_thinking_object(body["thinking"])
+    if effort is None or effort == "none":
+        return None
+    if not isinstance(effort, str):
+        raise _wrong_type("reasoning.effort", "a string", effort)
+    budget = _EFFORT_BUDGETS.get(effort)
+    if budget is None:
+        supported = "'none', " + ", ".join(f"'{name}'" for name in _EFFORT_BUDGETS)
+        raise _unsupported_value("reasoning.effort", effort, supported)
+    return {"type": "enabled", "budget_tokens": budget}
+
+
+def _apply_sampling(body: dict, params: dict, options: dict) -> None:
+    temperature = _number_in_range(body, "temperature", 0, 2)
+    top_p = _number_in_range(body, "top_p", 0, 1)
+    options["temperature"] = 1.0 if temperature is None else temperature
+    options["top_p"] = 1.0 if top_p is None else top_p
+    if "thinking" not in params:  # with thinking, Anthropic only accepts the defaults
+        if temperature is not None:
+            params["temperature"] = min(temperature, 1)
+        if top_p is not None:
+            params["top_p"] = top_p
+
+
+def _apply_tools(body: dict, params: dict, options: dict) -> None:
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise _wrong_type("parallel_tool_calls", "a boolean", parallel)
+    choice = body.get("tool_choice")
+    options["parallel_tool_calls"] = parallel is not False
+    options["tool_choice"] = "auto" if choice is None else choice
+    tools, echoed = _decode_tools(body.get("tools"))
+    options["tools"] = echoed
+    tool_choice = _decode_tool_choice(choice, tools, parallel)  # checked even without tools: it is echoed
+    if not tools:
+        return  # tool_choice and parallel_tool_calls mean nothing without tools
+    params["tools"] = tools
+    if not tool_choice:
+        return
+    if "thinking" in params and tool_choice["type"] in ("any", "tool"):
+        raise invalid(
+            "Invalid 'tool_choice': forcing a tool call is not supported when reasoning is enabled; "
+            "use 'auto' or 'none', or turn reasoning off.",
+            "tool_choice",
+        )
+    params["tool_choice"] = tool_choice
+
+
+def _decode_tools(tools: Any) -> tuple[list[dict], list[dict]]:
+    """The Anthropic tools and the `FunctionTool` objects a Response echoes."""
+    if tools is None:
+        return [], []
+    if not isinstance(tools, list):
+        raise _wrong_type("tools", "an array", tools)
+    decoded, echoed = [], []
+    for k, tool in enumerate(tools):
+        param = f"tools[{k}]"
+        tool = _required_dict(tool, param)
+        kind = tool.get("type")
+        if kind != "function":
+            raise _missing(f"{param}.type") if kind is None else _unsupported_value(f"{param}.type", kind, "'function'")
+        name = _required_str(tool, "name", param)
+        if not _TOOL_NAME.fullmatch(name):
+            raise invalid(
+                f"Invalid '{param}.name': {_show(name)} must be 1 to 64 characters from a-z, A-Z, 0-9, "
+                "underscores and dashes.",
+                f"{param}.name",
+            )
+        if any(entry["name"] == name for entry in decoded):
+            raise invalid(f"Invalid 'tools': the function name '{name}' is used twice.", f"{param}.name")
+        parameters = tool.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise _wrong_type(f"{param}.parameters", "an object", parameters)
+        description = tool.get("description")
+        if description is not None and not isinstance(description, str):
+            raise _wrong_type(f"{param}.description", "a string", description)
+        strict = tool.get("strict")
+        if strict is not None and not isinstance(strict, bool):
+            raise _wrong_type(f"{param}.strict", "a boolean", strict)
+        # Anthropic requires an object input_schema; OpenAI lets parameters be left out.
+        entry = {"name": name, "input_schema": parameters or {"type": "object", "properties": {}}}
+        if description:
+            entry["description"] = description
+        decoded.append(entry)
+        echoed.append({"type": "function", "name": name, "description": description, "parameters": parameters,
+                       "strict": strict})
+    return decoded, echoed
+
+
+def _decode_tool_choice(choice: Any, tools: list[dict], parallel: Any) -> dict | None:
+    if choice is None:
+        decoded = None
+    elif isinstance(choice, str):
+        mode = _TOOL_CHOICE_MODES.get(choice)
+        if mode is None:
+            raise _unsupported_value("tool_choice", choice, "'auto', 'required', 'none' or a function")
+        decoded = {"type": mode}
+    elif isinstance(choice, dict):
+        kind = choice.get("type")
+        if kind != "function":
+            raise _unsupported_value("tool_choice.type", kind, "'function'")
+        name = _required_str(choice, "name", "tool_choice")
+        if not any(tool["name"] == name for tool in tools):
+            raise invalid(f"Invalid 'tool_choice.name': no function named {_show(name)} in 'tools'.",
+                          "tool_choice.name")
+        decoded = {"type": "tool", "name": name}
+    else:
+        raise _wrong_type("tool_choice", "a string or an object", choice)
+    if parallel is False:
+        if decoded is None:
+            decoded = {"type": "auto"}
+        if decoded["type"] != "none":
+            decoded["disable_parallel_tool_use"] = True
+    return decoded
+
+
+def _apply_text(text: Any, params: dict, system: list[str], options: dict) -> None:
+    """`text.format` the way openai_chat handles `response_format` (see its module docstring)."""
+    if text is None:
+        options["text"] = _DEFAULT_TEXT
+        return
+    text = _required_dict(text, "text")
+    echoed: dict[str, Any] = {"format": _DEFAULT_TEXT["format"]}
+    verbosity = text.get("verbosity")
+    if verbosity is not None:
+        if verbosity not in _VERBOSITIES:
+            raise _unsupported_value("text.verbosity", verbosity, "'low', 'medium' and 'high'")
+        echoed["verbosity"] = verbosity
+    options["text"] = echoed
+    fmt = text.get("format")
+    if fmt is None:
+        return
+    fmt = _required_dict(fmt, "text.format")
+    kind = fmt.get("type")
+    if kind == "text":
+        return
+    if kind == "json_object":
+        echoed["format"] = fmt
+        system.append(JSON_OBJECT_INSTRUCTION)
+        return
+    if kind != "json_schema":
+        raise _unsupported_value("text.format.type", kind, "'text', 'json_object' and 'json_schema'")
+    # Checked here so that the shared helper's own checks, which name `response_format`, never fire.
+    schema = fmt.get("schema")
+    if not isinstance(schema, dict):
+        param = "text.format.schema"
+        raise _missing(param) if schema is None else _wrong_type(param, "an object", schema)
+    for key in ("name", "description"):
+        if fmt.get(key) is not None and not isinstance(fmt[key], str):
+            raise _wrong_type(f"text.format.{key}", "a string", fmt[key])
+    # The spec requires `name`; a format without one is accepted and echoed with the tool's default name.
+    echoed["format"] = fmt if fmt.get("name") else {**fmt, "name": _DEFAULT_JSON_TOOL}
+    _apply_json_schema(fmt, params, system, options)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Response: Anthropic Message -> Response object
+# ---------------------------------------------------------------------------------------------------
+
+
+def encode_response(message: dict, ctx: ResponseContext) -> dict:
+    """Render an Anthropic Message dict as a `response` object."""
+    status, reason = _status(message.get("stop_reason"))
+    output = _render(message, ctx, status)
+    usage = Usage()
+    usage.update(message.get("usage"))
+    return _response_body(ctx, status, output, usage=usage, incomplete_reason=reason)
+
+
+def response_to_items(message: dict, ctx: ResponseContext) -> list[dict]:
+    """The output items of an Anthropic Message, with the ids `encode_response` gives them (for storage)."""
+    return _render(message, ctx, _status(message.get("stop_reason"))[0])
+
+
+def error_body(error: GatewayError) -> dict:
+    """The OpenAI error object, the same as Chat Completions'."""
+    return openai_chat.error_body(error)
+
+
+def _render(message: dict, ctx: ResponseContext, status: str) -> list[dict]:
+    json_tool = ctx.options.get("json_tool")
+    output = _Output(ctx, emit=False)
+    for block in message.get("content") or ():
+        kind = block.get("type")
+        if kind == "text":
+            output.text(block.get("text"))
+        elif kind == "thinking":
+            output.open_reasoning(None, block.get("signature"))
+            output.thinking(block.get("thinking"))
+        elif kind == "redacted_thinking":
+            output.open_redacted(None, block.get("data"))
+        elif kind == "tool_use":
+            arguments = orjson.dumps(block.get("input") or {}).decode()
+            if json_tool is not None and block.get("name") == json_tool:
+                output.text(arguments)
+            else:
+                output.open_call(None, block.get("id"), block.get("name"))
+                output.arguments(arguments)
+    output.close(status)
+    return output.items
+
+
+def _status(stop_reason: Any) -> tuple[str, str | None]:
+    reason = _INCOMPLETE_REASONS.get(stop_reason) if isinstance(stop_reason, str) else None
+    return ("incomplete" if reason else "completed"), reason
+
+
+def _hex(request_id: str) -> str:
+    return request_id[4:] if request_id.startswith("req_") else _safe_id(request_id)
+
+
+def _response_id(ctx: ResponseContext) -> str:
+    return "resp_" + _hex(ctx.request_id)
+
+
+def _response_body(
+    ctx: ResponseContext,
+    status: str,
+    output: list[dict],
+    *,
+    usage: Usage | None = None,
+    incomplete_reason: str | None = None,
+    error: dict | None = None,
+) -> dict:
+    options = ctx.options
+    conversation = options.get("conversation")
+    body = {
+        "id": _response_id(ctx),
+        "object": "response",
+        "created_at": ctx.created,
+        "status": status,
+        "background": False,
+        "error": error,
+        "incomplete_details": {"reason": incomplete_reason} if incomplete_reason else None,
+        "instructions": options.get("instructions"),
+        "max_output_tokens": options.get("max_output_tokens"),
+        "max_tool_calls": None,
+        "model": ctx.model,
+        "output": output,
+        "parallel_tool_calls": options.get("parallel_tool_calls", True),
+        "previous_response_id": options.get("previous_response_id"),
+        "reasoning": options.get("reasoning") or {"effort": None, "summary": None},
+        "store": options.get("store", True),
+        "temperature": options.get("temperature", 1.0),
+        "text": options.get("text") or _DEFAULT_TEXT,
+        "tool_choice": options.get("tool_choice", "auto"),
+        "tools": options.get("tools") or [],
+        "top_p": options.get("top_p", 1.0),
+        "truncation": options.get("truncation") or "disabled",
+        "metadata": options.get("metadata") or {},
+        "conversation": {"id": conversation} if conversation else None,
+    }
+    if options.get("user") is not None:
+        body["user"] = options["user"]
+    if usage is not None:
+        body["usage"] = _usage_body(usage)
+    return body
+
+
+def _usage_body(usage: Usage) -> dict:
+    input_tokens = usage.prompt_tokens
+    return {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {
+            "cached_tokens": usage.cache_read_input_tokens,
+            "cache_write_tokens": usage.cache_creation_input_tokens,
+        },
+        "output_tokens": usage.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": input_tokens + usage.output_tokens,
+    }
+
+
+def _error_object(error: GatewayError) -> dict:
+    """`Response.error`, whose code is one of a fixed list."""
+    if error.status == 429:
+        code = "rate_limit_exceeded"
+    elif 400 <= error.status < 500:
+        code = "invalid_prompt"
+    else:
+        code = "server_error"
+    return {"code": code, "message": error.message}
+
+
+class _Output:
+    """The output items of one answer, built block by block; with `emit`, also their SSE events.
+
+    One code path for both renderings, so a stream and `encode_response` give the same items. The last
+    item stays open until the next one starts or `close` is called with the final status.
+    """
+
+    __slots__ = ("items", "_hex", "_emit", "_chunks", "_sequence", "_open", "_index", "_pieces", "_part",
+                 "_signature")
+
+    def __init__(self, ctx: ResponseContext, *, emit: bool) -> None:
+        self.items: list[dict] = []
+        self._hex = _hex(ctx.request_id)
+        self._emit = emit
+        self._chunks: list[bytes] = []
+        self._sequence = 0
+        self._open: dict | None = None
+        self._index: Any = None  # the Anthropic block index of an open reasoning item or function call
+        self._pieces: list[str] = []  # text, arguments or thinking of the open item
+        self._part = False  # whether the open reasoning item has its summary part yet
+        self._signature: str | None = None
+
+    def event(self, kind: str, payload: dict) -> None:
+        if not self._emit:
+            return
+        payload["sequence_number"] = self._sequence
+        self._sequence += 1
+        self._chunks.append(b"".join((b"event: ", kind.encode(), b"\ndata: ", orjson.dumps(payload), b"\n\n")))
+
+    def flush(self) -> bytes:
+        chunks = b"".join(self._chunks)
+        self._chunks.clear()
+        return chunks
+
+    def open_index(self) -> Any:
+        return self._index
+
+    def open_type(self) -> str | None:
+        return None if self._open is None else self._open["type"]
+
+    # -- opening items --
+
+    def _add(self, kind: str, fields: dict, index: Any) -> None:
+        self.close("completed")
+        item = {"id": f"{_ID_PREFIXES[kind]}_{self._hex}_{len(self.items)}", "type": kind, **fields}
+        self.items.append(item)
+        self._open, self._index = item, index
+        if self._emit:
+            self.event("response.output_item.added", {"type": "response.output_item.added",
+                                                      "output_index": len(self.items) - 1, "item": item})
+
+    def _item_event(self, kind: str, fields: dict) -> None:
+        self.event(kind, {"type": kind, "item_id": self._open["id"], "output_index": len(self.items) - 1, **fields})
+
+    def open_reasoning(self, index: Any, signature: Any) -> None:
+        self._add("reasoning", {"summary": [], "encrypted_content": None, "status": "in_progress"}, index)
+        self._signature = signature or None
+
+    def open_redacted(self, index: Any, data: Any) -> None:
+        self.open_reasoning(index, REDACTED_THINKING_PREFIX + (data or ""))
+
+    def open_call(self, index: Any, call_id: Any, name: Any) -> None:
+        self._add("function_call", {"status": "in_progress", "call_id": call_id, "name": name, "arguments": ""},
+                  index)
+
+    # -- content --
+
+    def text(self, piece: Any) -> None:
+        """Text for the message item, opened on the first non-empty piece; consecutive text blocks share it."""
+        if not piece:
+            return
+        if self.open_type() != "message":
+            self._add("message", {"status": "in_progress", "role": "assistant", "content": []}, None)
+            self._item_event("response.content_part.added", {"content_index": 0, "part": _output_text("")})
+        self._pieces.append(piece)
+        self._item_event("response.output_text.delta", {"content_index": 0, "delta": piece, "logprobs": []})
+
+    def arguments(self, fragment: Any) -> None:
+        if fragment and self.open_type() == "function_call":
+            self._pieces.append(fragment)
+            self._item_event("response.function_call_arguments.delta", {"delta": fragment})
+
+    def thinking(self, piece: Any) -> None:
+        if not piece or self.open_type() != "reasoning":
+            return
+        if not self._part:
+            self._part = True
+            self._item_event("response.reasoning_summary_part.added",
+                             {"summary_index": 0, "part": {"type": "summary_text", "text": ""}})
+        self._pieces.append(piece)
+        self._item_event("response.reasoning_summary_text.delta", {"summary_index": 0, "delta": piece})
+
+    def signature(self, signature: Any) -> None:
+        if signature and self.open_type() == "reasoning":
+            self._signature = signature
+
+    # -- closing --
+
+    def close(self, status: str) -> None:
+        """Finish the open item, if any, with `status` ("completed" or "incomplete")."""
+        item = self._open
+        if item is None:
+            return
+        content = "".join(self._pieces)
+        kind = item["type"]
+        if kind == "message":
+            part = _output_text(content)
+            self._item_event("response.output_text.done", {"content_index": 0, "text": content, "logprobs": []})
+            self._item_event("response.content_part.done", {"content_index": 0, "part": part})
+            item["content"] = [part]
+        elif kind == "function_call":
+            if not content:  # a tool without input: its deltas must still add up to the final arguments
+                content = "{}"
+                self._item_event("response.function_call_arguments.delta", {"delta": content})
+            self._item_event("response.function_call_arguments.done", {"name": item["name"], "arguments": content})
+            item["arguments"] = content
+        else:
+            if self._part:
+                part = {"type": "summary_text", "text": content}
+                self._item_event("response.reasoning_summary_text.done", {"summary_index": 0, "text": content})
+                self._item_event("response.reasoning_summary_part.done", {"summary_index": 0, "part": part})
+                item["summary"] = [part]
+            item["encrypted_content"] = self._signature
+        item["status"] = status
+        if self._emit:
+            self.event("response.output_item.done", {"type": "response.output_item.done",
+                                                     "output_index": len(self.items) - 1, "item": item})
+        self._open, self._index, self._pieces, self._part, self._signature = None, None, [], False, None
+
+
+def _output_text(text: str) -> dict:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Streaming: Anthropic stream events -> Responses SSE events
+# ---------------------------------------------------------------------------------------------------
+
+
+class StreamEncoder:
+    """Turns one upstream answer's Anthropic stream events into Responses API SSE events.
+
+    `response.created` and `response.in_progress` come before anything else, `sequence_number` counts
+    from 0, and the stream ends with exactly one of `response.completed`, `response.incomplete` or
+    `response.failed`, carrying the whole Response; `response` holds that object afterwards (for storage).
+    """
+
+    __slots__ = ("_ctx", "_output", "_json_tool", "_kinds", "_json_empty", "_stop_reason", "_started", "_closed",
+                 "response")
+
+    def __init__(self, ctx: ResponseContext) -> None:
+        self._ctx = ctx
+        self._output = _Output(ctx, emit=True)
+        self._json_tool = ctx.options.get("json_tool")
+        self._kinds: dict[Any, str] = {}  # Anthropic block index -> "text", "json", "call" or "thinking"
+        self._json_empty = False
+        self._stop_reason: Any = None
+        self._started = False
+        self._closed = False
+        self.response: dict | None = None
+
+    def feed(self, event: dict) -> bytes:
+        """Zero or more SSE events for one Anthropic event (b"" for ping and unknown events)."""
+        if self._closed:
+            return b""
+        if not self._started:
+            self._start()
+        kind = event.get("type")
+        if kind == "content_block_delta":
+            self._on_delta(event)
+        elif kind == "content_block_start":
+            self._on_block_start(event)
+        elif kind == "content_block_stop":
+            self._on_block_stop(event)
+        elif kind == "message_delta":
+            self._stop_reason = (event.get("delta") or {}).get("stop_reason")
+        return self._output.flush()
+
+    def finish(self, usage: Usage) -> bytes:
+        """`response.completed` or `response.incomplete` with the whole Response, after message_stop."""
+        if self._closed:
+            return b""
+        self._closed = True
+        if not self._started:
+            self._start()
+        status, reason = _status(self._stop_reason)
+        self._output.close(status)
+        self.response = _response_body(self._ctx, status, self._output.items, usage=usage, incomplete_reason=reason)
+        self._lifecycle("response.completed" if status == "completed" else "response.incomplete")
+        return self._output.flush()
+
+    def fail(self, error: GatewayError) -> bytes:
+        """An error after the 200: the open item ends `incomplete`, then `response.failed`; nothing follows."""
+        if self._closed:
+            return b""
+        self._closed = True
+        if not self._started:
+            self._start()
+        self._output.close("incomplete")
+        self.response = _response_body(self._ctx, "failed", self._output.items, error=_error_object(error))
+        self._lifecycle("response.failed")
+        return self._output.flush()
+
+    def _start(self) -> None:
+        self._started = True
+        self.response = _response_body(self._ctx, "in_progress", [])
+        self._lifecycle("response.created")
+        self._lifecycle("response.in_progress")
+
+    def _lifecycle(self, kind: str) -> None:
+        self._output.event(kind, {"type": kind, "response": self.response})
+
+    def _on_block_start(self, event: dict) -> None:
+        block = event.get("content_block") or {}
+        index = event.get("index")
+        kind = block.get("type")
+        output = self._output
+        if kind == "text":
+            self._kinds[index] = "text"
+            output.text(block.get("text"))
+        elif kind == "thinking":
+            self._kinds[index] = "thinking"
+            output.open_reasoning(index, block.get("signature"))
+            output.thinking(block.get("thinking"))
+        elif kind == "redacted_thinking":
+            self._kinds[index] = "thinking"
+            output.open_redacted(index, block.get("data"))
+        elif kind == "tool_use":
+            if self._json_tool is not None and block.get("name") == self._json_tool:
+                self._kinds[index] = "json"
+                self._json_empty = True
+            else:
+                self._kinds[index] = "call"
+                output.open_call(index, block.get("id"), block.get("name"))
+
+    def _on_delta(self, event: dict) -> None:
+        index = event.get("index")
+        kind = self._kinds.get(index)
+        delta = event.get("delta") or {}
+        delta_type = delta.get("type")
+        output = self._output
+        if kind == "text" and delta_type == "text_delta":
+            output.text(delta.get("text"))
+        elif kind == "json" and delta_type == "input_json_delta":
+            fragment = delta.get("partial_json")
+            if fragment:
+                self._json_empty = False
+                output.text(fragment)
+        elif output.open_index() != index:
+            return  # a delta for a block we left out or already closed
+        elif delta_type == "input_json_delta":
+            output.arguments(delta.get("partial_json"))
+        elif delta_type == "thinking_delta":
+            output.thinking(delta.get("thinking"))
+        elif delta_type == "signature_delta":
+            output.signature(delta.get("signature"))
+
+    def _on_block_stop(self, event: dict) -> None:
+        if self._kinds.pop(event.get("index"), None) == "json" and self._json_empty:
+            self._output.text("{}")  # the forced json tool called without input: still a JSON answer

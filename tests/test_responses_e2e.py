@@ -1,0 +1,115 @@
+"""The OpenAI Responses API end to end: the official `openai` SDK -> gateway -> fake upstream."""
+
+from __future__ import annotations
+
+import uuid
+
+import openai
+import pytest
+
+from .conftest import make_persona
+from .test_chat_e2e import marker, upstream_request, usage_row
+from .test_conversations_e2e import upstream_texts
+
+pytestmark = pytest.mark.e2e
+
+HAIKU = "claude-haiku-4-5"
+TOOLS = [{"type": "function", "name": "lookup", "description": "Look something up.",
+          "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}]
+
+
+@pytest.fixture
+def persona(django_db_blocker):
+    with django_db_blocker.unblock():
+        return make_persona(f"r-{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def client(gateway, persona):
+    return openai.OpenAI(base_url=f"{gateway}/v1", api_key=persona.key, max_retries=0)
+
+
+def test_a_response_is_created_stored_listed_and_deleted(client, django_db_blocker):
+    raw = client.responses.with_raw_response.create(model=HAIKU, instructions="Be brief.", input="Hello there",
+                                                    metadata={"ticket": "42"})
+    response = raw.parse()
+    assert response.id.startswith("resp_") and response.status == "completed"
+    assert response.output_text.startswith("Hello from the fake upstream")
+    assert response.metadata == {"ticket": "42"}
+    row = usage_row(raw.headers["x-request-id"], django_db_blocker)
+    assert row.endpoint == "responses" and row.output_tokens == response.usage.output_tokens
+
+    assert client.responses.retrieve(response.id).model_dump() == response.model_dump()
+    items = client.responses.input_items.list(response.id)
+    assert [item.role for item in items.data] == ["user"]
+    client.responses.delete(response.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_previous_response_id_replays_the_chain_right_after_it_completes(client, fake_upstream, stream):
+    tags = [marker() for _ in range(3)]
+    previous = None
+    answers = []
+    for tag in tags:
+        kwargs = {"previous_response_id": previous} if previous else {}
+        if stream:
+            with client.responses.stream(model=HAIKU, input=f"say {tag}", **kwargs) as events:
+                kinds = [event.type for event in events]
+                response = events.get_final_response()
+            assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+        else:
+            response = client.responses.create(model=HAIKU, input=f"say {tag}", **kwargs)
+        previous = response.id
+        answers.append(response.output_text)
+    seen = upstream_texts(upstream_request(fake_upstream, tags[2]))
+    assert [role for role, _ in seen] == ["user", "assistant", "user", "assistant", "user"]
+    assert tags[0] in seen[0][1] and seen[1][1] == answers[0] and seen[3][1] == answers[1]
+
+
+def test_a_function_call_round_trips_through_function_call_output(client, fake_upstream):
+    first = client.responses.create(model=HAIKU, tools=TOOLS, input="[[fake:tool]] look it up")
+    call = next(item for item in first.output if item.type == "function_call")
+    tag = marker()
+    second = client.responses.create(model=HAIKU, tools=TOOLS, previous_response_id=first.id, input=[
+        {"type": "function_call_output", "call_id": call.call_id, "output": f"found {tag}"}])
+    assert second.status == "completed"
+    messages = upstream_request(fake_upstream, tag)["body"]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[1]["content"][-1]["type"] == "tool_use" and messages[1]["content"][-1]["id"] == call.call_id
+    assert messages[2]["content"][0]["type"] == "tool_result"
+    assert messages[2]["content"][0]["tool_use_id"] == call.call_id
+
+
+def test_branches_from_one_response_do_not_see_each_other(client, fake_upstream):
+    root = client.responses.create(model=HAIKU, input="root")
+    left = client.responses.create(model=HAIKU, input=f"left {marker()}", previous_response_id=root.id)
+    tag = marker()
+    client.responses.create(model=HAIKU, input=f"right {tag}", previous_response_id=root.id)
+    seen = upstream_texts(upstream_request(fake_upstream, tag))
+    assert len(seen) == 3 and "left" not in str(seen)
+    # and the left branch continues with its own history
+    tag = marker()
+    client.responses.create(model=HAIKU, input=f"left again {tag}", previous_response_id=left.id)
+    seen = upstream_texts(upstream_request(fake_upstream, tag))
+    assert len(seen) == 5 and "left" in seen[2][1] and "right" not in str(seen)
+
+
+def test_another_tenants_response_is_not_found(gateway, client, django_db_blocker):
+    with django_db_blocker.unblock():
+        other = make_persona(f"r-{uuid.uuid4().hex[:10]}")
+    theirs = openai.OpenAI(base_url=f"{gateway}/v1", api_key=other.key, max_retries=0).responses.create(
+        model=HAIKU, input="private")
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(theirs.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model=HAIKU, input="hi", previous_response_id=theirs.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.delete(theirs.id)
+
+
+def test_store_false_keeps_nothing(client):
+    response = client.responses.create(model=HAIKU, input="hi", store=False)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
