@@ -64,8 +64,8 @@ _last_used_written: dict[int, datetime] = {}
 def usage_events_write(records: list[UsageRecord], turns: list | None = None) -> None:
     """Insert the rows; a request id already written is skipped, so a retried write never double-bills.
 
-    `turns` (conversations.services.TurnRecord) are written in the same transaction, so a request's
-    history is committed together with its usage row.
+    `turns` (conversations.services.TurnRecord) are written right after, in one transaction, before the
+    requests waiting on this write go on: a client's next turn always finds the previous one.
     """
     rows = [UsageEvent(**asdict(record)) for record in records]
     try:
@@ -81,27 +81,28 @@ def _insert(rows: list[UsageEvent], turns: list) -> None:
     now = rows[-1].created_at if rows else timezone.now()
     stale = {row.api_key_id for row in rows
              if now - _last_used_written.get(row.api_key_id, datetime.min.replace(tzinfo=UTC)) >= LAST_USED_RESOLUTION}
-    if not stale and not turns:  # the common case: one autocommitted statement, no BEGIN/COMMIT round trips
-        UsageEvent.objects.bulk_create(rows, ignore_conflicts=True)
-        return
-    with transaction.atomic():
-        UsageEvent.objects.bulk_create(rows, ignore_conflicts=True)
-        if stale:
+    if stale:
+        with transaction.atomic():
+            UsageEvent.objects.bulk_create(rows, ignore_conflicts=True)
             ApiKey.objects.filter(pk__in=stale).update(last_used_at=now)
-        if turns:
-            _turns_write(turns, now)
+    else:  # the common case: one autocommitted statement, no BEGIN/COMMIT round trips
+        UsageEvent.objects.bulk_create(rows, ignore_conflicts=True)
     for key_id in stale:
         _last_used_written[key_id] = now
     if len(_last_used_written) > 10_000:  # keys idle for a minute need no entry
         for key_id in [k for k, at in _last_used_written.items() if now - at >= LAST_USED_RESOLUTION]:
             del _last_used_written[key_id]
+    if turns:
+        _turns_write(turns, now)
 
 
 def _turns_write(turns: list, now: datetime) -> None:
     from conversations.services import turns_write
 
+    # Their own transaction, after the usage rows: a turn that cannot be written must not cost the
+    # batch its billing records (it is logged instead).
     try:
-        with transaction.atomic():  # a savepoint: a bad turn must not cost the batch its usage rows
+        with transaction.atomic():
             turns_write(turns, now)
     except DatabaseError:
         logger.exception("conversation turns could not be written: %s",

@@ -101,7 +101,7 @@ class TurnRecord:
 def turns_write(turns: list[TurnRecord], now: datetime) -> None:
     """Write turns (call inside the usage row's transaction): messages, counters, leases released.
 
-    New conversations and all messages are one INSERT each for the whole batch; a continued
+    New conversations, messages and responses are one INSERT each for the whole batch; a continued
     conversation costs one UPDATE.
     """
     conversations, rows, responses = [], [], []
@@ -111,28 +111,40 @@ def turns_write(turns: list[TurnRecord], now: datetime) -> None:
             continue
         items = ([{"role": Message.Role.SYSTEM, "content": [{"type": "text", "text": turn.system}]}]
                  if turn.system else []) + turn.messages
+        last = len(items) - 1
         for offset, item in enumerate(items):
-            last = offset == len(items) - 1
-            rows.append(Message(conversation_id=turn.conversation_id, seq=turn.next_seq + offset, role=item["role"],
-                                content=item["content"], model=turn.model if last else "",
-                                input_tokens=turn.input_tokens if last else 0,
-                                output_tokens=turn.output_tokens if last else 0,
-                                request_id=turn.request_id, created_at=now))
+            rows.append((turn.conversation_id, turn.next_seq + offset, item["role"], item["content"],
+                         turn.model if offset == last else "", turn.input_tokens if offset == last else 0,
+                         turn.output_tokens if offset == last else 0, turn.request_id, now))
         if turn.response_body is not None:
-            responses.append(StoredResponse(
-                id=turn.response_body["id"], tenant_id=turn.tenant_id, conversation_id=turn.conversation_id,
-                last_seq=turn.next_seq + len(items) - 1, previous_response_id=turn.previous_response_id,
-                body=turn.response_body, input_items=turn.input_items, created_at=now))
+            responses.append((turn.response_body["id"], turn.tenant_id, turn.conversation_id, turn.next_seq + last,
+                              turn.previous_response_id, turn.response_body, turn.input_items, now))
         if turn.created:
-            conversations.append(Conversation(id=turn.conversation_id, tenant_id=turn.tenant_id,
-                                              api_key_id=turn.api_key_id, created_at=now, last_activity_at=now,
-                                              message_count=len(items)))
+            conversations.append((turn.conversation_id, turn.tenant_id, turn.api_key_id, {}, now, now, len(items)))
         else:
             Conversation.objects.filter(pk=turn.conversation_id).update(
                 busy_until=None, last_activity_at=now, message_count=F("message_count") + len(items))
-    Conversation.objects.bulk_create(conversations)
-    Message.objects.bulk_create(rows)
-    StoredResponse.objects.bulk_create(responses)
+    _insert_rows(Conversation, ("id", "tenant", "api_key", "metadata", "created_at", "last_activity_at",
+                                "message_count"), conversations)
+    _insert_rows(Message, ("conversation", "seq", "role", "content", "model", "input_tokens", "output_tokens",
+                           "request_id", "created_at"), rows)
+    _insert_rows(StoredResponse, ("id", "tenant", "conversation", "last_seq", "previous_response_id", "body",
+                                  "input_items", "created_at"), responses)
+
+
+def _insert_rows(model, names: tuple[str, ...], rows: list[tuple]) -> None:
+    """One multi-row INSERT of plain values. On the request path: bulk_create's per-instance work cost
+    more CPU than everything else a stored turn needs (bench/, docs/performance.md)."""
+    if not rows:
+        return
+    connection = transaction.get_connection()
+    fields = [model._meta.get_field(name) for name in names]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    params = [field.get_db_prep_save(value, connection) for row in rows for field, value in zip(fields, row)]
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({columns}) VALUES "
+                       + ", ".join([placeholders] * len(rows)), params)
 
 
 def response_begin(*, tenant_id: int, api_key_id: int, response_id: str, lease: bool,
