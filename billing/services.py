@@ -99,11 +99,10 @@ def _insert(rows: list[UsageEvent], turns: list) -> None:
 def _turns_write(turns: list, now: datetime) -> None:
     from conversations.services import turns_write
 
-    # Their own transaction, after the usage rows: a turn that cannot be written must not cost the
-    # batch its billing records (it is logged instead).
+    # Written after the usage rows, on their own: a turn that cannot be written must not cost the
+    # batch its billing records (it is logged instead). turns_write is atomic by itself.
     try:
-        with transaction.atomic():
-            turns_write(turns, now)
+        turns_write(turns, now)
     except DatabaseError:
         logger.exception("conversation turns could not be written: %s",
                          [(turn.conversation_id, turn.request_id) for turn in turns])

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import JSONField, Q
 from django.utils import timezone
 
 from accounts.models import Tenant
@@ -99,15 +100,16 @@ class TurnRecord:
 
 
 def turns_write(turns: list[TurnRecord], now: datetime) -> None:
-    """Write turns (call inside the usage row's transaction): messages, counters, leases released.
+    """Write turns: new conversations, messages, responses, counters, leases released; atomically.
 
-    New conversations, messages and responses are one INSERT each for the whole batch; a continued
-    conversation costs one UPDATE.
+    One multi-row INSERT per table for the whole batch and one UPDATE per continued conversation. On
+    PostgreSQL they are one statement (data-modifying CTEs), so one round trip and no BEGIN/COMMIT; on
+    SQLite one transaction.
     """
-    conversations, rows, responses = [], [], []
+    conversations, rows, responses, statements = [], [], [], []
     for turn in turns:
         if turn.release_only:
-            Conversation.objects.filter(pk=turn.conversation_id).update(busy_until=None)
+            statements.append(_update_sql(turn.conversation_id, now, added=0, touch=False))
             continue
         items = ([{"role": Message.Role.SYSTEM, "content": [{"type": "text", "text": turn.system}]}]
                  if turn.system else []) + turn.messages
@@ -122,29 +124,52 @@ def turns_write(turns: list[TurnRecord], now: datetime) -> None:
         if turn.created:
             conversations.append((turn.conversation_id, turn.tenant_id, turn.api_key_id, {}, now, now, len(items)))
         else:
-            Conversation.objects.filter(pk=turn.conversation_id).update(
-                busy_until=None, last_activity_at=now, message_count=F("message_count") + len(items))
-    _insert_rows(Conversation, ("id", "tenant", "api_key", "metadata", "created_at", "last_activity_at",
-                                "message_count"), conversations)
-    _insert_rows(Message, ("conversation", "seq", "role", "content", "model", "input_tokens", "output_tokens",
-                           "request_id", "created_at"), rows)
-    _insert_rows(StoredResponse, ("id", "tenant", "conversation", "last_seq", "previous_response_id", "body",
-                                  "input_items", "created_at"), responses)
+            statements.append(_update_sql(turn.conversation_id, now, added=len(items), touch=True))
+    statements += [
+        _insert_sql(Conversation, ("id", "tenant", "api_key", "metadata", "created_at", "last_activity_at",
+                                   "message_count"), conversations),
+        _insert_sql(Message, ("conversation", "seq", "role", "content", "model", "input_tokens", "output_tokens",
+                              "request_id", "created_at"), rows),
+        _insert_sql(StoredResponse, ("id", "tenant", "conversation", "last_seq", "previous_response_id", "body",
+                                     "input_items", "created_at"), responses),
+    ]
+    statements = [statement for statement in statements if statement is not None]
+    connection = transaction.get_connection()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and len(statements) > 1:
+            head = ", ".join(f"s{n} AS ({sql})" for n, (sql, _) in enumerate(statements[:-1]))
+            cursor.execute(f"WITH {head} {statements[-1][0]}", [p for _, params in statements for p in params])
+            return
+        with transaction.atomic():
+            for sql, params in statements:
+                cursor.execute(sql, params)
 
 
-def _insert_rows(model, names: tuple[str, ...], rows: list[tuple]) -> None:
-    """One multi-row INSERT of plain values. On the request path: bulk_create's per-instance work cost
-    more CPU than everything else a stored turn needs (bench/, docs/performance.md)."""
+def _insert_sql(model, names: tuple[str, ...], rows: list[tuple]) -> tuple[str, list] | None:
+    """A multi-row INSERT of plain values, JSON encoded with orjson: on the request path bulk_create's
+    per-instance work cost more CPU than everything else a stored turn needs (docs/performance.md)."""
     if not rows:
-        return
+        return None
     connection = transaction.get_connection()
     fields = [model._meta.get_field(name) for name in names]
+    json_cast = "::jsonb" if connection.vendor == "postgresql" else ""
+    marks = ["%s" + json_cast if isinstance(field, JSONField) else "%s" for field in fields]
+    params = [orjson.dumps(value).decode() if isinstance(field, JSONField) else field.get_db_prep_save(value, connection)
+              for row in rows for field, value in zip(fields, row)]
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    params = [field.get_db_prep_save(value, connection) for row in rows for field, value in zip(fields, row)]
-    with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({columns}) VALUES "
-                       + ", ".join([placeholders] * len(rows)), params)
+    values = ", ".join(["(" + ", ".join(marks) + ")"] * len(rows))
+    return f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({columns}) VALUES {values}", params
+
+
+def _update_sql(conversation_id: str, now: datetime, *, added: int, touch: bool) -> tuple[str, list]:
+    """Release the conversation's lease (and count the turn's messages, when it was written)."""
+    connection = transaction.get_connection()
+    table = connection.ops.quote_name(Conversation._meta.db_table)
+    if not touch:
+        return f"UPDATE {table} SET busy_until = NULL WHERE id = %s", [conversation_id]
+    field = Conversation._meta.get_field("last_activity_at")
+    return (f"UPDATE {table} SET busy_until = NULL, last_activity_at = %s, message_count = message_count + %s "
+            f"WHERE id = %s", [field.get_db_prep_save(now, connection), added, conversation_id])
 
 
 def response_begin(*, tenant_id: int, api_key_id: int, response_id: str, lease: bool,
