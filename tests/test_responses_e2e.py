@@ -113,3 +113,15 @@ def test_store_false_keeps_nothing(client):
     response = client.responses.create(model=HAIKU, input="hi", store=False)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(response.id)
+
+
+def test_a_response_can_continue_a_stored_conversation(gateway, client, persona, fake_upstream):
+    from .test_chat_e2e import chat
+
+    first = chat(gateway, persona.key, model=HAIKU, messages=[{"role": "user", "content": "from chat"}]).json()
+    tag = marker()
+    response = client.responses.create(model=HAIKU, input=f"from responses {tag}",
+                                       extra_body={"conversation": first["conversation_id"]})
+    assert response.status == "completed"
+    seen = upstream_texts(upstream_request(fake_upstream, tag))
+    assert [role for role, _ in seen] == ["user", "assistant", "user"] and seen[0][1] == "from chat"

@@ -300,7 +300,11 @@ def _user_blocks(content: Any, i: int) -> list[dict]:
 
 def _image_block(image_url: Any, param: str) -> dict:
     url = _required_str(_required_dict(image_url, param), "url", param)
-    param += ".url"
+    return _image_url_block(url, param + ".url")
+
+
+def _image_url_block(url: str, param: str) -> dict:
+    """An Anthropic image block for a data URL or an http(s) URL (shared with the Responses codec)."""
     scheme = url[:8].lower()
     if scheme.startswith("data:"):
         media_type, data = _parse_data_url(url, param)

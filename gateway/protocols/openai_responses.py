@@ -53,13 +53,13 @@ from gateway.protocols import openai_chat
 from gateway.protocols.openai_chat import (
     _DEFAULT_JSON_TOOL,
     _EFFORT_BUDGETS,
-    _IMAGE_MEDIA_TYPES,
     _TOOL_CHOICE_MODES,
     _TOOL_NAME,
     JSON_OBJECT_INSTRUCTION,
     _append_blocks,
     _apply_json_schema,
     _decode_thinking_object,
+    _image_url_block,
     _is_int,
     _json_type,
     _last_tool_turn_lacks_thinking,
@@ -360,24 +360,7 @@ def _image_block(part: dict, param: str) -> dict:
     param += ".image_url"
     if not isinstance(url, str):
         raise _missing(param) if url is None else _wrong_type(param, "a string", url)
-    scheme = url[:8].lower()
-    if scheme.startswith("data:"):
-        media_type, data = _parse_data_url(url, param)
-        if media_type == "image/jpg":
-            media_type = "image/jpeg"
-        if media_type not in _IMAGE_MEDIA_TYPES:
-            raise invalid(
-                f"Invalid '{param}': unsupported image type '{media_type}'. "
-                "Supported types are image/jpeg, image/png, image/gif and image/webp.",
-                param,
-            )
-        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
-    # Passed on for upstream to fetch: downloading it here would be an SSRF hole and add latency.
-    if scheme.startswith(("https://", "http://")):
-        return {"type": "image", "source": {"type": "url", "url": url}}
-    raise invalid(
-        f"Invalid '{param}': expected an http(s) URL or a base64 data URL ('data:image/png;base64,...').", param
-    )
+    return _image_url_block(url, param)
 
 
 def _document_block(part: dict, param: str) -> dict:
