@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 from django.db import transaction
-from django.db.models import JSONField, Q
+from django.db.models import F, JSONField, Q
 from django.utils import timezone
 
 from accounts.models import Tenant
@@ -255,3 +255,79 @@ def tenant_conversations_delete(*, tenant: Tenant, actor=None, via: str = "syste
             deleted += Conversation.objects.filter(pk__in=ids).delete()[1].get("conversations.Conversation", 0)
     audit_record(action="conversations.delete", via=via, actor=actor, tenant=tenant, details={"deleted": deleted})
     return deleted
+
+
+# --- The Conversations API (items are converted by gateway/conversations_api.py) ----------------------
+
+METADATA_MAX_KEYS = 16
+
+
+def metadata_validate(metadata: Any) -> dict:
+    """OpenAI's metadata rules: at most 16 string keys (64 chars) with string values (512 chars)."""
+    if metadata is None:
+        return {}
+    if (not isinstance(metadata, dict) or len(metadata) > METADATA_MAX_KEYS
+            or not all(isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512
+                       for k, v in metadata.items())):
+        raise GatewayError(400, "Invalid 'metadata': at most 16 string keys (up to 64 characters) with string "
+                                "values (up to 512 characters).", param="metadata", type="invalid_request_error")
+    return metadata
+
+
+def conversation_get(*, tenant_id: int, conversation_id: str) -> Conversation:
+    conversation = Conversation.objects.filter(pk=conversation_id, tenant_id=tenant_id).first()
+    if conversation is None:
+        raise _not_found(conversation_id)
+    return conversation
+
+
+@transaction.atomic
+def conversation_create(*, tenant_id: int, api_key_id: int, messages: list[dict], system: str | None,
+                        metadata: dict, now: datetime) -> Conversation:
+    conversation = Conversation.objects.create(id=new_conversation_id(), tenant_id=tenant_id, api_key_id=api_key_id,
+                                               metadata=metadata, created_at=now, last_activity_at=now)
+    if messages or system:
+        turns_write([TurnRecord(conversation_id=conversation.pk, tenant_id=tenant_id, api_key_id=api_key_id,
+                                request_id="", created=False, next_seq=0, system=system, messages=messages)], now)
+        conversation.refresh_from_db()
+    return conversation
+
+
+def conversation_update(*, tenant_id: int, conversation_id: str, metadata: dict) -> Conversation:
+    conversation = conversation_get(tenant_id=tenant_id, conversation_id=conversation_id)
+    conversation.metadata = metadata
+    conversation.save(update_fields=["metadata"])
+    return conversation
+
+
+def conversation_delete(*, tenant_id: int, conversation_id: str) -> None:
+    with transaction.atomic():
+        conversation = conversation_get(tenant_id=tenant_id, conversation_id=conversation_id)
+        Message.objects.filter(conversation=conversation).delete()
+        conversation.delete()
+
+
+def conversation_messages(*, tenant_id: int, conversation_id: str) -> list[Message]:
+    conversation = conversation_get(tenant_id=tenant_id, conversation_id=conversation_id)
+    return list(Message.objects.filter(conversation=conversation).order_by("seq"))
+
+
+def conversation_append(*, tenant_id: int, api_key_id: int, conversation_id: str, messages: list[dict],
+                        system: str | None, now: datetime) -> int:
+    """Add messages as one turn (leased like any turn); returns the seq of the first one added."""
+    history = conversation_begin(tenant_id=tenant_id, conversation_id=conversation_id, lease=True, now=now)
+    turns_write([TurnRecord(conversation_id=conversation_id, tenant_id=tenant_id, api_key_id=api_key_id,
+                            request_id="", created=False, next_seq=history.next_seq, system=system,
+                            messages=messages)], now)
+    return history.next_seq
+
+
+def conversation_message_delete(*, tenant_id: int, conversation_id: str, seq: int) -> Conversation:
+    with transaction.atomic():
+        conversation = conversation_get(tenant_id=tenant_id, conversation_id=conversation_id)
+        if not Message.objects.filter(conversation=conversation, seq=seq).delete()[0]:
+            raise GatewayError(404, "No such item in this conversation.", code="item_not_found",
+                               type="invalid_request_error")
+        Conversation.objects.filter(pk=conversation.pk).update(message_count=F("message_count") - 1)
+    conversation.refresh_from_db()
+    return conversation

@@ -7,6 +7,7 @@ import logging
 from ninja import NinjaAPI, Router
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from . import conversations_api
 from .auth import BearerKey
 from .core import GatewayError, internal_error
 from .models_api import model_list_payload, model_payload
@@ -41,6 +42,38 @@ def _openai_router() -> Router:
     @router.delete("/responses/{response_id}")
     async def delete_response(request, response_id: str):
         return await response_remove(request, response_id)
+
+    @router.post("/conversations")
+    async def create_conversation(request):
+        return await conversations_api.create(request)
+
+    @router.get("/conversations/{conversation_id}")
+    async def retrieve_conversation(request, conversation_id: str):
+        return await conversations_api.retrieve(request, conversation_id)
+
+    @router.post("/conversations/{conversation_id}")
+    async def update_conversation(request, conversation_id: str):
+        return await conversations_api.update(request, conversation_id)
+
+    @router.delete("/conversations/{conversation_id}")
+    async def delete_conversation(request, conversation_id: str):
+        return await conversations_api.delete(request, conversation_id)
+
+    @router.get("/conversations/{conversation_id}/items")
+    async def list_conversation_items(request, conversation_id: str):
+        return await conversations_api.list_items(request, conversation_id)
+
+    @router.post("/conversations/{conversation_id}/items")
+    async def add_conversation_items(request, conversation_id: str):
+        return await conversations_api.add_items(request, conversation_id)
+
+    @router.get("/conversations/{conversation_id}/items/{item_id}")
+    async def retrieve_conversation_item(request, conversation_id: str, item_id: str):
+        return await conversations_api.retrieve_item(request, conversation_id, item_id)
+
+    @router.delete("/conversations/{conversation_id}/items/{item_id}")
+    async def delete_conversation_item(request, conversation_id: str, item_id: str):
+        return await conversations_api.delete_item(request, conversation_id, item_id)
 
     @router.get("/models")
     async def list_models(request):
