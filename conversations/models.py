@@ -71,3 +71,19 @@ class StoredResponse(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class ConversationImage(models.Model):
+    """An image or document sent inline (base64), kept once per conversation and referenced by its
+    SHA-256 from message content (`{"type": "stored", "sha256": ...}`), so history rows stay small."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="images")
+    sha256 = models.CharField(max_length=64)
+    media_type = models.CharField(max_length=100)
+    data = models.TextField(help_text="Base64, as sent.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["conversation", "sha256"], name="image_unique_per_conversation")]
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id} {self.sha256[:12]}"

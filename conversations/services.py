@@ -13,6 +13,7 @@ always finds the previous one.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from django.utils import timezone
 from accounts.models import Tenant
 from gateway.core import GatewayError
 
-from .models import Conversation, Message, StoredResponse
+from .models import Conversation, ConversationImage, Message, StoredResponse
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ def conversation_begin(*, tenant_id: int, conversation_id: str, lease: bool, now
                                retry_after=1)
     rows = list(Message.objects.filter(conversation__in=conversations).order_by("seq")
                 .values_list("seq", "role", "content"))
+    images_expand(conversation_id, [content for _, _, content in rows])
     if not rows and not lease and not conversations.exists():
         raise _not_found(conversation_id)
     system, messages = None, []
@@ -106,7 +108,7 @@ def turns_write(turns: list[TurnRecord], now: datetime) -> None:
     PostgreSQL they are one statement (data-modifying CTEs), so one round trip and no BEGIN/COMMIT; on
     SQLite one transaction.
     """
-    conversations, rows, responses, statements = [], [], [], []
+    conversations, rows, responses, statements, images = [], [], [], [], {}
     for turn in turns:
         if turn.release_only:
             statements.append(_update_sql(turn.conversation_id, now, added=0, touch=False))
@@ -115,7 +117,8 @@ def turns_write(turns: list[TurnRecord], now: datetime) -> None:
                  if turn.system else []) + turn.messages
         last = len(items) - 1
         for offset, item in enumerate(items):
-            rows.append((turn.conversation_id, turn.next_seq + offset, item["role"], item["content"],
+            content = _by_reference(turn.conversation_id, item["content"], images)
+            rows.append((turn.conversation_id, turn.next_seq + offset, item["role"], content,
                          turn.model if offset == last else "", turn.input_tokens if offset == last else 0,
                          turn.output_tokens if offset == last else 0, turn.request_id, now))
         if turn.response_body is not None:
@@ -132,6 +135,8 @@ def turns_write(turns: list[TurnRecord], now: datetime) -> None:
                               "request_id", "created_at"), rows),
         _insert_sql(StoredResponse, ("id", "tenant", "conversation", "last_seq", "previous_response_id", "body",
                                      "input_items", "created_at"), responses),
+        _insert_sql(ConversationImage, ("conversation", "sha256", "media_type", "data"), list(images.values()),
+                    ignore_conflicts=True),
     ]
     statements = [statement for statement in statements if statement is not None]
     connection = transaction.get_connection()
@@ -145,7 +150,35 @@ def turns_write(turns: list[TurnRecord], now: datetime) -> None:
                 cursor.execute(sql, params)
 
 
-def _insert_sql(model, names: tuple[str, ...], rows: list[tuple]) -> tuple[str, list] | None:
+def _by_reference(conversation_id: str, content: list[dict], images: dict) -> list[dict]:
+    """`content` with inline base64 media replaced by references to ConversationImage rows (collected)."""
+    out = []
+    for block in content:
+        source = block.get("source") if isinstance(block, dict) else None
+        if isinstance(source, dict) and source.get("type") == "base64" and isinstance(source.get("data"), str):
+            digest = hashlib.sha256(source["data"].encode()).hexdigest()
+            images[(conversation_id, digest)] = (conversation_id, digest, source.get("media_type", ""), source["data"])
+            block = {**block, "source": {"type": "stored", "sha256": digest, "media_type": source.get("media_type")}}
+        out.append(block)
+    return out
+
+
+def images_expand(conversation_id: str, contents: list[list[dict]]) -> None:
+    """Put stored media back into message contents, in place (one query, only when there are any)."""
+    stored = [block["source"] for content in contents for block in content
+              if isinstance(block.get("source"), dict) and block["source"].get("type") == "stored"]
+    if not stored:
+        return
+    data = dict(ConversationImage.objects.filter(conversation_id=conversation_id,
+                                                 sha256__in={s["sha256"] for s in stored})
+                .values_list("sha256", "data"))
+    for source in stored:
+        digest = source.pop("sha256")
+        source.update(type="base64", data=data.get(digest, ""))
+
+
+def _insert_sql(model, names: tuple[str, ...], rows: list[tuple], *,
+                ignore_conflicts: bool = False) -> tuple[str, list] | None:
     """A multi-row INSERT of plain values, JSON encoded with orjson: on the request path bulk_create's
     per-instance work cost more CPU than everything else a stored turn needs (docs/performance.md)."""
     if not rows:
@@ -158,7 +191,9 @@ def _insert_sql(model, names: tuple[str, ...], rows: list[tuple]) -> tuple[str, 
               for row in rows for field, value in zip(fields, row)]
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
     values = ", ".join(["(" + ", ".join(marks) + ")"] * len(rows))
-    return f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({columns}) VALUES {values}", params
+    conflicts = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    return (f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({columns}) VALUES {values}{conflicts}",
+            params)
 
 
 def _update_sql(conversation_id: str, now: datetime, *, added: int, touch: bool) -> tuple[str, list]:
@@ -205,9 +240,11 @@ def _fork(conversation_id: str, last_seq: int, tenant_id: int, api_key_id: int, 
     rows = list(Message.objects.filter(conversation_id=conversation_id, seq__lte=last_seq).order_by("seq"))
     Conversation.objects.create(id=fork_id, tenant_id=tenant_id, api_key_id=api_key_id, created_at=now,
                                 last_activity_at=now, message_count=len(rows))
-    for row in rows:
+    images = list(ConversationImage.objects.filter(conversation_id=conversation_id))
+    for row in rows + images:
         row.pk, row.conversation_id = None, fork_id
     Message.objects.bulk_create(rows)
+    ConversationImage.objects.bulk_create(images)
     return fork_id
 
 
@@ -309,7 +346,9 @@ def conversation_delete(*, tenant_id: int, conversation_id: str) -> None:
 
 def conversation_messages(*, tenant_id: int, conversation_id: str) -> list[Message]:
     conversation = conversation_get(tenant_id=tenant_id, conversation_id=conversation_id)
-    return list(Message.objects.filter(conversation=conversation).order_by("seq"))
+    messages = list(Message.objects.filter(conversation=conversation).order_by("seq"))
+    images_expand(conversation_id, [message.content for message in messages])
+    return messages
 
 
 def conversation_append(*, tenant_id: int, api_key_id: int, conversation_id: str, messages: list[dict],

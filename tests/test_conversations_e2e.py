@@ -187,3 +187,25 @@ def test_history_requests_read_what_the_previous_answer_just_wrote(gateway, pers
         if conversation_id is None:
             conversation_id = response.json()["conversation_id"]
         assert conversation_id in text
+
+
+PIXEL = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+
+
+def test_images_are_stored_once_by_reference_and_replayed_whole(gateway, fake_upstream, persona, django_db_blocker):
+    from conversations.models import ConversationImage
+
+    client = client_for(gateway, persona)
+    first = client.chat.completions.create(model=HAIKU, messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}}]}])
+    conversation_id = first.model_extra["conversation_id"]
+    tag = marker()
+    client.chat.completions.create(model=HAIKU, extra_body={"conversation_id": conversation_id},
+                                   messages=[{"role": "user", "content": f"and now {tag}"}])
+    image = upstream_request(fake_upstream, tag)["body"]["messages"][0]["content"][1]
+    assert image == {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXEL}}
+    with django_db_blocker.unblock():
+        stored = Message.objects.get(conversation_id=conversation_id, seq=0).content[1]["source"]
+        assert stored["type"] == "stored" and "data" not in stored
+        assert ConversationImage.objects.filter(conversation_id=conversation_id).count() == 1
