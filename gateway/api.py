@@ -43,37 +43,18 @@ def _openai_router() -> Router:
     async def delete_response(request, response_id: str):
         return await response_remove(request, response_id)
 
-    @router.post("/conversations")
-    async def create_conversation(request):
-        return await conversations_api.create(request)
-
-    @router.get("/conversations/{conversation_id}")
-    async def retrieve_conversation(request, conversation_id: str):
-        return await conversations_api.retrieve(request, conversation_id)
-
-    @router.post("/conversations/{conversation_id}")
-    async def update_conversation(request, conversation_id: str):
-        return await conversations_api.update(request, conversation_id)
-
-    @router.delete("/conversations/{conversation_id}")
-    async def delete_conversation(request, conversation_id: str):
-        return await conversations_api.delete(request, conversation_id)
-
-    @router.get("/conversations/{conversation_id}/items")
-    async def list_conversation_items(request, conversation_id: str):
-        return await conversations_api.list_items(request, conversation_id)
-
-    @router.post("/conversations/{conversation_id}/items")
-    async def add_conversation_items(request, conversation_id: str):
-        return await conversations_api.add_items(request, conversation_id)
-
-    @router.get("/conversations/{conversation_id}/items/{item_id}")
-    async def retrieve_conversation_item(request, conversation_id: str, item_id: str):
-        return await conversations_api.retrieve_item(request, conversation_id, item_id)
-
-    @router.delete("/conversations/{conversation_id}/items/{item_id}")
-    async def delete_conversation_item(request, conversation_id: str, item_id: str):
-        return await conversations_api.delete_item(request, conversation_id, item_id)
+    # The Conversations API's operations take (request, ids...) like the ones above; registered as they are.
+    for path, method, view in (
+        ("/conversations", "POST", conversations_api.create),
+        ("/conversations/{conversation_id}", "GET", conversations_api.retrieve),
+        ("/conversations/{conversation_id}", "POST", conversations_api.update),
+        ("/conversations/{conversation_id}", "DELETE", conversations_api.delete),
+        ("/conversations/{conversation_id}/items", "GET", conversations_api.list_items),
+        ("/conversations/{conversation_id}/items", "POST", conversations_api.add_items),
+        ("/conversations/{conversation_id}/items/{item_id}", "GET", conversations_api.retrieve_item),
+        ("/conversations/{conversation_id}/items/{item_id}", "DELETE", conversations_api.delete_item),
+    ):
+        router.add_api_operation(path, [method], view)
 
     @router.get("/models")
     async def list_models(request):

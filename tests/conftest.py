@@ -122,6 +122,15 @@ def make_persona(slug: str, *, credit_nano: int = PERSONA_CREDIT_NANO, **key_set
     return Persona(tenant=tenant, api_key=issued.api_key, key=issued.plaintext)
 
 
+@pytest.fixture
+def persona(django_db_setup, django_db_blocker) -> Persona:
+    """A key of a tenant of its own, made for this test (committed, so server processes see it)."""
+    import uuid
+
+    with django_db_blocker.unblock():
+        return make_persona(f"p-{uuid.uuid4().hex[:12]}")
+
+
 @pytest.fixture(scope="session")
 def personas(django_db_setup, django_db_blocker):
     """alice and bob are customers of different tenants; created once, committed, visible to servers."""

@@ -16,11 +16,6 @@ pytestmark = pytest.mark.e2e
 HAIKU = "claude-haiku-4-5"
 
 
-@pytest.fixture
-def persona(django_db_blocker):
-    with django_db_blocker.unblock():
-        return make_persona(f"cv-{uuid.uuid4().hex[:10]}")
-
 
 @pytest.fixture
 def client(gateway, persona):

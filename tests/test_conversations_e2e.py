@@ -21,11 +21,6 @@ pytestmark = pytest.mark.e2e
 HAIKU = "claude-haiku-4-5"
 
 
-@pytest.fixture
-def persona(django_db_blocker):
-    with django_db_blocker.unblock():
-        return make_persona(f"c-{uuid.uuid4().hex[:10]}")
-
 
 def client_for(gateway, persona, **kwargs):
     return openai.OpenAI(base_url=f"{gateway}/v1", api_key=persona.key, **{"max_retries": 0, **kwargs})

@@ -18,11 +18,6 @@ TOOLS = [{"type": "function", "name": "lookup", "description": "Look something u
           "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}]
 
 
-@pytest.fixture
-def persona(django_db_blocker):
-    with django_db_blocker.unblock():
-        return make_persona(f"r-{uuid.uuid4().hex[:10]}")
-
 
 @pytest.fixture
 def client(gateway, persona):
