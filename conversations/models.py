@@ -9,7 +9,9 @@ from django.db import models
 
 class Conversation(models.Model):
     id = models.CharField(primary_key=True, max_length=40, editable=False)  # conv_<hex>
-    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="conversations")
+    # Every index costs each stored turn a write; the composite indexes below serve these lookups too.
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="conversations",
+                               db_index=False)
     api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL,
                                 related_name="+")
     metadata = models.JSONField(default=dict, blank=True)
@@ -20,7 +22,7 @@ class Conversation(models.Model):
     busy_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["tenant", "last_activity_at"]), models.Index(fields=["last_activity_at"])]
+        indexes = [models.Index(fields=["tenant", "last_activity_at"])]
 
     def __str__(self) -> str:
         return self.id
@@ -32,7 +34,8 @@ class Message(models.Model):
         USER = "user"
         ASSISTANT = "assistant"
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages",
+                                     db_index=False)  # the (conversation, seq) unique index serves
     seq = models.PositiveIntegerField()
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.JSONField(help_text="Anthropic content blocks.")
@@ -58,7 +61,7 @@ class StoredResponse(models.Model):
     """
 
     id = models.CharField(primary_key=True, max_length=40, editable=False)  # resp_<hex>
-    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="responses")
     last_seq = models.PositiveIntegerField()
     previous_response_id = models.CharField(max_length=40, blank=True)
@@ -77,7 +80,8 @@ class ConversationImage(models.Model):
     """An image or document sent inline (base64), kept once per conversation and referenced by its
     SHA-256 from message content (`{"type": "stored", "sha256": ...}`), so history rows stay small."""
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="images")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="images",
+                                     db_index=False)  # the (conversation, sha256) unique index serves
     sha256 = models.CharField(max_length=64)
     media_type = models.CharField(max_length=100)
     data = models.TextField(help_text="Base64, as sent.")
