@@ -36,6 +36,7 @@ Where the two APIs do not line up:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -481,11 +482,20 @@ def _decode_tools(tools: Any) -> list[dict]:
 
 def _decode_tool(tool: Any, param: str) -> dict:
     tool = _required_dict(tool, param)
+    _check_function_type(tool, param)
+    param += ".function"
+    function = _required_dict(tool.get("function"), param)
+    return _function_tool(function, param, _function_name(function, param))
+
+
+def _check_function_type(tool: dict, param: str) -> None:
     kind = tool.get("type")
     if kind != "function":
         raise _missing(f"{param}.type") if kind is None else _unsupported_value(f"{param}.type", kind, "'function'")
-    param += ".function"
-    function = _required_dict(tool.get("function"), param)
+
+
+def _function_name(function: dict, param: str) -> str:
+    """A function tool's name, as Anthropic accepts it (shared with the Responses codec)."""
     name = _required_str(function, "name", param)
     if not _TOOL_NAME.fullmatch(name):
         raise invalid(
@@ -493,6 +503,11 @@ def _decode_tool(tool: Any, param: str) -> dict:
             "underscores and dashes.",
             f"{param}.name",
         )
+    return name
+
+
+def _function_tool(function: dict, param: str, name: str) -> dict:
+    """The Anthropic tool for an OpenAI function definition (`parameters`, `description` checked)."""
     parameters = function.get("parameters")
     if parameters is not None and not isinstance(parameters, dict):
         raise _wrong_type(f"{param}.parameters", "an object", parameters)
@@ -506,7 +521,13 @@ def _decode_tool(tool: Any, param: str) -> dict:
     return entry
 
 
-def _decode_tool_choice(choice: Any, tools: list[dict], parallel: Any) -> dict | None:
+def _decode_tool_choice(choice: Any, tools: list[dict], parallel: Any,
+                        forced_name: Callable[[dict], tuple[str, str]] | None = None) -> dict | None:
+    """Anthropic's tool_choice for OpenAI's `tool_choice` and `parallel_tool_calls`.
+
+    `forced_name(choice)` gives the forced function's name and its param: chat nests it under
+    `function` (the default), the Responses API does not.
+    """
     if choice is None:
         decoded = None
     elif isinstance(choice, str):
@@ -518,13 +539,9 @@ def _decode_tool_choice(choice: Any, tools: list[dict], parallel: Any) -> dict |
         kind = choice.get("type")
         if kind != "function":
             raise _unsupported_value("tool_choice.type", kind, "'function'")
-        function = _required_dict(choice.get("function"), "tool_choice.function")
-        name = _required_str(function, "name", "tool_choice.function")
+        name, param = (forced_name or _chat_forced_name)(choice)
         if not any(tool["name"] == name for tool in tools):
-            raise invalid(
-                f"Invalid 'tool_choice.function.name': no function named {_show(name)} in 'tools'.",
-                "tool_choice.function.name",
-            )
+            raise invalid(f"Invalid '{param}': no function named {_show(name)} in 'tools'.", param)
         decoded = {"type": "tool", "name": name}
     else:
         raise _wrong_type("tool_choice", "a string or an object", choice)
@@ -538,20 +555,29 @@ def _decode_tool_choice(choice: Any, tools: list[dict], parallel: Any) -> dict |
     return decoded
 
 
+def _chat_forced_name(choice: dict) -> tuple[str, str]:
+    function = _required_dict(choice.get("function"), "tool_choice.function")
+    return _required_str(function, "name", "tool_choice.function"), "tool_choice.function.name"
+
+
 def _requested_thinking(body: dict) -> dict | None:
     """The thinking the client asked for: a `thinking` object wins over `reasoning_effort`."""
     thinking = body.get("thinking")
     if thinking is not None:
         return _decode_thinking_object(thinking)
-    effort = body.get("reasoning_effort")
+    return _effort_thinking(body.get("reasoning_effort"), "reasoning_effort")
+
+
+def _effort_thinking(effort: Any, param: str) -> dict | None:
+    """Thinking for an OpenAI reasoning effort, through `_EFFORT_BUDGETS` (shared with the Responses codec)."""
     if effort is None or effort == "none":
         return None
     if not isinstance(effort, str):
-        raise _wrong_type("reasoning_effort", "a string", effort)
+        raise _wrong_type(param, "a string", effort)
     budget = _EFFORT_BUDGETS.get(effort)
     if budget is None:
         supported = "'none', " + ", ".join(f"'{name}'" for name in _EFFORT_BUDGETS)
-        raise _unsupported_value("reasoning_effort", effort, supported)
+        raise _unsupported_value(param, effort, supported)
     return {"type": "enabled", "budget_tokens": budget}
 
 

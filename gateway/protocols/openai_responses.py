@@ -52,13 +52,15 @@ from gateway.core import GatewayError, InternalRequest, ResponseContext, Usage, 
 from gateway.protocols import openai_chat
 from gateway.protocols.openai_chat import (
     _DEFAULT_JSON_TOOL,
-    _EFFORT_BUDGETS,
-    _TOOL_CHOICE_MODES,
-    _TOOL_NAME,
     JSON_OBJECT_INSTRUCTION,
     _append_blocks,
     _apply_json_schema,
+    _check_function_type,
+    _decode_tool_choice,
     _decode_thinking_object,
+    _effort_thinking,
+    _function_name,
+    _function_tool,
     _image_url_block,
     _is_int,
     _json_type,
@@ -447,15 +449,7 @@ def _requested_thinking(body: dict, options: dict) -> dict | None:
     options["reasoning"] = {"effort": effort, "summary": summary}
     if body.get("thinking") is not None:
         return _decode_thinking_object(body["thinking"])
-    if effort is None or effort == "none":
-        return None
-    if not isinstance(effort, str):
-        raise _wrong_type("reasoning.effort", "a string", effort)
-    budget = _EFFORT_BUDGETS.get(effort)
-    if budget is None:
-        supported = "'none', " + ", ".join(f"'{name}'" for name in _EFFORT_BUDGETS)
-        raise _unsupported_value("reasoning.effort", effort, supported)
-    return {"type": "enabled", "budget_tokens": budget}
+    return _effort_thinking(effort, "reasoning.effort")
 
 
 def _apply_sampling(body: dict, params: dict, options: dict) -> None:
@@ -479,7 +473,8 @@ def _apply_tools(body: dict, params: dict, options: dict) -> None:
     options["tool_choice"] = "auto" if choice is None else choice
     tools, echoed = _decode_tools(body.get("tools"))
     options["tools"] = echoed
-    tool_choice = _decode_tool_choice(choice, tools, parallel)  # checked even without tools: it is echoed
+    # Checked even without tools: it is echoed.
+    tool_choice = _decode_tool_choice(choice, tools, parallel, _forced_name)
     if not tools:
         return  # tool_choice and parallel_tool_calls mean nothing without tools
     params["tools"] = tools
@@ -504,62 +499,22 @@ def _decode_tools(tools: Any) -> tuple[list[dict], list[dict]]:
     for k, tool in enumerate(tools):
         param = f"tools[{k}]"
         tool = _required_dict(tool, param)
-        kind = tool.get("type")
-        if kind != "function":
-            raise _missing(f"{param}.type") if kind is None else _unsupported_value(f"{param}.type", kind, "'function'")
-        name = _required_str(tool, "name", param)
-        if not _TOOL_NAME.fullmatch(name):
-            raise invalid(
-                f"Invalid '{param}.name': {_show(name)} must be 1 to 64 characters from a-z, A-Z, 0-9, "
-                "underscores and dashes.",
-                f"{param}.name",
-            )
+        _check_function_type(tool, param)
+        name = _function_name(tool, param)
         if any(entry["name"] == name for entry in decoded):
             raise invalid(f"Invalid 'tools': the function name '{name}' is used twice.", f"{param}.name")
-        parameters = tool.get("parameters")
-        if parameters is not None and not isinstance(parameters, dict):
-            raise _wrong_type(f"{param}.parameters", "an object", parameters)
-        description = tool.get("description")
-        if description is not None and not isinstance(description, str):
-            raise _wrong_type(f"{param}.description", "a string", description)
+        entry = _function_tool(tool, param, name)
         strict = tool.get("strict")
         if strict is not None and not isinstance(strict, bool):
             raise _wrong_type(f"{param}.strict", "a boolean", strict)
-        # Anthropic requires an object input_schema; OpenAI lets parameters be left out.
-        entry = {"name": name, "input_schema": parameters or {"type": "object", "properties": {}}}
-        if description:
-            entry["description"] = description
         decoded.append(entry)
-        echoed.append({"type": "function", "name": name, "description": description, "parameters": parameters,
-                       "strict": strict})
+        echoed.append({"type": "function", "name": name, "description": tool.get("description"),
+                       "parameters": tool.get("parameters"), "strict": strict})
     return decoded, echoed
 
 
-def _decode_tool_choice(choice: Any, tools: list[dict], parallel: Any) -> dict | None:
-    if choice is None:
-        decoded = None
-    elif isinstance(choice, str):
-        mode = _TOOL_CHOICE_MODES.get(choice)
-        if mode is None:
-            raise _unsupported_value("tool_choice", choice, "'auto', 'required', 'none' or a function")
-        decoded = {"type": mode}
-    elif isinstance(choice, dict):
-        kind = choice.get("type")
-        if kind != "function":
-            raise _unsupported_value("tool_choice.type", kind, "'function'")
-        name = _required_str(choice, "name", "tool_choice")
-        if not any(tool["name"] == name for tool in tools):
-            raise invalid(f"Invalid 'tool_choice.name': no function named {_show(name)} in 'tools'.",
-                          "tool_choice.name")
-        decoded = {"type": "tool", "name": name}
-    else:
-        raise _wrong_type("tool_choice", "a string or an object", choice)
-    if parallel is False:
-        if decoded is None:
-            decoded = {"type": "auto"}
-        if decoded["type"] != "none":
-            decoded["disable_parallel_tool_use"] = True
-    return decoded
+def _forced_name(choice: dict) -> tuple[str, str]:
+    return _required_str(choice, "name", "tool_choice"), "tool_choice.name"
 
 
 def _apply_text(text: Any, params: dict, system: list[str], options: dict) -> None:
