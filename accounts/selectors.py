@@ -6,11 +6,10 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from config.aio import SingleFlight
-from config.db import refresh_connections
+from config.db import db_unit
 
 from gateway.core import GatewayError
 
@@ -79,7 +78,6 @@ key_cache = _KeyCache()
 
 
 def _fetch_principal(public_id: str) -> KeyPrincipal | None:
-    refresh_connections()
     key = ApiKey.objects.filter(public_id=public_id).select_related("tenant").first()
     if key is None:
         return None
@@ -103,7 +101,7 @@ def _fetch_principal(public_id: str) -> KeyPrincipal | None:
     )
 
 
-_fetch_principal_async = sync_to_async(_fetch_principal, thread_sensitive=True)
+_fetch_principal_async = db_unit(_fetch_principal)
 _principal_fetches = SingleFlight()
 
 _INVALID_KEY = "Incorrect API key provided. Keys look like sk_cdx_..., issued from the dashboard or by an operator."

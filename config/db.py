@@ -1,3 +1,6 @@
+from collections.abc import Callable
+
+from asgiref.sync import sync_to_async
 from django.db import connections
 
 
@@ -10,3 +13,14 @@ def refresh_connections() -> None:
     for connection in connections.all(initialized_only=True):
         if not connection.in_atomic_block:
             connection.close_if_unusable_or_obsolete()
+
+
+def db_unit(function: Callable) -> Callable:
+    """`function` as an awaitable for the API handler's operations: run on the thread that owns the
+    database connection, after the connection housekeeping the handler skips."""
+
+    def unit(*args, **kwargs):
+        refresh_connections()
+        return function(*args, **kwargs)
+
+    return sync_to_async(unit, thread_sensitive=True)

@@ -263,6 +263,11 @@ def response_delete(*, tenant_id: int, response_id: str) -> None:
                            type="invalid_request_error")
 
 
+def conversation_release(*, conversation_id: str) -> None:
+    """End a turn's lease without writing it (the turn never reached the upstream)."""
+    Conversation.objects.filter(pk=conversation_id).update(busy_until=None)
+
+
 def conversations_expire(*, now: datetime | None = None, batch_size: int = EXPIRY_BATCH) -> int:
     """Delete conversations idle for longer than their tenant's retention, in small batches.
 

@@ -36,14 +36,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import redis
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from accounts.selectors import KeyPrincipal
 from billing.money import format_usd
 from billing.selectors import budget_period_bounds, key_spend_nano, tenant_available_nano
 from config.aio import SingleFlight
-from config.db import refresh_connections
+from config.db import db_unit
 
 from .core import GatewayError, estimate_input_tokens
 from .resp import RespClient, RespError
@@ -224,7 +223,6 @@ def _counter_keys(principal: KeyPrincipal, now: float) -> tuple[tuple[str, str, 
 
 def _seed(principal: KeyPrincipal, missing: int, now: float) -> tuple[int | None, int | None]:
     """Budget spent so far this period and balance available, from the database (bitmask: 1, 2)."""
-    refresh_connections()
     spent = available = None
     if missing & 1:
         start, _ = budget_period_bounds(principal.budget_period, datetime.fromtimestamp(now, UTC))
@@ -234,7 +232,7 @@ def _seed(principal: KeyPrincipal, missing: int, now: float) -> tuple[int | None
     return spent, available
 
 
-_seed_sync_to_async = sync_to_async(_seed, thread_sensitive=True)
+_seed_sync_to_async = db_unit(_seed)
 _seeds = SingleFlight()
 
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from asgiref.sync import sync_to_async
-
-from config.db import refresh_connections
+from config.db import db_unit
 from conversations import services
 from conversations.models import Conversation, Message
 
@@ -22,14 +20,6 @@ from .pipeline import json_response, parse_json_body
 from .protocols import openai_responses
 
 MAX_ITEMS_PER_CALL = 20
-
-
-def _db(function):
-    def run(*args, **kwargs):
-        refresh_connections()
-        return function(*args, **kwargs)
-
-    return sync_to_async(run, thread_sensitive=True)
 
 
 def resource(conversation: Conversation) -> dict:
@@ -109,13 +99,13 @@ def _body(request) -> dict:
     return body
 
 
-_create = _db(services.conversation_create)
-_get = _db(services.conversation_get)
-_update = _db(services.conversation_update)
-_delete = _db(services.conversation_delete)
-_messages = _db(services.conversation_messages)
-_append = _db(services.conversation_append)
-_delete_message = _db(services.conversation_message_delete)
+_create = db_unit(services.conversation_create)
+_get = db_unit(services.conversation_get)
+_update = db_unit(services.conversation_update)
+_delete = db_unit(services.conversation_delete)
+_messages = db_unit(services.conversation_messages)
+_append = db_unit(services.conversation_append)
+_delete_message = db_unit(services.conversation_message_delete)
 
 
 async def create(request):

@@ -22,15 +22,15 @@ from types import ModuleType
 from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from accounts.selectors import KeyPrincipal
 from billing.models import UsageEvent
 from billing.services import UsageRecord, usage_recorder
-from config.db import refresh_connections
-from conversations.services import TurnRecord, conversation_begin, new_conversation_id, response_begin
+from config.db import db_unit
+from conversations.services import (TurnRecord, conversation_begin, conversation_release, new_conversation_id,
+                                    response_begin)
 
 from .admission import Ticket, admission
 from .core import (GatewayError, InternalRequest, MessageAccumulator, ResponseContext, Usage, apply_model_limits,
@@ -172,7 +172,7 @@ async def serve(request: HttpRequest, *, codec: ModuleType, endpoint: str) -> Ht
         ticket = await admission.admit(principal, model, ireq.params)
     except GatewayError:
         if turn is not None and not turn.created:
-            await _release_async(turn.conversation_id)
+            await _release_async(conversation_id=turn.conversation_id)
         raise
     meter = Meter(request_id=request_id, principal=principal, endpoint=endpoint, ireq=ireq, model=model,
                   ticket=ticket, turn=turn, started=started)
@@ -202,28 +202,9 @@ def _system_text(system: Any) -> str | None:
     return "\n".join(block.get("text", "") for block in system if isinstance(block, dict))
 
 
-def _begin(tenant_id: int, conversation_id: str, lease: bool):
-    refresh_connections()
-    return conversation_begin(tenant_id=tenant_id, conversation_id=conversation_id, lease=lease,
-                              now=datetime.now(UTC))
-
-
-def _release(conversation_id: str) -> None:
-    from conversations.models import Conversation
-
-    refresh_connections()
-    Conversation.objects.filter(pk=conversation_id).update(busy_until=None)
-
-
-def _response_begin(tenant_id: int, api_key_id: int, response_id: str, lease: bool):
-    refresh_connections()
-    return response_begin(tenant_id=tenant_id, api_key_id=api_key_id, response_id=response_id, lease=lease,
-                          now=datetime.now(UTC))
-
-
-_begin_async = sync_to_async(_begin, thread_sensitive=True)
-_response_begin_async = sync_to_async(_response_begin, thread_sensitive=True)
-_release_async = sync_to_async(_release, thread_sensitive=True)
+_begin_async = db_unit(conversation_begin)
+_response_begin_async = db_unit(response_begin)
+_release_async = db_unit(conversation_release)
 
 
 async def _conversation_turn(principal: KeyPrincipal, ireq: InternalRequest, request_id: str) -> TurnRecord | None:
@@ -248,10 +229,12 @@ async def _conversation_turn(principal: KeyPrincipal, ireq: InternalRequest, req
                       input_items=ireq.options.get("input_items") or [], previous_response_id=previous or "")
     if not turn.created:
         if previous is not None:
-            turn.conversation_id, history = await _response_begin_async(principal.tenant_id, principal.key_id,
-                                                                        previous, store)
+            turn.conversation_id, history = await _response_begin_async(
+                tenant_id=principal.tenant_id, api_key_id=principal.key_id, response_id=previous, lease=store,
+                now=datetime.now(UTC))
         else:
-            history = await _begin_async(principal.tenant_id, conversation_id, store)
+            history = await _begin_async(tenant_id=principal.tenant_id, conversation_id=conversation_id,
+                                         lease=store, now=datetime.now(UTC))
         ireq.params["messages"] = history.messages + new
         if system is None and history.system and "instructions" not in ireq.options:
             ireq.params["system"] = history.system

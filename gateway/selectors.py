@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from billing.money import usage_cost_nano
 from config.aio import SingleFlight
-from config.db import refresh_connections
+from config.db import db_unit
 
 from .core import GatewayError
 from .models import CatalogModel, ModelAlias
@@ -65,7 +64,6 @@ class Catalog:
 def _load_catalog() -> Catalog:
     from billing.models import ModelPrice
 
-    refresh_connections()
     aliases: dict[int, list[str]] = {}
     for model_id, alias in ModelAlias.objects.values_list("model_id", "name"):
         aliases.setdefault(model_id, []).append(alias)
@@ -95,7 +93,7 @@ def _load_catalog() -> Catalog:
     return Catalog(models=tuple(entries), by_name=by_name)
 
 
-_load_catalog_async = sync_to_async(_load_catalog, thread_sensitive=True)
+_load_catalog_async = db_unit(_load_catalog)
 _catalog_loads = SingleFlight()
 _cached: tuple[float, Catalog] | None = None
 

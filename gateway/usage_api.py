@@ -9,12 +9,11 @@ import csv
 import io
 from datetime import UTC, date, datetime, timedelta
 
-from asgiref.sync import sync_to_async
 from django.http import HttpResponse
 
 from billing.money import usd_string
 from billing.selectors import usage_by_day_and_model
-from config.db import refresh_connections
+from config.db import db_unit
 
 from .core import invalid
 from .pipeline import json_response
@@ -59,17 +58,12 @@ def rows_payload(rows: list[dict]) -> list[dict]:
     ]
 
 
-def _report(tenant_id: int, start: date, end: date) -> list[dict]:
-    refresh_connections()
-    return usage_by_day_and_model(tenant_id=tenant_id, start=start, end=end)
-
-
-_report_async = sync_to_async(_report, thread_sensitive=True)
+_report_async = db_unit(usage_by_day_and_model)
 
 
 async def usage_report(request) -> HttpResponse:
     start, end, fmt = parse_range(request)
-    data = rows_payload(await _report_async(request.auth.tenant_id, start, end))
+    data = rows_payload(await _report_async(tenant_id=request.auth.tenant_id, start=start, end=end))
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
