@@ -53,7 +53,6 @@ def main() -> int:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "ANTHROPIC_"))}
     base_env.update(REDIS_URL=args.redis_url, ANTHROPIC_API_KEY="x", DJANGO_SETTINGS_MODULE="config.settings",
                     DEBUG="0", LOG_LEVEL="WARNING")
-    cells = [(False, 1), (False, 32), (True, 1), (True, 32)]
     data: dict[str, dict[str, list[dict]]] = {label: {} for label in versions}
     setups = {}
     try:
@@ -72,21 +71,10 @@ def main() -> int:
                 env, headers = setups[label]
                 port = run.free_port(ports)
                 gw, _worker = versions[label].start_gateway("granian", port, env, logdir)
-                tree = run.process_tree(gw.pid)
                 url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                run.run_wrk(url, run.GATEWAY_BODY, headers, 32, 5, 1)
-                for stream, c in cells:
-                    body = dict(run.GATEWAY_BODY, stream=True) if stream else run.GATEWAY_BODY
-                    run.run_wrk(url, body, headers, c, 2, 1)
-                    cpu0 = run.cpu_ticks(tree)
-                    r = run.run_wrk(url, body, headers, c, args.duration, 1)
-                    cpu_ms = (run.cpu_ticks(tree) - cpu0) * 1000 / run.CLK_TCK / max(r["requests"], 1)
-                    cell = f"{'stream' if stream else 'plain'} c={c}"
-                    data[label].setdefault(cell, []).append(
-                        {"rps": r["rps"], "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
-                         "errors": r["non_2xx"] + r["socket_errors"], "cpu_ms_per_req": cpu_ms})
-                    run.log(f"round {rnd + 1} {label:5s} {cell:10s} {r['rps']:6.0f} req/s p50 {r['p50_us'] / 1000:6.2f} "
-                            f"ms cpu {cpu_ms:.2f} ms/req errors {r['non_2xx'] + r['socket_errors']}")
+                for cell, row in run.measure_cells(url, headers, run.process_tree(gw.pid), args.duration,
+                                                   f"round {rnd + 1} {label:5s}").items():
+                    data[label].setdefault(cell, []).append(row)
                 versions[label].PROCS.stop(gw)
     except KeyboardInterrupt:
         return 130

@@ -432,6 +432,28 @@ async def ttfb_series(host: str, port: int, path: str, headers: dict[str, str], 
 # Helpers
 
 
+CELLS = [(False, 1), (False, 32), (True, 1), (True, 32)]  # (stream, connections)
+
+
+def measure_cells(url: str, headers: dict[str, str], tree: list[int], duration: float, label: str) -> dict[str, dict]:
+    """The A/B tools' cells on one running gateway: 5 s of c=32 warm-up, then per cell a 2 s warm-up and a
+    measured run; req/s, latency, errors and the gateway's CPU per request, by cell name."""
+    run_wrk(url, GATEWAY_BODY, headers, 32, 5, 1)
+    rows = {}
+    for stream, c in CELLS:
+        body = dict(GATEWAY_BODY, stream=True) if stream else GATEWAY_BODY
+        run_wrk(url, body, headers, c, 2, 1)
+        cpu0 = cpu_ticks(tree)
+        r = run_wrk(url, body, headers, c, duration, 1)
+        cpu_ms = (cpu_ticks(tree) - cpu0) * 1000 / CLK_TCK / max(r["requests"], 1)
+        cell = f"{'stream' if stream else 'plain'} c={c}"
+        rows[cell] = {"rps": r["rps"], "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
+                      "errors": r["non_2xx"] + r["socket_errors"], "cpu_ms_per_req": cpu_ms}
+        log(f"{label} {cell:10s} {r['rps']:6.0f} req/s p50 {r['p50_us'] / 1000:6.2f} ms cpu {cpu_ms:.2f} ms/req "
+            f"errors {rows[cell]['errors']}")
+    return rows
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
