@@ -31,20 +31,11 @@ def _openai_router() -> Router:
     async def create_response(request):
         return await serve(request, codec=openai_responses, endpoint="responses")
 
-    @router.get("/responses/{response_id}/input_items")
-    async def list_input_items(request, response_id: str):
-        return await response_input_items(request, response_id)
-
-    @router.get("/responses/{response_id}")
-    async def retrieve_response(request, response_id: str):
-        return await response_retrieve(request, response_id)
-
-    @router.delete("/responses/{response_id}")
-    async def delete_response(request, response_id: str):
-        return await response_remove(request, response_id)
-
-    # The Conversations API's operations take (request, ids...) like the ones above; registered as they are.
+    # Operations that take (request, ids...) and answer, registered as they are.
     for path, method, view in (
+        ("/responses/{response_id}", "GET", response_retrieve),
+        ("/responses/{response_id}", "DELETE", response_remove),
+        ("/responses/{response_id}/input_items", "GET", response_input_items),
         ("/conversations", "POST", conversations_api.create),
         ("/conversations/{conversation_id}", "GET", conversations_api.retrieve),
         ("/conversations/{conversation_id}", "POST", conversations_api.update),
@@ -53,6 +44,7 @@ def _openai_router() -> Router:
         ("/conversations/{conversation_id}/items", "POST", conversations_api.add_items),
         ("/conversations/{conversation_id}/items/{item_id}", "GET", conversations_api.retrieve_item),
         ("/conversations/{conversation_id}/items/{item_id}", "DELETE", conversations_api.delete_item),
+        ("/usage", "GET", usage_report),
     ):
         router.add_api_operation(path, [method], view)
 
@@ -63,10 +55,6 @@ def _openai_router() -> Router:
     @router.get("/models/{path:model_id}")
     async def retrieve_model(request, model_id: str):
         return json_response(model_payload(await catalog_get(), model_id, request.auth.allowed_models))
-
-    @router.get("/usage")
-    async def usage(request):
-        return await usage_report(request)
 
     @router.api_operation(["GET", "POST", "PUT", "PATCH", "DELETE"], "/{path:rest}", auth=None)
     async def unknown_route(request, rest: str):

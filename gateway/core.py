@@ -9,6 +9,7 @@ Pure module: no I/O, no Django imports.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -160,8 +161,6 @@ class MessageAccumulator:
                 block["signature"] = delta.get("signature") or ""
 
     def content(self) -> list[dict[str, Any]]:
-        import json
-
         out = []
         for index in sorted(self.blocks):
             block = self.blocks[index]
