@@ -202,7 +202,9 @@ def setup_database(args, env: dict[str, str]) -> tuple[str, int]:
     with pg_connect(env["DATABASE_URL"]) as conn:
         tenant = conn.execute("select id from accounts_tenant where slug = 'bench'").fetchone()
         if not args.keep_usage:
-            conn.execute("truncate billing_usageevent")
+            # Stored conversations too: they grow with every run and would slow later runs' writes.
+            conn.execute("truncate billing_usageevent, conversations_conversation, conversations_message, "
+                         "conversations_storedresponse, conversations_conversationimage")
     if not tenant:
         subprocess.run(manage + ["create_tenant", "bench"], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     subprocess.run(manage + ["grant_credit", "bench", "1000000", "--reason", "benchmark run"], env=env, cwd=ROOT,

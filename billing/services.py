@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 
 from asgiref.sync import sync_to_async
@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Tenant
 from accounts.services import audit_record
-from config.db import refresh_connections
+from config.db import insert_sql, refresh_connections
 
 from .models import LedgerEntry, ModelPrice, UsageEvent, UsageRollup
 
@@ -56,6 +56,8 @@ class UsageRecord:
     created_at: datetime
 
 
+_USAGE_COLUMNS = tuple(f.name for f in fields(UsageRecord))  # UsageEvent field names (attnames for keys)
+
 # last_used_at is written at most this often per key: a write per request would double the path's queries.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 _last_used_written: dict[int, datetime] = {}
@@ -67,26 +69,30 @@ def usage_events_write(records: list[UsageRecord], turns: list | None = None) ->
     `turns` (conversations.services.TurnRecord) are written right after, in one transaction, before the
     requests waiting on this write go on: a client's next turn always finds the previous one.
     """
-    rows = [UsageEvent(**asdict(record)) for record in records]
+    rows = [tuple(getattr(record, name) for name in _USAGE_COLUMNS) for record in records]
     try:
         refresh_connections()
-        _insert(rows, turns or [])
+        _insert(records, rows, turns or [])
     except DatabaseError:
         # A connection broken since the last request (database restart): reconnect and try once more.
         refresh_connections()
-        _insert(rows, turns or [])
+        _insert(records, rows, turns or [])
 
 
-def _insert(rows: list[UsageEvent], turns: list) -> None:
-    now = rows[-1].created_at if rows else timezone.now()
-    stale = {row.api_key_id for row in rows
-             if now - _last_used_written.get(row.api_key_id, datetime.min.replace(tzinfo=UTC)) >= LAST_USED_RESOLUTION}
-    if stale:
-        with transaction.atomic():
-            UsageEvent.objects.bulk_create(rows, ignore_conflicts=True)
-            ApiKey.objects.filter(pk__in=stale).update(last_used_at=now)
-    else:  # the common case: one autocommitted statement, no BEGIN/COMMIT round trips
-        UsageEvent.objects.bulk_create(rows, ignore_conflicts=True)
+def _insert(records: list[UsageRecord], rows: list[tuple], turns: list) -> None:
+    now = records[-1].created_at if records else timezone.now()
+    stale = {record.api_key_id for record in records
+             if now - _last_used_written.get(record.api_key_id, datetime.min.replace(tzinfo=UTC)) >= LAST_USED_RESOLUTION}
+    statement = insert_sql(UsageEvent, _USAGE_COLUMNS, rows, ignore_conflicts=True)
+    if statement is not None:
+        connection = transaction.get_connection()
+        if stale:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(*statement)
+                ApiKey.objects.filter(pk__in=stale).update(last_used_at=now)
+        else:  # the common case: one autocommitted statement, no BEGIN/COMMIT round trips
+            with connection.cursor() as cursor:
+                cursor.execute(*statement)
     for key_id in stale:
         _last_used_written[key_id] = now
     if len(_last_used_written) > 10_000:  # keys idle for a minute need no entry

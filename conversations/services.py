@@ -22,10 +22,11 @@ from typing import Any
 
 import orjson
 from django.db import transaction
-from django.db.models import F, JSONField, Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import Tenant
+from config.db import insert_sql
 from gateway.core import GatewayError
 
 from .models import Conversation, ConversationImage, Message, StoredResponse
@@ -129,13 +130,13 @@ def turns_write(turns: list[TurnRecord], now: datetime) -> None:
         else:
             statements.append(_update_sql(turn.conversation_id, now, added=len(items), touch=True))
     statements += [
-        _insert_sql(Conversation, ("id", "tenant", "api_key", "metadata", "created_at", "last_activity_at",
+        insert_sql(Conversation, ("id", "tenant", "api_key", "metadata", "created_at", "last_activity_at",
                                    "message_count"), conversations),
-        _insert_sql(Message, ("conversation", "seq", "role", "content", "model", "input_tokens", "output_tokens",
+        insert_sql(Message, ("conversation", "seq", "role", "content", "model", "input_tokens", "output_tokens",
                               "request_id", "created_at"), rows),
-        _insert_sql(StoredResponse, ("id", "tenant", "conversation", "last_seq", "previous_response_id", "body",
+        insert_sql(StoredResponse, ("id", "tenant", "conversation", "last_seq", "previous_response_id", "body",
                                      "input_items", "created_at"), responses),
-        _insert_sql(ConversationImage, ("conversation", "sha256", "media_type", "data"), list(images.values()),
+        insert_sql(ConversationImage, ("conversation", "sha256", "media_type", "data"), list(images.values()),
                     ignore_conflicts=True),
     ]
     statements = [statement for statement in statements if statement is not None]
@@ -175,25 +176,6 @@ def images_expand(conversation_id: str, contents: list[list[dict]]) -> None:
     for source in stored:
         digest = source.pop("sha256")
         source.update(type="base64", data=data.get(digest, ""))
-
-
-def _insert_sql(model, names: tuple[str, ...], rows: list[tuple], *,
-                ignore_conflicts: bool = False) -> tuple[str, list] | None:
-    """A multi-row INSERT of plain values, JSON encoded with orjson: on the request path bulk_create's
-    per-instance work cost more CPU than everything else a stored turn needs (docs/performance.md)."""
-    if not rows:
-        return None
-    connection = transaction.get_connection()
-    fields = [model._meta.get_field(name) for name in names]
-    json_cast = "::jsonb" if connection.vendor == "postgresql" else ""
-    marks = ["%s" + json_cast if isinstance(field, JSONField) else "%s" for field in fields]
-    params = [orjson.dumps(value).decode() if isinstance(field, JSONField) else field.get_db_prep_save(value, connection)
-              for row in rows for field, value in zip(fields, row)]
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    values = ", ".join(["(" + ", ".join(marks) + ")"] * len(rows))
-    conflicts = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
-    return (f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({columns}) VALUES {values}{conflicts}",
-            params)
 
 
 def _update_sql(conversation_id: str, now: datetime, *, added: int, touch: bool) -> tuple[str, list]:
