@@ -107,12 +107,14 @@ _principal_fetches = SingleFlight()
 _INVALID_KEY = "Incorrect API key provided. Keys look like sk_cdx_..., issued from the dashboard or by an operator."
 
 
-async def api_key_authenticate(presented: str | None) -> KeyPrincipal:
-    """The principal for a presented key, or GatewayError 401/403. Usually no database round trip."""
+async def api_key_authenticate(presented: str | None, *, how: str = "'Authorization: Bearer sk_cdx_...'") -> KeyPrincipal:
+    """The principal for a presented key, or GatewayError 401/403. Usually no database round trip.
+
+    `how` tells a client without a key where its protocol carries one."""
     if not presented:
         raise GatewayError(
             401,
-            "You didn't provide an API key. Send it as 'Authorization: Bearer sk_cdx_...'.",
+            f"You didn't provide an API key. Send it as {how}.",
             code="missing_api_key",
             type="authentication_error",
         )

@@ -97,7 +97,8 @@ class UsageEvent(models.Model):
     endpoint = models.CharField(max_length=40)
     requested_model = models.CharField(max_length=128)
     model = models.CharField(max_length=128, help_text="Catalog model that served the request.")
-    upstream_model = models.CharField(max_length=128)
+    upstream_model = models.CharField(max_length=128, help_text="The deployment's model id that answered.")
+    provider = models.CharField(max_length=64, blank=True, help_text="The provider that answered.")
     stream = models.BooleanField()
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
@@ -111,6 +112,10 @@ class UsageEvent(models.Model):
     latency_ms = models.PositiveIntegerField()
     ttft_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Time to first token (streams).")
     created_at = models.DateTimeField(db_index=True)
+    # The client's own ids (AH-Trace-Id, AH-Thread-Id, X-Request-Id headers), to find its requests by.
+    trace_id = models.CharField(max_length=128, blank=True)
+    thread_id = models.CharField(max_length=128, blank=True)
+    client_request_id = models.CharField(max_length=128, blank=True)
     rolled_up_at = models.DateTimeField(null=True, blank=True)
     ledger_entry = models.ForeignKey(LedgerEntry, null=True, blank=True, on_delete=models.PROTECT,
                                      related_name="usage_events")
@@ -120,6 +125,8 @@ class UsageEvent(models.Model):
             models.Index(fields=["tenant", "created_at"]),
             models.Index(fields=["api_key", "created_at"]),
             models.Index(fields=["tenant"], condition=Q(rolled_up_at__isnull=True), name="usage_not_rolled_up"),
+            models.Index(fields=["tenant", "trace_id"], condition=~Q(trace_id=""), name="usage_by_trace"),
+            models.Index(fields=["tenant", "thread_id"], condition=~Q(thread_id=""), name="usage_by_thread"),
         ]
         constraints = [models.CheckConstraint(condition=Q(cost_nano__gte=0), name="usage_cost_not_negative")]
 

@@ -54,6 +54,10 @@ class UsageRecord:
     latency_ms: int
     ttft_ms: int | None
     created_at: datetime
+    provider: str = ""
+    trace_id: str = ""
+    thread_id: str = ""
+    client_request_id: str = ""
 
 
 _USAGE_COLUMNS = tuple(f.name for f in fields(UsageRecord))  # UsageEvent field names (attnames for keys)

@@ -148,11 +148,20 @@ LOGGING = {
 # --- Gateway ---------------------------------------------------------------------------------------
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY", "")
 ANTHROPIC_BASE_URL = env_url("ANTHROPIC_BASE_URL", schemes=("http", "https"))
-# Clients' SDKs retry 429/5xx themselves; retrying here too multiplies load on an overloaded upstream.
-UPSTREAM_MAX_RETRIES = env_int("UPSTREAM_MAX_RETRIES", 0, minimum=0)
 UPSTREAM_TIMEOUT_SECONDS = env_float("UPSTREAM_TIMEOUT_SECONDS", 600.0, minimum=1.0)
 UPSTREAM_CONNECT_TIMEOUT_SECONDS = env_float("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 512, minimum=1)
+# Upstream credentials are encrypted with the first of these and decrypted with any (gateway/crypto.py).
+GATEWAY_ENCRYPTION_KEYS = env_list("GATEWAY_ENCRYPTION_KEYS", [SECRET_KEY])
+# Routing (gateway/routing.py): retries of one deployment before the next is tried, and the longest
+# wait between them (a longer retry-after skips to the next deployment at once).
+UPSTREAM_RETRIES = env_int("UPSTREAM_RETRIES", 1, minimum=0)
+UPSTREAM_MAX_BACKOFF_SECONDS = env_float("UPSTREAM_MAX_BACKOFF_SECONDS", 2.0, minimum=0.0)
+# `anthropic-beta` flags native Anthropic clients may send upstream; any other flag is a 400. Betas
+# can change what a request costs (e.g. the 1M-token context window), so each is the operator's call.
+ANTHROPIC_ALLOWED_BETAS = frozenset(env_list("ANTHROPIC_ALLOWED_BETAS", [
+    "interleaved-thinking-2025-05-14", "fine-grained-tool-streaming-2025-05-14", "token-efficient-tools-2025-02-19",
+]))
 # Anthropic's own request limit is 32 MB; base64 images make bodies large.
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)
 # How long an authenticated key (and the model catalog) is trusted before the database is asked

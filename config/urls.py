@@ -1,13 +1,18 @@
 from django.contrib import admin
 from django.urls import path
 
-from gateway.api import api, openai_alias_api
+from gateway.api import anthropic_api, anthropic_root_api, api, gemini_api, gemini_v1_api, openai_alias_api
 from gateway.views import health, index
 
 urlpatterns = [
     path("", index, name="index"),
     path("health", health, name="health"),
     path("admin/", admin.site.urls),
+    # The Anthropic SDK's message routes at the root come before the OpenAI API and its catch-all.
+    path("v1/", anthropic_root_api.urls),
     path("v1/", api.urls),
     path("openai/v1/", openai_alias_api.urls),
+    path("anthropic/v1/", anthropic_api.urls),
+    path("gemini/v1beta/", gemini_api.urls),
+    path("gemini/v1/", gemini_v1_api.urls),
 ]

@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.db import models
 from django.forms.models import BaseInlineFormSet
 from django.utils import timezone
 
@@ -9,12 +10,74 @@ from billing.models import ModelPrice
 from billing.money import usd_string
 from billing.services import model_price_add
 
-from .models import CatalogModel, ModelAlias
+from .models import CatalogModel, Credential, Deployment, ModelAlias, Provider
+from .services import credential_save
 
 
 class ModelAliasInline(admin.TabularInline):
     model = ModelAlias
     extra = 1
+
+
+class DeploymentInline(admin.TabularInline):
+    model = Deployment
+    fields = ("provider", "upstream_model", "priority", "weight", "enabled")
+    extra = 1
+    verbose_name_plural = "deployments (lowest priority number first, spread by weight; the next priority is the fallback)"
+
+
+class CredentialForm(forms.ModelForm):
+    """The key is write-only: typed once, stored encrypted, never shown again (only its last four)."""
+
+    secret = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False, strip=True,
+                             label="API key", help_text="Leave empty to keep the current key.")
+
+    class Meta:
+        model = Credential
+        fields = ("name", "secret", "weight", "enabled")
+
+    def clean_secret(self):
+        secret = self.cleaned_data["secret"]
+        if not secret and self.instance.pk is None:
+            raise ValidationError("A new credential needs its API key.")
+        if secret and (len(secret) < 8 or any(c.isspace() for c in secret)):
+            raise ValidationError("That does not look like an API key (8+ characters, no spaces).")
+        return secret
+
+
+class CredentialInline(admin.TabularInline):
+    model = Credential
+    form = CredentialForm
+    fields = ("name", "secret", "hint", "weight", "enabled", "created_at")
+    readonly_fields = ("hint", "created_at")
+    extra = 1
+
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "base_url", "cooldown_seconds", "enabled", "credential_count")
+    list_filter = ("kind", "enabled")
+    inlines = [CredentialInline]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    @admin.display(description="credentials")
+    def credential_count(self, obj):
+        return obj.credentials.count()
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Credential:
+            return super().save_formset(request, form, formset, change)
+        # Credentials go through the service: encryption and the audit entry, never the plaintext.
+        for credential_form in formset.forms:
+            if not credential_form.has_changed() or credential_form in formset.deleted_forms:
+                continue
+            credential = credential_form.save(commit=False)
+            credential.provider = form.instance
+            credential_save(credential=credential, secret=credential_form.cleaned_data.get("secret") or None,
+                            actor=request.user, via="admin")
+        for credential_form in formset.deleted_forms:
+            if credential_form.instance.pk:
+                credential_form.instance.delete()
 
 
 # Form field (USD per million tokens) -> ModelPrice field (nano-USD per million tokens).
@@ -91,11 +154,15 @@ class ModelPriceInline(admin.TabularInline):
 
 @admin.register(CatalogModel)
 class CatalogModelAdmin(admin.ModelAdmin):
-    list_display = ("name", "upstream_model", "provider", "default_max_tokens", "max_output_tokens", "enabled")
-    list_filter = ("enabled", "provider")
+    list_display = ("name", "capability", "served_by", "default_max_tokens", "max_output_tokens", "enabled")
+    list_filter = ("enabled", "capability", "deployments__provider")
     list_editable = ("enabled",)
-    search_fields = ("name", "upstream_model", "aliases__name")
-    inlines = [ModelAliasInline, ModelPriceInline]
+    search_fields = ("name", "deployments__upstream_model", "aliases__name")
+    inlines = [DeploymentInline, ModelAliasInline, ModelPriceInline]
+
+    @admin.display(description="deployments")
+    def served_by(self, obj):
+        return ", ".join(f"{d.provider.name}:{d.upstream_model}" for d in obj.deployments.select_related("provider"))
 
     def save_formset(self, request, form, formset, change):
         if formset.model is not ModelPrice:

@@ -1,27 +1,77 @@
-"""The OpenAI-compatible API (django-ninja, async): thin operations over gateway.pipeline."""
+"""The public APIs (django-ninja, async): thin operations over gateway.pipeline, one API per protocol.
+
+Each protocol has its own mount points, key header and error shape; they share one request path.
+
+- OpenAI: `/v1/...` and `/openai/v1/...`.
+- Anthropic: `/anthropic/v1/...`, and `/v1/messages` (+ `/count_tokens`) for an Anthropic SDK whose
+  `base_url` is our root; its `/v1/models` is the OpenAI route, which answers in Anthropic's shape
+  when the request carries `anthropic-version`.
+- Gemini: `/gemini/v1beta/models/{model}:{method}` (and `/gemini/v1/...`).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
+from django.conf import settings
+from django.http import HttpResponse
 from ninja import NinjaAPI, Router
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from . import conversations_api
-from .auth import BearerKey
-from .core import GatewayError, internal_error
-from .models_api import model_list_payload, model_payload
-from .pipeline import json_response, new_request_id, serve
-from .protocols import openai_chat, openai_responses
+from . import conversations_api, models_api
+from .auth import ANTHROPIC_KEY, GOOGLE_KEY, OPENAI_KEY
+from .core import GatewayError, internal_error, invalid
+from .pipeline import count_tokens, echo_headers, json_response, new_request_id, parse_json_body, serve
+from .protocols import anthropic_messages, gemini, openai_chat, openai_responses
 from .responses_api import response_input_items, response_remove, response_retrieve
 from .selectors import catalog_get
 from .usage_api import usage_report
 
 logger = logging.getLogger(__name__)
 
+Renderer = Callable[[object, GatewayError, str], HttpResponse]
+
+
+def _unknown_route(router: Router) -> None:
+    @router.api_operation(["GET", "POST", "PUT", "PATCH", "DELETE"], "/{path:rest}", auth=None)
+    async def unknown_route(request, rest: str):
+        raise GatewayError(404, f"Unknown request URL: {request.method} {request.path}.", code="unknown_url")
+
+
+def _build(namespace: str, router: Router, render: Renderer) -> NinjaAPI:
+    """An API whose every failure, ours or the framework's, is rendered by `render` in its protocol's shape."""
+    api = NinjaAPI(title=f"Gatehouse {namespace}", urls_namespace=namespace, docs_url=None, openapi_url=None)
+    api.add_router("/", router)
+
+    def handle(request, error: GatewayError):
+        request_id = getattr(request, "gateway_request_id", None) or new_request_id()
+        response = render(request, error, request_id)
+        for name, value in {**error.headers, **echo_headers(getattr(request, "gateway_trace", {}))}.items():
+            response[name] = value
+        if error.retry_after is not None:
+            response["retry-after"] = str(error.retry_after)
+        return response
+
+    api.exception_handler(GatewayError)(handle)
+    api.exception_handler(AuthenticationError)(lambda request, exc: handle(request, GatewayError(
+        401, "Invalid authentication.", code="invalid_api_key", type="authentication_error")))
+    api.exception_handler(ValidationError)(lambda request, exc: handle(request, invalid(f"Invalid request: {exc.errors}")))
+    api.exception_handler(HttpError)(lambda request, exc: handle(request, GatewayError(exc.status_code, str(exc))))
+
+    @api.exception_handler(Exception)
+    def unexpected(request, exc: Exception):
+        logger.exception("unhandled error on %s", request.path)
+        return handle(request, internal_error())
+
+    return api
+
+
+# --- OpenAI ----------------------------------------------------------------------------------------
+
 
 def _openai_router() -> Router:
-    router = Router(auth=BearerKey())
+    router = Router(auth=OPENAI_KEY)
 
     @router.post("/chat/completions")
     async def chat_completions(request):
@@ -50,57 +100,116 @@ def _openai_router() -> Router:
 
     @router.get("/models")
     async def list_models(request):
-        return json_response(model_list_payload(await catalog_get(), request.auth.allowed_models))
+        shape = models_api.anthropic_model_list if _is_anthropic(request) else models_api.model_list_payload
+        return json_response(shape(await catalog_get(), request.auth.allowed_models))
 
     @router.get("/models/{path:model_id}")
     async def retrieve_model(request, model_id: str):
-        return json_response(model_payload(await catalog_get(), model_id, request.auth.allowed_models))
+        shape = models_api.anthropic_model if _is_anthropic(request) else models_api.model_payload
+        return json_response(shape(await catalog_get(), model_id, request.auth.allowed_models))
 
-    @router.api_operation(["GET", "POST", "PUT", "PATCH", "DELETE"], "/{path:rest}", auth=None)
-    async def unknown_route(request, rest: str):
-        raise GatewayError(404, f"Unknown request URL: {request.method} {request.path}.", code="unknown_url")
-
+    _unknown_route(router)
     return router
 
 
-def _render(request, error: GatewayError):
-    headers = dict(error.headers)
-    if error.retry_after is not None:
-        headers["retry-after"] = str(error.retry_after)
-    return json_response(openai_chat.error_body(error), status=error.status, headers=headers,
-                         request_id=getattr(request, "gateway_request_id", None) or new_request_id())
+def _is_anthropic(request) -> bool:
+    return "anthropic-version" in request.headers
 
 
-def build_openai_api(namespace: str) -> NinjaAPI:
-    """The OpenAI API, mountable under several prefixes (/v1/ and /openai/v1/)."""
-    api = NinjaAPI(title="Gatehouse OpenAI-compatible API", urls_namespace=namespace, docs_url=None,
-                   openapi_url=None)
-    api.add_router("/", _openai_router())
-
-    @api.exception_handler(GatewayError)
-    def gateway_error(request, exc: GatewayError):
-        return _render(request, exc)
-
-    @api.exception_handler(AuthenticationError)
-    def auth_error(request, exc):
-        return _render(request, GatewayError(401, "Invalid authentication.", code="invalid_api_key",
-                                             type="authentication_error"))
-
-    @api.exception_handler(ValidationError)
-    def validation_error(request, exc: ValidationError):
-        return _render(request, GatewayError(400, f"Invalid request: {exc.errors}"))
-
-    @api.exception_handler(HttpError)
-    def http_error(request, exc: HttpError):
-        return _render(request, GatewayError(exc.status_code, str(exc)))
-
-    @api.exception_handler(Exception)
-    def unexpected(request, exc: Exception):
-        logger.exception("unhandled error on %s", request.path)
-        return _render(request, internal_error())
-
-    return api
+def _render_openai(request, error: GatewayError, request_id: str) -> HttpResponse:
+    if _is_anthropic(request):  # the Anthropic SDK listing models at our root
+        return _render_anthropic(request, error, request_id)
+    return json_response(openai_chat.error_body(error), status=error.status, request_id=request_id)
 
 
-api = build_openai_api("openai")
-openai_alias_api = build_openai_api("openai-alias")
+# --- Anthropic -------------------------------------------------------------------------------------
+
+
+def _betas(request) -> tuple[str, ...]:
+    """The request's `anthropic-beta` flags; each must be one the operator allows."""
+    flags = tuple(flag.strip() for flag in request.headers.get("anthropic-beta", "").split(",") if flag.strip())
+    for flag in flags:
+        if flag not in settings.ANTHROPIC_ALLOWED_BETAS:
+            raise invalid(f"anthropic-beta: '{flag}' is not enabled on this gateway. Enabled: "
+                          f"{', '.join(sorted(settings.ANTHROPIC_ALLOWED_BETAS)) or 'none'}.")
+    return flags
+
+
+def _anthropic_router(*, full: bool) -> Router:
+    """`full`: the whole API under /anthropic/v1; otherwise only the message routes, for the /v1 root."""
+    router = Router(auth=ANTHROPIC_KEY)
+
+    @router.post("/messages")
+    async def messages(request):
+        return await serve(request, codec=anthropic_messages, endpoint="messages", betas=_betas(request))
+
+    @router.post("/messages/count_tokens")
+    async def messages_count_tokens(request):
+        betas = _betas(request)
+        ireq = anthropic_messages.decode_count_request(parse_json_body(request), betas=betas)
+        return json_response({"input_tokens": await count_tokens(request, ireq)})
+
+    if full:
+        @router.get("/models")
+        async def list_models(request):
+            return json_response(models_api.anthropic_model_list(await catalog_get(), request.auth.allowed_models))
+
+        @router.get("/models/{path:model_id}")
+        async def retrieve_model(request, model_id: str):
+            return json_response(models_api.anthropic_model(await catalog_get(), model_id,
+                                                            request.auth.allowed_models))
+
+        _unknown_route(router)
+    return router
+
+
+def _render_anthropic(request, error: GatewayError, request_id: str) -> HttpResponse:
+    return json_response(anthropic_messages.error_body(error, request_id), request_id=request_id,
+                         status=anthropic_messages.error_status(error))
+
+
+# --- Gemini ----------------------------------------------------------------------------------------
+
+
+def _gemini_router() -> Router:
+    router = Router(auth=GOOGLE_KEY)
+
+    @router.post("/models/{target}")
+    async def call(request, target: str):
+        model, _, method = target.rpartition(":")
+        if method == "generateContent":
+            return await serve(request, codec=gemini, endpoint="gemini.generateContent", model=model)
+        if method == "streamGenerateContent":
+            return await serve(request, codec=gemini, endpoint="gemini.streamGenerateContent", model=model,
+                               stream=True, sse=request.GET.get("alt") == "sse")
+        if method == "countTokens":
+            body = parse_json_body(request)
+            # countTokens takes `contents` directly or a whole `generateContentRequest`.
+            inner = body.get("generateContentRequest") if isinstance(body, dict) else None
+            ireq = gemini.decode_request(inner if isinstance(inner, dict) else body, model=model)
+            return json_response({"totalTokens": await count_tokens(request, ireq)})
+        raise GatewayError(404, f"Unknown method '{method}': use generateContent, streamGenerateContent or "
+                           "countTokens.", code="unknown_url")
+
+    @router.get("/models")
+    async def list_models(request):
+        return json_response(models_api.gemini_model_list(await catalog_get(), request.auth.allowed_models))
+
+    @router.get("/models/{target}")  # the same path as `call`: one URL pattern answering both methods
+    async def retrieve_model(request, target: str):
+        return json_response(models_api.gemini_model(await catalog_get(), target, request.auth.allowed_models))
+
+    _unknown_route(router)
+    return router
+
+
+def _render_gemini(request, error: GatewayError, request_id: str) -> HttpResponse:
+    return json_response(gemini.error_body(error), status=error.status, request_id=request_id)
+
+
+api = _build("openai", _openai_router(), _render_openai)
+openai_alias_api = _build("openai-alias", _openai_router(), _render_openai)
+anthropic_api = _build("anthropic", _anthropic_router(full=True), _render_anthropic)
+anthropic_root_api = _build("anthropic-root", _anthropic_router(full=False), _render_anthropic)
+gemini_api = _build("gemini", _gemini_router(), _render_gemini)
+gemini_v1_api = _build("gemini-v1", _gemini_router(), _render_gemini)  # google-genai's default with a base_url

@@ -28,6 +28,7 @@ ANTHROPIC_REQUEST_FIELDS = frozenset(
         "tool_choice",
         "thinking",
         "metadata",
+        "service_tier",
     }
 )
 
@@ -87,6 +88,7 @@ class InternalRequest:
     params: dict[str, Any]
     stream: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    betas: tuple[str, ...] = ()  # Anthropic beta flags for the upstream call (native requests only)
 
 
 @dataclass(slots=True)

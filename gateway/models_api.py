@@ -1,29 +1,79 @@
-"""The catalog in OpenAI's model-list shape. Pure."""
+"""The catalog in each protocol's model-list shape. Pure.
+
+A key with an allow-list sees only its models; every shape lists ids and aliases alike, since either
+can be sent as `model`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
 from .core import GatewayError
-from .selectors import Catalog
+from .selectors import Catalog, ModelEntry
+
+_GEMINI_METHODS = ["generateContent", "streamGenerateContent", "countTokens"]
 
 
-def _model_object(name: str, created: int, owned_by: str) -> dict:
-    return {"id": name, "object": "model", "created": created, "owned_by": owned_by}
-
-
-def model_list_payload(catalog: Catalog, allowed: frozenset[str] = frozenset()) -> dict:
-    """Every enabled model and alias, or only those of a key's allow-list."""
-    data = []
+def _visible(catalog: Catalog, allowed: frozenset[str]) -> Iterator[tuple[str, ModelEntry]]:
     for entry in catalog.models:
         if allowed and not allowed & entry.names:
             continue
-        data.append(_model_object(entry.name, entry.created, entry.owned_by))
-        data.extend(_model_object(alias, entry.created, entry.owned_by) for alias in entry.aliases)
-    return {"object": "list", "data": data}
+        yield entry.name, entry
+        for alias in entry.aliases:
+            yield alias, entry
 
 
-def model_payload(catalog: Catalog, name: str, allowed: frozenset[str] = frozenset()) -> dict:
+def _lookup(catalog: Catalog, name: str, allowed: frozenset[str]) -> ModelEntry:
     entry = catalog.by_name.get(name)
     if entry is None or (allowed and not allowed & entry.names):
         raise GatewayError(404, f"The model '{name}' does not exist or you do not have access to it.",
                            code="model_not_found", param="model")
-    return _model_object(name, entry.created, entry.owned_by)
+    return entry
+
+
+# OpenAI: {object: list, data: [{id, object: model, created, owned_by}]}
+
+def _openai_model(name: str, entry: ModelEntry) -> dict:
+    return {"id": name, "object": "model", "created": entry.created, "owned_by": entry.owned_by}
+
+
+def model_list_payload(catalog: Catalog, allowed: frozenset[str] = frozenset()) -> dict:
+    return {"object": "list", "data": [_openai_model(name, entry) for name, entry in _visible(catalog, allowed)]}
+
+
+def model_payload(catalog: Catalog, name: str, allowed: frozenset[str] = frozenset()) -> dict:
+    return _openai_model(name, _lookup(catalog, name, allowed))
+
+
+# Anthropic: {data: [{type: model, id, display_name, created_at (RFC 3339)}], has_more, first_id, last_id}
+
+def _anthropic_model(name: str, entry: ModelEntry) -> dict:
+    created_at = datetime.fromtimestamp(entry.created, UTC).isoformat().replace("+00:00", "Z")
+    return {"type": "model", "id": name, "display_name": name, "created_at": created_at}
+
+
+def anthropic_model_list(catalog: Catalog, allowed: frozenset[str] = frozenset()) -> dict:
+    data = [_anthropic_model(name, entry) for name, entry in _visible(catalog, allowed)]
+    return {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None}
+
+
+def anthropic_model(catalog: Catalog, name: str, allowed: frozenset[str] = frozenset()) -> dict:
+    return _anthropic_model(name, _lookup(catalog, name, allowed))
+
+
+# Gemini: {models: [{name: "models/<id>", displayName, outputTokenLimit, supportedGenerationMethods}]}
+
+def _gemini_model(name: str, entry: ModelEntry) -> dict:
+    return {"name": f"models/{name}", "displayName": name, "outputTokenLimit": entry.max_output_tokens,
+            "supportedGenerationMethods": _GEMINI_METHODS}
+
+
+def gemini_model_list(catalog: Catalog, allowed: frozenset[str] = frozenset()) -> dict:
+    return {"models": [_gemini_model(name, entry) for name, entry in _visible(catalog, allowed)]}
+
+
+def gemini_model(catalog: Catalog, name: str, allowed: frozenset[str] = frozenset()) -> dict:
+    name = name.removeprefix("models/")
+    return _gemini_model(name, _lookup(catalog, name, allowed))

@@ -35,10 +35,11 @@ from conversations.services import (TurnRecord, conversation_begin, conversation
 from .admission import Ticket, admission
 from .core import (GatewayError, InternalRequest, MessageAccumulator, ResponseContext, Usage, apply_model_limits,
                    estimate_tokens, internal_error, invalid)
-from .providers import get_provider
-from .selectors import ModelEntry, model_resolve
+from . import routing
+from .selectors import DeploymentEntry, ModelEntry, model_resolve
 
-REQUEST_ID_HEADER = "x-request-id"
+# `x-request-id` for OpenAI clients, `request-id` where the Anthropic SDK looks for it.
+REQUEST_ID_HEADERS = ("x-request-id", "request-id")
 logger = logging.getLogger(__name__)
 
 
@@ -46,10 +47,35 @@ def new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
 
 
+# Client ids a request may carry (header -> usage row field); echoed back on the response.
+TRACE_HEADERS = {"ah-trace-id": "trace_id", "ah-thread-id": "thread_id", "x-request-id": "client_request_id"}
+_TRACE_ID_MAX = 128
+
+
+def trace_ids(request: HttpRequest) -> dict[str, str]:
+    """The client's trace, thread and request ids: printable ASCII without spaces, at most 128 characters."""
+    ids = {}
+    for header, field in TRACE_HEADERS.items():
+        value = request.headers.get(header)
+        if value is None:
+            continue
+        if not value or len(value) > _TRACE_ID_MAX or not (value.isascii() and value.isprintable()) or " " in value:
+            raise invalid(f"The {header} header must be 1 to {_TRACE_ID_MAX} printable ASCII characters without "
+                          "spaces.")
+        ids[field] = value
+    return ids
+
+
+def echo_headers(trace: dict[str, str]) -> dict[str, str]:
+    """The client's ids back on the response (its X-Request-Id replaces ours there; ours stays in request-id)."""
+    return {header: trace[field] for header, field in TRACE_HEADERS.items() if field in trace}
+
+
 def json_response(payload: Any, *, status: int = 200, request_id: str | None = None, headers=None) -> HttpResponse:
     response = HttpResponse(orjson.dumps(payload), status=status, content_type="application/json", headers=headers)
     if request_id:
-        response[REQUEST_ID_HEADER] = request_id
+        for header in REQUEST_ID_HEADERS:
+            response.setdefault(header, request_id)  # a client's own X-Request-Id, echoed, stays
     return response
 
 
@@ -71,8 +97,11 @@ class Meter:
     """Collects what one request cost and produced, and writes its UsageEvent row and conversation turn."""
 
     def __init__(self, *, request_id: str, principal: KeyPrincipal, endpoint: str, ireq: InternalRequest,
-                 model: ModelEntry, ticket: Ticket, turn: TurnRecord | None, started: float) -> None:
+                 model: ModelEntry, ticket: Ticket, turn: TurnRecord | None, started: float,
+                 trace: dict[str, str]) -> None:
         self.request_id = request_id
+        self.trace = trace
+        self.deployment: DeploymentEntry | None = None  # the one that answered
         self.ticket = ticket
         self.turn = turn
         self.answer = MessageAccumulator() if turn is not None and ireq.stream else None
@@ -134,7 +163,8 @@ class Meter:
                 endpoint=self.endpoint,
                 requested_model=self.ireq.model[:128],
                 model=self.model.name,
-                upstream_model=self.model.upstream_model,
+                upstream_model=self.deployment.upstream_model if self.deployment else "",
+                provider=self.deployment.provider if self.deployment else "",
                 stream=self.ireq.stream,
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
@@ -148,24 +178,29 @@ class Meter:
                 latency_ms=round((now - self.started) * 1000),
                 ttft_ms=None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000),
                 created_at=created_at,
+                **self.trace,
             ),
             turn,
         )
         await admission.settle(self.ticket, tokens=usage.prompt_tokens + usage.output_tokens, cost_nano=cost)
 
 
-async def serve(request: HttpRequest, *, codec: ModuleType, endpoint: str) -> HttpResponse | StreamingHttpResponse:
-    """Answer one model call in `codec`'s protocol for the key already authenticated on `request.auth`."""
+async def serve(request: HttpRequest, *, codec: ModuleType, endpoint: str,
+                **route: Any) -> HttpResponse | StreamingHttpResponse:
+    """Answer one model call in `codec`'s protocol for the key already authenticated on `request.auth`.
+
+    `route` is what the protocol carries outside the body (Gemini's model in the URL, Anthropic beta
+    flags in a header), passed on to the codec's `decode_request`.
+    """
     started = time.perf_counter()
     request_id = request.gateway_request_id = new_request_id()
     principal: KeyPrincipal = request.auth
-    ireq = codec.decode_request(parse_json_body(request), request_id=request_id)
+    trace = request.gateway_trace = trace_ids(request)
+    ireq = codec.decode_request(parse_json_body(request), request_id=request_id, **route)
     model = await model_resolve(ireq.model, principal.allowed_models)
     turn = await _conversation_turn(principal, ireq, request_id)
     apply_model_limits(ireq.params, default_max_tokens=model.default_max_tokens,
                        max_output_tokens=model.max_output_tokens)
-    body = {"model": model.upstream_model, **ireq.params}
-    provider = get_provider(model.provider)
     ctx = ResponseContext(request_id=request_id, created=int(time.time()), model=model.name, options=ireq.options,
                           conversation_id=turn.conversation_id if turn else None)
     try:
@@ -175,12 +210,16 @@ async def serve(request: HttpRequest, *, codec: ModuleType, endpoint: str) -> Ht
             await _release_async(conversation_id=turn.conversation_id)
         raise
     meter = Meter(request_id=request_id, principal=principal, endpoint=endpoint, ireq=ireq, model=model,
-                  ticket=ticket, turn=turn, started=started)
+                  ticket=ticket, turn=turn, started=started, trace=trace)
 
     if ireq.stream:
-        return await _open_stream(provider, body, codec.StreamEncoder(ctx), meter)
+        return await _open_stream(ireq, codec.StreamEncoder(ctx), meter)
+
+    async def create(provider, upstream_model: str, target) -> dict[str, Any]:
+        return await provider.create({"model": upstream_model, **ireq.params}, betas=ireq.betas)
+
     try:
-        message = await provider.create(body)
+        message, meter.deployment = await routing.call(model, create)
     except BaseException as exc:
         await _finish_failed(meter, exc)
         raise
@@ -189,7 +228,24 @@ async def serve(request: HttpRequest, *, codec: ModuleType, endpoint: str) -> Ht
     if turn is not None and payload.get("object") == "response":
         turn.response_body = payload  # a Responses API answer is kept for GET and previous_response_id
     await meter.finish(UsageEvent.Status.OK, 200, content=message.get("content") or [])
-    return json_response(payload, request_id=request_id, headers=ticket.headers)
+    return json_response(payload, request_id=request_id, headers={**ticket.headers, **echo_headers(trace)})
+
+
+# Fields that shape the answer but not the input; count_tokens refuses them.
+_GENERATION_ONLY = frozenset({"max_tokens", "temperature", "top_p", "top_k", "stop_sequences", "metadata",
+                              "service_tier"})
+
+
+async def count_tokens(request: HttpRequest, ireq: InternalRequest) -> int:
+    """The input tokens of a decoded request, counted by its model's provider. Free, as upstream:
+    no admission and no usage row, but the key's model allow-list applies."""
+    model = await model_resolve(ireq.model, request.auth.allowed_models)
+    params = {k: v for k, v in ireq.params.items() if k not in _GENERATION_ONLY}
+
+    async def count(provider, upstream_model: str, target) -> int:
+        return await provider.count_tokens({"model": upstream_model, **params}, betas=ireq.betas)
+
+    return (await routing.call(model, count))[0]
 
 
 def _blocks(content: Any) -> list[dict[str, Any]]:
@@ -250,28 +306,38 @@ async def _finish_failed(meter: Meter, exc: BaseException) -> None:
     await meter.finish(UsageEvent.Status.ERROR, error.status, error.type or "")
 
 
-async def _open_stream(provider, body: dict[str, Any], encoder, meter: Meter) -> StreamingHttpResponse:
+async def _open_stream(ireq: InternalRequest, encoder, meter: Meter) -> StreamingHttpResponse:
     # Wait for the upstream's first event before answering, so that failures before any output
-    # (429, 529, bad request) reach the client as a proper HTTP error status rather than an SSE error.
-    exits = contextlib.AsyncExitStack()
+    # (429, 529, bad request) reach the client as a proper HTTP error status rather than an SSE error,
+    # and so that routing can still retry or fall back: after this, nothing is retried.
+    async def open_upstream(provider, upstream_model: str, target):
+        exits = contextlib.AsyncExitStack()
+        try:
+            batches = await exits.enter_async_context(
+                provider.stream({"model": upstream_model, **ireq.params}, betas=ireq.betas))
+            return exits, batches, await anext(batches)
+        except StopAsyncIteration:
+            await exits.aclose()
+            raise GatewayError(502, "The upstream provider returned an empty stream.", type="upstream_error") from None
+        except BaseException:
+            await exits.aclose()
+            raise
+
+    model = meter.model
     try:
-        batches = await exits.enter_async_context(provider.stream(body))
-        first = await anext(batches)
-    except StopAsyncIteration:
-        await exits.aclose()
-        error = GatewayError(502, "The upstream provider returned an empty stream.", type="upstream_error")
-        await meter.finish(UsageEvent.Status.ERROR, error.status, error.type)
-        raise error from None
+        (exits, batches, first), meter.deployment = await routing.call(
+            model, open_upstream, first_byte_timeout=model.first_token_timeout or model.timeout)
     except BaseException as exc:
-        await exits.aclose()
         await _finish_failed(meter, exc)
         raise
     response = StreamingHttpResponse(
         _relay(exits, batches, first, encoder, meter),
-        content_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **meter.ticket.headers},
+        content_type=getattr(encoder, "content_type", "text/event-stream"),  # Gemini's JSON-array stream differs
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **meter.ticket.headers,
+                 **echo_headers(meter.trace)},
     )
-    response[REQUEST_ID_HEADER] = meter.request_id
+    for header in REQUEST_ID_HEADERS:
+        response.setdefault(header, meter.request_id)
     return response
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -11,8 +12,12 @@ from billing.money import usage_cost_nano
 from config.aio import SingleFlight
 from config.db import db_unit
 
+from . import crypto
 from .core import GatewayError
-from .models import CatalogModel, ModelAlias
+from .models import CatalogModel, Credential, Deployment, ModelAlias
+from .providers import UpstreamConfig
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,16 +40,39 @@ class PriceEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Target:
+    """One way to reach a deployment: a provider instance's configuration (one credential) and its
+    share of the deployment's traffic."""
+
+    key: tuple[int, int]  # (deployment id, credential id; 0 = the provider's default credential)
+    config: UpstreamConfig
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentEntry:
+    id: int
+    provider: str  # the Provider's name
+    upstream_model: str
+    priority: int
+    weight: int
+    cooldown_seconds: int
+    targets: tuple[Target, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ModelEntry:
     name: str
-    provider: str
-    upstream_model: str
     default_max_tokens: int
     max_output_tokens: int
     owned_by: str
     created: int  # unix seconds
     aliases: tuple[str, ...]
     prices: tuple[PriceEntry, ...] = ()  # newest first
+    capability: str = "chat"
+    deployments: tuple[DeploymentEntry, ...] = ()  # enabled ones with a usable credential, by priority
+    first_token_timeout: float | None = None
+    timeout: float = 600.0
 
     def price_at(self, when: float) -> PriceEntry | None:
         """The price in force at unix time `when` (None: the model has no price yet, usage costs 0)."""
@@ -61,6 +89,35 @@ class Catalog:
     by_name: dict[str, ModelEntry]  # ids and aliases -> entry
 
 
+def _load_deployments() -> dict[int, list[DeploymentEntry]]:
+    """Enabled deployments per catalog model id, credentials decrypted (one that cannot be is skipped
+    and logged, so a bad key costs that credential, not the catalog)."""
+    credentials: dict[int, list[tuple[int, int, str]]] = {}
+    for row in Credential.objects.filter(enabled=True):
+        try:
+            credentials.setdefault(row.provider_id, []).append((row.pk, row.weight, crypto.decrypt(row.secret_encrypted)))
+        except ValueError:
+            logger.error("credential %s of provider %s cannot be decrypted: skipped", row.name, row.provider_id)
+    models = {row.pk: row for row in CatalogModel.objects.filter(enabled=True)}
+    out: dict[int, list[DeploymentEntry]] = {}
+    for row in Deployment.objects.filter(enabled=True, provider__enabled=True, model__in=models).select_related("provider"):
+        model, provider = models[row.model_id], row.provider
+        keys = credentials.get(provider.pk) or ([(0, 1, "")] if provider.kind == "anthropic" else [])
+        total = sum(weight for _, weight, _ in keys)
+        targets = tuple(
+            Target(key=(row.pk, credential_id), weight=weight / total, config=UpstreamConfig(
+                kind=provider.kind, base_url=provider.base_url, api_key=secret,
+                connect_timeout=model.connect_timeout_seconds or settings.UPSTREAM_CONNECT_TIMEOUT_SECONDS,
+                first_token_timeout=model.first_token_timeout_seconds,
+                timeout=model.timeout_seconds or settings.UPSTREAM_TIMEOUT_SECONDS))
+            for credential_id, weight, secret in keys)
+        if targets:
+            out.setdefault(row.model_id, []).append(DeploymentEntry(
+                id=row.pk, provider=provider.name, upstream_model=row.upstream_model, priority=row.priority,
+                weight=row.weight, cooldown_seconds=provider.cooldown_seconds, targets=targets))
+    return out
+
+
 def _load_catalog() -> Catalog:
     from billing.models import ModelPrice
 
@@ -73,12 +130,15 @@ def _load_catalog() -> Catalog:
             id=row.pk, effective_from=row.effective_from.timestamp(), input=row.input_nano_per_mtok,
             output=row.output_nano_per_mtok, cache_write=row.cache_write_nano_per_mtok,
             cache_read=row.cache_read_nano_per_mtok))
+    deployments = _load_deployments()
     entries, by_name = [], {}
     for row in CatalogModel.objects.filter(enabled=True).order_by("name"):
         entry = ModelEntry(
             name=row.name,
-            provider=row.provider,
-            upstream_model=row.upstream_model,
+            capability=row.capability,
+            deployments=tuple(sorted(deployments.get(row.pk, ()), key=lambda d: (d.priority, d.id))),
+            first_token_timeout=row.first_token_timeout_seconds,
+            timeout=row.timeout_seconds or settings.UPSTREAM_TIMEOUT_SECONDS,
             default_max_tokens=row.default_max_tokens,
             max_output_tokens=row.max_output_tokens,
             owned_by=row.owned_by,
@@ -112,10 +172,11 @@ def catalog_forget() -> None:
     _cached = None
 
 
-async def model_resolve(name: str, allowed: frozenset[str] = frozenset()) -> ModelEntry:
+async def model_resolve(name: str, allowed: frozenset[str] = frozenset(), capability: str = "chat") -> ModelEntry:
     """The catalog entry for a model id or alias; 404 model_not_found for unknown or disabled ones.
 
-    A key whose allow-list excludes the model gets 403, the same for an id and its aliases.
+    A key whose allow-list excludes the model gets 403, the same for an id and its aliases; a model
+    that does not serve the endpoint's `capability` (chat, embeddings, rerank) is a 400.
     """
     entry = (await catalog_get()).by_name.get(name)
     if entry is None:
@@ -134,4 +195,15 @@ async def model_resolve(name: str, allowed: frozenset[str] = frozenset()) -> Mod
             param="model",
             type="permission_error",
         )
+    if entry.capability != capability:
+        raise GatewayError(
+            400,
+            f"The model '{name}' serves {entry.capability}, not {capability}: choose a {capability} model.",
+            code="model_not_supported",
+            param="model",
+            type="invalid_request_error",
+        )
+    if not entry.deployments:
+        raise GatewayError(503, f"The model '{name}' has no available deployment. Contact your operator.",
+                           code="no_deployment", type="server_error")
     return entry

@@ -153,7 +153,7 @@ def test_usage_is_priced_at_the_price_in_force_when_it_happened():
 
     launch = PriceEntry(id=1, effective_from=1_000.0, input=3 * 10**9, output=15 * 10**9, cache_write=0, cache_read=0)
     cheaper = PriceEntry(id=2, effective_from=2_000.0, input=10**9, output=5 * 10**9, cache_write=0, cache_read=0)
-    model = ModelEntry(name="m", provider="anthropic", upstream_model="m", default_max_tokens=10,
+    model = ModelEntry(name="m", default_max_tokens=10,
                        max_output_tokens=10, owned_by="x", created=0, aliases=(), prices=(cheaper, launch))
     assert model.price_at(999.0) is None
     assert model.price_at(1_500.0) is launch and model.price_at(2_000.0) is cheaper

@@ -28,7 +28,7 @@ def fresh_catalog():
 @pytest.mark.parametrize("alias, target", SEEDED_ALIASES.items())
 def test_seeded_aliases_resolve_to_their_claude_model(alias, target):
     entry = resolve(alias)
-    assert entry.name == target and entry.upstream_model == target
+    assert entry.name == target and [d.upstream_model for d in entry.deployments] == [target]
 
 
 def test_disabled_and_unknown_models_are_404_model_not_found():

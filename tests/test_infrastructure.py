@@ -101,10 +101,11 @@ def test_admin_suspends_tenants_and_revokes_keys(admin_client):
 
 def catalog_form(model, **changes) -> dict:
     """The admin change form of a catalog model as it stands, with `changes` and no alias or price rows."""
-    form = {"name": model.name, "provider": model.provider, "upstream_model": model.upstream_model,
+    form = {"name": model.name, "capability": model.capability,
             "default_max_tokens": model.default_max_tokens, "max_output_tokens": model.max_output_tokens,
             "enabled": "on", "owned_by": model.owned_by, "aliases-TOTAL_FORMS": 0, "aliases-INITIAL_FORMS": 0,
-            "prices-TOTAL_FORMS": 0, "prices-INITIAL_FORMS": 0}
+            "prices-TOTAL_FORMS": 0, "prices-INITIAL_FORMS": 0, "deployments-TOTAL_FORMS": 0,
+            "deployments-INITIAL_FORMS": 0}
     return {**form, **changes}
 
 
@@ -113,12 +114,11 @@ def test_admin_edits_the_catalog_and_rejects_alias_clashes(admin_client):
     from gateway.models import CatalogModel, ModelAlias
 
     sonnet = CatalogModel.objects.get(name="claude-sonnet-4-6")
-    data = catalog_form(sonnet, upstream_model="claude-sonnet-4-6-20990101", default_max_tokens=2048,
-                        **{"aliases-TOTAL_FORMS": 1, "aliases-0-name": "gpt-4o-2024"})
+    data = catalog_form(sonnet, default_max_tokens=2048, **{"aliases-TOTAL_FORMS": 1, "aliases-0-name": "gpt-4o-2024"})
     response = admin_client.post(f"/admin/gateway/catalogmodel/{sonnet.pk}/change/", data)
     assert response.status_code == 302, response.content[:2000]
     sonnet.refresh_from_db()
-    assert sonnet.upstream_model == "claude-sonnet-4-6-20990101" and sonnet.default_max_tokens == 2048
+    assert sonnet.default_max_tokens == 2048
     assert ModelAlias.objects.get(name="gpt-4o-2024").model == sonnet
 
     clash = {**data, "aliases-0-name": "claude-opus-4-6"}
@@ -127,11 +127,11 @@ def test_admin_edits_the_catalog_and_rejects_alias_clashes(admin_client):
 
 
 @pytest.mark.django_db
-def test_admin_refuses_a_provider_that_does_not_exist(admin_client):
-    from gateway.models import CatalogModel
+def test_admin_refuses_a_provider_kind_that_does_not_exist(admin_client):
+    from gateway.models import Provider
 
-    sonnet = CatalogModel.objects.get(name="claude-sonnet-4-6")
-    response = admin_client.post(f"/admin/gateway/catalogmodel/{sonnet.pk}/change/",
-                                 catalog_form(sonnet, provider="anthropicc"))
+    response = admin_client.post("/admin/gateway/provider/add/", {
+        "name": "typo", "kind": "anthropicc", "cooldown_seconds": 30, "enabled": "on",
+        "credentials-TOTAL_FORMS": 0, "credentials-INITIAL_FORMS": 0})
     assert response.status_code == 200 and "not one of the available choices" in response.content.decode()
-    assert CatalogModel.objects.get(pk=sonnet.pk).provider == "anthropic"
+    assert not Provider.objects.filter(name="typo").exists()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gateway.core import GatewayError
-from gateway.providers.anthropic import AnthropicProvider, _sse_batches, upstream_error
+from gateway.providers.anthropic import AnthropicProvider, _sse_batches
+from gateway.providers.errors import upstream_error
 
 
 class FakeResponse:

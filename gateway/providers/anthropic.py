@@ -19,31 +19,10 @@ import orjson
 from django.conf import settings
 
 from ..core import GatewayError
+from . import UpstreamConfig
+from .errors import upstream_error
 
 _RAW = httpx2.Response  # `cast_to` this and the SDK hands back the response unparsed
-
-# What the client sees for each upstream failure: the upstream's own 4xx explanations pass through,
-# while our credentials or the upstream's health are the operator's problem (5xx), not the client's.
-_STATUS_MAP = {
-    400: (400, "invalid_request_error"),
-    401: (502, "upstream_error"),
-    403: (502, "upstream_error"),
-    404: (404, "invalid_request_error"),
-    413: (413, "invalid_request_error"),
-    429: (429, "rate_limit_error"),
-    529: (503, "overloaded_error"),
-}
-
-
-def upstream_error(status: int, error_type: str, message: str, retry_after: int | None = None) -> GatewayError:
-    client_status, kind = _STATUS_MAP.get(status, (502, "upstream_error"))
-    if client_status == 502:
-        message = f"The upstream provider failed ({status} {error_type}): {message}"
-    elif status == 529:
-        message = "The upstream provider is overloaded. Please retry shortly."
-    code = {429: "rate_limit_exceeded", 529: "upstream_overloaded", 404: "model_not_found"}.get(status)
-    return GatewayError(client_status, message, code=code, type=kind, retry_after=retry_after)
-
 
 def _from_sdk_error(exc: anthropic.APIError) -> GatewayError:
     if isinstance(exc, anthropic.APITimeoutError):
@@ -83,6 +62,13 @@ async def _sse_batches(response) -> AsyncIterator[list[dict[str, Any]]]:
             yield events
 
 
+_NO_OPTIONS: dict[str, Any] = {}
+
+
+def _options(betas: tuple[str, ...]) -> dict[str, Any]:
+    return {"headers": {"anthropic-beta": ",".join(betas)}} if betas else _NO_OPTIONS
+
+
 class AnthropicProvider:
     name = "anthropic"
 
@@ -90,9 +76,10 @@ class AnthropicProvider:
         self.client = client
 
     @classmethod
-    def from_settings(cls) -> AnthropicProvider:
+    def from_config(cls, config: UpstreamConfig) -> AnthropicProvider:
+        """The provider's own base URL and key, or else ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY."""
         http_client = anthropic.DefaultAioHttpClient(
-            timeout=anthropic.Timeout(settings.UPSTREAM_TIMEOUT_SECONDS, connect=settings.UPSTREAM_CONNECT_TIMEOUT_SECONDS),
+            timeout=anthropic.Timeout(config.timeout, connect=config.connect_timeout),
             limits=httpx2.Limits(
                 max_connections=settings.UPSTREAM_MAX_CONNECTIONS,
                 max_keepalive_connections=settings.UPSTREAM_MAX_CONNECTIONS,
@@ -100,16 +87,26 @@ class AnthropicProvider:
         )
         client = anthropic.AsyncAnthropic(
             # The SDK insists on a key; without one the upstream answers 401, which we report as 502.
-            api_key=settings.ANTHROPIC_API_KEY or "unset",
-            base_url=settings.ANTHROPIC_BASE_URL or None,
-            max_retries=settings.UPSTREAM_MAX_RETRIES,
+            api_key=config.api_key or settings.ANTHROPIC_API_KEY or "unset",
+            base_url=config.base_url or settings.ANTHROPIC_BASE_URL or None,
+            max_retries=0,  # retries and fallbacks are gateway/routing.py's, in one place
             http_client=http_client,
         )
         return cls(client)
 
-    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, body: dict[str, Any], *, betas: tuple[str, ...] = ()) -> dict[str, Any]:
+        return await self._post_json("/v1/messages", body, betas)
+
+    async def count_tokens(self, body: dict[str, Any], *, betas: tuple[str, ...] = ()) -> int:
+        counted = await self._post_json("/v1/messages/count_tokens", body, betas)
+        tokens = counted.get("input_tokens") if isinstance(counted, dict) else None
+        if not isinstance(tokens, int):
+            raise _malformed(ValueError("no input_tokens in the count_tokens answer"))
+        return tokens
+
+    async def _post_json(self, path: str, body: dict[str, Any], betas: tuple[str, ...]) -> Any:
         try:
-            response = await self.client.post("/v1/messages", body=body, cast_to=_RAW)
+            response = await self.client.post(path, body=body, cast_to=_RAW, options=_options(betas))
         except anthropic.APIError as exc:
             raise _from_sdk_error(exc) from exc
         try:
@@ -118,9 +115,11 @@ class AnthropicProvider:
             raise _malformed(exc) from exc
 
     @contextlib.asynccontextmanager
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[AsyncIterator[list[dict[str, Any]]]]:
+    async def stream(self, body: dict[str, Any], *,
+                     betas: tuple[str, ...] = ()) -> AsyncIterator[AsyncIterator[list[dict[str, Any]]]]:
         try:
-            response = await self.client.post("/v1/messages", body={**body, "stream": True}, cast_to=_RAW, stream=True)
+            response = await self.client.post("/v1/messages", body={**body, "stream": True}, cast_to=_RAW,
+                                              stream=True, options=_options(betas))
         except anthropic.APIError as exc:
             raise _from_sdk_error(exc) from exc
         try:

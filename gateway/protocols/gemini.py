@@ -1,0 +1,1051 @@
+"""Gemini API codec: `models/{model}:generateContent` and `:streamGenerateContent` to and from the internal
+Anthropic Messages shape.
+
+Pure like openai_chat, whose validation helpers, effort table, `json_schema` strategy and turn merging it
+imports: plain dicts, one pass, no I/O, clock or randomness. The model and streaming come from the URL, so
+the view passes them to `decode_request`. Gemini's REST API is protobuf JSON and accepts camelCase and
+snake_case field names alike (google-genai sends a mix of both, e.g. `inlineData.mime_type`), so every
+field is read under both names; errors name it in camelCase.
+
+Where the two APIs do not line up:
+
+- Turns: role `function` (the old name for tool results) is `user`; a missing role is `user`. Consecutive
+  contents of one role are merged, because Anthropic needs alternating turns (the SDK's chat history
+  holds one model content per streamed chunk), and tool results come first in their user turn. Adjacent
+  model texts are joined (a streamed chunk may be only whitespace); empty and whitespace-only texts are
+  dropped, since Anthropic rejects them. Images (jpeg, png, gif, webp) and PDFs go in as `inlineData`
+  (base64; the SDK's URL-safe alphabet is turned back into the standard one) or as `fileData` with an
+  https URL that the upstream fetches (we never download). Files API URIs, other media,
+  `executableCode`, `codeExecutionResult` and server-side tool parts are a 400 naming the field.
+- Tool call ids are optional in Gemini. A `functionCall` without one gets `call_<content>_<part>`; ids
+  are sanitised like openai_chat's and made unique. The functionResponses of a user turn answer the
+  calls of the model turn before it: by id (as sent) where both have one, the others by name in call order
+  (parallel calls to one function pair in order). A response that answers no call, or a call left
+  unanswered, is a 400, as in Gemini. A response with an `error` key and no `output` key is an error
+  result.
+- Thinking is off unless asked for: `thinkingConfig.thinkingBudget` 0 is off, -1 (dynamic) and
+  `includeThoughts` alone take openai_chat's `medium` budget, N > 0 is max(N, 1024); `thinkingLevel`
+  goes through openai_chat's effort table. As in openai_chat, temperature, topP and topK are dropped
+  with thinking, forcing a function (mode ANY) is a 400, and thinking is switched off for a request
+  whose last model tool turn lacks its thinking block.
+- Thought signatures: Anthropic needs a thinking block back verbatim (text and signature) on the tool
+  turn that follows it, but a Gemini client only keeps parts. So every thinking (or redacted thinking)
+  block becomes one part `{"text", "thought": true, "thoughtSignature"}` whose signature is a gateway
+  token: base64 of the whole block. Its text is the thinking only with `includeThoughts` (else ""),
+  so the thoughts stay hidden from `response.text` and the display, yet any client that echoes its
+  parts (the SDK chat, ADK) keeps thinking across tool turns. On the way in, a token on any model part
+  becomes that block again; thought parts without one and signatures that are not ours (from Gemini
+  itself) are dropped, since Anthropic could not verify them.
+- `generationConfig`: temperature (0 to 2) is capped at 1, `maxOutputTokens` is `max_tokens` (absent:
+  the model's default), whitespace-only `stopSequences` are dropped, `candidateCount` must be 1 and
+  `responseModalities` TEXT. `responseMimeType: application/json` adds openai_chat's JSON instruction;
+  `responseSchema` (OpenAPI subset with upper-case types, converted to JSON Schema) or
+  `responseJsonSchema` use openai_chat's `json_schema` strategy, whose forced tool's input comes back as
+  the text. Penalties, seed, logprobs, media resolution, speech settings, `safetySettings`, `labels`
+  and unknown fields are accepted and dropped. `cachedContent` is a 400: dropping it would silently
+  drop part of the prompt.
+- Tools: only `functionDeclarations` (`parameters` converted like `responseSchema`, or
+  `parametersJsonSchema` as is; names as Anthropic accepts them); other tool kinds are a 400.
+  `functionCallingConfig` mode AUTO/VALIDATED is auto, ANY is any (the named tool when exactly one
+  name is allowed), NONE is none. `allowedFunctionNames` restricts the tools forwarded to those names.
+- Response: thinking parts as above, text parts, and each `tool_use` as one whole `functionCall` part
+  with the Anthropic id (streams buffer its arguments). finishReason is STOP, MAX_TOKENS (max_tokens,
+  context window exceeded) or SAFETY (refusal). A candidate always has at least one part (an empty
+  text if need be): the SDK's chat drops a turn from its history when any chunk has no parts.
+  `usageMetadata.promptTokenCount` counts cache reads and writes; thinking tokens are inside
+  `candidatesTokenCount` (Anthropic does not count them apart). `responseId` is the request id.
+- Streams: `alt=sse` gives `data: <json>\\r\\n\\r\\n` events, otherwise one JSON array. Every text or
+  thought delta is one chunk; the last chunk carries finishReason and usageMetadata. An error after
+  the 200 is an `{"error": ...}` object (which the SDK raises), and nothing follows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from functools import cache
+from typing import Any
+
+import orjson
+
+from gateway.core import MIN_THINKING_BUDGET, GatewayError, InternalRequest, ResponseContext, Usage, invalid
+from gateway.protocols.openai_chat import (
+    _EFFORT_BUDGETS,
+    _IMAGE_MEDIA_TYPES,
+    JSON_OBJECT_INSTRUCTION,
+    _append_blocks,
+    _apply_json_schema,
+    _effort_thinking,
+    _function_name,
+    _function_tool,
+    _is_int,
+    _json_type,
+    _last_tool_turn_lacks_thinking,
+    _missing,
+    _required_dict,
+    _safe_id,
+    _show,
+    _strip_prefill,
+    _text_block,
+    _Turn,
+    _unsupported_value,
+    _wrong_type,
+)
+
+_MAX_STOP_SEQUENCES = 5  # Gemini's limit
+_FILES_API = "https://generativelanguage.googleapis.com/"
+_UNSUPPORTED_PARTS = ("executableCode", "codeExecutionResult", "toolCall", "toolResponse")
+_PART_KINDS = "'text', 'inlineData', 'fileData', 'functionCall', 'functionResponse' or 'thought'"
+_ROLES = {"user": "user", "model": "assistant", "function": "user"}
+_TOOL_MODES = {"AUTO": "auto", "VALIDATED": "auto", "MODE_UNSPECIFIED": "auto", "ANY": "any", "NONE": "none"}
+_TO_STANDARD_BASE64 = str.maketrans("-_", "+/")
+_THOUGHT_TOKEN = b"gh1t"  # + 4-byte text length + thinking text + Anthropic signature
+_REDACTED_TOKEN = b"gh1r"  # + redacted_thinking data
+
+# OpenAPI-style Schema keys google-genai may send in snake_case, and their JSON Schema names.
+_SCHEMA_KEYS = {
+    "any_of": "anyOf",
+    "additional_properties": "additionalProperties",
+    "max_items": "maxItems",
+    "min_items": "minItems",
+    "max_length": "maxLength",
+    "min_length": "minLength",
+    "max_properties": "maxProperties",
+    "min_properties": "minProperties",
+    "property_ordering": "propertyOrdering",
+}
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUBSCHEMA_MAPS = ("properties", "$defs", "defs", "definitions")
+
+_FINISH_REASONS = {
+    "max_tokens": "MAX_TOKENS",
+    "model_context_window_exceeded": "MAX_TOKENS",
+    "refusal": "SAFETY",
+}
+_STATUSES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+    529: "UNAVAILABLE",
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Request: GenerateContentRequest body -> InternalRequest
+# ---------------------------------------------------------------------------------------------------
+
+
+def decode_request(
+    body: Any, *, request_id: str | None = None, model: str, stream: bool = False, sse: bool = True
+) -> InternalRequest:
+    """Validate a parsed GenerateContentRequest and translate it; raise a 400 `GatewayError` naming the field.
+
+    `model` and `stream` come from the URL (`:streamGenerateContent`), `sse` from `?alt=sse`.
+    `request_id` is part of the codec interface; Gemini needs none.
+    """
+    if not isinstance(body, dict):
+        raise invalid(f"The request body must be a JSON object, but got {_json_type(body)}.")
+    if not model:
+        raise invalid("The model name in the URL is empty.", "model")
+    if _get(body, "cachedContent") is not None:
+        raise invalid("Cached content ('cachedContent') is not supported; send the content in the request.",
+                      "cachedContent")
+    messages = _decode_contents(_get(body, "contents"))
+    system = _system_texts(_get(body, "systemInstruction"))
+    config = _get(body, "generationConfig")
+    config = {} if config is None else _required_dict(config, "generationConfig")
+    # Gemini clients send their whole history: the conversation store is for the OpenAI APIs.
+    options: dict[str, Any] = {"store": False, "sse": sse}
+
+    params: dict[str, Any] = {"messages": messages}
+    max_tokens = _integer(config, "maxOutputTokens", "generationConfig.", minimum=1)
+    if max_tokens is not None:
+        params["max_tokens"] = max_tokens
+    _check_output(config)
+    thinking, include_thoughts = _requested_thinking(config)
+    if include_thoughts:
+        options["include_thoughts"] = True
+    if thinking and not _last_tool_turn_lacks_thinking(messages):
+        params["thinking"] = thinking
+    _apply_sampling(config, params)
+    _apply_tools(body, params)
+    _apply_response_format(config, params, system, options)
+    if system:
+        params["system"] = "\n".join(system)
+    return InternalRequest(model=model, params=params, stream=stream, options=options)
+
+
+@cache
+def _snake(name: str) -> str:
+    return re.sub(r"[A-Z]", lambda match: "_" + match.group().lower(), name)
+
+
+def _get(container: dict, key: str) -> Any:
+    """A field under its camelCase name, else its snake_case one."""
+    value = container.get(key)
+    return container.get(_snake(key)) if value is None else value
+
+
+def _string(container: dict, key: str, parent: str, *, required: bool = True) -> str | None:
+    value = _get(container, key)
+    param = f"{parent}.{key}"
+    if value is None or value == "":
+        if required:
+            raise _missing(param)
+        return None
+    if not isinstance(value, str):
+        raise _wrong_type(param, "a string", value)
+    return value
+
+
+def _bool(container: dict, key: str, parent: str) -> bool:
+    value = _get(container, key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _wrong_type(parent + key, "a boolean", value)
+    return value
+
+
+def _integer(container: dict, key: str, parent: str, *, minimum: int) -> int | None:
+    """An integer field; google-genai sends some (topK) as floats like 40.0."""
+    value = _get(container, key)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    param = parent + key
+    if not _is_int(value):
+        raise _wrong_type(param, "an integer", value)
+    if value < minimum:
+        raise invalid(f"Invalid '{param}': expected a value >= {minimum}, but got {value}.", param)
+    return value
+
+
+def _number(container: dict, key: str, low: float, high: float) -> float | None:
+    value = _get(container, key)
+    if value is None:
+        return None
+    param = "generationConfig." + key
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise _wrong_type(param, "a number", value)
+    if not low <= value <= high:  # also false for NaN
+        raise invalid(f"Invalid '{param}': expected a value between {low} and {high}, but got {value}.", param)
+    return value
+
+
+def _list(value: Any, param: str) -> list:
+    if not isinstance(value, list):
+        raise _missing(param) if value is None else _wrong_type(param, "an array", value)
+    return value
+
+
+# -- contents ---------------------------------------------------------------------------------------
+
+
+class _Call:
+    """A functionCall of the last model turn that no functionResponse has answered yet."""
+
+    __slots__ = ("id", "given", "name", "param")
+
+    def __init__(self, call_id: str, given: str | None, name: str, param: str) -> None:
+        self.id = call_id
+        self.given = given  # the client's id, as sent: two ids may only differ in what _safe_id replaces
+        self.name = name
+        self.param = param
+
+
+class _Result:
+    """A tool_result block waiting for the id of the call it answers."""
+
+    __slots__ = ("block", "given", "name", "param")
+
+    def __init__(self, block: dict, given: str | None, name: str, param: str) -> None:
+        self.block = block
+        self.given = given
+        self.name = name
+        self.param = param
+
+
+class _Contents:
+    """The Anthropic turns being built from `contents`, with the tool call pairing state."""
+
+    __slots__ = ("turns", "pending", "results", "used_ids")
+
+    def __init__(self) -> None:
+        self.turns: list[_Turn] = []
+        self.pending: list[_Call] = []  # the calls of the last model turn
+        self.results: list[_Result] = []  # the results of the user turn after it
+        self.used_ids: set[str] = set()
+
+    def add_model(self, blocks: list[dict], calls: list[_Call]) -> None:
+        if not blocks:
+            return
+        if self.turns and self.turns[-1].role == "user":
+            self.settle()
+        self.pending.extend(calls)
+        _extend(self.turns, "assistant", blocks)
+
+    def add_user(self, results: list[dict], blocks: list[dict]) -> None:
+        _append_blocks(self.turns, "user", results, results=True)
+        _extend(self.turns, "user", blocks)
+
+    def tool_id(self, given: str | None, i: int, j: int) -> str:
+        """Anthropic needs unique ids matching ^[a-zA-Z0-9_-]+$; Gemini's are optional."""
+        call_id = given or f"call_{i}_{j}"
+        while call_id in self.used_ids:
+            call_id += "_"
+        self.used_ids.add(call_id)
+        return call_id
+
+    def settle(self) -> None:
+        """Pair the results of the user turn that just ended with the calls of the model turn before it:
+        by id where both have one, the others by name in call order; every call must be answered."""
+        pending = self.pending
+        by_name = []
+        for result in self.results:
+            call = next((c for c in pending if c.given == result.given), None) if result.given else None
+            if call is None:
+                by_name.append(result)
+            else:
+                pending.remove(call)
+                result.block["tool_use_id"] = call.id
+        for result in by_name:
+            # A result with an id of its own can still answer a call that came without one.
+            call = next((c for c in pending if c.name == result.name and not (result.given and c.given)), None)
+            if call is None:
+                shown = f"{_show(result.name)} (id {_show(result.given)})" if result.given else _show(result.name)
+                raise invalid(
+                    f"Invalid '{result.param}': the functionResponse {shown} answers no unanswered functionCall "
+                    "of the preceding model turn.",
+                    result.param,
+                )
+            pending.remove(call)
+            result.block["tool_use_id"] = call.id
+        if pending:
+            call = pending[0]
+            raise invalid(
+                f"Invalid '{call.param}': the functionCall {_show(call.name)} has no functionResponse in the "
+                "next user turn. Answer every function call of a model turn in the turn that follows it.",
+                call.param,
+            )
+        self.results = []
+
+    def messages(self) -> list[dict]:
+        """The Anthropic messages. Anthropic rejects whitespace-only text blocks: such a text run is
+        dropped, a turn left empty goes and its neighbours merge; a prefill loses its trailing whitespace."""
+        turns: list[_Turn] = []
+        for turn in self.turns:
+            _append_blocks(turns, turn.role, turn.results, results=True)
+            _extend(turns, turn.role, [b for b in turn.blocks if b["type"] != "text" or not b["text"].isspace()])
+        _strip_prefill(turns)
+        return [turn.as_message() for turn in turns]
+
+
+def _decode_contents(contents: Any) -> list[dict]:
+    state = _Contents()
+    for i, content in enumerate(_list(contents, "contents")):
+        param = f"contents[{i}]"
+        content = _required_dict(content, param)
+        role = _get(content, "role") or "user"
+        if not isinstance(role, str) or role not in _ROLES:
+            raise _unsupported_value(f"{param}.role", role, "'user' and 'model'")
+        parts = _get(content, "parts")
+        parts = [] if parts is None else _list(parts, f"{param}.parts")
+        if _ROLES[role] == "assistant":
+            _model_parts(state, parts, i)
+        else:
+            _user_parts(state, parts, i)
+    if state.turns and state.turns[-1].role == "user":
+        state.settle()
+    messages = state.messages()
+    if not messages:
+        raise invalid("Invalid 'contents': at least one content with a non-empty part is required.", "contents")
+    return messages
+
+
+def _extend(turns: list[_Turn], role: str, blocks: list[dict]) -> None:
+    """Append to the turn of `role`, joining adjacent model texts: the SDK's chat history holds a streamed
+    answer as one content per chunk, and a chunk may be only whitespace, which Anthropic rejects as a block."""
+    if blocks and role == "assistant" and turns and turns[-1].role == role:
+        last = turns[-1].blocks
+        if last and last[-1]["type"] == "text" and blocks[0]["type"] == "text":
+            last[-1] = _text_block(last[-1]["text"] + blocks[0]["text"])
+            blocks = blocks[1:]
+    _append_blocks(turns, role, blocks)
+
+
+def _push_text(blocks: list[dict], text: str) -> None:
+    if blocks and blocks[-1]["type"] == "text":
+        blocks[-1] = _text_block(blocks[-1]["text"] + text)
+    else:
+        blocks.append(_text_block(text))
+
+
+def _part(parts: list, i: int, j: int) -> dict:
+    return _required_dict(parts[j], f"contents[{i}].parts[{j}]")
+
+
+def _model_parts(state: _Contents, parts: list, i: int) -> None:
+    blocks: list[dict] = []
+    calls: list[_Call] = []
+    for j in range(len(parts)):
+        part = _part(parts, i, j)
+        param = f"contents[{i}].parts[{j}]"
+        signature = _get(part, "thoughtSignature")
+        if signature is not None:
+            if not isinstance(signature, str):
+                raise _wrong_type(f"{param}.thoughtSignature", "a string", signature)
+            thought = _thought_block(signature)
+            if thought is not None:
+                blocks.append(thought)
+        if _bool(part, "thought", param + "."):
+            continue  # the thinking itself, if any, came back in the signature
+        text = _get(part, "text")
+        if text is not None:
+            if not isinstance(text, str):
+                raise _wrong_type(f"{param}.text", "a string", text)
+            if text:
+                _push_text(blocks, text)
+            continue
+        call = _get(part, "functionCall")
+        if call is not None:
+            param += ".functionCall"
+            call = _required_dict(call, param)
+            name = _string(call, "name", param)
+            given = _string(call, "id", param, required=False)
+            args = _get(call, "args")
+            if args is None:
+                args = {}
+            elif not isinstance(args, dict):
+                raise _wrong_type(f"{param}.args", "an object", args)
+            call_id = state.tool_id(_safe_id(given) if given else None, i, j)
+            blocks.append({"type": "tool_use", "id": call_id, "name": name, "input": args})
+            calls.append(_Call(call_id, given, name, param))
+            continue
+        if _get(part, "inlineData") is not None or _get(part, "fileData") is not None:
+            raise invalid("Model turns can only hold text, thought and functionCall parts.", param)
+        if _get(part, "functionResponse") is not None:
+            raise invalid("A functionResponse belongs in a user turn (role 'user').", f"{param}.functionResponse")
+        _check_no_data(part, param, signature)
+    state.add_model(blocks, calls)
+
+
+def _user_parts(state: _Contents, parts: list, i: int) -> None:
+    results: list[dict] = []
+    blocks: list[dict] = []
+    for j in range(len(parts)):
+        part = _part(parts, i, j)
+        param = f"contents[{i}].parts[{j}]"
+        if _get(part, "thought") is True:
+            continue
+        text = _get(part, "text")
+        if text is not None:
+            if not isinstance(text, str):
+                raise _wrong_type(f"{param}.text", "a string", text)
+            if text and not text.isspace():  # Anthropic rejects whitespace-only text
+                blocks.append(_text_block(text))
+            continue
+        data = _get(part, "inlineData")
+        if data is not None:
+            blocks.append(_inline_block(data, f"{param}.inlineData"))
+            continue
+        data = _get(part, "fileData")
+        if data is not None:
+            blocks.append(_file_block(data, f"{param}.fileData"))
+            continue
+        response = _get(part, "functionResponse")
+        if response is not None:
+            results.append(_tool_result_block(state, response, f"{param}.functionResponse"))
+            continue
+        if _get(part, "functionCall") is not None:
+            raise invalid("A functionCall belongs in a model turn (role 'model').", f"{param}.functionCall")
+        _check_no_data(part, param, _get(part, "thoughtSignature"))
+    state.add_user(results, blocks)
+
+
+def _check_no_data(part: dict, param: str, signature: Any) -> None:
+    """A part with none of the fields we translate: a 400 unless it only carried a thought signature."""
+    for key in _UNSUPPORTED_PARTS:
+        if _get(part, key) is not None:
+            raise invalid(f"'{key}' parts are not supported.", f"{param}.{key}")
+    if signature is None:
+        raise invalid(f"Invalid '{param}': a part must have one of {_PART_KINDS}.", param)
+
+
+def _tool_result_block(state: _Contents, response: Any, param: str) -> dict:
+    response = _required_dict(response, param)
+    name = _string(response, "name", param)
+    given = _string(response, "id", param, required=False)
+    payload = _required_dict(_get(response, "response"), f"{param}.response")
+    text = orjson.dumps(payload).decode()
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": None, "content": text}  # set by settle()
+    state.results.append(_Result(block, given, name, param))
+    media = _get(response, "parts")
+    if media:  # Gemini 3's multimodal function responses
+        content = [_text_block(text)]
+        for k, part in enumerate(_list(media, f"{param}.parts")):
+            part_param = f"{param}.parts[{k}]"
+            part = _required_dict(part, part_param)
+            if _get(part, "inlineData") is not None:
+                content.append(_inline_block(_get(part, "inlineData"), f"{part_param}.inlineData"))
+            elif _get(part, "fileData") is not None:
+                content.append(_file_block(_get(part, "fileData"), f"{part_param}.fileData"))
+            else:
+                raise invalid(f"Invalid '{part_param}': expected 'inlineData' or 'fileData'.", part_param)
+        block["content"] = content
+    # Gemini's convention: "output" for the result, "error" for a failure.
+    if "error" in payload and "output" not in payload:
+        block["is_error"] = True
+    return block
+
+
+def _media_type(data: dict, param: str) -> str:
+    media_type = _string(data, "mimeType", param).strip().lower()
+    if media_type == "image/jpg":
+        media_type = "image/jpeg"
+    if media_type not in _IMAGE_MEDIA_TYPES and media_type != "application/pdf":
+        raise invalid(
+            f"Invalid '{param}.mimeType': unsupported type {_show(media_type)}. Supported types are image/jpeg, "
+            "image/png, image/gif, image/webp and application/pdf.",
+            f"{param}.mimeType",
+        )
+    return media_type
+
+
+def _inline_block(data: Any, param: str) -> dict:
+    data = _required_dict(data, param)
+    media_type = _media_type(data, param)
+    payload = _string(data, "data", param)
+    if "-" in payload or "_" in payload:  # google-genai encodes bytes in the URL-safe alphabet
+        payload = payload.translate(_TO_STANDARD_BASE64)
+    kind = "document" if media_type == "application/pdf" else "image"
+    return {"type": kind, "source": {"type": "base64", "media_type": media_type, "data": payload}}
+
+
+def _file_block(data: Any, param: str) -> dict:
+    data = _required_dict(data, param)
+    uri = _string(data, "fileUri", param)
+    if uri.startswith(_FILES_API):
+        raise invalid("Files uploaded with the Files API are not supported; send them as 'inlineData'.",
+                      f"{param}.fileUri")
+    # Passed on for upstream to fetch: downloading it here would be an SSRF hole and add latency.
+    if not uri[:8].lower() == "https://":
+        raise invalid(f"Invalid '{param}.fileUri': expected an https URL.", f"{param}.fileUri")
+    media_type = _media_type(data, param)
+    return {"type": "document" if media_type == "application/pdf" else "image", "source": {"type": "url", "url": uri}}
+
+
+def _system_texts(instruction: Any) -> list[str]:
+    if instruction is None:
+        return []
+    if isinstance(instruction, str):
+        return [instruction] if instruction else []
+    param = "systemInstruction"
+    parts = _get(_required_dict(instruction, param), "parts")
+    texts = []
+    for j, part in enumerate([] if parts is None else _list(parts, f"{param}.parts")):
+        part_param = f"{param}.parts[{j}]"
+        text = _get(_required_dict(part, part_param), "text")
+        if not isinstance(text, str):
+            raise invalid(f"Invalid '{part_param}': the system instruction can only hold text parts.", part_param)
+        if text:
+            texts.append(text)
+    return texts
+
+
+# -- thought signatures ------------------------------------------------------------------------------
+
+
+def _thought_signature(block: dict) -> str | None:
+    """The token that carries a thinking or redacted_thinking block through a Gemini client."""
+    if block.get("type") == "thinking":
+        signature = block.get("signature")
+        if not signature:
+            return None
+        text = (block.get("thinking") or "").encode()
+        payload = b"".join((_THOUGHT_TOKEN, len(text).to_bytes(4, "big"), text, signature.encode()))
+    else:
+        data = block.get("data")
+        if not data:
+            return None
+        payload = _REDACTED_TOKEN + data.encode()
+    return base64.b64encode(payload).decode("ascii")
+
+
+def _thought_block(signature: str) -> dict | None:
+    """The block a token of ours carries; None for anything else (e.g. Gemini's own signatures)."""
+    # google-genai holds the signature as bytes and sends it back in the URL-safe alphabet.
+    text = signature.translate(_TO_STANDARD_BASE64) + "=" * (-len(signature) % 4)
+    try:
+        raw = base64.b64decode(text, validate=True)
+        if raw[:4] == _THOUGHT_TOKEN and len(raw) >= 8:
+            end = 8 + int.from_bytes(raw[4:8], "big")
+            if len(raw) > end:
+                return {"type": "thinking", "thinking": raw[8:end].decode(), "signature": raw[end:].decode()}
+        elif raw[:4] == _REDACTED_TOKEN and len(raw) > 4:
+            return {"type": "redacted_thinking", "data": raw[4:].decode()}
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+        pass
+    return None
+
+
+# -- generation config -------------------------------------------------------------------------------
+
+
+def _check_output(config: dict) -> None:
+    count = _integer(config, "candidateCount", "generationConfig.", minimum=1)
+    if count is not None and count != 1:
+        raise invalid(f"Invalid 'generationConfig.candidateCount': only one candidate per request is supported, "
+                      f"got {count}.", "generationConfig.candidateCount")
+    modalities = _get(config, "responseModalities")
+    param = "generationConfig.responseModalities"
+    for k, modality in enumerate([] if modalities is None else _list(modalities, param)):
+        if not isinstance(modality, str) or modality.upper() != "TEXT":
+            raise _unsupported_value(f"{param}[{k}]", modality, "'TEXT'")
+
+
+def _requested_thinking(config: dict) -> tuple[dict | None, bool]:
+    """Anthropic's thinking for `thinkingConfig`, and whether the thoughts are to be shown."""
+    thinking_config = _get(config, "thinkingConfig")
+    if thinking_config is None:
+        return None, False
+    parent = "generationConfig.thinkingConfig"
+    thinking_config = _required_dict(thinking_config, parent)
+    include = _bool(thinking_config, "includeThoughts", parent + ".")
+    level = _get(thinking_config, "thinkingLevel")
+    budget = _get(thinking_config, "thinkingBudget")
+    if level is not None:
+        if budget is not None:
+            raise invalid("Set either 'thinkingBudget' or 'thinkingLevel', not both.", f"{parent}.thinkingLevel")
+        if not isinstance(level, str):
+            raise _wrong_type(f"{parent}.thinkingLevel", "a string", level)
+        level = level.lower()
+        if level == "thinking_level_unspecified":
+            level = "medium"
+        if level not in _EFFORT_BUDGETS:
+            raise _unsupported_value(f"{parent}.thinkingLevel", level.upper(),
+                                     "'MINIMAL', 'LOW', 'MEDIUM', 'HIGH' and 'XHIGH'")
+        return _effort_thinking(level, f"{parent}.thinkingLevel"), include
+    budget = _integer(thinking_config, "thinkingBudget", parent + ".", minimum=-1)
+    if budget is None:
+        # Asking to see thoughts means thinking on, as on Gemini's thinking models.
+        return (_effort_thinking("medium", parent) if include else None), include
+    if budget == 0:
+        return None, include
+    if budget == -1:  # dynamic
+        return _effort_thinking("medium", parent), include
+    return {"type": "enabled", "budget_tokens": max(budget, MIN_THINKING_BUDGET)}, include
+
+
+def _apply_sampling(config: dict, params: dict) -> None:
+    temperature = _number(config, "temperature", 0, 2)
+    top_p = _number(config, "topP", 0, 1)
+    top_k = _integer(config, "topK", "generationConfig.", minimum=1)
+    if "thinking" not in params:  # with thinking, Anthropic only accepts the defaults
+        if temperature is not None:
+            params["temperature"] = min(temperature, 1)
+        if top_p is not None:
+            params["top_p"] = top_p
+        if top_k is not None:
+            params["top_k"] = top_k
+    stop_sequences = _stop_sequences(_get(config, "stopSequences"))
+    if stop_sequences:
+        params["stop_sequences"] = stop_sequences
+
+
+def _stop_sequences(stop: Any) -> list[str]:
+    if stop is None:
+        return []
+    param = "generationConfig.stopSequences"
+    stop = _list(stop, param)
+    if len(stop) > _MAX_STOP_SEQUENCES:
+        raise invalid(f"Invalid '{param}': at most {_MAX_STOP_SEQUENCES} sequences are allowed, got {len(stop)}.",
+                      param)
+    for k, sequence in enumerate(stop):
+        if not isinstance(sequence, str):
+            raise _wrong_type(f"{param}[{k}]", "a string", sequence)
+    return [sequence for sequence in stop if sequence.strip()]  # Anthropic rejects whitespace-only ones
+
+
+def _apply_response_format(config: dict, params: dict, system: list[str], options: dict) -> None:
+    """`responseMimeType` and the response schemas, the way openai_chat handles `response_format`."""
+    mime_type = _get(config, "responseMimeType")
+    if mime_type is not None and mime_type not in ("text/plain", "application/json"):
+        raise _unsupported_value("generationConfig.responseMimeType", mime_type, "'text/plain' and 'application/json'")
+    json_schema = _get(config, "responseJsonSchema")
+    schema = _get(config, "responseSchema")
+    if json_schema is not None and schema is not None:
+        raise invalid("Set either 'responseSchema' or 'responseJsonSchema', not both.",
+                      "generationConfig.responseJsonSchema")
+    if json_schema is not None:
+        schema = _required_dict(json_schema, "generationConfig.responseJsonSchema")
+    elif schema is not None:
+        schema = _json_schema(_required_dict(schema, "generationConfig.responseSchema"))
+    if schema is not None:
+        _apply_json_schema({"schema": schema}, params, system, options)
+    elif mime_type == "application/json":
+        system.append(JSON_OBJECT_INSTRUCTION)
+
+
+def _json_schema(schema: Any) -> Any:
+    """JSON Schema for Gemini's OpenAPI-style Schema: lower-case types, `nullable`, camelCase keys."""
+    if not isinstance(schema, dict):
+        return schema
+    converted: dict[str, Any] = {}
+    for key, value in schema.items():
+        key = _SCHEMA_KEYS.get(key, key)
+        if key == "type" and isinstance(value, str):
+            if value.upper() == "TYPE_UNSPECIFIED":
+                continue
+            value = value.lower()
+        elif key == "type" and isinstance(value, list):
+            value = [kind.lower() if isinstance(kind, str) else kind for kind in value]
+        elif key in _SUBSCHEMA_MAPS and isinstance(value, dict):
+            value = {name: _json_schema(sub) for name, sub in value.items()}
+        elif key in _SUBSCHEMA_LISTS and isinstance(value, list):
+            value = [_json_schema(sub) for sub in value]
+        elif key in ("items", "additionalProperties", "not"):
+            value = _json_schema(value)
+        converted[key] = value
+    if converted.pop("nullable", None) is True and isinstance(converted.get("type"), str):
+        converted["type"] = [converted["type"], "null"]
+    return converted
+
+
+# -- tools -------------------------------------------------------------------------------------------
+
+
+def _apply_tools(body: dict, params: dict) -> None:
+    tools = _decode_tools(_get(body, "tools"))
+    mode, allowed = _function_calling_config(_get(body, "toolConfig"))
+    if not tools:
+        return  # the tool config means nothing without tools
+    if allowed and mode != "none":
+        param = "toolConfig.functionCallingConfig.allowedFunctionNames"
+        names = {tool["name"] for tool in tools}
+        for k, name in enumerate(allowed):
+            if name not in names:
+                raise invalid(f"Invalid '{param}[{k}]': no function named {_show(name)} is declared.",
+                              f"{param}[{k}]")
+        tools = [tool for tool in tools if tool["name"] in allowed]
+    params["tools"] = tools
+    if mode is None:
+        return
+    if mode == "any" and allowed and len(tools) == 1:
+        choice = {"type": "tool", "name": tools[0]["name"]}
+    else:
+        choice = {"type": mode}
+    if "thinking" in params and choice["type"] in ("any", "tool"):
+        raise invalid(
+            "Invalid 'toolConfig.functionCallingConfig.mode': forcing a function call (ANY) is not supported "
+            "when thinking is enabled; use AUTO, or set thinkingBudget to 0.",
+            "toolConfig.functionCallingConfig.mode",
+        )
+    params["tool_choice"] = choice
+
+
+def _decode_tools(tools: Any) -> list[dict]:
+    if tools is None:
+        return []
+    decoded: list[dict] = []
+    for k, tool in enumerate(_list(tools, "tools")):
+        param = f"tools[{k}]"
+        tool = _required_dict(tool, param)
+        for key, value in tool.items():
+            if value is not None and key not in ("functionDeclarations", "function_declarations"):
+                raise invalid(f"Only function tools ('functionDeclarations') are supported, not {_show(key)}.",
+                              f"{param}.{key}")
+        declarations = _get(tool, "functionDeclarations")
+        for m, declaration in enumerate(
+            [] if declarations is None else _list(declarations, f"{param}.functionDeclarations")
+        ):
+            decoded.append(_function_declaration(declaration, f"{param}.functionDeclarations[{m}]", decoded))
+    return decoded
+
+
+def _function_declaration(declaration: Any, param: str, decoded: list[dict]) -> dict:
+    declaration = _required_dict(declaration, param)
+    name = _function_name({"name": _get(declaration, "name")}, param)
+    if any(tool["name"] == name for tool in decoded):
+        raise invalid(f"Invalid 'tools': the function name {_show(name)} is declared twice.", f"{param}.name")
+    key = "parametersJsonSchema"
+    schema = _get(declaration, key)
+    if schema is not None:
+        schema = _required_dict(schema, f"{param}.{key}")
+    else:
+        key = "parameters"
+        schema = _get(declaration, key)
+        if schema is not None:
+            schema = _json_schema(_required_dict(schema, f"{param}.{key}"))
+    if schema is not None and schema.get("type") != "object":  # Anthropic's input_schema must be an object
+        raise invalid(f"Invalid '{param}.{key}': the schema must describe an object (type OBJECT).", f"{param}.{key}")
+    return _function_tool({"parameters": schema, "description": _get(declaration, "description")}, param, name)
+
+
+def _function_calling_config(tool_config: Any) -> tuple[str | None, list[str]]:
+    if tool_config is None:
+        return None, []
+    config = _get(_required_dict(tool_config, "toolConfig"), "functionCallingConfig")
+    if config is None:
+        return None, []
+    param = "toolConfig.functionCallingConfig"
+    config = _required_dict(config, param)
+    mode = _get(config, "mode")
+    if mode is not None:
+        if not isinstance(mode, str) or mode.upper() not in _TOOL_MODES:
+            raise _unsupported_value(f"{param}.mode", mode, "'AUTO', 'ANY', 'NONE' and 'VALIDATED'")
+        mode = _TOOL_MODES[mode.upper()]
+    allowed = _get(config, "allowedFunctionNames")
+    allowed = [] if allowed is None else _list(allowed, f"{param}.allowedFunctionNames")
+    for k, name in enumerate(allowed):
+        if not isinstance(name, str):
+            raise _wrong_type(f"{param}.allowedFunctionNames[{k}]", "a string", name)
+    return mode, allowed
+
+
+# ---------------------------------------------------------------------------------------------------
+# Response: Anthropic Message -> GenerateContentResponse
+# ---------------------------------------------------------------------------------------------------
+
+
+def encode_response(message: dict, ctx: ResponseContext) -> dict:
+    """Render an Anthropic Message dict as a GenerateContentResponse."""
+    json_tool = ctx.options.get("json_tool")
+    include_thoughts = bool(ctx.options.get("include_thoughts"))
+    parts: list[dict] = []
+    for block in message.get("content") or ():
+        kind = block.get("type")
+        if kind == "text":
+            if block.get("text"):
+                parts.append({"text": block["text"]})
+        elif kind == "tool_use":
+            args = block.get("input") or {}
+            if json_tool is not None and block.get("name") == json_tool:
+                parts.append({"text": orjson.dumps(args).decode()})
+            else:
+                parts.append({"functionCall": {"id": block.get("id"), "name": block.get("name"), "args": args}})
+        elif kind == "thinking" or kind == "redacted_thinking":
+            signature = _thought_signature(block)
+            if signature is not None:
+                text = (block.get("thinking") or "") if include_thoughts else ""
+                parts.append({"text": text, "thought": True, "thoughtSignature": signature})
+    usage = Usage()
+    usage.update(message.get("usage"))
+    candidate = {
+        "content": {"role": "model", "parts": parts or [{"text": ""}]},
+        "finishReason": _finish_reason(message.get("stop_reason")),
+        "index": 0,
+    }
+    return {
+        "candidates": [candidate],
+        "usageMetadata": _usage_metadata(usage),
+        "modelVersion": ctx.model,
+        "responseId": ctx.request_id,
+    }
+
+
+def error_body(error: GatewayError) -> dict:
+    """Google's error object: the HTTP status as `code` and its canonical gRPC status name."""
+    status = _STATUSES.get(error.status)
+    if status is None:
+        status = "INTERNAL" if error.status >= 500 else "FAILED_PRECONDITION"
+    return {"error": {"code": error.status, "message": error.message, "status": status}}
+
+
+def _finish_reason(stop_reason: Any) -> str:
+    return _FINISH_REASONS.get(stop_reason, "STOP") if isinstance(stop_reason, str) else "STOP"
+
+
+def _usage_metadata(usage: Usage) -> dict:
+    prompt_tokens = usage.prompt_tokens
+    metadata = {
+        "promptTokenCount": prompt_tokens,
+        "candidatesTokenCount": usage.output_tokens,
+        "totalTokenCount": prompt_tokens + usage.output_tokens,
+    }
+    if usage.cache_read_input_tokens:
+        metadata["cachedContentTokenCount"] = usage.cache_read_input_tokens
+    return metadata
+
+
+# ---------------------------------------------------------------------------------------------------
+# Streaming: Anthropic stream events -> GenerateContentResponse chunks
+# ---------------------------------------------------------------------------------------------------
+
+_PARTS_OPEN = b'{"candidates":[{"content":{"role":"model","parts":['
+_THOUGHT_TEXT = b'{"thought":true,"text":'
+
+
+class _Block:
+    """A content block between its start and stop: what Gemini needs whole (calls, signatures)."""
+
+    __slots__ = ("kind", "pieces", "block")
+
+    def __init__(self, kind: str, block: dict) -> None:
+        self.kind = kind  # "text", "thinking", "call" or "json"
+        self.pieces: list[str] = []  # arguments fragments or thinking text
+        self.block = block
+
+
+class StreamEncoder:
+    """Turns one upstream answer's Anthropic stream events into GenerateContentResponse chunks.
+
+    With `options["sse"]` each chunk is an SSE `data:` event, otherwise the stream is one JSON array.
+    """
+
+    __slots__ = ("_ctx", "_sse", "_include_thoughts", "_json_tool", "_sep", "_end", "_tail", "_blocks",
+                 "_stop_reason", "_closed", "content_type")
+
+    def __init__(self, ctx: ResponseContext) -> None:
+        self._ctx = ctx
+        self._sse = bool(ctx.options.get("sse", True))
+        self.content_type = "text/event-stream" if self._sse else "application/json"
+        self._include_thoughts = bool(ctx.options.get("include_thoughts"))
+        self._json_tool = ctx.options.get("json_tool")
+        # Framing: an SSE event, or an array element (its separator changes after the first chunk).
+        self._sep = b"data: " if self._sse else b"["
+        self._end = b"\r\n\r\n" if self._sse else b""
+        # Everything after the parts, the same on every chunk but the last: one orjson.dumps per token.
+        self._tail = b"".join((b']},"index":0}],"modelVersion":', orjson.dumps(ctx.model),
+                               b',"responseId":', orjson.dumps(ctx.request_id), b"}", self._end))
+        self._blocks: dict[Any, _Block] = {}  # by Anthropic content block index
+        self._stop_reason: Any = None
+        self._closed = False
+
+    def feed(self, event: dict) -> bytes:
+        """Zero or more chunks for one Anthropic event (b"" for ping and unknown events)."""
+        if self._closed:
+            return b""
+        kind = event.get("type")
+        if kind == "content_block_delta":
+            return self._on_delta(event)
+        if kind == "content_block_start":
+            return self._on_block_start(event)
+        if kind == "content_block_stop":
+            return self._on_block_stop(event)
+        if kind == "message_delta":
+            self._stop_reason = (event.get("delta") or {}).get("stop_reason")
+        return b""
+
+    def finish(self, usage: Usage) -> bytes:
+        """The last chunk, with finishReason and usageMetadata (and the array's end), after message_stop."""
+        if self._closed:
+            return b""
+        self._closed = True
+        ctx = self._ctx
+        chunk = {
+            # An empty text part: the SDK's chat rejects a chunk without parts, and "" adds no text.
+            "candidates": [{"content": {"role": "model", "parts": [{"text": ""}]},
+                            "finishReason": _finish_reason(self._stop_reason), "index": 0}],
+            "usageMetadata": _usage_metadata(usage),
+            "modelVersion": ctx.model,
+            "responseId": ctx.request_id,
+        }
+        return self._frame(orjson.dumps(chunk)) + (b"" if self._sse else b"]")
+
+    def fail(self, error: GatewayError) -> bytes:
+        """An error after the 200: google-genai raises on a chunk that is an `error` object; nothing follows."""
+        if self._closed:
+            return b""
+        self._closed = True
+        return self._frame(orjson.dumps(error_body(error))) + (b"" if self._sse else b"]")
+
+    def _frame(self, body: bytes) -> bytes:
+        sep = self._sep
+        if not self._sse:
+            self._sep = b",\r\n"
+        return b"".join((sep, body, self._end))
+
+    def _part(self, part: bytes) -> bytes:
+        """A chunk whose candidate holds the one serialised `part`."""
+        sep = self._sep
+        if not self._sse:
+            self._sep = b",\r\n"
+        return b"".join((sep, _PARTS_OPEN, part, self._tail))
+
+    def _text(self, text: Any) -> bytes:
+        return self._part(b'{"text":' + orjson.dumps(text) + b"}") if text else b""
+
+    def _thought(self, text: Any) -> bytes:
+        return self._part(_THOUGHT_TEXT + orjson.dumps(text) + b"}") if text and self._include_thoughts else b""
+
+    def _on_block_start(self, event: dict) -> bytes:
+        block = event.get("content_block") or {}
+        kind = block.get("type")
+        if kind == "text":
+            self._blocks[event.get("index")] = _Block("text", block)
+            return self._text(block.get("text"))
+        if kind == "tool_use":
+            json_answer = self._json_tool is not None and block.get("name") == self._json_tool
+            self._blocks[event.get("index")] = _Block("json" if json_answer else "call", block)
+            return b""
+        if kind == "thinking" or kind == "redacted_thinking":
+            state = self._blocks[event.get("index")] = _Block("thinking", dict(block))
+            if block.get("thinking"):
+                state.pieces.append(block["thinking"])
+                return self._thought(block["thinking"])
+        return b""
+
+    def _on_delta(self, event: dict) -> bytes:
+        state = self._blocks.get(event.get("index"))
+        if state is None:
+            return b""
+        delta = event.get("delta") or {}
+        kind = state.kind
+        if kind == "text":
+            return self._text(delta.get("text"))
+        if kind == "json":
+            fragment = delta.get("partial_json")
+            if fragment:
+                state.pieces.append(fragment)
+            return self._text(fragment)
+        if kind == "call":
+            fragment = delta.get("partial_json")
+            if fragment:
+                state.pieces.append(fragment)
+            return b""
+        # thinking
+        if delta.get("type") == "signature_delta":
+            state.block["signature"] = delta.get("signature")
+            return b""
+        text = delta.get("thinking")
+        if text:
+            state.pieces.append(text)
+        return self._thought(text)
+
+    def _on_block_stop(self, event: dict) -> bytes:
+        state = self._blocks.pop(event.get("index"), None)
+        if state is None:
+            return b""
+        kind = state.kind
+        if kind == "call":
+            arguments = "".join(state.pieces)
+            try:
+                args = orjson.loads(arguments) if arguments else {}
+            except orjson.JSONDecodeError:
+                args = {}
+            block = state.block
+            call = {"id": block.get("id"), "name": block.get("name"), "args": args}
+            return self._part(orjson.dumps({"functionCall": call}))
+        if kind == "json":
+            return b"" if state.pieces else self._text("{}")  # the forced json tool called without input
+        if kind == "thinking":
+            block = state.block
+            block["thinking"] = "".join(state.pieces)
+            signature = _thought_signature(block)
+            if signature is None:
+                return b""
+            return self._part(orjson.dumps({"text": "", "thought": True, "thoughtSignature": signature}))
+        return b""
