@@ -95,6 +95,18 @@ def fake_upstream():
     _stop(process)
 
 
+@pytest.fixture(scope="session")
+def fake_openai_upstream():
+    """Base URL (without /v1) of a fake OpenAI-compatible server process (with its request log on)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "gateway.fakes.openai_compat", "--host", "127.0.0.1",
+                                "--port", str(port)], cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    _wait_http(url + "/_fake/health", process)
+    yield url
+    _stop(process)
+
+
 @dataclass
 class Persona:
     tenant: object

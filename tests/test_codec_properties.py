@@ -39,9 +39,6 @@ def assert_upstream_accepts(params: dict) -> None:
 # --- shared building blocks ----------------------------------------------------------------------------
 
 texts = st.one_of(st.sampled_from(["", " ", "\n\n", "Hello", "Trailing space  ", "é ✓ 中文"]), st.text(max_size=12))
-# Whitespace-only texts reach Anthropic as text blocks, which it rejects, from both OpenAI codecs (see the
-# xfail tests at the end): their strategies draw `openai_texts` until that is fixed.
-openai_texts = texts.filter(lambda text: not text.isspace())
 words = st.sampled_from(["Hello", "What is the weather?", "Thanks!", "ok"])  # never empty
 temperatures = st.floats(0, 2)
 top_ps = st.floats(0, 1)
@@ -138,7 +135,7 @@ def gemini_requests(draw) -> dict:
             answers.append({"functionResponse": answer})
         answers += [gemini_user_part(draw) for _ in range(draw(st.integers(0, 2)))]
         if not calls:
-            answers.append({"text": draw(words)})  # else the model turns merge: see the thinking-order xfail
+            answers.append({"text": draw(words)})
         for content in split(draw, "user", answers):
             if draw(st.booleans()) and all("functionResponse" in part for part in content["parts"]):
                 content["role"] = "function"
@@ -196,9 +193,9 @@ CHAT_TOOLS = {
 
 def chat_user_content(draw):
     if draw(st.booleans()):
-        return draw(openai_texts)
+        return draw(texts)
     parts = [draw(st.sampled_from([
-        {"type": "text", "text": draw(openai_texts)},
+        {"type": "text", "text": draw(texts)},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PNG, "detail": "low"}},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
         {"type": "file", "file": {"file_data": "data:application/pdf;base64," + PDF, "filename": "a.pdf"}},
@@ -207,7 +204,7 @@ def chat_user_content(draw):
 
 
 def chat_text_content(draw):
-    return draw(openai_texts) if draw(st.booleans()) else [{"type": "text", "text": draw(openai_texts)}]
+    return draw(texts) if draw(st.booleans()) else [{"type": "text", "text": draw(texts)}]
 
 
 @st.composite
@@ -225,7 +222,7 @@ def chat_requests(draw) -> dict:
         calls = [{"id": call_id, "type": "function",
                   "function": {"name": draw(st.sampled_from(TOOL_NAMES)), "arguments": json.dumps(draw(arguments))}}
                  for call_id in ids]
-        content = draw(st.none() | openai_texts | st.just([{"type": "text", "text": "ok"}]))
+        content = draw(st.none() | texts | st.just([{"type": "text", "text": "ok"}]))
         assistant: dict = {"role": "assistant", "content": content}
         if calls:
             assistant["tool_calls"] = calls
@@ -234,7 +231,7 @@ def chat_requests(draw) -> dict:
         messages.append(assistant)
         for call in draw(st.permutations(calls)):
             messages.append({"role": "tool", "tool_call_id": call["id"], "content": chat_text_content(draw)})
-        if not calls:  # with a text, else the assistant turns merge: see the thinking-order xfail
+        if not calls:
             messages.append({"role": "user", "content": draw(words)})
         if draw(st.booleans()):
             messages.append({"role": "user", "content": chat_user_content(draw)})
@@ -297,9 +294,9 @@ RESPONSES_HISTORIES = [
 
 def responses_user_content(draw):
     if draw(st.booleans()):
-        return draw(openai_texts)
+        return draw(texts)
     return [draw(st.sampled_from([
-        {"type": "input_text", "text": draw(openai_texts)},
+        {"type": "input_text", "text": draw(texts)},
         {"type": "input_image", "image_url": "data:image/png;base64," + PNG, "detail": "auto"},
         {"type": "input_image", "image_url": "https://example.com/cat.jpg"},
         {"type": "input_file", "file_data": "data:application/pdf;base64," + PDF, "filename": "a.pdf"},
@@ -313,14 +310,14 @@ def responses_requests(draw) -> tuple[dict, tuple]:
     items: list[dict] = [{"role": "user", "content": draw(words)}]
     if draw(st.booleans()):
         items.insert(0, {"type": "message", "role": draw(st.sampled_from(["system", "developer"])),
-                         "content": [{"type": "input_text", "text": draw(openai_texts)}]})
+                         "content": [{"type": "input_text", "text": draw(texts)}]})
     count = 0
     for _ in range(draw(st.integers(0, 3))):
         if draw(st.booleans()):  # reasoning comes first in an answer, as OpenAI and our responses order it
             items.append({"type": "reasoning", "summary": [{"type": "summary_text", "text": "Thinking."}],
                           "encrypted_content": draw(st.sampled_from([SIGNATURE, "redacted_thinking:EmwKAhgB"]))})
         if draw(st.booleans()):
-            content = draw(openai_texts)
+            content = draw(texts)
             items.append({"type": "message", "role": "assistant",
                           "content": [{"type": "output_text", "text": content, "annotations": []}]})
         n = draw(st.integers(0, 3))
@@ -330,9 +327,9 @@ def responses_requests(draw) -> tuple[dict, tuple]:
                   "arguments": json.dumps(draw(arguments))} for call_id in ids]
         items += calls
         for call in draw(st.permutations(calls)):
-            output = draw(openai_texts) if draw(st.booleans()) else [{"type": "input_text", "text": draw(openai_texts)}]
+            output = draw(texts) if draw(st.booleans()) else [{"type": "input_text", "text": draw(texts)}]
             items.append({"type": "function_call_output", "call_id": call["call_id"], "output": output})
-        if not calls:  # with a text, else the assistant turns merge: see the thinking-order xfail
+        if not calls:
             items.append({"role": "user", "content": draw(words)})
         if draw(st.booleans()):
             items.append({"role": "user", "content": responses_user_content(draw)})
@@ -370,9 +367,6 @@ def test_valid_responses_requests_translate_to_valid_upstream_requests(request):
     body, history = request
     ireq = openai_responses.decode_request(body, request_id=REQUEST_ID, history=history)
     assert_upstream_accepts(ireq.params)
-
-
-# --- known translation bugs in the OpenAI codecs, found by the properties above (strict xfails) -----------
 
 
 # --- Anthropic Messages (native: passed through, so what a valid body sends must stay valid) ----------
@@ -428,11 +422,13 @@ def test_valid_anthropic_requests_pass_through_unchanged_and_valid(body):
     assert_upstream_accepts(ireq.params)
 
 
+# --- translation bugs the properties above found, kept as regression tests --------------------------------
+
+
 def decoded_params(codec, body: dict) -> dict:
     return codec.decode_request(body, request_id=REQUEST_ID).params
 
 
-@pytest.mark.xfail(strict=True, reason="whitespace-only text is forwarded as a text block, which Anthropic rejects")
 @pytest.mark.parametrize(
     ("codec", "body"),
     [
@@ -446,8 +442,6 @@ def test_whitespace_only_text_is_not_forwarded(codec, body):
     assert_upstream_accepts(decoded_params(codec, body))
 
 
-@pytest.mark.xfail(strict=True, reason="_last_tool_turn_lacks_thinking checks that a thinking block is in the turn, "
-                                       "Anthropic that the turn starts with one")
 @pytest.mark.parametrize("codec", [openai_responses, gemini])
 def test_thinking_after_text_in_the_last_tool_turn_switches_thinking_off(codec):
     if codec is gemini:

@@ -208,6 +208,8 @@ def _decode_messages(messages: Any) -> tuple[list[str], list[dict]]:
 
 
 def _append_blocks(turns: list[_Turn], role: str, blocks: list[dict], *, results: bool = False) -> None:
+    # Anthropic rejects empty and whitespace-only text blocks; such a text says nothing anyway.
+    blocks = [block for block in blocks if block["type"] != "text" or not block["text"].isspace()]
     if not blocks:
         return
     if not turns or turns[-1].role != role:
@@ -439,10 +441,10 @@ def _tool_result_block(message: dict, i: int) -> dict:
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": _safe_id(tool_call_id)}
     content = message.get("content")
     if isinstance(content, str):
-        if content:
+        if content and not content.isspace():
             block["content"] = content
     else:
-        texts = [_text_block(text) for text in _texts(content, i) if text]
+        texts = [_text_block(text) for text in _texts(content, i) if text and not text.isspace()]
         if texts:
             block["content"] = texts
     return block
@@ -454,11 +456,13 @@ def _safe_id(value: str) -> str:
 
 
 def _last_tool_turn_lacks_thinking(messages: list[dict]) -> bool:
-    """Whether Anthropic would reject thinking: the last assistant turn used a tool without its thinking block."""
+    """Whether Anthropic would reject thinking: the last assistant turn used a tool and does not start with
+    its (possibly redacted) thinking block."""
     for message in reversed(messages):
         if message["role"] == "assistant":
-            kinds = [block["type"] for block in message["content"]]
-            return "tool_use" in kinds and "thinking" not in kinds
+            content = message["content"]
+            uses_tool = any(block["type"] == "tool_use" for block in content)
+            return uses_tool and content[0]["type"] not in ("thinking", "redacted_thinking")
     return False
 
 

@@ -403,10 +403,11 @@ def _function_call_output_item(item: dict, param: str, turns: list[_Turn]) -> di
     output = item.get("output")
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": _safe_id(call_id)}
     if isinstance(output, str):
-        if output:
+        if output and not output.isspace():  # Anthropic rejects whitespace-only text
             block["content"] = output
     elif isinstance(output, list):
         content, _ = _user_parts(output, f"{param}.output")
+        content = [part for part in content if part["type"] != "text" or not part["text"].isspace()]
         if content:
             block["content"] = content
     else:
