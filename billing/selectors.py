@@ -64,3 +64,17 @@ def usage_by_day_and_model(*, tenant_id: int, start: date, end: date) -> list[di
         )
         .order_by("day", "model")
     )
+
+
+TRACE_FIELDS = ("request_id", "created_at", "endpoint", "requested_model", "model", "provider", "upstream_model",
+                "stream", "status", "http_status", "error_type", "input_tokens", "output_tokens",
+                "cache_creation_input_tokens", "cache_read_input_tokens", "cost_nano", "latency_ms", "ttft_ms",
+                "trace_id", "thread_id", "client_request_id")
+
+
+def usage_by_trace(*, tenant_id: int, trace_id: str | None = None, thread_id: str | None = None,
+                   limit: int = 1000) -> list[dict]:
+    """A tenant's requests carrying a client trace or thread id, oldest first (never another tenant's)."""
+    rows = UsageEvent.objects.filter(tenant_id=tenant_id)
+    rows = rows.filter(trace_id=trace_id) if trace_id is not None else rows.filter(thread_id=thread_id)
+    return list(rows.order_by("created_at", "id").values(*TRACE_FIELDS)[:limit])

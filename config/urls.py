@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from gateway.api import anthropic_api, anthropic_root_api, api, gemini_api, gemini_v1_api, openai_alias_api
+from gateway.api import anthropic_api, anthropic_root_api, api, gemini_api, gemini_v1_api, jina_api, openai_alias_api
 from gateway.views import health, index
 
 urlpatterns = [
@@ -15,4 +15,5 @@ urlpatterns = [
     path("anthropic/v1/", anthropic_api.urls),
     path("gemini/v1beta/", gemini_api.urls),
     path("gemini/v1/", gemini_v1_api.urls),
+    path("jina/v1/", jina_api.urls),
 ]

@@ -7,6 +7,7 @@ Each protocol has its own mount points, key header and error shape; they share o
   `base_url` is our root; its `/v1/models` is the OpenAI route, which answers in Anthropic's shape
   when the request carries `anthropic-version`.
 - Gemini: `/gemini/v1beta/models/{model}:{method}` (and `/gemini/v1/...`).
+- Jina: `/jina/v1/embeddings` and `/jina/v1/rerank`, the OpenAI API's operations with OpenAI's errors.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from . import conversations_api, models_api
 from .auth import ANTHROPIC_KEY, GOOGLE_KEY, OPENAI_KEY
 from .core import GatewayError, internal_error, invalid
-from .pipeline import count_tokens, echo_headers, json_response, new_request_id, parse_json_body, serve
-from .protocols import anthropic_messages, gemini, openai_chat, openai_responses
+from .pipeline import count_tokens, echo_headers, json_response, new_request_id, parse_json_body, serve, serve_oneshot
+from .protocols import anthropic_messages, embeddings, gemini, openai_chat, openai_responses
 from .responses_api import response_input_items, response_remove, response_retrieve
 from .selectors import catalog_get
-from .usage_api import usage_report
+from .usage_api import trace_report, usage_report
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,24 @@ def _openai_router() -> Router:
         ("/usage", "GET", usage_report),
     ):
         router.add_api_operation(path, [method], view)
+
+    @router.post("/embeddings")
+    async def create_embeddings(request):
+        return await serve_oneshot(request, endpoint="embeddings", capability="embeddings",
+                                   decode=embeddings.decode_embeddings, method="embeddings")
+
+    @router.post("/rerank")
+    async def create_rerank(request):
+        return await serve_oneshot(request, endpoint="rerank", capability="rerank", decode=embeddings.decode_rerank,
+                                   method="rerank")
+
+    @router.get("/traces/{trace_id}")
+    async def trace(request, trace_id: str):
+        return json_response(await trace_report(request.auth, trace_id=trace_id))
+
+    @router.get("/threads/{thread_id}")
+    async def thread(request, thread_id: str):
+        return json_response(await trace_report(request.auth, thread_id=thread_id))
 
     @router.get("/models")
     async def list_models(request):
@@ -207,7 +226,26 @@ def _render_gemini(request, error: GatewayError, request_id: str) -> HttpRespons
     return json_response(gemini.error_body(error), status=error.status, request_id=request_id)
 
 
+def _jina_router() -> Router:
+    """Jina's paths for its SDKs and clients: the same operations as /v1/embeddings and /v1/rerank."""
+    router = Router(auth=OPENAI_KEY)
+
+    @router.post("/embeddings")
+    async def create_embeddings(request):
+        return await serve_oneshot(request, endpoint="embeddings", capability="embeddings",
+                                   decode=embeddings.decode_embeddings, method="embeddings")
+
+    @router.post("/rerank")
+    async def create_rerank(request):
+        return await serve_oneshot(request, endpoint="rerank", capability="rerank", decode=embeddings.decode_rerank,
+                                   method="rerank")
+
+    _unknown_route(router)
+    return router
+
+
 api = _build("openai", _openai_router(), _render_openai)
+jina_api = _build("jina", _jina_router(), _render_openai)
 openai_alias_api = _build("openai-alias", _openai_router(), _render_openai)
 anthropic_api = _build("anthropic", _anthropic_router(full=True), _render_anthropic)
 anthropic_root_api = _build("anthropic-root", _anthropic_router(full=False), _render_anthropic)

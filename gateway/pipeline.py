@@ -36,6 +36,7 @@ from .admission import Ticket, admission
 from .core import (GatewayError, InternalRequest, MessageAccumulator, ResponseContext, Usage, apply_model_limits,
                    estimate_tokens, internal_error, invalid)
 from . import routing
+from .protocols import embeddings
 from .selectors import DeploymentEntry, ModelEntry, model_resolve
 
 # `x-request-id` for OpenAI clients, `request-id` where the Anthropic SDK looks for it.
@@ -229,6 +230,37 @@ async def serve(request: HttpRequest, *, codec: ModuleType, endpoint: str,
         turn.response_body = payload  # a Responses API answer is kept for GET and previous_response_id
     await meter.finish(UsageEvent.Status.OK, 200, content=message.get("content") or [])
     return json_response(payload, request_id=request_id, headers={**ticket.headers, **echo_headers(trace)})
+
+
+async def serve_oneshot(request: HttpRequest, *, endpoint: str, capability: str, decode, method: str) -> HttpResponse:
+    """Embeddings and rerank: the same admission, routing and metering as a model call, with a body that
+    is only validated (`decode`: body -> model name, upstream body, texts to estimate) and the provider's
+    `method` answering in the client's own shape. Billed as input tokens at the model's input price."""
+    started = time.perf_counter()
+    request_id = request.gateway_request_id = new_request_id()
+    principal: KeyPrincipal = request.auth
+    trace = request.gateway_trace = trace_ids(request)
+    name, body, texts = decode(parse_json_body(request))
+    model = await model_resolve(name, principal.allowed_models, capability=capability)
+    ticket = await admission.admit(principal, model, {"messages": texts})  # the estimate counts their text
+    meter = Meter(request_id=request_id, principal=principal, endpoint=endpoint, ireq=InternalRequest(name, {}),
+                  model=model, ticket=ticket, turn=None, started=started, trace=trace)
+
+    async def call(provider, upstream_model: str, target) -> dict[str, Any]:
+        if not hasattr(provider, method):
+            raise GatewayError(400, f"The model '{name}' is served by a provider without {capability}.",
+                               code="model_not_supported", param="model")
+        return await getattr(provider, method)({"model": upstream_model, **body})
+
+    try:
+        result, meter.deployment = await routing.call(model, call)
+    except BaseException as exc:
+        await _finish_failed(meter, exc)
+        raise
+    meter.usage.input_tokens = embeddings.input_tokens(result)
+    await meter.finish(UsageEvent.Status.OK, 200)
+    return json_response({**result, "model": model.name}, request_id=request_id,
+                         headers={**ticket.headers, **echo_headers(trace)})
 
 
 # Fields that shape the answer but not the input; count_tokens refuses them.

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from django.http import HttpResponse
 
 from billing.money import usd_string
-from billing.selectors import usage_by_day_and_model
+from billing.selectors import usage_by_day_and_model, usage_by_trace
 from config.db import db_unit
 
 from .core import invalid
@@ -75,3 +75,19 @@ async def usage_report(request) -> HttpResponse:
     total_nano = sum(row["cost_nano"] for row in data)
     return json_response({"object": "usage", "start": start.isoformat(), "end": end.isoformat(), "data": data,
                           "total_cost_usd": usd_string(total_nano), "total_cost_nano": total_nano})
+
+
+_by_trace_async = db_unit(usage_by_trace)
+
+
+async def trace_report(principal, *, trace_id: str | None = None, thread_id: str | None = None) -> dict:
+    """`GET /v1/traces/{id}` and `/v1/threads/{id}`: the tenant's requests with that id, each with its model,
+    tokens, cost, latency and status. No prompt or answer text: those are not in usage rows."""
+    rows = await _by_trace_async(tenant_id=principal.tenant_id, trace_id=trace_id, thread_id=thread_id)
+    totals = {name: sum(row[name] for row in rows) for name in ("input_tokens", "output_tokens", "latency_ms")}
+    cost = usd_string(sum(row["cost_nano"] for row in rows))
+    for row in rows:
+        row["created_at"] = row["created_at"].isoformat()
+        row["cost_usd"] = usd_string(row.pop("cost_nano"))
+    return {"object": "list", "trace_id": trace_id, "thread_id": thread_id, "data": rows,
+            "total": {"requests": len(rows), **totals, "cost_usd": cost}}
