@@ -88,7 +88,8 @@ class TenantForm(ServiceModelForm):
 
     class Meta:
         model = Tenant
-        fields = ("slug", "name", "credit_limit_usd", "store_conversations", "conversation_retention_days")
+        fields = ("slug", "name", "credit_limit_usd", "store_conversations", "conversation_retention_days",
+                  "log_requests")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -18,6 +18,9 @@ class Tenant(models.Model):
     )
     store_conversations = models.BooleanField(
         default=True, help_text="Keep chat history on the server (clients may still opt out per request).")
+    log_requests = models.BooleanField(
+        default=False, help_text="Keep each request's prompt and answer, shown in its traces (same retention as "
+                                 "conversations). Off: traces show only model, tokens, cost, latency and status.")
     conversation_retention_days = models.PositiveIntegerField(
         default=7, validators=[MinValueValidator(1)], help_text="Stored conversations expire this long after their "
                                                                 "last activity.")

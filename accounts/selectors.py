@@ -37,6 +37,7 @@ class KeyPrincipal:
     budget_period: str = "month"
     credit_limit_nano: int | None = None  # None: the tenant's balance is not checked
     store_conversations: bool = True
+    log_requests: bool = False
 
     def secret_matches(self, secret: str, now: float) -> bool:
         if keys.matches(secret, self.secret_digest):
@@ -98,6 +99,7 @@ def _fetch_principal(public_id: str) -> KeyPrincipal | None:
         budget_period=key.budget_period,
         credit_limit_nano=key.tenant.credit_limit_nano,
         store_conversations=key.tenant.store_conversations,
+        log_requests=key.tenant.log_requests,
     )
 
 

@@ -41,7 +41,8 @@ def _jsonable(value: Any) -> Any:
 
 @transaction.atomic
 def tenant_create(*, slug: str, name: str = "", credit_limit_nano: int | None = 0, store_conversations: bool = True,
-                  conversation_retention_days: int = 7, actor=None, via: str = "system") -> Tenant:
+                  conversation_retention_days: int = 7, log_requests: bool = False, actor=None,
+                  via: str = "system") -> Tenant:
     validate_slug(slug)
     if Tenant.objects.filter(slug=slug).exists():
         raise ValidationError(f"A tenant with slug {slug!r} already exists.")
@@ -50,7 +51,7 @@ def tenant_create(*, slug: str, name: str = "", credit_limit_nano: int | None = 
     if conversation_retention_days < 1:
         raise ValidationError("Keep conversations for at least a day.")
     tenant = Tenant.objects.create(slug=slug, name=name or slug, credit_limit_nano=credit_limit_nano,
-                                   store_conversations=store_conversations,
+                                   store_conversations=store_conversations, log_requests=log_requests,
                                    conversation_retention_days=conversation_retention_days)
     audit_record(action="tenant.create", via=via, actor=actor, tenant=tenant,
                  details={"slug": slug, "credit_limit_nano": credit_limit_nano})
@@ -71,7 +72,8 @@ def tenant_set_status(*, tenant: Tenant, status: str, actor=None, via: str = "sy
 @transaction.atomic
 def tenant_update(*, tenant: Tenant, actor=None, via: str = "system", **changes: Any) -> Tenant:
     """Change a tenant's name, credit limit or conversation settings (status has its own service)."""
-    unknown = set(changes) - {"name", "credit_limit_nano", "store_conversations", "conversation_retention_days"}
+    unknown = set(changes) - {"name", "credit_limit_nano", "store_conversations", "conversation_retention_days",
+                              "log_requests"}
     if unknown:
         raise ValidationError(f"Cannot change {', '.join(sorted(unknown))} here.")
     if (changes.get("credit_limit_nano") or 0) < 0:

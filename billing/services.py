@@ -67,23 +67,24 @@ LAST_USED_RESOLUTION = timedelta(seconds=60)
 _last_used_written: dict[int, datetime] = {}
 
 
-def usage_events_write(records: list[UsageRecord], turns: list | None = None) -> None:
+def usage_events_write(records: list[UsageRecord], turns: list | None = None, logs: list | None = None) -> None:
     """Insert the rows; a request id already written is skipped, so a retried write never double-bills.
 
     `turns` (conversations.services.TurnRecord) are written right after, in one transaction, before the
-    requests waiting on this write go on: a client's next turn always finds the previous one.
+    requests waiting on this write go on: a client's next turn always finds the previous one. `logs`
+    (request logs of tenants that keep them) come last.
     """
     rows = [tuple(getattr(record, name) for name in _USAGE_COLUMNS) for record in records]
     try:
         refresh_connections()
-        _insert(records, rows, turns or [])
+        _insert(records, rows, turns or [], logs or [])
     except DatabaseError:
         # A connection broken since the last request (database restart): reconnect and try once more.
         refresh_connections()
-        _insert(records, rows, turns or [])
+        _insert(records, rows, turns or [], logs or [])
 
 
-def _insert(records: list[UsageRecord], rows: list[tuple], turns: list) -> None:
+def _insert(records: list[UsageRecord], rows: list[tuple], turns: list, logs: list) -> None:
     now = records[-1].created_at if records else timezone.now()
     stale = {record.api_key_id for record in records
              if now - _last_used_written.get(record.api_key_id, datetime.min.replace(tzinfo=UTC)) >= LAST_USED_RESOLUTION}
@@ -102,20 +103,18 @@ def _insert(records: list[UsageRecord], rows: list[tuple], turns: list) -> None:
     if len(_last_used_written) > 10_000:  # keys idle for a minute need no entry
         for key_id in [k for k, at in _last_used_written.items() if now - at >= LAST_USED_RESOLUTION]:
             del _last_used_written[key_id]
-    if turns:
-        _turns_write(turns, now)
+    from conversations.services import request_logs_write, turns_write
 
-
-def _turns_write(turns: list, now: datetime) -> None:
-    from conversations.services import turns_write
-
-    # Written after the usage rows, on their own: a turn that cannot be written must not cost the
-    # batch its billing records (it is logged instead). turns_write is atomic by itself.
-    try:
-        turns_write(turns, now)
-    except DatabaseError:
-        logger.exception("conversation turns could not be written: %s",
-                         [(turn.conversation_id, turn.request_id) for turn in turns])
+    # Written after the usage rows, on their own: a turn or log that cannot be written must not cost the
+    # batch its billing records (it is logged instead). Each write is atomic by itself.
+    for write, items, what in ((turns_write, turns, "conversation turns"), (request_logs_write, logs, "request logs")):
+        if not items:
+            continue
+        try:
+            write(items, now)
+        except DatabaseError:
+            logger.exception("%s could not be written for requests %s", what,
+                             [getattr(item, "request_id", None) or item.get("request_id") for item in items])
 
 
 _write_async = sync_to_async(usage_events_write, thread_sensitive=True)
@@ -124,11 +123,11 @@ _write_async = sync_to_async(usage_events_write, thread_sensitive=True)
 class UsageRecorder:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: list[tuple[UsageRecord, object, asyncio.Future]] = []
+        self._pending: list[tuple[UsageRecord, object, object, asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
 
-    async def record(self, record: UsageRecord, turn=None) -> None:
-        """Return once the row (and the request's conversation turn, if any) is committed.
+    async def record(self, record: UsageRecord, turn=None, log: dict | None = None) -> None:
+        """Return once the row (and the request's conversation turn and log, if any) is committed.
 
         Failures are logged with the row, never raised.
         """
@@ -136,7 +135,7 @@ class UsageRecorder:
         if loop is not self._loop:  # a new event loop (tests): state of the old one is unusable
             self._loop, self._pending, self._flusher = loop, [], None
         done = loop.create_future()
-        self._pending.append((record, turn, done))
+        self._pending.append((record, turn, log, done))
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
         # Shielded: a client hang-up cancels the request, not the write it is waiting for.
@@ -146,12 +145,13 @@ class UsageRecorder:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                await _write_async([record for record, _, _ in batch],
-                                   [turn for _, turn, _ in batch if turn is not None])
+                await _write_async([record for record, _, _, _ in batch],
+                                   [turn for _, turn, _, _ in batch if turn is not None],
+                                   [log for _, _, log, _ in batch if log is not None])
             except Exception:
                 # Never lost silently: the rows go to the log, from where they can be replayed.
-                logger.exception("usage rows could not be written: %s", [asdict(record) for record, _, _ in batch])
-            for _, _, done in batch:
+                logger.exception("usage rows could not be written: %s", [asdict(record) for record, _, _, _ in batch])
+            for _, _, _, done in batch:
                 if not done.done():
                     done.set_result(None)
 

@@ -47,7 +47,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-GATEWAY_API_PREFIXES = ("/v1/", "/openai/v1/", "/health")
+GATEWAY_API_PREFIXES = ("/v1/", "/openai/v1/", "/anthropic/v1/", "/gemini/", "/jina/v1/", "/health")
 
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"

@@ -91,3 +91,17 @@ class ConversationImage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.conversation_id} {self.sha256[:12]}"
+
+
+class RequestLog(models.Model):
+    """A request's prompt and answer, kept only for tenants that turned request logging on, to show in
+    their traces; expires with the tenant's conversation retention. Inline media is not kept."""
+
+    request_id = models.CharField(primary_key=True, max_length=40)
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
+    created_at = models.DateTimeField()
+    request = models.JSONField()  # the upstream request (Anthropic Messages shape) without model and stream
+    response = models.JSONField()  # the answer's content blocks; [] for a failed request
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "created_at"])]

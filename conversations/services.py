@@ -29,7 +29,7 @@ from accounts.models import Tenant
 from config.db import insert_sql
 from gateway.core import GatewayError
 
-from .models import Conversation, ConversationImage, Message, StoredResponse
+from .models import Conversation, ConversationImage, Message, RequestLog, StoredResponse
 
 logger = logging.getLogger(__name__)
 
@@ -151,10 +151,35 @@ def turns_write(turns: list[TurnRecord], now: datetime) -> None:
                 cursor.execute(sql, params)
 
 
+def request_logs_write(logs: list[dict], now: datetime) -> None:
+    """Insert request logs (`request_id`, `tenant_id`, `request`, `response`), one statement."""
+    statement = insert_sql(RequestLog, ("request_id", "tenant_id", "created_at", "request", "response"),
+                           [(log["request_id"], log["tenant_id"], now, _without_media(log["request"]),
+                             log["response"]) for log in logs], ignore_conflicts=True)
+    if statement is not None:
+        with transaction.get_connection().cursor() as cursor:
+            cursor.execute(*statement)
+
+
+def _without_media(value: Any) -> Any:
+    """A copy with base64 payloads replaced by their size: a log is for reading, not for replaying."""
+    if isinstance(value, list):
+        return [_without_media(item) for item in value]
+    if isinstance(value, dict):
+        if value.get("type") == "base64" and isinstance(value.get("data"), str):
+            return {**value, "data": f"<{len(value['data'])} base64 characters>"}
+        return {key: _without_media(item) for key, item in value.items()}
+    return value
+
+
 def _by_reference(conversation_id: str, content: list[dict], images: dict) -> list[dict]:
-    """`content` with inline base64 media replaced by references to ConversationImage rows (collected)."""
+    """`content` with inline base64 media replaced by references to ConversationImage rows (collected),
+    and thinking without a signature (from providers that cannot sign it) left out: Anthropic would
+    refuse the history."""
     out = []
     for block in content:
+        if isinstance(block, dict) and block.get("type") == "thinking" and not block.get("signature"):
+            continue
         source = block.get("source") if isinstance(block, dict) else None
         if isinstance(source, dict) and source.get("type") == "base64" and isinstance(source.get("data"), str):
             digest = hashlib.sha256(source["data"].encode()).hexdigest()
@@ -265,6 +290,10 @@ def conversations_expire(*, now: datetime | None = None, batch_size: int = EXPIR
             with transaction.atomic():
                 Message.objects.filter(conversation_id__in=ids).delete()
                 deleted += Conversation.objects.filter(pk__in=ids).delete()[1].get("conversations.Conversation", 0)
+        logs = RequestLog.objects.filter(tenant__conversation_retention_days=days,
+                                         created_at__lt=now - timedelta(days=days))
+        while ids := list(logs.values_list("pk", flat=True)[:batch_size]):
+            RequestLog.objects.filter(pk__in=ids).delete()
     return deleted
 
 
@@ -277,6 +306,8 @@ def tenant_conversations_delete(*, tenant: Tenant, actor=None, via: str = "syste
         with transaction.atomic():
             Message.objects.filter(conversation_id__in=ids).delete()
             deleted += Conversation.objects.filter(pk__in=ids).delete()[1].get("conversations.Conversation", 0)
+    while ids := list(RequestLog.objects.filter(tenant=tenant).values_list("pk", flat=True)[:EXPIRY_BATCH]):
+        RequestLog.objects.filter(pk__in=ids).delete()
     audit_record(action="conversations.delete", via=via, actor=actor, tenant=tenant, details={"deleted": deleted})
     return deleted
 

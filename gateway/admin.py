@@ -67,17 +67,16 @@ class ProviderAdmin(admin.ModelAdmin):
     def save_formset(self, request, form, formset, change):
         if formset.model is not Credential:
             return super().save_formset(request, form, formset, change)
-        # Credentials go through the service: encryption and the audit entry, never the plaintext.
+        # Sorts the rows into new, changed and deleted (the admin's change message reads those lists);
+        # credentials are then written by the service: encryption and the audit entry, never the key.
+        formset.save(commit=False)
+        touched = {id(obj) for obj in formset.new_objects} | {id(obj) for obj, _ in formset.changed_objects}
         for credential_form in formset.forms:
-            if not credential_form.has_changed() or credential_form in formset.deleted_forms:
-                continue
-            credential = credential_form.save(commit=False)
-            credential.provider = form.instance
-            credential_save(credential=credential, secret=credential_form.cleaned_data.get("secret") or None,
-                            actor=request.user, via="admin")
-        for credential_form in formset.deleted_forms:
-            if credential_form.instance.pk:
-                credential_form.instance.delete()
+            if id(credential_form.instance) in touched:
+                credential_save(credential=credential_form.instance, actor=request.user, via="admin",
+                                secret=credential_form.cleaned_data.get("secret") or None)
+        for credential in formset.deleted_objects:
+            credential.delete()
 
 
 # Form field (USD per million tokens) -> ModelPrice field (nano-USD per million tokens).

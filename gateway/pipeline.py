@@ -105,7 +105,8 @@ class Meter:
         self.deployment: DeploymentEntry | None = None  # the one that answered
         self.ticket = ticket
         self.turn = turn
-        self.answer = MessageAccumulator() if turn is not None and ireq.stream else None
+        keeps_answer = turn is not None or principal.log_requests
+        self.answer = MessageAccumulator() if keeps_answer and ireq.stream else None
         self.principal = principal
         self.endpoint = endpoint
         self.ireq = ireq
@@ -132,12 +133,12 @@ class Meter:
 
     async def finish(self, status: str, http_status: int, error_type: str = "",
                      content: list[dict[str, Any]] | None = None) -> None:
-        """Record the request: its usage row and, for a completed answer, its conversation turn
-        (`content`: the answer's blocks; a stream's are accumulated here)."""
+        """Record the request: its usage row, for a completed answer its conversation turn (`content`: the
+        answer's blocks; a stream's are accumulated here), and its log if the tenant keeps them."""
         turn = self.turn
+        answer = content if content is not None else self.answer.content() if self.answer else []
         if turn is not None:
             if status == UsageEvent.Status.OK:
-                answer = content if content is not None else self.answer.content() if self.answer else []
                 turn.messages.append({"role": "assistant", "content": answer})
                 turn.model = self.model.name
                 turn.input_tokens, turn.output_tokens = self.usage.prompt_tokens, self.usage.output_tokens
@@ -182,6 +183,8 @@ class Meter:
                 **self.trace,
             ),
             turn,
+            {"request_id": self.request_id, "tenant_id": self.principal.tenant_id, "request": self.ireq.params,
+             "response": answer} if self.principal.log_requests else None,
         )
         await admission.settle(self.ticket, tokens=usage.prompt_tokens + usage.output_tokens, cost_nano=cost)
 

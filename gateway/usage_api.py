@@ -14,6 +14,7 @@ from django.http import HttpResponse
 from billing.money import usd_string
 from billing.selectors import usage_by_day_and_model, usage_by_trace
 from config.db import db_unit
+from conversations.selectors import request_logs_get
 
 from .core import invalid
 from .pipeline import json_response
@@ -78,16 +79,20 @@ async def usage_report(request) -> HttpResponse:
 
 
 _by_trace_async = db_unit(usage_by_trace)
+_logs_async = db_unit(request_logs_get)
 
 
 async def trace_report(principal, *, trace_id: str | None = None, thread_id: str | None = None) -> dict:
     """`GET /v1/traces/{id}` and `/v1/threads/{id}`: the tenant's requests with that id, each with its model,
-    tokens, cost, latency and status. No prompt or answer text: those are not in usage rows."""
+    tokens, cost, latency and status; prompt and answer only where the tenant keeps request logs."""
     rows = await _by_trace_async(tenant_id=principal.tenant_id, trace_id=trace_id, thread_id=thread_id)
+    logs = await _logs_async(tenant_id=principal.tenant_id, request_ids=[row["request_id"] for row in rows])
     totals = {name: sum(row[name] for row in rows) for name in ("input_tokens", "output_tokens", "latency_ms")}
     cost = usd_string(sum(row["cost_nano"] for row in rows))
     for row in rows:
         row["created_at"] = row["created_at"].isoformat()
         row["cost_usd"] = usd_string(row.pop("cost_nano"))
+        if row["request_id"] in logs:  # only requests of a tenant that keeps request logs
+            row["request"], row["response"] = logs[row["request_id"]]
     return {"object": "list", "trace_id": trace_id, "thread_id": thread_id, "data": rows,
             "total": {"requests": len(rows), **totals, "cost_usd": cost}}

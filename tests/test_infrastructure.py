@@ -135,3 +135,35 @@ def test_admin_refuses_a_provider_kind_that_does_not_exist(admin_client):
         "credentials-TOTAL_FORMS": 0, "credentials-INITIAL_FORMS": 0})
     assert response.status_code == 200 and "not one of the available choices" in response.content.decode()
     assert not Provider.objects.filter(name="typo").exists()
+
+
+@pytest.mark.django_db
+def test_admin_credentials_are_write_only_and_encrypted(admin_client):
+    from accounts.models import AuditEntry
+    from gateway import crypto
+    from gateway.models import Credential, Provider
+
+    form = {"name": "deepseek", "kind": "openai", "base_url": "https://api.deepseek.com/v1", "cooldown_seconds": 30,
+            "enabled": "on", "credentials-TOTAL_FORMS": 1, "credentials-INITIAL_FORMS": 0,
+            "credentials-0-name": "main", "credentials-0-secret": "sk-deepseek-secret-9876", "credentials-0-weight": 2,
+            "credentials-0-enabled": "on"}
+    response = admin_client.post("/admin/gateway/provider/add/", form)
+    assert response.status_code == 302, response.content[:3000]
+    provider = Provider.objects.get(name="deepseek")
+    credential = Credential.objects.get(provider=provider)
+    assert crypto.decrypt(credential.secret_encrypted) == "sk-deepseek-secret-9876" and credential.hint == "9876"
+    assert "sk-deepseek-secret-9876" not in credential.secret_encrypted
+    page = admin_client.get(f"/admin/gateway/provider/{provider.pk}/change/").content.decode()
+    assert "sk-deepseek-secret-9876" not in page and "9876" in page
+    audit = AuditEntry.objects.get(action="credential.create")
+    assert "sk-deepseek" not in str(audit.details)
+
+    # Saving again with the key field empty keeps the key; a new credential without one is refused.
+    edit = {**form, "credentials-INITIAL_FORMS": 1, "credentials-0-id": credential.pk, "credentials-0-secret": "",
+            "credentials-0-weight": 5, "credentials-0-provider": provider.pk}
+    assert admin_client.post(f"/admin/gateway/provider/{provider.pk}/change/", edit).status_code == 302
+    credential.refresh_from_db()
+    assert credential.weight == 5 and crypto.decrypt(credential.secret_encrypted) == "sk-deepseek-secret-9876"
+    missing = {**form, "name": "other", "credentials-0-secret": ""}
+    response = admin_client.post("/admin/gateway/provider/add/", missing)
+    assert response.status_code == 200 and "needs its API key" in response.content.decode()

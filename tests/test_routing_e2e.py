@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from datetime import timedelta
 
 import anthropic
 import httpx
@@ -324,3 +325,39 @@ def test_trace_and_thread_ids_are_stored_echoed_and_listed(routing_gateway, pers
     malformed = httpx.post(f"{routing_gateway}/v1/chat/completions", json={"model": "claude-haiku-4-5", "messages": []},
                            headers={"Authorization": f"Bearer {persona.key}", "AH-Trace-Id": "x" * 200})
     assert malformed.status_code == 400 and "ah-trace-id" in malformed.json()["error"]["message"]
+
+
+def test_prompts_appear_in_traces_only_for_tenants_that_log_requests(routing_gateway, django_db_blocker):
+    from accounts.services import tenant_update
+    from conversations.models import RequestLog
+    from conversations.services import conversations_expire
+
+    from .conftest import make_persona
+
+    with django_db_blocker.unblock():
+        quiet, logged = make_persona(f"q-{uuid.uuid4().hex[:8]}"), make_persona(f"l-{uuid.uuid4().hex[:8]}")
+        tenant_update(tenant=logged.tenant, log_requests=True)
+    time.sleep(1.1)  # the key cache
+    traces = {}
+    for persona in (quiet, logged):
+        trace = traces[persona.key] = f"tr-{uuid.uuid4().hex}"
+        client = openai.OpenAI(base_url=f"{routing_gateway}/v1", api_key=persona.key, max_retries=0)
+        client.chat.completions.create(model="claude-haiku-4-5", messages=[{"role": "user", "content": "my secret"}],
+                                       extra_headers={"AH-Trace-Id": trace})
+        list(client.chat.completions.create(model="claude-haiku-4-5", stream=True, extra_headers={"AH-Trace-Id": trace},
+                                            messages=[{"role": "user", "content": "streamed secret"}]))
+
+    def listed(persona):
+        return httpx.get(f"{routing_gateway}/v1/traces/{traces[persona.key]}",
+                         headers={"Authorization": f"Bearer {persona.key}"}).json()["data"]
+
+    assert "secret" not in str(listed(quiet)) and all("request" not in row for row in listed(quiet))
+    plain, streamed = listed(logged)
+    assert plain["request"]["messages"] == [{"role": "user", "content": [{"type": "text", "text": "my secret"}]}]
+    assert plain["response"][0]["text"].startswith("Hello from the fake upstream. You said: my secret")
+    assert streamed["response"][0]["text"].startswith("Hello from the fake upstream. You said: streamed secret")
+    # Logs expire with the tenant's conversation retention.
+    with django_db_blocker.unblock():
+        assert RequestLog.objects.filter(tenant=logged.tenant).count() == 2
+        conversations_expire(now=timezone.now() + timedelta(days=8))
+        assert not RequestLog.objects.filter(tenant=logged.tenant).exists()
