@@ -59,6 +59,11 @@ class ScriptedUpstream:
         await request.read()
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.status == 200:  # recovered: a minimal Anthropic message (non-streaming calls only)
+            return web.json_response({
+                "id": "msg_scripted", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6",
+                "content": [{"type": "text", "text": "Hello from the recovered upstream"}], "stop_reason": "end_turn",
+                "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 5}})
         body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
         return web.json_response(body, status=self.status)
 
@@ -209,6 +214,12 @@ def test_cooldown_skips_a_failed_deployment_and_probes_it_back(routing_gateway, 
     ask()
     assert scripted.hits - hits == 4  # probed back after the cooldown: still failing, cooled again
     assert {row.provider for row in usage_rows(django_db_blocker, model=name)} == {anthropic_provider.name}
+    scripted.status = 200
+    time.sleep(1.2)
+    ask()  # probed back and recovered: it serves again, and stays in use
+    ask()
+    assert scripted.hits - hits == 6
+    assert [row.provider for row in usage_rows(django_db_blocker, model=name)][-2:] == [flaky.name] * 2
 
 
 def test_no_retry_once_the_stream_has_started(routing_gateway, persona, setup, fake_openai_upstream, fake_upstream,
