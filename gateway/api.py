@@ -40,6 +40,18 @@ def _unknown_route(router: Router) -> None:
         raise GatewayError(404, f"Unknown request URL: {request.method} {request.path}.", code="unknown_url")
 
 
+def _embedding_operations(router: Router) -> None:
+    @router.post("/embeddings")
+    async def create_embeddings(request):
+        return await serve_oneshot(request, endpoint="embeddings", capability="embeddings",
+                                   decode=embeddings.decode_embeddings, method="embeddings")
+
+    @router.post("/rerank")
+    async def create_rerank(request):
+        return await serve_oneshot(request, endpoint="rerank", capability="rerank", decode=embeddings.decode_rerank,
+                                   method="rerank")
+
+
 def _build(namespace: str, router: Router, render: Renderer) -> NinjaAPI:
     """An API whose every failure, ours or the framework's, is rendered by `render` in its protocol's shape."""
     api = NinjaAPI(title=f"Gatehouse {namespace}", urls_namespace=namespace, docs_url=None, openapi_url=None)
@@ -99,15 +111,7 @@ def _openai_router() -> Router:
     ):
         router.add_api_operation(path, [method], view)
 
-    @router.post("/embeddings")
-    async def create_embeddings(request):
-        return await serve_oneshot(request, endpoint="embeddings", capability="embeddings",
-                                   decode=embeddings.decode_embeddings, method="embeddings")
-
-    @router.post("/rerank")
-    async def create_rerank(request):
-        return await serve_oneshot(request, endpoint="rerank", capability="rerank", decode=embeddings.decode_rerank,
-                                   method="rerank")
+    _embedding_operations(router)
 
     @router.get("/traces/{trace_id}")
     async def trace(request, trace_id: str):
@@ -229,17 +233,7 @@ def _render_gemini(request, error: GatewayError, request_id: str) -> HttpRespons
 def _jina_router() -> Router:
     """Jina's paths for its SDKs and clients: the same operations as /v1/embeddings and /v1/rerank."""
     router = Router(auth=OPENAI_KEY)
-
-    @router.post("/embeddings")
-    async def create_embeddings(request):
-        return await serve_oneshot(request, endpoint="embeddings", capability="embeddings",
-                                   decode=embeddings.decode_embeddings, method="embeddings")
-
-    @router.post("/rerank")
-    async def create_rerank(request):
-        return await serve_oneshot(request, endpoint="rerank", capability="rerank", decode=embeddings.decode_rerank,
-                                   method="rerank")
-
+    _embedding_operations(router)
     _unknown_route(router)
     return router
 

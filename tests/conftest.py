@@ -83,28 +83,26 @@ def django_db_setup(django_test_environment, django_db_blocker, django_db_keepdb
         teardown_databases(config, verbosity=0, keepdb=django_db_keepdb)
 
 
-@pytest.fixture(scope="session")
-def fake_upstream():
-    """Base URL of a fake Anthropic server process (with its request log on)."""
+def _fake_server(module: str):
+    """Run `python -m <module>` (a fake upstream, request log on) on a free port; yields its base URL."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "gateway.fakes.anthropic", "--host", "127.0.0.1",
-                                "--port", str(port)], cwd=ROOT)
+    process = subprocess.Popen([sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     _wait_http(url + "/_fake/health", process)
     yield url
     _stop(process)
+
+
+@pytest.fixture(scope="session")
+def fake_upstream():
+    """Base URL of a fake Anthropic server process."""
+    yield from _fake_server("gateway.fakes.anthropic")
 
 
 @pytest.fixture(scope="session")
 def fake_openai_upstream():
-    """Base URL (without /v1) of a fake OpenAI-compatible server process (with its request log on)."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "gateway.fakes.openai_compat", "--host", "127.0.0.1",
-                                "--port", str(port)], cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    _wait_http(url + "/_fake/health", process)
-    yield url
-    _stop(process)
+    """Base URL (without /v1) of a fake OpenAI-compatible server process."""
+    yield from _fake_server("gateway.fakes.openai_compat")
 
 
 @dataclass

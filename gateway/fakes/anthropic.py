@@ -67,7 +67,6 @@ value or a value by type (string "example", integer 1, number 1.5, boolean true,
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import hashlib
@@ -75,7 +74,6 @@ import itertools
 import math
 import os
 import re
-import signal
 import sys
 from collections import deque
 from dataclasses import dataclass
@@ -85,6 +83,9 @@ from typing import Any, Iterator
 
 import orjson
 from aiohttp import web
+
+from gateway.fakes import serving
+from gateway.fakes.serving import RequestLogControl
 
 # --------------------------------------------------------------------------------------------------
 # Static data
@@ -1010,7 +1011,6 @@ def _models_payload() -> dict[str, Any]:
 
 MODELS_BODY = orjson.dumps(_models_payload())
 MODEL_BODIES = {m["id"]: orjson.dumps(m) for m in _models_payload()["data"]}
-OK_BODY = orjson.dumps({"ok": True})
 
 
 def json_response(body: bytes, request_id: str | None = None) -> web.Response:
@@ -1029,7 +1029,7 @@ def _client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-class FakeAnthropic:
+class FakeAnthropic(RequestLogControl):
     """Handlers plus the state they share: the request log and the expected API key."""
 
     def __init__(self, *, log_requests: bool = True, api_key: str | None = None) -> None:
@@ -1210,22 +1210,6 @@ class FakeAnthropic:
     async def not_found(self, request: web.Request) -> web.Response:
         return error_response(ApiError(404, "Not Found"), new_request_id())
 
-    # -- test control --------------------------------------------------------------------------
-
-    async def get_requests(self, request: web.Request) -> web.Response:
-        since = request.query.get("since", "")
-        entries: list[Entry] = list(self.requests)
-        if since.isdigit():
-            entries = [e for e in entries if e["seq"] > int(since)]
-        return json_response(orjson.dumps(entries))
-
-    async def clear_requests(self, request: web.Request) -> web.Response:
-        self.requests.clear()
-        return json_response(OK_BODY)
-
-    async def health(self, request: web.Request) -> web.Response:
-        return json_response(OK_BODY)
-
 
 FAKE_KEY = web.AppKey("fake_anthropic", FakeAnthropic)
 
@@ -1241,49 +1225,19 @@ def build_app(*, log_requests: bool = True, api_key: str | None = None) -> web.A
     app.router.add_post("/v1/messages/count_tokens", fake.count_tokens)
     app.router.add_get("/v1/models", fake.list_models)
     app.router.add_get("/v1/models/{model_id}", fake.get_model)
-    app.router.add_get("/_fake/requests", fake.get_requests)
-    app.router.add_delete("/_fake/requests", fake.clear_requests)
-    app.router.add_get("/_fake/health", fake.health)
+    fake.add_control_routes(app)
     app.router.add_route("*", "/{tail:.*}", fake.not_found)
     return app
 
 
 async def start(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> tuple[web.AppRunner, int]:
     """Serve `build_app(**kwargs)` on the running loop; returns (runner, bound port). Stop: runner.cleanup()."""
-    runner = web.AppRunner(build_app(**kwargs), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)
-    await site.start()
-    return runner, runner.addresses[0][1]
-
-
-async def _serve(host: str, port: int, log_requests: bool) -> None:
-    runner, bound = await start(host, port, log_requests=log_requests)
-    print(f"fake-anthropic listening on http://{host}:{bound}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    return await serving.start(build_app, host, port, **kwargs)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m gateway.fakes.anthropic", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8100)
-    parser.add_argument("--no-log", action="store_true", help="do not record requests for /_fake/requests")
-    args = parser.parse_args(argv)
-    try:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:
-        loop_factory = None
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(_serve(args.host, args.port, not args.no_log))
+    serving.main(build_app, name="fake-anthropic", module="gateway.fakes.anthropic",
+                 description=__doc__.splitlines()[0], default_port=8100, argv=argv)
 
 
 if __name__ == "__main__":

@@ -92,7 +92,6 @@ only ``delay_ms``, ``error``, ``retry_after`` and ``drop``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import hashlib
@@ -100,7 +99,6 @@ import itertools
 import math
 import os
 import re
-import signal
 import struct
 import sys
 import time
@@ -110,6 +108,9 @@ from typing import Any, Callable, Iterator
 
 import orjson
 from aiohttp import web
+
+from gateway.fakes import serving
+from gateway.fakes.serving import RequestLogControl
 
 from gateway.fakes.anthropic import (
     DIRECTIVE_SPLIT_RE,
@@ -1052,7 +1053,6 @@ def _model_object(model_id: str, created: int = FAKE_MODEL_CREATED, owned_by: st
 
 MODELS_BODY = orjson.dumps({"object": "list", "data": [_model_object(*m) for m in LISTED_MODELS]})
 MODEL_OBJECTS = {m[0]: _model_object(*m) for m in LISTED_MODELS}
-OK_BODY = orjson.dumps({"ok": True})
 
 
 def json_response(body: bytes, request_id: str | None = None) -> web.Response:
@@ -1060,7 +1060,7 @@ def json_response(body: bytes, request_id: str | None = None) -> web.Response:
     return web.Response(body=body, headers=headers)
 
 
-class FakeOpenAI:
+class FakeOpenAI(RequestLogControl):
     """Handlers plus the state they share: the request log and the expected API key."""
 
     def __init__(self, *, log_requests: bool = True, api_key: str | None = None) -> None:
@@ -1204,28 +1204,20 @@ class FakeOpenAI:
         return response
 
     async def embeddings(self, request: web.Request) -> web.Response:
-        entry = self._record(request)
-        request_id = new_request_id()
-        try:
-            self._authorize(request)
-            parsed = parse_embeddings(await self._read_json(request, entry))
-            directives = parse_directives(parsed.directive_text, REQUEST_DIRECTIVES)
-        except ApiError as exc:
-            return self._reject(exc, entry, request_id)
-        if directives:
-            ended = await self._request_directives(request, directives, parsed.model, entry, request_id)
-            if ended is not None:
-                return ended
-        _finish(entry, "completed", 200)
-        return json_response(orjson.dumps(embeddings_body(parsed)), request_id)
+        return await self._one_shot(request, parse_embeddings, lambda parsed: parsed.directive_text, embeddings_body)
 
     async def rerank(self, request: web.Request) -> web.Response:
+        return await self._one_shot(request, parse_rerank, lambda parsed: parsed.query, rerank_body)
+
+    async def _one_shot(self, request: web.Request, parse: Callable, directive_text: Callable,
+                        answer: Callable) -> web.Response:
+        """A non-streaming endpoint: validate, obey the request-level directives, answer."""
         entry = self._record(request)
         request_id = new_request_id()
         try:
             self._authorize(request)
-            parsed = parse_rerank(await self._read_json(request, entry))
-            directives = parse_directives(parsed.query, REQUEST_DIRECTIVES)
+            parsed = parse(await self._read_json(request, entry))
+            directives = parse_directives(directive_text(parsed), REQUEST_DIRECTIVES)
         except ApiError as exc:
             return self._reject(exc, entry, request_id)
         if directives:
@@ -1233,7 +1225,7 @@ class FakeOpenAI:
             if ended is not None:
                 return ended
         _finish(entry, "completed", 200)
-        return json_response(orjson.dumps(rerank_body(parsed)), request_id)
+        return json_response(orjson.dumps(answer(parsed)), request_id)
 
     async def list_models(self, request: web.Request) -> web.Response:
         return self._model_response(request, lambda: MODELS_BODY)
@@ -1263,22 +1255,6 @@ class FakeOpenAI:
         exc = ApiError(404, f"Invalid URL ({request.method} {request.path})")
         return error_response(exc, new_request_id())
 
-    # -- test control --------------------------------------------------------------------------
-
-    async def get_requests(self, request: web.Request) -> web.Response:
-        since = request.query.get("since", "")
-        entries: list[Entry] = list(self.requests)
-        if since.isdigit():
-            entries = [e for e in entries if e["seq"] > int(since)]
-        return json_response(orjson.dumps(entries))
-
-    async def clear_requests(self, request: web.Request) -> web.Response:
-        self.requests.clear()
-        return json_response(OK_BODY)
-
-    async def health(self, request: web.Request) -> web.Response:
-        return json_response(OK_BODY)
-
 
 FAKE_KEY = web.AppKey("fake_openai", FakeOpenAI)
 
@@ -1295,51 +1271,19 @@ def build_app(*, log_requests: bool = True, api_key: str | None = None) -> web.A
     app.router.add_post("/v1/rerank", fake.rerank)
     app.router.add_get("/v1/models", fake.list_models)
     app.router.add_get("/v1/models/{model_id:.+}", fake.get_model)
-    app.router.add_get("/_fake/requests", fake.get_requests)
-    app.router.add_delete("/_fake/requests", fake.clear_requests)
-    app.router.add_get("/_fake/health", fake.health)
+    fake.add_control_routes(app)
     app.router.add_route("*", "/{tail:.*}", fake.not_found)
     return app
 
 
 async def start(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> tuple[web.AppRunner, int]:
     """Serve `build_app(**kwargs)` on the running loop; returns (runner, bound port). Stop: runner.cleanup()."""
-    runner = web.AppRunner(build_app(**kwargs), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)
-    await site.start()
-    return runner, runner.addresses[0][1]
-
-
-async def _serve(host: str, port: int, log_requests: bool) -> None:
-    runner, bound = await start(host, port, log_requests=log_requests)
-    print(f"fake-openai listening on http://{host}:{bound}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    return await serving.start(build_app, host, port, **kwargs)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m gateway.fakes.openai_compat", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8200)
-    parser.add_argument("--no-log", action="store_true", help="do not record requests for /_fake/requests")
-    args = parser.parse_args(argv)
-    try:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:
-        loop_factory = None
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(_serve(args.host, args.port, not args.no_log))
+    serving.main(build_app, name="fake-openai", module="gateway.fakes.openai_compat",
+                 description=__doc__.splitlines()[0], default_port=8200, argv=argv)
 
 
 if __name__ == "__main__":
