@@ -11,12 +11,13 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from billing.money import NANO_PER_USD, nano_to_usd, usd_string, usd_to_nano
 
-from .models import ApiKey, Tenant
+from .models import ApiKey, Membership, Tenant
 from .services import KEY_SETTINGS, MAX_ROTATION_GRACE, key_settings_validate
 
 # Far beyond any real amount, and far enough below the BigIntegerField maximum (9.2e18 nano) that
@@ -228,3 +229,65 @@ class RotateKeyForm(forms.Form):
         min_value=0, max_value=MAX_ROTATION_GRACE // timedelta(hours=1), initial=24, label="Grace period (hours)",
         help_text="How long the old secret keeps working, so deployments can switch over. 0: it stops at once.",
     )
+
+
+# --- Self-serve dashboard ------------------------------------------------------------------------------------
+
+
+class SignupForm(forms.Form):
+    email = forms.EmailField(label="E-mail", max_length=150,
+                             widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
+    password1 = forms.CharField(label="Password", strip=False,
+                                widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+                                help_text=password_validation.password_validators_help_text_html())
+    password2 = forms.CharField(label="Password again", strip=False,
+                                widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+    workspace = forms.CharField(label="Workspace name", max_length=200,
+                                help_text="Your company or team; you can rename it later.")
+
+    def clean_email(self) -> str:
+        return self.cleaned_data["email"].strip().lower()
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        password1, password2 = cleaned.get("password1"), cleaned.get("password2")
+        if password1 and password2 and password1 != password2:
+            self.add_error("password2", "The two passwords differ.")
+        # The validators themselves run in the signup service, which knows the user they are checked against.
+        return cleaned
+
+
+class WorkspaceForm(forms.Form):
+    workspace = forms.CharField(label="Workspace name", max_length=200)
+
+
+class DashboardKeyForm(ApiKeySettingsForm):
+    """ApiKeySettingsForm with a date picker for the expiry (browsers send 2025-01-31T12:00, parsed as UTC)."""
+
+    class Meta(ApiKeySettingsForm.Meta):
+        widgets = {"expires_at": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")}
+        labels = {"expires_at": "Expires (UTC)"}
+
+
+class MemberInviteForm(forms.Form):
+    email = forms.EmailField(label="E-mail", max_length=150)
+    role = forms.ChoiceField(label="Role", choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
+
+    def __init__(self, *args: Any, roles: list[tuple[str, str]] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if roles is not None:
+            self.fields["role"].choices = roles
+
+
+class MemberRoleForm(forms.Form):
+    role = forms.ChoiceField(label="Role", choices=Membership.Role.choices)
+
+
+class ProfileForm(forms.Form):
+    first_name = forms.CharField(label="First name", max_length=150, required=False)
+    last_name = forms.CharField(label="Last name", max_length=150, required=False)
+    email = forms.EmailField(label="E-mail", max_length=150, help_text="You log in with this address.")
+
+
+class TenantNameForm(forms.Form):
+    name = forms.CharField(label="Workspace name", max_length=200)

@@ -78,7 +78,8 @@ class _KeyCache:
 key_cache = _KeyCache()
 
 
-def _fetch_principal(public_id: str) -> KeyPrincipal | None:
+def key_principal(public_id: str) -> KeyPrincipal | None:
+    """What the request path knows of a key (None: no such key); the dashboard's playground uses it too."""
     key = ApiKey.objects.filter(public_id=public_id).select_related("tenant").first()
     if key is None:
         return None
@@ -103,7 +104,7 @@ def _fetch_principal(public_id: str) -> KeyPrincipal | None:
     )
 
 
-_fetch_principal_async = db_unit(_fetch_principal)
+_fetch_principal_async = db_unit(key_principal)
 _principal_fetches = SingleFlight()
 
 _INVALID_KEY = "Incorrect API key provided. Keys look like sk_cdx_..., issued from the dashboard or by an operator."
@@ -139,3 +140,46 @@ async def api_key_authenticate(presented: str | None, *, how: str = "'Authorizat
         raise GatewayError(403, "This account is suspended. Contact your operator.", code="account_suspended",
                            type="permission_error")
     return principal
+
+
+# --- Self-serve dashboard --------------------------------------------------------------------------------
+
+
+def login_attempt_keys(*, username: str, address: str) -> tuple[str, str]:
+    """Cache keys of the failed-login counters of a username and of a client address."""
+    import hashlib
+
+    # Hashed: usernames are e-mail addresses and should not sit in the cache in clear; lower-cased, so
+    # that case variants of one name share a counter.
+    name = hashlib.sha256(username.strip().lower().encode()).hexdigest()
+    return f"login-failures:user:{name}", f"login-failures:addr:{address}"
+
+
+def login_refused(*, username: str, address: str) -> bool:
+    """True once LOGIN_ATTEMPTS logins failed for this username, or from this address, within the window."""
+    from django.core.cache import cache
+
+    counts = cache.get_many(login_attempt_keys(username=username, address=address))
+    return any(count >= settings.LOGIN_ATTEMPTS for count in counts.values())
+
+
+def api_key_status(api_key: ApiKey, *, now=None) -> str:
+    """active, revoked or expired, as customers see it."""
+    from django.utils import timezone
+
+    if api_key.is_revoked:
+        return "revoked"
+    if api_key.expires_at is not None and api_key.expires_at <= (now or timezone.now()):
+        return "expired"
+    return "active"
+
+
+def example_model(api_key: ApiKey | None = None) -> str:
+    """A model id for code snippets: one the key may call, else the first enabled chat model."""
+    from gateway.models import CatalogModel
+
+    if api_key is not None and api_key.allowed_models:
+        return api_key.allowed_models[0]
+    name = (CatalogModel.objects.filter(enabled=True, capability=CatalogModel.Capability.CHAT)
+            .values_list("name", flat=True).first())
+    return name or "claude-sonnet-4-6"

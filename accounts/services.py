@@ -6,17 +6,22 @@ plaintext is returned exactly once, by `api_key_issue` and `api_key_rotate`.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
+from django.utils.text import slugify
 
 from . import keys
 from .models import ApiKey, AuditEntry, Membership, Tenant
+from .selectors import login_attempt_keys
 
 # The key settings operators and customers may change (admin, dashboard, create_key).
 KEY_SETTINGS = ("name", "expires_at", "allowed_models", "rpm_limit", "tpm_limit", "budget_nano", "budget_period")
@@ -219,3 +224,206 @@ def api_key_rotate(*, api_key: ApiKey, grace: timedelta = timedelta(0), actor=No
     audit_record(action="key.rotate", via=via, actor=actor, api_key=api_key,
                  details={"grace_seconds": int(grace.total_seconds())})
     return IssuedKey(api_key=api_key, plaintext=f"{keys.PREFIX}{api_key.public_id}_{secret}")
+
+
+# --- Self-serve dashboard: sign-up, team, profile, login throttling --------------------------------------
+
+DASHBOARD_VIA = "dashboard"
+
+
+def _user_model():
+    from django.contrib.auth import get_user_model
+
+    return get_user_model()
+
+
+def _email_taken(email: str, *, exclude_pk: int | None = None) -> bool:
+    # Usernames are e-mail addresses here, but operators may have created users whose username differs
+    # from their address: both must stay unique, or a password reset would reach two accounts.
+    users = _user_model().objects.filter(Q(username__iexact=email) | Q(email__iexact=email))
+    return users.exclude(pk=exclude_pk).exists()
+
+
+def _unique_tenant_slug(name: str) -> str:
+    base = slugify(name)[:48].strip("-") or "workspace"
+    slug = base
+    # A random suffix rather than counting up: one query in the common case, and no enumeration of
+    # other customers' workspace names. A concurrent sign-up taking the same slug fails on the unique
+    # index and the user simply submits again.
+    while Tenant.objects.filter(slug=slug).exists():
+        slug = f"{base}-{secrets.token_hex(3)}"
+    return slug
+
+
+@transaction.atomic
+def workspace_create(*, user, name: str, via: str = DASHBOARD_VIA) -> Membership:
+    """A new tenant named `name` (slug derived from it, made unique) with `user` as its owner."""
+    name = name.strip()
+    if not name:
+        raise ValidationError({"workspace": "Name your workspace."})
+    tenant = tenant_create(slug=_unique_tenant_slug(name), name=name, actor=user, via=via)
+    return membership_set(tenant=tenant, user=user, role=Membership.Role.OWNER, actor=user, via=via)
+
+
+@transaction.atomic
+def signup(*, email: str, password: str, tenant_name: str, via: str = DASHBOARD_VIA):
+    """A new user (username = e-mail, lower-cased), their workspace and their owner membership."""
+    from django.contrib.auth import password_validation
+
+    email = _user_model().objects.normalize_email(email).strip().lower()
+    if _email_taken(email):
+        raise ValidationError({"email": "An account with this e-mail address already exists. Log in instead."})
+    user = _user_model()(username=email, email=email)
+    try:
+        password_validation.validate_password(password, user)
+    except ValidationError as exc:
+        raise ValidationError({"password1": exc.messages}) from None
+    user.set_password(password)
+    user.save()
+    audit_record(action="user.signup", via=via, actor=user, details={"user": email})
+    membership = workspace_create(user=user, name=tenant_name, via=via)
+    if settings.SIGNUP_CREDIT_NANO:
+        from billing.services import credit_grant  # billing's services import this module
+
+        credit_grant(tenant=membership.tenant, amount_nano=settings.SIGNUP_CREDIT_NANO, reason="sign-up credit",
+                     actor=user, via=via)
+    return user
+
+
+def _actor_role(tenant: Tenant, actor) -> str | None:
+    return Membership.objects.filter(tenant=tenant, user=actor).values_list("role", flat=True).first()
+
+
+def _require_may_manage(*, tenant: Tenant, actor, roles: set[str]) -> None:
+    """Owners manage everyone; admins manage members and admins. Only owners grant or take the owner role."""
+    actor_role = _actor_role(tenant, actor)
+    if actor_role not in (Membership.Role.OWNER, Membership.Role.ADMIN):
+        raise PermissionDenied("Only owners and admins manage the team.")
+    if Membership.Role.OWNER in roles and actor_role != Membership.Role.OWNER:
+        raise ValidationError("Only an owner can grant or remove the owner role.")
+
+
+@dataclass(frozen=True)
+class Invitation:
+    membership: Membership
+    new_user: bool  # True: an account was created and mailed a link to set its password
+
+
+@transaction.atomic
+def member_invite(*, tenant: Tenant, email: str, role: str, actor, site_url: str,
+                  via: str = DASHBOARD_VIA) -> Invitation:
+    """Add the user with this e-mail address to `tenant`, creating an account for an unknown address.
+
+    A new account has no usable password; it is mailed a link to set one (the password-reset token, so
+    the link stops working once used or once PASSWORD_RESET_TIMEOUT has passed). `site_url` is the
+    dashboard's absolute root, e.g. request.build_absolute_uri("/").
+    """
+    email = _user_model().objects.normalize_email(email).strip().lower()
+    _require_may_manage(tenant=tenant, actor=actor, roles={role})
+    User = _user_model()
+    user = (User.objects.filter(username__iexact=email).first()
+            or User.objects.filter(email__iexact=email).order_by("pk").first())
+    new_user = user is None
+    if new_user:
+        user = User(username=email, email=email)
+        user.set_unusable_password()
+        user.save()
+        audit_record(action="user.invite", via=via, actor=actor, tenant=tenant, details={"user": email})
+    elif Membership.objects.filter(tenant=tenant, user=user).exists():
+        raise ValidationError({"email": f"{email} is already in this workspace."})
+    membership = membership_set(tenant=tenant, user=user, role=role, actor=actor, via=via)
+    # After commit: no mail for an invitation that was rolled back, and no SMTP wait inside the transaction.
+    transaction.on_commit(lambda: _invitation_send(user=user, tenant=tenant, actor=actor, new_user=new_user,
+                                                   site_url=site_url))
+    return Invitation(membership=membership, new_user=new_user)
+
+
+def _invitation_send(*, user, tenant: Tenant, actor, new_user: bool, site_url: str) -> None:
+    from django.contrib.auth.tokens import default_token_generator
+    from django.core.mail import send_mail
+    from django.urls import reverse
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    inviter = actor.get_full_name() or actor.email or actor.get_username()
+    root = site_url.rstrip("/")
+    if new_user:
+        path = reverse("password_reset_confirm", kwargs={"uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
+                                                         "token": default_token_generator.make_token(user)})
+        body = (f"{inviter} invited you to the {tenant.name} workspace on Gatehouse.\n\n"
+                f"Choose a password to activate your account:\n{root}{path}\n\n"
+                f"Then log in with this e-mail address ({user.email}).\n"
+                "The link works once and expires in a few days. If you did not expect this, ignore this e-mail.\n")
+    else:
+        body = (f"{inviter} added you to the {tenant.name} workspace on Gatehouse.\n\n"
+                f"Log in to use it: {root}{reverse('login')}\n")
+    send_mail(f"You're invited to {tenant.name} on Gatehouse", body, None, [user.email])
+
+
+@transaction.atomic
+def member_role_change(*, membership: Membership, role: str, actor, via: str = DASHBOARD_VIA) -> Membership:
+    """A team member's new role, as an owner or admin decides (the last owner cannot step down)."""
+    _require_may_manage(tenant=membership.tenant, actor=actor, roles={role, membership.role})
+    return membership_set(tenant=membership.tenant, user=membership.user, role=role, actor=actor, via=via)
+
+
+@transaction.atomic
+def member_remove(*, membership: Membership, actor, via: str = DASHBOARD_VIA) -> None:
+    """Take someone off the team. Their keys stay with the tenant (managers can still revoke them)."""
+    _require_may_manage(tenant=membership.tenant, actor=actor, roles={membership.role})
+    membership_remove(membership=membership, actor=actor, via=via)
+
+
+@transaction.atomic
+def user_profile_update(*, user, actor, first_name: str, last_name: str, email: str, via: str = DASHBOARD_VIA):
+    """Change a user's name and e-mail address; a username that was the old address follows the new one."""
+    email = _user_model().objects.normalize_email(email).strip().lower()
+    if email != user.email.lower() and _email_taken(email, exclude_pk=user.pk):
+        raise ValidationError({"email": "Another account uses this e-mail address."})
+    before = {"first_name": user.first_name, "last_name": user.last_name, "email": user.email}
+    if user.get_username().lower() == user.email.lower():
+        user.username = email
+    user.first_name, user.last_name, user.email = first_name, last_name, email
+    user.save(update_fields=["username", "first_name", "last_name", "email"])
+    after = {"first_name": first_name, "last_name": last_name, "email": email}
+    diff = {field: [before[field], after[field]] for field in after if before[field] != after[field]}
+    if diff:
+        audit_record(action="user.update", via=via, actor=actor, details=diff)
+    return user
+
+
+@transaction.atomic
+def user_password_set(*, user, password: str, actor, via: str = DASHBOARD_VIA):
+    """Set a (validated) password. Other sessions of the user end; keep the caller's own with
+    update_session_auth_hash."""
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    audit_record(action="user.password", via=via, actor=actor, details={"user": user.get_username()})
+    return user
+
+
+# Login throttling: counters in the Django cache (Redis when configured, so all processes share them).
+
+
+def login_failure_record(*, username: str, address: str) -> None:
+    from django.conf import settings
+    from django.core.cache import cache
+
+    for key in login_attempt_keys(username=username, address=address):
+        # A fixed window that starts at the first failure: add() only sets the expiry when the key is
+        # new. Simpler than a sliding window, and an attacker still gets at most LOGIN_ATTEMPTS tries
+        # per window. incr() after add() can lose a race with the expiry; the next failure restarts the
+        # count, which is fine.
+        cache.add(key, 0, timeout=settings.LOGIN_ATTEMPTS_WINDOW_SECONDS)
+        try:
+            cache.incr(key)
+        except ValueError:
+            cache.set(key, 1, timeout=settings.LOGIN_ATTEMPTS_WINDOW_SECONDS)
+
+
+def login_success_record(*, username: str) -> None:
+    """A success clears the username's counter; the address's stays, so one valid account cannot be
+    used to reset the count of an address that is guessing other accounts' passwords."""
+    from django.core.cache import cache
+
+    cache.delete(login_attempt_keys(username=username, address="")[0])

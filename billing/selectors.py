@@ -44,15 +44,18 @@ def key_spend_nano(api_key_id: int, since: datetime) -> int:
         total=Coalesce(Sum("cost_nano"), 0))["total"]
 
 
-def usage_by_day_and_model(*, tenant_id: int, start: date, end: date) -> list[dict]:
-    """Usage and cost per UTC day and model, `start` to `end` inclusive, from the usage rows themselves
-    (not the rollups, which lag by up to a minute)."""
+def usage_by_day_and_model(*, tenant_id: int, start: date, end: date, key_ids: list[int] | None = None,
+                           by: str = "model") -> list[dict]:
+    """Usage and cost per UTC day and model (or `by="api_key"`: per key), `start` to `end` inclusive, from
+    the usage rows themselves (not the rollups, which lag by up to a minute); `key_ids` limits the keys."""
     since = datetime(start.year, start.month, start.day, tzinfo=UTC)
     until = datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
+    rows = UsageEvent.objects.filter(tenant_id=tenant_id, created_at__gte=since, created_at__lt=until)
+    if key_ids is not None:
+        rows = rows.filter(api_key_id__in=key_ids)
     return list(
-        UsageEvent.objects.filter(tenant_id=tenant_id, created_at__gte=since, created_at__lt=until)
-        .annotate(day=TruncDate("created_at", tzinfo=UTC))
-        .values("day", "model")
+        rows.annotate(day=TruncDate("created_at", tzinfo=UTC))
+        .values("day", by)
         .annotate(
             requests=Count("id"),
             errors=Count("id", filter=Q(status=UsageEvent.Status.ERROR)),
@@ -62,8 +65,20 @@ def usage_by_day_and_model(*, tenant_id: int, start: date, end: date) -> list[di
             cache_read_input_tokens=Sum("cache_read_input_tokens"),
             cost_nano=Sum("cost_nano"),
         )
-        .order_by("day", "model")
+        .order_by("day", by)
     )
+
+
+RECENT_FIELDS = ("request_id", "created_at", "api_key_id", "api_key__name", "endpoint", "model", "stream", "status",
+                 "input_tokens", "output_tokens", "cost_nano", "latency_ms")
+
+
+def usage_recent(*, tenant_id: int, key_ids: list[int] | None = None, limit: int = 20) -> list[dict]:
+    """The tenant's latest requests, newest first."""
+    rows = UsageEvent.objects.filter(tenant_id=tenant_id)
+    if key_ids is not None:
+        rows = rows.filter(api_key_id__in=key_ids)
+    return list(rows.order_by("-created_at", "-id").values(*RECENT_FIELDS)[:limit])
 
 
 TRACE_FIELDS = ("request_id", "created_at", "endpoint", "requested_model", "model", "provider", "upstream_model",

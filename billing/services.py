@@ -27,6 +27,7 @@ from accounts.models import ApiKey, Tenant
 from accounts.services import audit_record
 from config.db import insert_sql, refresh_connections
 
+from .live import usage_notifier
 from .models import LedgerEntry, ModelPrice, UsageEvent, UsageRollup
 
 logger = logging.getLogger(__name__)
@@ -154,6 +155,7 @@ class UsageRecorder:
             for _, _, _, done in batch:
                 if not done.done():
                     done.set_result(None)
+            usage_notifier.notify({record.tenant_id for record, _, _, _ in batch})
 
 
 usage_recorder = UsageRecorder()

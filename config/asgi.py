@@ -1,7 +1,7 @@
 """ASGI entry point: `config.asgi:application`.
 
 API paths go to a lean Django handler without the middleware stack (see gateway/handler.py); the
-admin and the dashboard get the full one.
+admin and the dashboard get the full one, and the dashboard's WebSockets go to channels.
 """
 
 import gc
@@ -17,16 +17,25 @@ from django.conf import settings  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
 import gateway.providers.anthropic  # noqa: E402,F401 - import the SDK now, not on the first request
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from billing.consumers import UsageConsumer  # noqa: E402
 from gateway.handler import ApiHandler  # noqa: E402
 
 _full = ASGIHandler()
 _api = ApiHandler()
 _api_prefixes = tuple(settings.GATEWAY_API_PREFIXES)
+_websockets = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([path("ws/usage/", UsageConsumer.as_asgi())])))
 
 
 async def application(scope, receive, send):
     if scope["type"] == "http" and scope["path"].startswith(_api_prefixes):
         return await _api(scope, receive, send)
+    if scope["type"] == "websocket":
+        return await _websockets(scope, receive, send)
     if scope["type"] == "lifespan":
         return await _lifespan(receive, send)
     return await _full(scope, receive, send)

@@ -7,6 +7,7 @@ with in-process fallbacks; a bad value must fail loudly at start-up rather than 
 from __future__ import annotations
 
 import os
+from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -60,6 +61,18 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
     if number < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}")
     return number
+
+
+def env_usd_nano(name: str, default: str) -> int:
+    """A non-negative USD amount ("5", "0.25") as integer nano-USD, exact (at most 9 decimal places)."""
+    value = env_str(name, default)
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{name} must be an amount in USD such as 5 or 0.25, got {value!r}") from None
+    if not amount.is_finite() or amount < 0 or amount.as_tuple().exponent < -9:
+        raise ImproperlyConfigured(f"{name} must be a non-negative USD amount with at most 9 decimals, got {value!r}")
+    return int(amount * 10**9)
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from celery.schedules import crontab
 
-from .env import database_from_url, env_bool, env_float, env_int, env_list, env_str, env_url
+from .env import database_from_url, env_bool, env_float, env_int, env_list, env_str, env_url, env_usd_nano
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -62,6 +62,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "accounts.dashboard.navigation",
             ],
         },
     },
@@ -132,8 +133,30 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = not DEBUG and env_bool("SECURE_COOKIES", False)
+# Secure cookies outside DEBUG; browsers keep them on http://localhost and 127.0.0.1 too, so the
+# embedded mode still works. SECURE_COOKIES=false is for a plain-HTTP deployment on another host.
+SESSION_COOKIE_SECURE = not DEBUG and env_bool("SECURE_COOKIES", True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# The self-serve dashboard (accounts, billing, conversations and gateway views under /dashboard/).
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+# Prepaid credit a new sign-up's workspace starts with, so a customer can try the API without an operator
+# (0: none; the workspace then needs credit from an operator before its first request).
+SIGNUP_CREDIT_NANO = env_usd_nano("SIGNUP_CREDIT_USD", "5")
+# Failed logins per username and per client address within the window before further tries are refused.
+LOGIN_ATTEMPTS = env_int("LOGIN_ATTEMPTS", 5, minimum=1)
+LOGIN_ATTEMPTS_WINDOW_SECONDS = env_int("LOGIN_ATTEMPTS_WINDOW_SECONDS", 300, minimum=1)
+# Password resets and invitations: printed on the console unless an SMTP server is configured.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_BACKEND = ("django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
+                 else "django.core.mail.backends.console.EmailBackend")
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Gatehouse <noreply@localhost>")
 
 # The gateway checks request sizes itself (GATEWAY_MAX_BODY_BYTES) to answer in the protocol's error shape.
 DATA_UPLOAD_MAX_MEMORY_SIZE = None

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from gateway.api import anthropic_api, anthropic_root_api, api, gemini_api, gemini_v1_api, jina_api, openai_alias_api
 from gateway.views import health, index
@@ -8,6 +8,11 @@ urlpatterns = [
     path("", index, name="index"),
     path("health", health, name="health"),
     path("admin/", admin.site.urls),
+    # The self-serve dashboard: each domain app serves its own pages.
+    path("", include("accounts.urls")),
+    path("dashboard/", include("billing.urls")),
+    path("dashboard/", include("conversations.urls")),
+    path("dashboard/", include("gateway.urls")),
     # The Anthropic SDK's message routes at the root come before the OpenAI API and its catch-all.
     path("v1/", anthropic_root_api.urls),
     path("v1/", api.urls),

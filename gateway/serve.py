@@ -30,7 +30,7 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     if args.server == "granian":
         argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--host", args.host, "--port", str(args.port),
-                "--workers", str(args.workers), "--loop", "uvloop", "--no-ws", "config.asgi:application"]
+                "--workers", str(args.workers), "--loop", "uvloop", "config.asgi:application"]
         static_root = Path(__file__).resolve().parent.parent / "var" / "static"
         if static_root.is_dir():  # filled by `manage.py collectstatic`: the admin's CSS and JS
             argv[3:3] = ["--static-path-route", "/static", "--static-path-mount", str(static_root)]

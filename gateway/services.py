@@ -1,10 +1,14 @@
-"""Writes to the upstream set-up: credentials (encrypted, audited)."""
+"""Writes to the upstream set-up (credentials, encrypted and audited) and the playground's key."""
 
 from __future__ import annotations
 
-from django.db import transaction
+from datetime import timedelta
 
-from accounts.services import audit_record
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import ApiKey, Tenant
+from accounts.services import api_key_issue, audit_record
 
 from . import crypto
 from .models import Credential
@@ -26,3 +30,20 @@ def credential_save(*, credential: Credential, secret: str | None, actor=None, v
                  details={"provider": credential.provider.name, "credential": credential.name,
                           "key_changed": bool(secret), "weight": credential.weight, "enabled": credential.enabled})
     return credential
+
+
+PLAYGROUND_KEY_NAME = "Playground"
+PLAYGROUND_KEY_LIFETIME = timedelta(days=30)
+
+
+def playground_key(*, tenant: Tenant, user) -> ApiKey:
+    """The user's own key for the dashboard's playground in `tenant`, issued on first use and again once
+    it is revoked or about to expire. Its secret is never needed: the playground calls the request path
+    with the key's principal (gateway.views.playground_chat), so the browser never holds a key."""
+    now = timezone.now()
+    key = (ApiKey.objects.filter(tenant=tenant, created_by=user, name=PLAYGROUND_KEY_NAME, revoked_at__isnull=True,
+                                 expires_at__gt=now + timedelta(days=1)).order_by("-created_at").first())
+    if key is None:
+        key = api_key_issue(tenant=tenant, name=PLAYGROUND_KEY_NAME, created_by=user, via="dashboard",
+                            expires_at=now + PLAYGROUND_KEY_LIFETIME).api_key
+    return key

@@ -5,13 +5,12 @@ Scoped to the calling key's tenant: every key of a tenant sees the tenant's usag
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import UTC, date, datetime, timedelta
 
 from django.http import HttpResponse
 
 from billing.money import usd_string
+from billing.reports import csv_response, rows_payload
 from billing.selectors import usage_by_day_and_model, usage_by_trace
 from config.db import db_unit
 from conversations.selectors import request_logs_get
@@ -20,8 +19,6 @@ from .core import invalid
 from .pipeline import json_response
 
 MAX_DAYS = 366
-COLUMNS = ("date", "model", "requests", "errors", "input_tokens", "output_tokens", "cache_creation_input_tokens",
-           "cache_read_input_tokens", "cost_usd")
 
 
 def _date(request, name: str, default: date) -> date:
@@ -48,17 +45,6 @@ def parse_range(request) -> tuple[date, date, str]:
     return start, end, fmt
 
 
-def rows_payload(rows: list[dict]) -> list[dict]:
-    return [
-        {"date": row["day"].isoformat(), "model": row["model"], "requests": row["requests"], "errors": row["errors"],
-         "input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"],
-         "cache_creation_input_tokens": row["cache_creation_input_tokens"],
-         "cache_read_input_tokens": row["cache_read_input_tokens"], "cost_usd": usd_string(row["cost_nano"]),
-         "cost_nano": row["cost_nano"]}
-        for row in rows
-    ]
-
-
 _report_async = db_unit(usage_by_day_and_model)
 
 
@@ -66,13 +52,7 @@ async def usage_report(request) -> HttpResponse:
     start, end, fmt = parse_range(request)
     data = rows_payload(await _report_async(tenant_id=request.auth.tenant_id, start=start, end=end))
     if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(data)
-        response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="usage-{start}-{end}.csv"'
-        return response
+        return csv_response(data, start, end)
     total_nano = sum(row["cost_nano"] for row in data)
     return json_response({"object": "usage", "start": start.isoformat(), "end": end.isoformat(), "data": data,
                           "total_cost_usd": usd_string(total_nano), "total_cost_nano": total_nano})

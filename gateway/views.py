@@ -5,11 +5,21 @@ import asyncio
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
+from django.http import Http404
 from django.shortcuts import render
+from django.views.decorators.http import require_POST
 
+from accounts.dashboard import dashboard_view, membership_for
+from accounts.selectors import key_principal
+from billing.models import UsageEvent
+from billing.money import format_usd
 from config.db import refresh_connections
 
-from .pipeline import json_response
+from .core import GatewayError
+from .models import CatalogModel
+from .pipeline import json_response, serve
+from .protocols import openai_chat
+from .services import playground_key
 
 
 def _database_ok() -> bool:
@@ -47,3 +57,41 @@ async def health(request):
 
 def index(request):
     return render(request, "index.html", {"base_url": request.build_absolute_uri("/v1")})
+
+
+@dashboard_view()
+def playground(request):
+    models = CatalogModel.objects.filter(enabled=True, capability=CatalogModel.Capability.CHAT).order_by("name")
+    return render(request, "dashboard/playground.html", {"section": "playground", "models": models})
+
+
+def _playground_principal(request):
+    """The signed-in user's playground key in their current tenant, as the request path sees a key."""
+    membership = membership_for(request) if request.user.is_authenticated else None
+    if membership is None:
+        return None
+    return key_principal(playground_key(tenant=membership.tenant, user=request.user).public_id)
+
+
+@require_POST
+async def playground_chat(request):
+    """The playground's chat: a same-origin, session- and CSRF-checked door to the chat completions path,
+    billed to the user's playground key, so no key ever reaches the browser."""
+    principal = await sync_to_async(_playground_principal)(request)
+    if principal is None:
+        return json_response(openai_chat.error_body(GatewayError(401, "Log in to use the playground.")), status=401)
+    request.auth = principal
+    try:
+        return await serve(request, codec=openai_chat, endpoint="chat.completions")
+    except GatewayError as error:
+        return json_response(openai_chat.error_body(error), status=error.status)
+
+
+@dashboard_view()
+def playground_usage(request, request_id: str):
+    """What one playground turn cost, from its usage row (written before the answer's last bytes)."""
+    row = UsageEvent.objects.filter(tenant=request.tenant, request_id=request_id).first()
+    if row is None:
+        raise Http404("No such request.")
+    return json_response({"input_tokens": row.input_tokens + row.cache_creation_input_tokens + row.cache_read_input_tokens,
+                          "output_tokens": row.output_tokens, "cost": format_usd(row.cost_nano)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import openai
 import pytest
 
@@ -120,3 +121,17 @@ def test_a_response_can_continue_a_stored_conversation(gateway, client, persona,
     assert response.status == "completed"
     seen = upstream_texts(upstream_request(fake_upstream, tag))
     assert [role for role, _ in seen] == ["user", "assistant", "user"] and seen[0][1] == "from chat"
+
+
+@pytest.mark.parametrize("prompt", ["[[fake:words=12]] hi", "[[fake:tool, text_then_tool]] look it up",
+                                    "[[fake:midstream_error]] hi"])
+def test_raw_stream_bytes_follow_the_responses_grammar(gateway, persona, prompt):
+    from .test_openai_responses_codec import check_stream, sse_events
+
+    response = httpx.post(f"{gateway}/v1/responses", headers={"Authorization": f"Bearer {persona.key}"},
+                          json={"model": HAIKU, "input": prompt, "tools": TOOLS, "stream": True})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(response.content)
+    check_stream(events)
+    expected = "response.failed" if "midstream_error" in prompt else "response.completed"
+    assert events[-1]["type"] == expected

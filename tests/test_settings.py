@@ -26,7 +26,9 @@ def start_django(**env) -> subprocess.CompletedProcess:
     "name, value",
     [("DATABASE_URL", "mysql://x@y/z"), ("DATABASE_URL", "postgres://host:notaport/db"), ("DATABASE_URL", "postgres:///db"),
      ("REDIS_URL", "http://localhost"), ("GATEWAY_MAX_BODY_BYTES", "lots"), ("DEBUG", "maybe"),
-     ("UPSTREAM_TIMEOUT_SECONDS", "-1"), ("ANTHROPIC_BASE_URL", "ftp://example.com")],
+     ("UPSTREAM_TIMEOUT_SECONDS", "-1"), ("ANTHROPIC_BASE_URL", "ftp://example.com"), ("SIGNUP_CREDIT_USD", "-5"),
+     ("SIGNUP_CREDIT_USD", "five"), ("SIGNUP_CREDIT_USD", "0.0000000001"), ("UPSTREAM_RETRIES", "-1"),
+     ("LOGIN_ATTEMPTS", "0")],
 )
 def test_bad_environment_value_stops_start_up_naming_the_variable(name, value):
     result = start_django(**{name: value})

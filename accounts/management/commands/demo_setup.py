@@ -19,6 +19,8 @@ Gatehouse demo key (shown once): {key}
   reply = client.chat.completions.create(model="claude-sonnet-4-6",
                                          messages=[{{"role": "user", "content": "Hello!"}}])
   print(reply.choices[0].message.content)
+
+Dashboard: sign up at {base}/signup/ (operators: python manage.py createsuperuser, then {base}/admin/)
 """
 
 

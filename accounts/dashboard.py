@@ -1,0 +1,69 @@
+"""Access to the self-serve dashboard: who is signed in, in which tenant, with which role.
+
+Every dashboard view is wrapped by `dashboard_view`: it requires a signed-in user, resolves the tenant
+they are working in (the session's choice among their memberships, else their first), and refuses a
+role below the view's minimum with a 403, whatever URL was typed. Views then query through
+`request.tenant` only, so one tenant's rows never reach another's pages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+
+from .models import ApiKey, Membership
+
+SESSION_TENANT = "dashboard_tenant_id"
+_RANK = {Membership.Role.MEMBER: 0, Membership.Role.ADMIN: 1, Membership.Role.OWNER: 2}
+
+
+def membership_of(user, chosen_tenant_id: int | None) -> Membership | None:
+    """The user's membership in the tenant they chose (the session's), else their first one."""
+    memberships = Membership.objects.filter(user=user).select_related("tenant").order_by("created_at")
+    return (chosen_tenant_id and memberships.filter(tenant_id=chosen_tenant_id).first()) or memberships.first()
+
+
+def membership_for(request) -> Membership | None:
+    return membership_of(request.user, request.session.get(SESSION_TENANT))
+
+
+def dashboard_view(min_role: str = Membership.Role.MEMBER) -> Callable:
+    def decorate(view: Callable) -> Callable:
+        @login_required
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            membership = membership_for(request)
+            if membership is None:
+                return redirect("dashboard-no-tenant")
+            if _RANK[membership.role] < _RANK[min_role]:
+                raise PermissionDenied(f"This page needs the {min_role} role.")
+            request.membership, request.tenant = membership, membership.tenant
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def is_manager(membership: Membership) -> bool:
+    """Owners and admins see every key, the team and billing; members see their own keys."""
+    return _RANK[membership.role] >= _RANK[Membership.Role.ADMIN]
+
+
+def visible_keys(request):
+    """The tenant's keys this member may see: all of them for managers, their own for members."""
+    keys = ApiKey.objects.filter(tenant=request.tenant)
+    return keys if is_manager(request.membership) else keys.filter(created_by=request.user)
+
+
+def navigation(request) -> dict:
+    """Template context: the signed-in user's tenants and role (for the navigation)."""
+    membership = getattr(request, "membership", None)
+    if membership is None:
+        return {}
+    return {"membership": membership, "is_manager": is_manager(membership),
+            "memberships": Membership.objects.filter(user=request.user).select_related("tenant")}

@@ -1,0 +1,419 @@
+"""The self-serve dashboard's account pages: sign-up and login, API keys, the team, settings.
+
+Views parse, call one service, render; the rules (roles, the last owner, key limits) are the services'.
+Every dashboard page goes through `dashboard_view`, and objects are looked up through `request.tenant`
+(keys through `visible_keys`), so another tenant's id, or another member's key, is a 404: the page
+does not even confirm that it exists.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import messages
+from django.contrib.auth import login, update_session_auth_hash
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.http import require_POST
+
+from billing.money import format_usd
+
+from .dashboard import SESSION_TENANT, dashboard_view, is_manager, visible_keys
+from .forms import (
+    DashboardKeyForm,
+    MemberInviteForm,
+    MemberRoleForm,
+    ProfileForm,
+    RotateKeyForm,
+    SignupForm,
+    TenantNameForm,
+    WorkspaceForm,
+)
+from .models import Membership
+from .selectors import api_key_status, example_model, login_refused
+from .services import (
+    api_key_issue,
+    api_key_revoke,
+    api_key_rotate,
+    login_failure_record,
+    login_success_record,
+    member_invite,
+    member_remove,
+    member_role_change,
+    signup,
+    tenant_update,
+    user_password_set,
+    user_profile_update,
+    workspace_create,
+)
+
+VIA = "dashboard"
+OWNER, ADMIN, MEMBER = Membership.Role.OWNER, Membership.Role.ADMIN, Membership.Role.MEMBER
+# A key's plaintext between the POST that made it and the one page that shows it (POST/redirect/GET).
+# Sessions are stored server-side; the page pops it, so a reload or the back button never shows it again
+# (and if that page is never opened, the secret goes when the session does).
+SESSION_NEW_KEY = "dashboard_new_key"
+
+
+def _form_error(form, exc: ValidationError) -> None:
+    """A service's ValidationError on the form: on its field when it names one the form has."""
+    if hasattr(exc, "error_dict") and not set(exc.error_dict) <= set(form.fields):
+        form.add_error(None, exc.messages)
+    else:
+        form.add_error(None, exc)
+
+
+# --- Sign-up, login, workspaces -------------------------------------------------------------------------
+
+
+def signup_view(request):
+    if request.user.is_authenticated:
+        return redirect("dashboard")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = signup(email=form.cleaned_data["email"], password=form.cleaned_data["password1"],
+                          tenant_name=form.cleaned_data["workspace"], via=VIA)
+        except ValidationError as exc:
+            _form_error(form, exc)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, "Welcome to Gatehouse! Create your first API key to start.")
+            return redirect("keys")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+class LoginForm(AuthenticationForm):
+    """Django's login form, refusing without checking the password while the caller is throttled."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "Wrong e-mail or password. Note that the password is case-sensitive.",
+        "throttled": "Too many failed logins. Wait a few minutes, or reset your password, and try again.",
+    }
+
+    def __init__(self, request=None, *args, refused: bool = False, **kwargs):
+        super().__init__(request, *args, **kwargs)
+        self.refused = refused
+        self.fields["username"].label = "E-mail"
+
+    def clean(self):
+        if self.refused:
+            raise ValidationError(self.error_messages["throttled"], code="throttled")
+        return super().clean()
+
+
+def client_address(request) -> str:
+    # REMOTE_ADDR, never X-Forwarded-For, which any client can set. Behind a reverse proxy the server
+    # must be started with its proxy-headers option, or every visitor shares the proxy's counter.
+    return request.META.get("REMOTE_ADDR", "")
+
+
+class LoginView(auth_views.LoginView):
+    form_class = LoginForm
+    redirect_authenticated_user = True
+
+    def get_form_kwargs(self):
+        kwargs = super().get_form_kwargs()
+        if self.request.method == "POST":
+            kwargs["refused"] = login_refused(username=self.request.POST.get("username", ""),
+                                              address=client_address(self.request))
+        return kwargs
+
+    def form_valid(self, form):
+        login_success_record(username=self.request.POST.get("username", ""))
+        return super().form_valid(form)
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if form.refused:
+            response.status_code = 429
+        else:
+            login_failure_record(username=self.request.POST.get("username", ""),
+                                 address=client_address(self.request))
+        return response
+
+
+@login_required
+def no_tenant(request):
+    """For a signed-in user in no workspace (removed from their team, or an invitation undone)."""
+    if Membership.objects.filter(user=request.user).exists():
+        return redirect("dashboard")
+    form = WorkspaceForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            membership = workspace_create(user=request.user, name=form.cleaned_data["workspace"], via=VIA)
+        except ValidationError as exc:
+            _form_error(form, exc)
+        else:
+            request.session[SESSION_TENANT] = membership.tenant_id
+            messages.success(request, f"Created the {membership.tenant.name} workspace. Create an API key to start.")
+            return redirect("keys")
+    return render(request, "dashboard/no_tenant.html", {"form": form})
+
+
+@dashboard_view()
+def home(request):
+    return redirect("keys")
+
+
+@dashboard_view()
+@require_POST
+def tenant_switch(request):
+    tenant_id = request.POST.get("tenant", "")
+    if not tenant_id.isdigit():
+        raise Http404("No such workspace.")
+    # Only among the user's own memberships: any other id is a 404, whether or not the tenant exists.
+    membership = get_object_or_404(Membership.objects.select_related("tenant"), user=request.user,
+                                   tenant_id=int(tenant_id))
+    request.session[SESSION_TENANT] = membership.tenant_id
+    messages.success(request, f"Switched to {membership.tenant.name}.")
+    return redirect("dashboard")
+
+
+# --- API keys -------------------------------------------------------------------------------------------
+
+
+@dashboard_view()
+def key_list(request):
+    keys = visible_keys(request).select_related("created_by").order_by("-created_at")
+    rows = [{"key": key, "status": api_key_status(key),
+             "budget": format_usd(key.budget_nano) if key.budget_nano is not None else None} for key in keys]
+    return render(request, "dashboard/keys.html", {"section": "keys", "rows": rows,
+                                                   "show_owner": is_manager(request.membership)})
+
+
+@dashboard_view()
+def key_create(request):
+    form = DashboardKeyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            issued = api_key_issue(tenant=request.tenant, created_by=request.user, via=VIA, **form.key_settings())
+        except ValidationError as exc:
+            _form_error(form, exc)
+        else:
+            _show_once(request, issued, rotated=False)
+            return redirect("key-created")
+    return render(request, "dashboard/keys_new.html", {"section": "keys", "form": form})
+
+
+def _show_once(request, issued, *, rotated: bool) -> None:
+    request.session[SESSION_NEW_KEY] = {"key_id": issued.api_key.pk, "plaintext": issued.plaintext,
+                                        "rotated": rotated}
+
+
+@dashboard_view()
+def key_created(request):
+    shown = request.session.pop(SESSION_NEW_KEY, None)
+    api_key = shown and visible_keys(request).filter(pk=shown["key_id"]).first()
+    if not api_key:
+        messages.info(request, "A key's secret is shown only once, right after it is created or rotated. "
+                               "Rotate the key to get a new secret.")
+        return redirect("keys")
+    openai_base = request.build_absolute_uri("/v1")
+    anthropic_base = request.build_absolute_uri("/anthropic")
+    response = render(request, "dashboard/key_created.html", {
+        "section": "keys", "api_key": api_key, "plaintext": shown["plaintext"], "rotated": shown["rotated"],
+        "openai_base": openai_base, "anthropic_base": anthropic_base,
+        "snippets": snippets(shown["plaintext"], model=example_model(api_key), openai_base=openai_base,
+                             anthropic_base=anthropic_base),
+    })
+    add_never_cache_headers(response)  # no copy of the secret in the browser's or a proxy's cache
+    return response
+
+
+def snippets(key: str, *, model: str, openai_base: str, anthropic_base: str) -> list[tuple[str, str, str]]:
+    """(element id, title, code) of ready-to-paste examples using `key`."""
+    return [
+        ("snippet-curl", "curl", f"""curl {openai_base}/chat/completions \\
+  -H "Authorization: Bearer {key}" \\
+  -H "Content-Type: application/json" \\
+  -d '{{"model": "{model}", "messages": [{{"role": "user", "content": "Hello"}}]}}'"""),
+        ("snippet-python", "Python (openai)", f"""from openai import OpenAI
+
+client = OpenAI(base_url="{openai_base}", api_key="{key}")
+reply = client.chat.completions.create(
+    model="{model}",
+    messages=[{{"role": "user", "content": "Hello"}}],
+)
+print(reply.choices[0].message.content)"""),
+        ("snippet-node", "Node (openai)", f"""import OpenAI from "openai";
+
+const client = new OpenAI({{ baseURL: "{openai_base}", apiKey: "{key}" }});
+const reply = await client.chat.completions.create({{
+  model: "{model}",
+  messages: [{{ role: "user", content: "Hello" }}],
+}});
+console.log(reply.choices[0].message.content);"""),
+        ("snippet-anthropic", "Python (anthropic)", f"""import anthropic
+
+client = anthropic.Anthropic(base_url="{anthropic_base}", api_key="{key}")
+message = client.messages.create(
+    model="{model}",
+    max_tokens=1024,
+    messages=[{{"role": "user", "content": "Hello"}}],
+)
+print(message.content[0].text)"""),
+    ]
+
+
+@dashboard_view()
+def key_revoke(request, key_id: int):
+    api_key = get_object_or_404(visible_keys(request), pk=key_id)
+    if request.method == "POST":
+        if api_key.is_revoked:
+            messages.info(request, f"{api_key.display} was already revoked.")
+        else:
+            api_key_revoke(api_key=api_key, actor=request.user, via=VIA)
+            messages.success(request, f"Revoked {api_key.display}. It stops working within seconds.")
+        return redirect("keys")
+    return render(request, "dashboard/keys_revoke.html", {"section": "keys", "api_key": api_key})
+
+
+@dashboard_view()
+def key_rotate(request, key_id: int):
+    api_key = get_object_or_404(visible_keys(request), pk=key_id)
+    form = RotateKeyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            issued = api_key_rotate(api_key=api_key, grace=timedelta(hours=form.cleaned_data["grace_hours"]),
+                                    actor=request.user, via=VIA)
+        except ValidationError as exc:
+            form.add_error(None, exc.messages)
+        else:
+            _show_once(request, issued, rotated=True)
+            return redirect("key-created")
+    return render(request, "dashboard/keys_rotate.html", {"section": "keys", "api_key": api_key, "form": form})
+
+
+# --- Team -----------------------------------------------------------------------------------------------
+
+
+def _grantable_roles(membership: Membership) -> list[tuple[str, str]]:
+    """The roles this manager may give: only owners make owners."""
+    return [(value, label) for value, label in Membership.Role.choices
+            if value != OWNER or membership.role == OWNER]
+
+
+def _team_page(request, *, invite_form=None, row_errors=None, status=200):
+    members = (Membership.objects.filter(tenant=request.tenant).select_related("user")
+               .order_by("created_at", "pk"))
+    manager = is_manager(request.membership)
+    roles = _grantable_roles(request.membership)
+    rows = []
+    for membership in members:
+        # Admins may not touch an owner; owners may change anyone (the service keeps the last owner).
+        editable = manager and (membership.role != OWNER or request.membership.role == OWNER)
+        rows.append({"membership": membership, "editable": editable,
+                     "errors": (row_errors or {}).get(membership.pk, [])})
+    return render(request, "dashboard/team.html", {
+        "section": "team", "rows": rows, "manager": manager, "roles": roles,
+        "invite_form": invite_form or (MemberInviteForm(roles=roles) if manager else None),
+    }, status=status)
+
+
+@dashboard_view()
+def team(request):
+    return _team_page(request)
+
+
+@dashboard_view(ADMIN)
+@require_POST
+def team_invite(request):
+    form = MemberInviteForm(request.POST, roles=_grantable_roles(request.membership))
+    if form.is_valid():
+        try:
+            invitation = member_invite(tenant=request.tenant, email=form.cleaned_data["email"],
+                                       role=form.cleaned_data["role"], actor=request.user,
+                                       site_url=request.build_absolute_uri("/"), via=VIA)
+        except ValidationError as exc:
+            _form_error(form, exc)
+        else:
+            email = invitation.membership.user.email or invitation.membership.user.get_username()
+            messages.success(request, f"Invited {email}: we e-mailed them a link to set a password."
+                             if invitation.new_user else f"Added {email} to the team.")
+            return redirect("team")
+    return _team_page(request, invite_form=form, status=400)
+
+
+@dashboard_view(ADMIN)
+@require_POST
+def team_role(request, membership_id: int):
+    membership = get_object_or_404(Membership.objects.select_related("user", "tenant"), pk=membership_id,
+                                   tenant=request.tenant)
+    form = MemberRoleForm(request.POST)
+    if form.is_valid():
+        try:
+            member_role_change(membership=membership, role=form.cleaned_data["role"], actor=request.user, via=VIA)
+        except ValidationError as exc:
+            return _team_page(request, row_errors={membership.pk: exc.messages}, status=400)
+        messages.success(request, f"{membership.user.email or membership.user.get_username()} is now "
+                                  f"{form.cleaned_data['role']}.")
+        return redirect("team")
+    return _team_page(request, row_errors={membership.pk: form.errors["role"]}, status=400)
+
+
+@dashboard_view(ADMIN)
+def team_remove(request, membership_id: int):
+    membership = get_object_or_404(Membership.objects.select_related("user", "tenant"), pk=membership_id,
+                                   tenant=request.tenant)
+    errors = []
+    if request.method == "POST":
+        try:
+            member_remove(membership=membership, actor=request.user, via=VIA)
+        except ValidationError as exc:
+            errors = exc.messages
+        else:
+            messages.success(request, f"Removed {membership.user.email or membership.user.get_username()} "
+                                      "from the team.")
+            return redirect("team")
+    return render(request, "dashboard/team_remove.html", {"section": "team", "target": membership, "errors": errors},
+                  status=400 if errors else 200)
+
+
+# --- Settings -------------------------------------------------------------------------------------------
+
+
+@dashboard_view()
+def account_settings(request):
+    user, owner = request.user, request.membership.role == OWNER
+    which = request.POST.get("form") if request.method == "POST" else None
+    if which == "workspace" and not owner:
+        raise PermissionDenied("Only owners rename the workspace.")
+    profile_form = ProfileForm(request.POST if which == "profile" else None, initial={
+        "first_name": user.first_name, "last_name": user.last_name, "email": user.email})
+    password_form = PasswordChangeForm(user, request.POST if which == "password" else None)
+    password_form.fields["old_password"].widget.attrs.pop("autofocus", None)  # not the first form on the page
+    tenant_form = TenantNameForm(request.POST if which == "workspace" else None,
+                                 initial={"name": request.tenant.name}) if owner else None
+
+    if which == "profile" and profile_form.is_valid():
+        try:
+            user_profile_update(user=user, actor=user, via=VIA, **profile_form.cleaned_data)
+        except ValidationError as exc:
+            _form_error(profile_form, exc)
+        else:
+            messages.success(request, "Saved your profile.")
+            return redirect("account-settings")
+    elif which == "password" and password_form.is_valid():
+        user_password_set(user=user, password=password_form.cleaned_data["new_password1"], actor=user, via=VIA)
+        update_session_auth_hash(request, user)  # stay signed in here; other sessions end
+        messages.success(request, "Changed your password.")
+        return redirect("account-settings")
+    elif which == "workspace" and tenant_form.is_valid():
+        try:
+            tenant_update(tenant=request.tenant, name=tenant_form.cleaned_data["name"], actor=user, via=VIA)
+        except ValidationError as exc:
+            _form_error(tenant_form, exc)
+        else:
+            messages.success(request, "Renamed the workspace.")
+            return redirect("account-settings")
+    return render(request, "dashboard/settings.html", {
+        "section": "settings", "profile_form": profile_form, "password_form": password_form,
+        "tenant_form": tenant_form,
+    }, status=400 if which else 200)

@@ -1,0 +1,35 @@
+"""Usage reports as the API and the dashboard hand them out: JSON rows and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+
+from django.http import HttpResponse
+
+from .money import usd_string
+
+COLUMNS = ("date", "model", "requests", "errors", "input_tokens", "output_tokens", "cache_creation_input_tokens",
+           "cache_read_input_tokens", "cost_usd")
+
+
+def rows_payload(rows: list[dict]) -> list[dict]:
+    return [
+        {"date": row["day"].isoformat(), "model": row["model"], "requests": row["requests"], "errors": row["errors"],
+         "input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"],
+         "cache_creation_input_tokens": row["cache_creation_input_tokens"],
+         "cache_read_input_tokens": row["cache_read_input_tokens"], "cost_usd": usd_string(row["cost_nano"]),
+         "cost_nano": row["cost_nano"]}
+        for row in rows
+    ]
+
+
+def csv_response(data: list[dict], start: date, end: date) -> HttpResponse:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(data)
+    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="usage-{start}-{end}.csv"'
+    return response

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("playground/", views.playground, name="playground"),
+    path("playground/chat", views.playground_chat, name="playground-chat"),
+    path("playground/usage/<str:request_id>", views.playground_usage, name="playground-usage"),
+]
