@@ -305,10 +305,12 @@ def _team_page(request, *, invite_form=None, row_errors=None, status=200):
                .order_by("created_at", "pk"))
     manager = is_manager(request.membership)
     roles = _grantable_roles(request.membership)
+    owners = sum(1 for membership in members if membership.role == OWNER)
     rows = []
     for membership in members:
-        # Admins may not touch an owner; owners may change anyone (the service keeps the last owner).
-        editable = manager and (membership.role != OWNER or request.membership.role == OWNER)
+        # Admins may not touch an owner; owners may change anyone but the last owner, whom the service
+        # would keep anyway: no controls that can only end in an error.
+        editable = manager and (membership.role != OWNER or (request.membership.role == OWNER and owners > 1))
         rows.append({"membership": membership, "editable": editable,
                      "errors": (row_errors or {}).get(membership.pk, [])})
     return render(request, "dashboard/team.html", {

@@ -9,7 +9,7 @@ from django.http import Http404
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
-from accounts.dashboard import dashboard_view, membership_for
+from accounts.dashboard import dashboard_view, membership_for, visible_keys
 from accounts.selectors import key_principal
 from billing.models import UsageEvent
 from billing.money import format_usd
@@ -90,7 +90,8 @@ async def playground_chat(request):
 @dashboard_view()
 def playground_usage(request, request_id: str):
     """What one playground turn cost, from its usage row (written before the answer's last bytes)."""
-    row = UsageEvent.objects.filter(tenant=request.tenant, request_id=request_id).first()
+    row = UsageEvent.objects.filter(tenant=request.tenant, request_id=request_id,
+                                    api_key__in=visible_keys(request)).first()
     if row is None:
         raise Http404("No such request.")
     return json_response({"input_tokens": row.input_tokens + row.cache_creation_input_tokens + row.cache_read_input_tokens,

@@ -18,6 +18,8 @@ from django.test import Client
 from accounts.models import Membership
 from billing.models import UsageEvent
 
+from .dashboard_helpers import assert_roles, client_for, team  # noqa: F401 (fixtures)
+
 pytestmark = pytest.mark.e2e  # committed rows, no test transaction
 
 PASSWORD = "correct horse battery staple 42"
@@ -223,3 +225,31 @@ async def test_the_usage_socket_tells_a_tenants_open_pages_about_new_usage(world
         await bob.disconnect()
         # The consumers' database thread keeps its connection; close it, or the test database cannot be dropped.
         await sync_to_async(connections.close_all)()
+
+
+@pytest.mark.django_db
+def test_every_page_here_checks_login_role_and_tenant(team, client_for):
+    """The role and isolation matrix for the usage, conversations and playground views (accounts' own views
+    have theirs in test_dashboard_accounts)."""
+    from accounts.services import api_key_issue
+    from conversations.services import conversation_create
+    from django.urls import reverse
+
+    carols = api_key_issue(tenant=team.tenant_a, name="carol", created_by=team.carol).api_key
+    alices = api_key_issue(tenant=team.tenant_a, name="alice", created_by=team.alice).api_key
+    mine = conversation_create(tenant_id=team.tenant_a.pk, api_key_id=carols.pk, system=None, metadata={},
+                               messages=[], now=datetime.now(UTC))
+    managers_only = conversation_create(tenant_id=team.tenant_a.pk, api_key_id=alices.pk, system=None, metadata={},
+                                        messages=[], now=datetime.now(UTC))
+    row = usage(alices)
+    everyone = {"owner", "admin", "member"}
+    for name in ("usage", "usage-csv", "conversations", "playground"):
+        assert_roles(client_for, reverse(name), everyone)
+    for name in ("conversation-detail", "conversation-delete"):
+        assert_roles(client_for, reverse(name, args=[mine.pk]), everyone, outsider_status=404)
+        # A member sees only the conversations of her own keys: another key's is not found, not forbidden.
+        assert_roles(client_for, reverse(name, args=[managers_only.pk]), {"owner", "admin"}, denied_status=404,
+                     outsider_status=404)
+    # Another member's request is not hers to see either.
+    assert_roles(client_for, reverse("playground-usage", args=[row.request_id]), {"owner", "admin"},
+                 denied_status=404, outsider_status=404)
