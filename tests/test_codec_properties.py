@@ -466,7 +466,6 @@ def test_thinking_after_text_in_the_last_tool_turn_switches_thinking_off(codec):
     assert_upstream_accepts(params)
 
 
-@pytest.mark.xfail(strict=True, reason="distinct call ids that sanitise alike become one Anthropic tool_use id")
 def test_call_ids_that_sanitise_alike_stay_distinct():
     calls = [{"id": call_id, "type": "function", "function": {"name": "f", "arguments": "{}"}}
              for call_id in ("call.1", "call_1")]

@@ -21,7 +21,7 @@ from google.genai import types
 from gateway.core import ANTHROPIC_REQUEST_FIELDS, GatewayError, ResponseContext, Usage, apply_model_limits, invalid
 from gateway.fakes import anthropic as fake
 from gateway.protocols.gemini import StreamEncoder, decode_request, encode_response, error_body
-from gateway.protocols.openai_chat import JSON_OBJECT_INSTRUCTION, JSON_SCHEMA_INSTRUCTION
+from gateway.protocols.openai_chat import JSON_OBJECT_INSTRUCTION, JSON_SCHEMA_INSTRUCTION, _tool_id
 
 MODEL = "claude-sonnet-4-6"
 REQUEST_ID = "req_0123456789abcdef01234567"
@@ -367,9 +367,10 @@ def test_ids_pair_results_in_any_order_and_are_sanitised_on_both_sides():
     result = params([user("Hi"), model(call(id="functions.get:0"), call(id="functions.get:1")),
                      user(response(id="functions.get:1", result={"output": 1}),
                           response(id="functions.get:0", result={"output": 0}))])
-    assert [b["id"] for b in result["messages"][1]["content"]] == ["functions_get_0", "functions_get_1"]
+    first, second = _tool_id("functions.get:0"), _tool_id("functions.get:1")
+    assert [b["id"] for b in result["messages"][1]["content"]] == [first, second]
     assert [(b["tool_use_id"], b["content"]) for b in result["messages"][2]["content"]] == [
-        ("functions_get_1", '{"output":1}'), ("functions_get_0", '{"output":0}')]
+        (second, '{"output":1}'), (first, '{"output":0}')]
 
 
 def test_results_with_ids_pair_first_and_the_others_by_name():
@@ -383,9 +384,9 @@ def test_ids_pair_as_sent_even_when_they_sanitise_alike():
     result = params([user("Hi"), model(call(id="a.b", args={"city": "A"}), call(id="a_b", args={"city": "B"})),
                      user(response(id="a_b", result={"output": "B"}), response(id="a.b", result={"output": "A"}))])
     calls = {b["input"]["city"]: b["id"] for b in result["messages"][1]["content"]}
-    assert calls == {"A": "a_b", "B": "a_b_"}
+    assert calls == {"A": _tool_id("a.b"), "B": "a_b"}
     assert [(b["tool_use_id"], b["content"]) for b in result["messages"][2]["content"]] == [
-        ("a_b_", '{"output":"B"}'), ("a_b", '{"output":"A"}')]
+        ("a_b", '{"output":"B"}'), (_tool_id("a.b"), '{"output":"A"}')]
 
 
 def test_a_result_without_id_answers_a_call_with_one_by_name():

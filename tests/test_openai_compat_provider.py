@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.core import GatewayError, MessageAccumulator, Usage, estimate_input_tokens
-from gateway.protocols.openai_chat import decode_request
+from gateway.protocols.openai_chat import _tool_id, decode_request
 from gateway.providers import PROVIDERS, UpstreamConfig
 from gateway.providers.openai_compat import (
     JinaProvider,
@@ -133,10 +133,11 @@ def test_assistant_tool_use_becomes_tool_calls_with_compact_json_arguments():
         {"role": "assistant", "content": "Checking.", "tool_calls": [
             {"id": "toolu_1", "type": "function", "function": {"name": "get_weather",
                                                                 "arguments": '{"city":"Paris","days":2}'}},
-            {"id": "functions_lookup_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}},
+            {"id": _tool_id("functions.lookup:1"), "type": "function", "function": {"name": "lookup",
+                                                                                    "arguments": "{}"}},
         ]},
         {"role": "tool", "tool_call_id": "toolu_1", "content": "Sunny"},
-        {"role": "tool", "tool_call_id": "functions_lookup_1", "content": ""},
+        {"role": "tool", "tool_call_id": _tool_id("functions.lookup:1"), "content": ""},
     ]
 
 
@@ -386,8 +387,8 @@ def test_tool_calls_become_tool_use_blocks_with_sanitised_ids_that_round_trip():
         {"id": "call3", "type": "function", "function": {"name": "Bash", "arguments": "[1, 2]"}},
     ]}, finish_reason="tool_calls"), model=MODEL)
     assert message["content"] == [
-        {"type": "tool_use", "id": "functions_Bash_0", "name": "Bash", "input": {"command": "ls"}},
-        {"type": "tool_use", "id": "call_2", "name": "Bash", "input": {}},
+        {"type": "tool_use", "id": _tool_id("functions.Bash:0"), "name": "Bash", "input": {"command": "ls"}},
+        {"type": "tool_use", "id": _tool_id("call 2"), "name": "Bash", "input": {}},
         {"type": "tool_use", "id": "call3", "name": "Bash", "input": {}},
     ]
     assert message["stop_reason"] == "tool_use"
@@ -396,8 +397,10 @@ def test_tool_calls_become_tool_use_blocks_with_sanitised_ids_that_round_trip():
         {"role": "assistant", "content": message["content"]},
         {"role": "user", "content": [tool_result(block["id"], "ok") for block in message["content"]]},
     ])["messages"]
-    assert [c["id"] for c in follow_up[1]["tool_calls"]] == ["functions_Bash_0", "call_2", "call3"]
-    assert [m["tool_call_id"] for m in follow_up[2:]] == ["functions_Bash_0", "call_2", "call3"]
+    ids = [_tool_id("functions.Bash:0"), _tool_id("call 2"), "call3"]
+    assert ids[0].startswith("functions_Bash_0_") and ids[1].startswith("call_2_")
+    assert [c["id"] for c in follow_up[1]["tool_calls"]] == ids  # already safe: unchanged on the way back
+    assert [m["tool_call_id"] for m in follow_up[2:]] == ids
 
 
 def test_tool_calls_without_ids_get_generated_ones():
@@ -591,7 +594,8 @@ def test_text_then_parallel_tool_calls():
     assert check_grammar(events) == [
         {"type": "text", "text": "Let me check."},
         {"type": "tool_use", "id": "call_a", "name": "get_weather", "input": {}, "partial_json": '{"city": "Paris"}'},
-        {"type": "tool_use", "id": "functions_get_time_1", "name": "get_time", "input": {}, "partial_json": "{}"},
+        {"type": "tool_use", "id": _tool_id("functions.get_time:1"), "name": "get_time", "input": {},
+         "partial_json": "{}"},
     ]
     assert events[-2]["delta"]["stop_reason"] == "tool_use"
     # Fragments are relayed as they come.
@@ -715,7 +719,7 @@ def test_any_interleaving_of_text_and_tool_fragments_keeps_the_grammar_and_the_c
     assert "".join(b["text"] for b in blocks if b["type"] == "text") == full_text
     tools = [b for b in blocks if b["type"] == "tool_use"]
     first_seen = [item[1] for item in order if item[0] == "call" and item[3] == 0]
-    assert [(b["id"], b["partial_json"]) for b in tools] == [(calls[k][0].replace(".", "_"), calls[k][1])
+    assert [(b["id"], b["partial_json"]) for b in tools] == [(_tool_id(calls[k][0]), calls[k][1])
                                                              for k in first_seen]
 
 

@@ -84,7 +84,7 @@ from gateway.protocols.openai_chat import (
     _last_tool_turn_lacks_thinking,
     _missing,
     _required_dict,
-    _safe_id,
+    _tool_id,
     _show,
     _strip_prefill,
     _text_block,
@@ -261,7 +261,7 @@ class _Call:
 
     def __init__(self, call_id: str, given: str | None, name: str, param: str) -> None:
         self.id = call_id
-        self.given = given  # the client's id, as sent: two ids may only differ in what _safe_id replaces
+        self.given = given  # the client's id, as sent: two ids may only differ in what _tool_id replaces
         self.name = name
         self.param = param
 
@@ -430,7 +430,7 @@ def _model_parts(state: _Contents, parts: list, i: int) -> None:
                 args = {}
             elif not isinstance(args, dict):
                 raise _wrong_type(f"{param}.args", "an object", args)
-            call_id = state.tool_id(_safe_id(given) if given else None, i, j)
+            call_id = state.tool_id(_tool_id(given) if given else None, i, j)
             blocks.append({"type": "tool_use", "id": call_id, "name": name, "input": args})
             calls.append(_Call(call_id, given, name, param))
             continue

@@ -35,6 +35,7 @@ Where the two APIs do not line up:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from typing import Any
@@ -418,7 +419,7 @@ def _tool_use_block(call: Any, param: str) -> dict:
     arguments = _required_str(function, "arguments", f"{param}.function", allow_empty=True)
     return {
         "type": "tool_use",
-        "id": _safe_id(call_id),
+        "id": _tool_id(call_id),
         "name": name,
         "input": _parse_arguments(arguments, f"{param}.function.arguments"),
     }
@@ -438,7 +439,7 @@ def _parse_arguments(arguments: str, param: str) -> dict:
 
 def _tool_result_block(message: dict, i: int) -> dict:
     tool_call_id = _required_str(message, "tool_call_id", f"messages[{i}]")
-    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": _safe_id(tool_call_id)}
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": _tool_id(tool_call_id)}
     content = message.get("content")
     if isinstance(content, str):
         if content and not content.isspace():
@@ -451,8 +452,16 @@ def _tool_result_block(message: dict, i: int) -> dict:
 
 
 def _safe_id(value: str) -> str:
-    """Anthropic tool ids must match ^[a-zA-Z0-9_-]+$; other providers' ids look like `functions.Bash:0`."""
+    """A name Anthropic accepts (^[a-zA-Z0-9_-]+$): other characters become `_`."""
     return _UNSAFE_ID_CHARS.sub("_", value)
+
+
+def _tool_id(value: str) -> str:
+    """A tool call id Anthropic accepts, the same on a call and on its result. Other providers' ids look
+    like `functions.Bash:0`; one that needs changing also gets a digest of itself, so that two ids that
+    differ only in the replaced characters (`call.1`, `call_1`) stay two ids."""
+    safe = _safe_id(value)
+    return value if safe == value else f"{safe}_{hashlib.sha256(value.encode()).hexdigest()[:8]}"
 
 
 def _last_tool_turn_lacks_thinking(messages: list[dict]) -> bool:

@@ -73,6 +73,7 @@ from gateway.protocols.openai_chat import (
     _required_dict,
     _required_str,
     _safe_id,
+    _tool_id,
     _show,
     _strip_prefill,
     _text_block,
@@ -391,7 +392,7 @@ def _function_call_item(item: dict, param: str, turns: list[_Turn]) -> dict:
     call_id = _required_str(item, "call_id", param)
     name = _required_str(item, "name", param)
     arguments = _required_str(item, "arguments", param, allow_empty=True)
-    block = {"type": "tool_use", "id": _safe_id(call_id), "name": name,
+    block = {"type": "tool_use", "id": _tool_id(call_id), "name": name,
              "input": _parse_arguments(arguments, f"{param}.arguments")}
     _append_blocks(turns, "assistant", [block])
     return {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments,
@@ -401,7 +402,7 @@ def _function_call_item(item: dict, param: str, turns: list[_Turn]) -> dict:
 def _function_call_output_item(item: dict, param: str, turns: list[_Turn]) -> dict:
     call_id = _required_str(item, "call_id", param)
     output = item.get("output")
-    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": _safe_id(call_id)}
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": _tool_id(call_id)}
     if isinstance(output, str):
         if output and not output.isspace():  # Anthropic rejects whitespace-only text
             block["content"] = output

@@ -22,8 +22,8 @@ Where the two APIs do not line up:
 - `max_tokens` is sent as `max_tokens`, not `max_completion_tokens`: most compatible servers (DeepSeek,
   Moonshot, Ollama, older vLLM) only know that one. OpenAI's reasoning models (o-series) reject it.
 - Streams ask for `stream_options.include_usage`, so that the usage chunk arrives after finish_reason.
-- Tool call ids are sanitised with the codecs' `_safe_id` in both directions (`functions.Bash:0` from
-  Moonshot becomes `functions_Bash_0` in the tool_use block and stays that on the way back). A call
+- Tool call ids are made safe with the codecs' `_tool_id` in both directions (`functions.Bash:0` from
+  Moonshot becomes `functions_Bash_0_<digest>` in the tool_use block and stays that on the way back). A call
   without an id (some servers omit it) gets `toolu_<message id>_<n>`.
 - Response: `reasoning_content` (DeepSeek, vLLM; `reasoning` on newer vLLM and Ollama) becomes a
   `thinking` block with `signature: ""`: clients get the reasoning, and our own requests drop thinking
@@ -62,7 +62,7 @@ import aiohttp
 import orjson
 
 from ..core import GatewayError, estimate_input_tokens, estimate_tokens, invalid
-from ..protocols.openai_chat import _safe_id as safe_tool_id
+from ..protocols.openai_chat import _tool_id as safe_tool_id
 from . import UpstreamConfig
 from .errors import upstream_error
 
