@@ -337,7 +337,11 @@ def _document_block(file: Any, param: str) -> dict:
             "Uploaded files ('file_id') are not supported; send the file inline as 'file_data'.",
             f"{param}.file_id",
         )
-    param += ".file_data"
+    return _pdf_data_block(data_url, param + ".file_data")
+
+
+def _pdf_data_block(data_url: Any, param: str) -> dict:
+    """A `file_data` PDF data URL (chat's `file` part and the Responses API's `input_file`) as a document."""
     if not isinstance(data_url, str):
         raise _missing(param) if data_url is None else _wrong_type(param, "a string", data_url)
     media_type, data = _parse_data_url(data_url, param)

@@ -69,7 +69,7 @@ from gateway.protocols.openai_chat import (
     _number_in_range,
     _optional_bool,
     _parse_arguments,
-    _parse_data_url,
+    _pdf_data_block,
     _required_dict,
     _required_str,
     _safe_id,
@@ -377,15 +377,7 @@ def _document_block(part: dict, param: str) -> dict:
     if data_url is None and part.get("file_id") is not None:
         raise invalid("Uploaded files ('file_id') are not supported; send the file as 'file_data' or 'file_url'.",
                       f"{param}.file_id")
-    param += ".file_data"
-    if not isinstance(data_url, str):
-        raise _missing(param) if data_url is None else _wrong_type(param, "a string", data_url)
-    media_type, data = _parse_data_url(data_url, param)
-    if media_type != "application/pdf":
-        raise invalid(
-            f"Invalid '{param}': unsupported file type '{media_type}'. Only application/pdf is supported.", param
-        )
-    return {"type": "document", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    return _pdf_data_block(data_url, param + ".file_data")
 
 
 def _function_call_item(item: dict, param: str, turns: list[_Turn]) -> dict:
