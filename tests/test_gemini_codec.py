@@ -22,6 +22,7 @@ from gateway.core import ANTHROPIC_REQUEST_FIELDS, GatewayError, ResponseContext
 from gateway.fakes import anthropic as fake
 from gateway.protocols.gemini import StreamEncoder, decode_request, encode_response, error_body
 from gateway.protocols.openai_chat import JSON_OBJECT_INSTRUCTION, JSON_SCHEMA_INSTRUCTION, _tool_id
+from tests.anthropic_events import anthropic_message as message
 
 MODEL = "claude-sonnet-4-6"
 REQUEST_ID = "req_0123456789abcdef01234567"
@@ -98,15 +99,6 @@ def ctx(**options) -> ResponseContext:
     return ResponseContext(request_id=REQUEST_ID, created=1700000000, model=MODEL, options=options)
 
 
-def message(content, stop_reason="end_turn", **usage):
-    return {
-        "id": "msg_1",
-        "type": "message",
-        "role": "assistant",
-        "content": content,
-        "stop_reason": stop_reason,
-        "usage": {"input_tokens": 10, "output_tokens": 5, **usage},
-    }
 
 
 def text(value):

@@ -23,6 +23,9 @@ from gateway.protocols.openai_chat import (
     encode_response,
     error_body,
 )
+from tests.anthropic_events import (
+    anthropic_message, block_delta, block_start, block_stop, json_delta, message_end, message_start,
+)
 from tests.openapi import spec_available, spec_path, validate
 
 SPEC_AVAILABLE = spec_available()
@@ -96,15 +99,6 @@ def ctx(**options) -> ResponseContext:
     return ResponseContext(request_id="req_abc", created=1_700_000_000, model="claude-shown", options=options)
 
 
-def anthropic_message(content, stop_reason="end_turn", **usage):
-    return {
-        "id": "msg_1",
-        "type": "message",
-        "role": "assistant",
-        "content": content,
-        "stop_reason": stop_reason,
-        "usage": {"input_tokens": 10, "output_tokens": 5, **usage},
-    }
 
 
 def sse_payloads(raw: bytes) -> list:
@@ -942,32 +936,16 @@ def test_json_schema_tool_call_is_rendered_as_content_with_finish_reason_stop():
 # --- stream ------------------------------------------------------------------------------------------------
 
 
-def block_start(index, block):
-    return {"type": "content_block_start", "index": index, "content_block": block}
 
 
-def block_delta(index, delta):
-    return {"type": "content_block_delta", "index": index, "delta": delta}
 
 
-def json_delta(index, fragment):
-    return block_delta(index, {"type": "input_json_delta", "partial_json": fragment})
 
 
-def block_stop(index):
-    return {"type": "content_block_stop", "index": index}
 
 
-def message_start():
-    message = {"id": "msg_1", "content": [], "usage": {"input_tokens": 10, "output_tokens": 1}}
-    return {"type": "message_start", "message": message}
 
 
-def message_end(stop_reason):
-    return [
-        {"type": "message_delta", "delta": {"stop_reason": stop_reason}, "usage": {"output_tokens": 42}},
-        {"type": "message_stop"},
-    ]
 
 
 WEATHER_ARGS = '{"city": "Paris", "unit": "C"}'

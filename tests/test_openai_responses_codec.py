@@ -30,6 +30,10 @@ from gateway.protocols.openai_responses import (
     error_body,
     response_to_items,
 )
+from tests.anthropic_events import (
+    anthropic_message, block_delta, block_start, block_stop, json_delta, message_end, message_start,
+    text_delta,
+)
 from tests.openapi import spec_available, spec_path, validate
 
 SPEC_AVAILABLE = spec_available()
@@ -140,15 +144,6 @@ def ctx_for(request: dict) -> ResponseContext:
     return ctx(**decode_request(request, request_id=REQUEST_ID).options)
 
 
-def anthropic_message(content, stop_reason="end_turn", **usage):
-    return {
-        "id": "msg_1",
-        "type": "message",
-        "role": "assistant",
-        "content": content,
-        "stop_reason": stop_reason,
-        "usage": {"input_tokens": 10, "output_tokens": 5, **usage},
-    }
 
 
 def sse_events(raw: bytes) -> list[dict]:
@@ -1050,36 +1045,18 @@ def test_output_items_sent_back_as_input_rebuild_the_anthropic_turn():
 # --- stream ------------------------------------------------------------------------------------------------
 
 
-def block_start(index, block):
-    return {"type": "content_block_start", "index": index, "content_block": block}
 
 
-def block_delta(index, delta):
-    return {"type": "content_block_delta", "index": index, "delta": delta}
 
 
-def text_delta(index, value):
-    return block_delta(index, {"type": "text_delta", "text": value})
 
 
-def json_delta(index, fragment):
-    return block_delta(index, {"type": "input_json_delta", "partial_json": fragment})
 
 
-def block_stop(index):
-    return {"type": "content_block_stop", "index": index}
 
 
-def message_start():
-    message = {"id": "msg_1", "content": [], "usage": {"input_tokens": 10, "output_tokens": 1}}
-    return {"type": "message_start", "message": message}
 
 
-def message_end(stop_reason):
-    return [
-        {"type": "message_delta", "delta": {"stop_reason": stop_reason}, "usage": {"output_tokens": 42}},
-        {"type": "message_stop"},
-    ]
 
 
 WEATHER_ARGS = '{"city":"Paris","unit":"C"}'
