@@ -52,19 +52,28 @@ def _embedding_operations(router: Router) -> None:
                                    method="rerank")
 
 
+def error_response(request, error: GatewayError, render: Renderer) -> HttpResponse:
+    """`error` in a protocol's shape (`render`), with its headers, `retry-after` and the client's ids."""
+    request_id = getattr(request, "gateway_request_id", None) or new_request_id()
+    response = render(request, error, request_id)
+    for name, value in {**error.headers, **echo_headers(getattr(request, "gateway_trace", {}))}.items():
+        response[name] = value
+    if error.retry_after is not None:
+        response["retry-after"] = str(error.retry_after)
+    return response
+
+
+def openai_error_response(request, error: GatewayError) -> HttpResponse:
+    return error_response(request, error, _render_openai)
+
+
 def _build(namespace: str, router: Router, render: Renderer) -> NinjaAPI:
     """An API whose every failure, ours or the framework's, is rendered by `render` in its protocol's shape."""
     api = NinjaAPI(title=f"Gatehouse {namespace}", urls_namespace=namespace, docs_url=None, openapi_url=None)
     api.add_router("/", router)
 
     def handle(request, error: GatewayError):
-        request_id = getattr(request, "gateway_request_id", None) or new_request_id()
-        response = render(request, error, request_id)
-        for name, value in {**error.headers, **echo_headers(getattr(request, "gateway_trace", {}))}.items():
-            response[name] = value
-        if error.retry_after is not None:
-            response["retry-after"] = str(error.retry_after)
-        return response
+        return error_response(request, error, render)
 
     api.exception_handler(GatewayError)(handle)
     api.exception_handler(AuthenticationError)(lambda request, exc: handle(request, GatewayError(

@@ -15,6 +15,7 @@ from billing.models import UsageEvent
 from billing.money import format_usd
 from config.db import refresh_connections
 
+from .api import openai_error_response
 from .core import GatewayError
 from .models import CatalogModel
 from .pipeline import json_response, serve
@@ -79,12 +80,12 @@ async def playground_chat(request):
     billed to the user's playground key, so no key ever reaches the browser."""
     principal = await sync_to_async(_playground_principal)(request)
     if principal is None:
-        return json_response(openai_chat.error_body(GatewayError(401, "Log in to use the playground.")), status=401)
+        return openai_error_response(request, GatewayError(401, "Log in to use the playground."))
     request.auth = principal
     try:
         return await serve(request, codec=openai_chat, endpoint="chat.completions")
-    except GatewayError as error:
-        return json_response(openai_chat.error_body(error), status=error.status)
+    except GatewayError as error:  # as the API renders it: OpenAI's shape, retry-after, rate-limit headers
+        return openai_error_response(request, error)
 
 
 @dashboard_view()
