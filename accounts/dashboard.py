@@ -21,10 +21,15 @@ SESSION_TENANT = "dashboard_tenant_id"
 _RANK = {Membership.Role.MEMBER: 0, Membership.Role.ADMIN: 1, Membership.Role.OWNER: 2}
 
 
-def membership_of(user, chosen_tenant_id: int | None) -> Membership | None:
+def memberships_of(user) -> list[Membership]:
+    return list(Membership.objects.filter(user=user).select_related("tenant").order_by("created_at"))
+
+
+def membership_of(user, chosen_tenant_id: int | None, memberships: list[Membership] | None = None) -> Membership | None:
     """The user's membership in the tenant they chose (the session's), else their first one."""
-    memberships = Membership.objects.filter(user=user).select_related("tenant").order_by("created_at")
-    return (chosen_tenant_id and memberships.filter(tenant_id=chosen_tenant_id).first()) or memberships.first()
+    memberships = memberships_of(user) if memberships is None else memberships
+    chosen = next((m for m in memberships if m.tenant_id == chosen_tenant_id), None)
+    return chosen or (memberships[0] if memberships else None)
 
 
 def membership_for(request) -> Membership | None:
@@ -36,7 +41,9 @@ def dashboard_view(min_role: str = Membership.Role.MEMBER) -> Callable:
         @login_required
         @wraps(view)
         def wrapper(request, *args, **kwargs):
-            membership = membership_for(request)
+            # One query for the page: the navigation lists the same memberships.
+            request.memberships = memberships_of(request.user)
+            membership = membership_of(request.user, request.session.get(SESSION_TENANT), request.memberships)
             if membership is None:
                 return redirect("dashboard-no-tenant")
             if _RANK[membership.role] < _RANK[min_role]:
@@ -65,5 +72,4 @@ def navigation(request) -> dict:
     membership = getattr(request, "membership", None)
     if membership is None:
         return {}
-    return {"membership": membership, "is_manager": is_manager(membership),
-            "memberships": Membership.objects.filter(user=request.user).select_related("tenant")}
+    return {"membership": membership, "is_manager": is_manager(membership), "memberships": request.memberships}
