@@ -89,16 +89,15 @@ class Catalog:
     by_name: dict[str, ModelEntry]  # ids and aliases -> entry
 
 
-def _load_deployments() -> dict[int, list[DeploymentEntry]]:
-    """Enabled deployments per catalog model id, credentials decrypted (one that cannot be is skipped
-    and logged, so a bad key costs that credential, not the catalog)."""
+def _load_deployments(models: dict[int, CatalogModel]) -> dict[int, list[DeploymentEntry]]:
+    """Enabled deployments of `models` (enabled catalog rows by id), credentials decrypted (one that cannot
+    be is skipped and logged, so a bad key costs that credential, not the catalog)."""
     credentials: dict[int, list[tuple[int, int, str]]] = {}
     for row in Credential.objects.filter(enabled=True):
         try:
             credentials.setdefault(row.provider_id, []).append((row.pk, row.weight, crypto.decrypt(row.secret_encrypted)))
         except ValueError:
             logger.error("credential %s of provider %s cannot be decrypted: skipped", row.name, row.provider_id)
-    models = {row.pk: row for row in CatalogModel.objects.filter(enabled=True)}
     out: dict[int, list[DeploymentEntry]] = {}
     for row in Deployment.objects.filter(enabled=True, provider__enabled=True, model__in=models).select_related("provider"):
         model, provider = models[row.model_id], row.provider
@@ -130,9 +129,10 @@ def _load_catalog() -> Catalog:
             id=row.pk, effective_from=row.effective_from.timestamp(), input=row.input_nano_per_mtok,
             output=row.output_nano_per_mtok, cache_write=row.cache_write_nano_per_mtok,
             cache_read=row.cache_read_nano_per_mtok))
-    deployments = _load_deployments()
+    rows = list(CatalogModel.objects.filter(enabled=True).order_by("name"))
+    deployments = _load_deployments({row.pk: row for row in rows})
     entries, by_name = [], {}
-    for row in CatalogModel.objects.filter(enabled=True).order_by("name"):
+    for row in rows:
         entry = ModelEntry(
             name=row.name,
             capability=row.capability,
