@@ -31,15 +31,14 @@ def _series(rows: list[dict], by: str, names: dict, days: list, value) -> dict[s
     index = {day: i for i, day in enumerate(days)}
     series: dict[str, list[int]] = {}
     for row in rows:
-        name = names.get(row[by], row[by]) if names else row[by]
-        series.setdefault(str(name), [0] * len(days))[index[row["day"]]] += value(row)
+        series.setdefault(str(names.get(row[by], row[by])), [0] * len(days))[index[row["day"]]] += value(row)
     return series
 
 
 def _totals(rows: list[dict], by: str, names: dict) -> list[dict]:
     totals: dict = {}
     for row in rows:
-        name = str(names.get(row[by], row[by]) if names else row[by])
+        name = str(names.get(row[by], row[by]))
         total = totals.setdefault(name, {"name": name, "requests": 0, "tokens": 0, "cost_nano": 0})
         total["requests"] += row["requests"]
         total["tokens"] += row["input_tokens"] + row["output_tokens"]
