@@ -1,0 +1,46 @@
+"""Anthropic messages and stream events as an upstream sends them, for the codec tests' encoders."""
+
+from __future__ import annotations
+
+
+def anthropic_message(content, stop_reason="end_turn", **usage):
+    return {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "content": content,
+        "stop_reason": stop_reason,
+        "usage": {"input_tokens": 10, "output_tokens": 5, **usage},
+    }
+
+
+def block_start(index, block):
+    return {"type": "content_block_start", "index": index, "content_block": block}
+
+
+def block_delta(index, delta):
+    return {"type": "content_block_delta", "index": index, "delta": delta}
+
+
+def text_delta(index, value):
+    return block_delta(index, {"type": "text_delta", "text": value})
+
+
+def json_delta(index, fragment):
+    return block_delta(index, {"type": "input_json_delta", "partial_json": fragment})
+
+
+def block_stop(index):
+    return {"type": "content_block_stop", "index": index}
+
+
+def message_start():
+    message = {"id": "msg_1", "content": [], "usage": {"input_tokens": 10, "output_tokens": 1}}
+    return {"type": "message_start", "message": message}
+
+
+def message_end(stop_reason):
+    return [
+        {"type": "message_delta", "delta": {"stop_reason": stop_reason}, "usage": {"output_tokens": 42}},
+        {"type": "message_stop"},
+    ]
