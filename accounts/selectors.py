@@ -131,7 +131,15 @@ async def api_key_authenticate(presented: str | None, *, how: str = "'Authorizat
         principal = await _principal_fetches.run(public_id, lambda: _fetch_principal_async(public_id))
         key_cache.put(public_id, principal, now)
     wall = time.time()
-    if principal is None or principal.revoked or not principal.secret_matches(secret, wall):
+    if principal is None or not principal.secret_matches(secret, wall):
+        raise GatewayError(401, _INVALID_KEY, code="invalid_api_key", type="authentication_error")
+    return principal_check(principal, wall)
+
+
+def principal_check(principal: KeyPrincipal, wall: float) -> KeyPrincipal:
+    """The refusals every way into the request path applies to a known key, whether its secret was
+    presented (the APIs) or not (the dashboard's playground): revoked, expired, tenant suspended."""
+    if principal.revoked:
         raise GatewayError(401, _INVALID_KEY, code="invalid_api_key", type="authentication_error")
     if principal.expires is not None and wall >= principal.expires:
         raise GatewayError(401, "This API key has expired. Create a new one in the dashboard.",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -10,7 +11,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
 from accounts.dashboard import dashboard_view, membership_for, visible_keys
-from accounts.selectors import key_principal
+from accounts.selectors import key_principal, principal_check
 from billing.models import UsageEvent
 from billing.money import format_usd
 from config.db import refresh_connections
@@ -67,22 +68,22 @@ def playground(request):
 
 
 def _playground_principal(request):
-    """The signed-in user's playground key in their current tenant, as the request path sees a key."""
+    """The signed-in user's playground key in their current tenant, as the request path sees a key, with
+    the same refusals as a presented key (a suspended tenant is refused here as on the API)."""
     membership = membership_for(request) if request.user.is_authenticated else None
     if membership is None:
-        return None
-    return key_principal(playground_key(tenant=membership.tenant, user=request.user).public_id)
+        raise GatewayError(401, "Log in to use the playground.", code="login_required", type="authentication_error")
+    principal = key_principal(playground_key(tenant=membership.tenant, user=request.user).public_id)
+    return principal_check(principal, time.time())
 
 
 @require_POST
 async def playground_chat(request):
     """The playground's chat: a same-origin, session- and CSRF-checked door to the chat completions path,
-    billed to the user's playground key, so no key ever reaches the browser."""
-    principal = await sync_to_async(_playground_principal)(request)
-    if principal is None:
-        return openai_error_response(request, GatewayError(401, "Log in to use the playground."))
-    request.auth = principal
+    billed to the user's playground key, so no key ever reaches the browser. Admission (limits, budget,
+    balance, allowed models) is the request path's own, as for any key."""
     try:
+        request.auth = await sync_to_async(_playground_principal)(request)
         return await serve(request, codec=openai_chat, endpoint="chat.completions")
     except GatewayError as error:  # as the API renders it: OpenAI's shape, retry-after, rate-limit headers
         return openai_error_response(request, error)
