@@ -66,6 +66,12 @@ EVENT_SCHEMAS = {
     "response.reasoning_summary_part.done": "ResponseReasoningSummaryPartDoneEvent",
     "response.reasoning_summary_text.delta": "ResponseReasoningSummaryTextDeltaEvent",
     "response.reasoning_summary_text.done": "ResponseReasoningSummaryTextDoneEvent",
+    "response.output_text.annotation.added": "ResponseOutputTextAnnotationAddedEvent",
+    "response.custom_tool_call_input.delta": "ResponseCustomToolCallInputDeltaEvent",
+    "response.custom_tool_call_input.done": "ResponseCustomToolCallInputDoneEvent",
+    "response.web_search_call.in_progress": "ResponseWebSearchCallInProgressEvent",
+    "response.web_search_call.searching": "ResponseWebSearchCallSearchingEvent",
+    "response.web_search_call.completed": "ResponseWebSearchCallCompletedEvent",
 }
 LIFECYCLE = {"response.created", "response.in_progress"}
 TERMINAL = {"response.completed", "response.incomplete", "response.failed"}
@@ -135,6 +141,17 @@ def tool_result(tool_use_id, content=None):
     return block
 
 
+CITATION = {"type": "web_search_result_location", "url": "https://example.com/paris", "title": "Paris weather",
+            "encrypted_index": "Eo8BCioI", "cited_text": "Sunny in Paris."}
+
+
+def search_result(tool_use_id, *, error=False):
+    content = ({"type": "web_search_tool_result_error", "error_code": "unavailable"} if error else
+               [{"type": "web_search_result", "url": "https://example.com/paris", "title": "Paris weather",
+                 "encrypted_content": "EqgfCioI", "page_age": "January 1, 2026"}])
+    return {"type": "web_search_tool_result", "tool_use_id": tool_use_id, "content": content}
+
+
 def ctx(**options) -> ResponseContext:
     return ResponseContext(request_id=REQUEST_ID, created=1_700_000_000, model="claude-shown", options=options)
 
@@ -190,19 +207,30 @@ def assert_grammar(events: list[dict]) -> None:
             item = event["item"]
             assert item["status"] == "in_progress"
             open_item = {"index": event["output_index"], "id": item["id"], "type": item["type"], "text": [],
-                         "arguments": [], "summary": [], "parts": []}
+                         "arguments": [], "summary": [], "parts": [], "annotations": [], "search": []}
             continue
         assert open_item is not None, f"{kind} outside an item"
         assert event["output_index"] == open_item["index"]
         if kind == "response.output_item.done":
             item = event["item"]
             assert item["id"] == open_item["id"] and item["type"] == open_item["type"]
-            assert item["status"] in ("completed", "incomplete")
+            assert item["status"] in (("completed", "failed") if item["type"] == "web_search_call"
+                                      else ("completed", "incomplete"))
             if item["type"] == "message":
                 assert open_item["parts"] == ["added", "done"]
                 assert [part["text"] for part in item["content"]] == ["".join(open_item["text"])]
+                assert item["content"][0]["annotations"] == open_item["annotations"]
             elif item["type"] == "function_call":
                 assert open_item["arguments"] and item["arguments"] == "".join(open_item["arguments"])
+            elif item["type"] == "custom_tool_call":
+                assert open_item["parts"] == ["input done"]
+                assert item["input"] == "".join(open_item["arguments"])
+            elif item["type"] == "web_search_call":
+                assert open_item["search"] in (["in_progress"], ["in_progress", "searching"],
+                                               ["in_progress", "searching", "completed"])
+                assert (open_item["search"][-1] == "completed") == (item["status"] == "completed")
+            elif item["type"] == "local_shell_call":
+                assert open_item["parts"] == []
             else:
                 assert open_item["parts"] in ([], ["added", "done"])
                 assert [part["text"] for part in item["summary"]] == (
@@ -231,6 +259,20 @@ def assert_grammar(events: list[dict]) -> None:
             open_item["arguments"].append(event["delta"])
         elif kind == "response.function_call_arguments.done":
             assert event["arguments"] == "".join(open_item["arguments"])
+        elif kind == "response.output_text.annotation.added":
+            assert open_item["parts"] == ["added"] and event["annotation_index"] == len(open_item["annotations"])
+            assert 0 <= event["annotation"]["start_index"] < event["annotation"]["end_index"]
+            assert event["annotation"]["end_index"] <= len("".join(open_item["text"]))
+            open_item["annotations"].append(event["annotation"])
+        elif kind == "response.custom_tool_call_input.delta":
+            assert open_item["type"] == "custom_tool_call" and open_item["parts"] == [] and event["delta"]
+            open_item["arguments"].append(event["delta"])
+        elif kind == "response.custom_tool_call_input.done":
+            assert open_item["parts"] == [] and event["input"] == "".join(open_item["arguments"])
+            open_item["parts"].append("input done")
+        elif kind.startswith("response.web_search_call."):
+            assert open_item["type"] == "web_search_call"
+            open_item["search"].append(kind.rpartition(".")[2])
         elif kind == "response.reasoning_summary_part.added":
             assert open_item["type"] == "reasoning" and open_item["parts"] == []
             open_item["parts"].append("added")
@@ -363,7 +405,7 @@ def test_trailing_assistant_message_is_prefill_without_trailing_whitespace():
         (body([assistant([{"type": "input_image", "image_url": PNG_DATA_URL}])]), "input[0].content[0].type"),
         (body([{"role": "system", "content": [{"type": "input_image"}]}]), "input[0].content[0].type"),
         (body([{"type": "item_reference", "id": "msg_1"}]), "input[0].type"),
-        (body([{"type": "web_search_call", "id": "ws_1"}]), "input[0].type"),
+        (body([{"type": "file_search_call", "id": "fs_1"}]), "input[0].type"),
         (body([{"type": 3}]), "input[0].type"),
         (body([{"type": "function_call", "name": "f", "arguments": "{}"}]), "input[0].call_id"),
         (body([{"type": "function_call", "call_id": "c", "arguments": "{}"}]), "input[0].name"),
@@ -403,7 +445,8 @@ def test_error_messages_read_like_openai():
     )
     assert rejected(body([{"type": "computer_call"}])).message == (
         "Invalid value for 'input[0].type': \"computer_call\". Supported values are: 'message', "
-        "'function_call', 'function_call_output' and 'reasoning'."
+        "'function_call', 'function_call_output', 'custom_tool_call', 'custom_tool_call_output', 'local_shell_call', "
+        "'local_shell_call_output', 'web_search_call' and 'reasoning'."
     )
 
 
@@ -525,7 +568,7 @@ def test_function_tools_become_anthropic_tools_and_are_echoed_as_function_tools(
     ("tools", "param"),
     [
         ({"type": "function"}, "tools"),
-        ([{"type": "web_search_preview"}], "tools[0].type"),
+        ([{"type": "mcp", "server_label": "docs", "server_url": "https://mcp.example.com"}], "tools[0].type"),
         ([{"type": "file_search", "vector_store_ids": []}], "tools[0].type"),
         ([{"name": "f"}], "tools[0].type"),
         ([{"type": "function", "function": {"name": "f"}}], "tools[0].name"),
@@ -1165,7 +1208,7 @@ def test_consecutive_text_blocks_stream_into_one_message_and_empty_ones_into_non
         message_start(),
         block_start(0, {"type": "text", "text": ""}), block_stop(0),
         block_start(1, {"type": "text", "text": ""}), text_delta(1, "Paris "), block_stop(1),
-        block_start(2, {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}),
+        block_start(2, {"type": "mcp_tool_use", "id": "mcptoolu_1", "name": "lookup", "input": {}}),
         json_delta(2, '{"q": "x"}'), block_stop(2),
         block_start(3, {"type": "text", "text": ""}),
         block_delta(3, {"type": "citations_delta", "citation": {}}), text_delta(3, "is sunny."), block_stop(3),
@@ -1207,7 +1250,7 @@ def test_stream_starts_on_the_first_event_and_ping_or_unknown_events_add_nothing
     assert encoder.feed(message_start()) == b""
     assert encoder.feed({"type": "brand_new_event"}) == b""
     assert encoder.feed(block_delta(5, {"type": "text_delta", "text": "stray"})) == b""
-    assert encoder.feed(block_start(0, {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search"})) == b""
+    assert encoder.feed(block_start(0, {"type": "mcp_tool_use", "id": "mcptoolu_1", "name": "lookup"})) == b""
 
 
 def test_stream_failure_closes_the_open_item_and_ends_with_response_failed():
@@ -1256,12 +1299,13 @@ def test_finish_after_message_stop_only_once_and_nothing_after_it():
 
 _fragments = st.lists(st.text(alphabet="abc {}\":,é", min_size=0, max_size=5), max_size=4)
 _blocks = st.one_of(
-    st.tuples(st.just("text"), _fragments),
+    st.tuples(st.just("text"), _fragments, st.booleans()),
     st.tuples(st.just("thinking"), _fragments, st.sampled_from(["", "sig"])),
     st.tuples(st.just("redacted_thinking"), st.just("data")),
     st.tuples(st.just("tool_use"), st.sampled_from(["get_weather", "get_time", "report"]),
               st.sampled_from([{}, {"city": "Paris"}, {"n": [1, 2]}])),
-    st.tuples(st.just("server_tool_use"), _fragments),
+    st.tuples(st.just("server_tool_use"), st.sampled_from([{}, {"query": "weather in Paris"}]),
+              st.sampled_from(["results", "error", None])),
 )
 
 
@@ -1273,6 +1317,9 @@ def _stream_of(blocks, stop_reason):
         if kind == "text":
             events += [block_start(index, text("")), *[text_delta(index, piece) for piece in spec[1]]]
             content.append(text("".join(spec[1])))
+            if spec[2]:
+                events.append(block_delta(index, {"type": "citations_delta", "citation": CITATION}))
+                content[-1]["citations"] = [CITATION]
         elif kind == "thinking":
             events.append(block_start(index, {"type": "thinking", "thinking": "", "signature": ""}))
             events += [block_delta(index, {"type": "thinking_delta", "thinking": piece}) for piece in spec[1]]
@@ -1287,9 +1334,16 @@ def _stream_of(blocks, stop_reason):
             events += [json_delta(index, arguments[:3]), json_delta(index, arguments[3:])]
             content.append(tool_use(f"toolu_{index}", spec[1], spec[2]))
         else:
-            events.append(block_start(index, {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search"}))
-            events += [json_delta(index, piece) for piece in spec[1]]
-            content.append({"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}})
+            call = {"type": "server_tool_use", "id": f"srvtoolu_{index}", "name": "web_search", "input": {}}
+            arguments = orjson.dumps(spec[1]).decode() if spec[1] else ""
+            events += [block_start(index, call), json_delta(index, arguments[:5]), json_delta(index, arguments[5:])]
+            content.append({**call, "input": spec[1]})
+            if spec[2] is not None:
+                events.append(block_stop(index))
+                index += 100  # a block of its own
+                result = search_result(f"srvtoolu_{index - 100}", error=spec[2] == "error")
+                events.append(block_start(index, result))
+                content.append(result)
         events.append(block_stop(index))
     events += message_end(stop_reason)
     return events, anthropic_message(content, stop_reason)

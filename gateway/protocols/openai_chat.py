@@ -542,8 +542,9 @@ def _decode_tool_choice(choice: Any, tools: list[dict], parallel: Any,
                         forced_name: Callable[[dict], tuple[str, str]] | None = None) -> dict | None:
     """Anthropic's tool_choice for OpenAI's `tool_choice` and `parallel_tool_calls`.
 
-    `forced_name(choice)` gives the forced function's name and its param: chat nests it under
-    `function` (the default), the Responses API does not.
+    `forced_name(choice)` checks a tool_choice object and gives the Anthropic name of the tool it forces
+    and its param: chat nests a function's name under `function` (the default), the Responses API does
+    not and also forces custom and hosted tools.
     """
     if choice is None:
         decoded = None
@@ -553,12 +554,9 @@ def _decode_tool_choice(choice: Any, tools: list[dict], parallel: Any,
             raise _unsupported_value("tool_choice", choice, "'auto', 'required', 'none' or a function")
         decoded = {"type": mode}
     elif isinstance(choice, dict):
-        kind = choice.get("type")
-        if kind != "function":
-            raise _unsupported_value("tool_choice.type", kind, "'function'")
         name, param = (forced_name or _chat_forced_name)(choice)
         if not any(tool["name"] == name for tool in tools):
-            raise invalid(f"Invalid '{param}': no function named {_show(name)} in 'tools'.", param)
+            raise invalid(f"Invalid '{param}': no tool named {_show(name)} in 'tools'.", param)
         decoded = {"type": "tool", "name": name}
     else:
         raise _wrong_type("tool_choice", "a string or an object", choice)
@@ -573,6 +571,9 @@ def _decode_tool_choice(choice: Any, tools: list[dict], parallel: Any,
 
 
 def _chat_forced_name(choice: dict) -> tuple[str, str]:
+    kind = choice.get("type")
+    if kind != "function":
+        raise _unsupported_value("tool_choice.type", kind, "'function'")
     function = _required_dict(choice.get("function"), "tool_choice.function")
     return _required_str(function, "name", "tool_choice.function"), "tool_choice.function.name"
 
