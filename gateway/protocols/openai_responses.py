@@ -48,7 +48,7 @@ from typing import Any
 
 import orjson
 
-from gateway.core import GatewayError, InternalRequest, ResponseContext, Usage, invalid
+from gateway.core import WEB_SEARCH_TOOL_TYPE, GatewayError, InternalRequest, ResponseContext, Usage, invalid
 from gateway.protocols import openai_chat
 from gateway.protocols.openai_chat import (
     _DEFAULT_JSON_TOOL,
@@ -104,7 +104,6 @@ _INCOMPLETE_REASONS = {
 _DEFAULT_TEXT = {"format": {"type": "text"}}
 
 WEB_SEARCH_TOOL = "web_search"  # the name of Anthropic's server web search tool
-ANTHROPIC_WEB_SEARCH = "web_search_20250305"
 LOCAL_SHELL_TOOL = "local_shell"
 _MAX_TOOL_NAME = 128  # Anthropic's limit
 _WEB_SEARCH_TYPES = ("web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11")
@@ -721,7 +720,7 @@ def _custom_tool(tool: dict, param: str, anthropic_name: str, name: str, *, note
 
 def _web_search_tool(tool: dict, param: str) -> dict:
     """Anthropic's server web search; `search_context_size` and `external_web_access` have no equivalent."""
-    entry: dict[str, Any] = {"type": ANTHROPIC_WEB_SEARCH, "name": WEB_SEARCH_TOOL}
+    entry: dict[str, Any] = {"type": WEB_SEARCH_TOOL_TYPE, "name": WEB_SEARCH_TOOL}
     filters = tool.get("filters")
     if filters is not None:
         domains = _required_dict(filters, f"{param}.filters").get("allowed_domains")
