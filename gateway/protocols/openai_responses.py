@@ -55,7 +55,9 @@ from gateway.protocols.openai_chat import (
     JSON_OBJECT_INSTRUCTION,
     _append_blocks,
     _apply_json_schema,
-    _check_function_type,
+    custom_input,
+    custom_tool,
+    grammar_of,
     _decode_tool_choice,
     _decode_thinking_object,
     _effort_thinking,
@@ -124,11 +126,6 @@ _UNSERVED_TOOLS = {
     "programmatic_tool_calling": "programmatic tool calling is not supported; leave it out of 'tools'.",
     "shell": "the 'shell' tool is not supported; declare 'local_shell' or a function tool instead.",
     "apply_patch": "the 'apply_patch' tool is not supported; declare it as a 'custom' or function tool instead.",
-}
-_CUSTOM_INPUT_SCHEMA = {
-    "type": "object",
-    "properties": {"input": {"type": "string", "description": "The tool's entire raw input."}},
-    "required": ["input"],
 }
 _LOCAL_SHELL_DEFINITION = {
     "name": LOCAL_SHELL_TOOL,
@@ -694,28 +691,16 @@ def namespaced_name(namespace: str, name: str) -> str:
 
 
 def _custom_tool(tool: dict, param: str, anthropic_name: str, name: str, *, note: str = "") -> dict:
-    """A freeform tool: Claude writes its raw input as the one string property `input`."""
-    description = tool.get("description")
-    if description is not None and not isinstance(description, str):
-        raise _wrong_type(f"{param}.description", "a string", description)
-    parts = [description] if description else []
-    if note:
-        parts.append(note)
-    parts.append(f"{name} is a freeform tool: put its entire raw input, exactly as the tool expects it "
-                 "and not JSON-encoded, in the `input` string.")
+    """A custom tool (openai_chat's `custom_tool`) with the Responses shape of `format`."""
+    grammar = None
     fmt = tool.get("format")
     if fmt is not None:
-        fmt = _required_dict(fmt, f"{param}.format")
-        kind = fmt.get("type")
+        kind = _required_dict(fmt, f"{param}.format").get("type")
         if kind == "grammar":
-            syntax = fmt.get("syntax")
-            if syntax not in ("lark", "regex"):
-                raise _unsupported_value(f"{param}.format.syntax", syntax, "'lark' and 'regex'")
-            definition = _required_str(fmt, "definition", f"{param}.format")
-            parts.append(f"The input must match this {syntax} grammar:\n{definition}")
+            grammar = grammar_of(fmt, f"{param}.format")
         elif kind != "text":
             raise _unsupported_value(f"{param}.format.type", kind, "'text' and 'grammar'")
-    return {"name": anthropic_name, "description": "\n\n".join(parts), "input_schema": _CUSTOM_INPUT_SCHEMA}
+    return custom_tool(tool, param, anthropic_name, name, grammar, note)
 
 
 def _web_search_tool(tool: dict, param: str) -> dict:
@@ -1131,10 +1116,7 @@ class _Output:
             self._item_event("response.function_call_arguments.done", {"name": item["name"], "arguments": content})
             item["arguments"] = content
         elif kind == "custom_tool_call":
-            tool_input = _parsed_input(self._pieces)
-            raw = tool_input.get("input")
-            # A model that ignored the one-string schema still gets its input through, as JSON.
-            raw = raw if isinstance(raw, str) else (orjson.dumps(tool_input).decode() if tool_input else "")
+            raw = custom_input(_parsed_input(self._pieces))
             if raw:
                 self._item_event("response.custom_tool_call_input.delta", {"delta": raw})
             self._item_event("response.custom_tool_call_input.done", {"input": raw})
