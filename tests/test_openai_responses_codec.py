@@ -1559,6 +1559,8 @@ def test_local_shell_calls_and_outputs_sent_back_become_tool_use_and_tool_result
         {"role": "user", "content": [tool_result("call_1", '{"output": "a.txt"}')]},
     ]
     assert request.options["input_items"][1]["id"] == "lsh_1"
+    for item in request.options["input_items"]:
+        assert_valid("ItemResource", item)
 
 
 def test_web_search_becomes_anthropic_server_web_search_with_its_filters_and_location():

@@ -29,6 +29,12 @@ Where the two APIs do not line up:
   field is omitted, so those sequences are not honoured.
 - A trailing assistant message (prefill) is forwarded with its trailing whitespace removed, because
   Anthropic always rejects that whitespace. Whether the model supports prefill is for upstream to say.
+- Tools: `function` tools are Anthropic tools. `custom` (freeform) tools are Anthropic tools whose one
+  string property `input` holds the raw input, the grammar (lark, regex) in the description since
+  Anthropic cannot enforce it; their calls come back as `custom` tool calls (`options["custom_tools"]`
+  names them), are sent back the same way and can be forced with `tool_choice` `custom`. Streaming with
+  a custom tool is a 400: `chat.completion.chunk` tool calls can only be functions. Any other tool type
+  is a 400 naming `tools[k].type`. `web_search_options` is dropped like the other unknown fields.
 - Fields with no Anthropic equivalent (penalties, seed, logprobs, user, metadata, ...) and unknown
   fields are accepted and dropped, so only `ANTHROPIC_REQUEST_FIELDS` ever reach a provider.
 """

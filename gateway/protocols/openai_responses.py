@@ -17,8 +17,23 @@ Where the two APIs do not line up:
 - Input items: `message` items (with or without `type`), `function_call` and `function_call_output`
   become Anthropic text, `tool_use` and `tool_result` blocks; call ids are sanitised the same way on
   both sides and tool results come first in their user turn. System and developer messages join
-  `instructions` (first) in `system`. `item_reference` items, uploaded files (`file_id`) and tools
-  other than functions are a 400 naming the field.
+  `instructions` (first) in `system`. `item_reference` items and uploaded files (`file_id`) are a 400
+  naming the field. The tool items of the table below are sent back the same way.
+- Tools, by `type` (`tools[k].type`); calls come back by the Anthropic tool name through
+  `options["tool_calls"]` (Anthropic name -> type, name, namespace), never by parsing a name:
+
+  | type | sent to Claude as | a call comes back as | sent back |
+  |---|---|---|---|
+  | `function` | a tool of that name | `function_call` | `function_call` |
+  | `namespace` | each member a tool named `<namespace>__<name>` (characters outside `[a-zA-Z0-9_-]` as `_`, at most 128), the namespace's description added to each | `function_call` / `custom_tool_call` with `namespace` and the member's own name | the item with `namespace` |
+  | `custom` | a tool whose one string property `input` is the raw input; the grammar (lark, regex) goes in the description, as Anthropic cannot enforce it | `custom_tool_call` (`response.custom_tool_call_input.delta`/`.done`, the whole input at once) | `custom_tool_call`, `custom_tool_call_output` |
+  | `local_shell` | a tool `local_shell` taking `command`, `working_directory`, `timeout_ms`, `env` | `local_shell_call` with an `exec` action (no argument deltas; the action arrives with `output_item.done`) | `local_shell_call`, `local_shell_call_output` (`id` or `call_id`) or `function_call_output` |
+  | `web_search`, `web_search_2025_08_26`, `web_search_preview`, `web_search_preview_2025_03_11` | Anthropic's server tool `web_search_20250305`: `filters.allowed_domains` and `user_location` kept, `search_context_size` and `external_web_access` dropped (no equivalent) | each search a `web_search_call` (action `search` with `query`, `queries`, `sources`; `failed` on an error result); cited text becomes `url_citation` annotations over that text block | `web_search_call` is kept in `input_items` but not sent: Anthropic takes a search back only with its encrypted results, which the item lacks, and the answer text stays. A stored turn (previous_response_id, conversation) replays the search in full |
+  | `file_search`, `code_interpreter`, `image_generation`, `computer*`, `mcp`, `tool_search`, `shell`, `apply_patch`, `programmatic_tool_calling` | a 400 naming `tools[k].type` and what to do instead: they run on OpenAI's side, or are typed tools Claude has no counterpart for; none is optional to the client that declares it, so dropping would hide a broken setup | | |
+
+  `tool_choice` may force a function (a namespace member by its own name when that is unambiguous, or
+  by its flattened one), a custom tool, or `web_search_preview`; other hosted tools and
+  `allowed_tools` are a 400. The echoed `tools` are the client's objects (functions normalised).
 - Thinking: a thinking block becomes a `reasoning` item whose one `summary_text` part is the whole
   thinking text and whose `encrypted_content` is the block's signature (a redacted block gives
   `redacted_thinking:<data>` and no summary). Both are always returned, not only with `include`, since
@@ -28,9 +43,12 @@ Where the two APIs do not line up:
   is switched off when the last assistant tool turn lacks its thinking block. Anthropic does not count
   thinking tokens apart: `reasoning_tokens` is 0 and they are inside `output_tokens`.
 - Output items: consecutive text blocks form one `message` item with one `output_text` part; each
-  `tool_use` is a `function_call` item whose `call_id` is the Anthropic tool id. An item is closed when
+  `tool_use` is a call item (see the table) whose `call_id` is the Anthropic tool id; a
+  `server_tool_use` and its `web_search_tool_result` are one `web_search_call`. An item is closed when
   the next one starts or the message ends, so that on a cut-off answer the last item can be marked
-  `incomplete`. Block types we cannot render (server tools, ...) are left out.
+  `incomplete` (a cut-off search `failed`: its statuses have no `incomplete`). Block types we cannot
+  render (other server tools, MCP blocks, ...) are left out, as are citations other than web search
+  results. Anthropic's `usage.server_tool_use.web_search_requests` has no Responses counterpart.
 - Status: stop_reason `max_tokens` or `model_context_window_exceeded` gives `incomplete` with reason
   `max_output_tokens`, `refusal` gives `incomplete` with `content_filter`; anything else `completed`.
   A failure after the 200 closes the open item as `incomplete` and ends with `response.failed`.
