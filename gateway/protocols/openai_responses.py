@@ -73,9 +73,6 @@ from gateway.protocols.openai_chat import (
     JSON_OBJECT_INSTRUCTION,
     _append_blocks,
     _apply_json_schema,
-    custom_input,
-    custom_tool,
-    grammar_of,
     _decode_tool_choice,
     _decode_thinking_object,
     _effort_thinking,
@@ -100,6 +97,9 @@ from gateway.protocols.openai_chat import (
     _Turn,
     _unsupported_value,
     _wrong_type,
+    custom_input,
+    custom_tool,
+    grammar_of,
 )
 
 REDACTED_THINKING_PREFIX = "redacted_thinking:"  # signatures are base64, so never start like this
