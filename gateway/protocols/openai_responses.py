@@ -689,6 +689,8 @@ def _decode_namespace(tool: dict, param: str, decoded: list[dict], calls: dict[s
         member_param = f"{param}.tools[{j}]"
         member = _required_dict(member, member_param)
         kind = member.get("type")
+        if kind != "function" and kind != "custom":
+            raise _unsupported_value(f"{member_param}.type", kind, "'function' and 'custom'")
         name = _function_name(member, member_param)
         flat = namespaced_name(namespace, name)
         if len(flat) > _MAX_TOOL_NAME:
@@ -696,10 +698,8 @@ def _decode_namespace(tool: dict, param: str, decoded: list[dict], calls: dict[s
                           f"{_MAX_TOOL_NAME - 2} characters.", f"{member_param}.name")
         if kind == "function":
             _add_tool(decoded, _responses_function(member, member_param, flat, note=note), member_param)
-        elif kind == "custom":
-            _add_tool(decoded, _custom_tool(member, member_param, flat, name, note=note), member_param)
         else:
-            raise _unsupported_value(f"{member_param}.type", kind, "'function' and 'custom'")
+            _add_tool(decoded, _custom_tool(member, member_param, flat, name, note=note), member_param)
         calls[flat] = {"type": kind, "name": name, "namespace": namespace}
 
 
@@ -854,8 +854,8 @@ def _render(message: dict, ctx: ResponseContext, status: str) -> list[dict]:
             else:
                 output.open_call(None, block.get("id"), block.get("name"))
                 output.arguments(arguments)
-        elif kind == "server_tool_use":
-            output.open_search(None, block)
+        elif kind == "server_tool_use" and block.get("name") == WEB_SEARCH_TOOL:
+            output.open_search(None)
             output.arguments(orjson.dumps(block.get("input") or {}).decode())
             output.searching()
         elif kind == "web_search_tool_result":
@@ -1029,8 +1029,8 @@ class _Output:
             self._add("function_call", {**fields, "name": name if call is None else call["name"], "arguments": ""},
                       index)
 
-    def open_search(self, index: Any, block: dict) -> None:
-        """A server_tool_use block: a `web_search_call` (Anthropic's only server tool we declare)."""
+    def open_search(self, index: Any) -> None:
+        """A web search server_tool_use block: a `web_search_call` (the only server tool we declare)."""
         self._add("web_search_call", {"status": "in_progress", "action": {"type": "search"}}, index)
         self._item_event("response.web_search_call.in_progress", {})
 
@@ -1302,9 +1302,9 @@ class StreamEncoder:
             else:
                 self._kinds[index] = "call"
                 output.open_call(index, block.get("id"), block.get("name"))
-        elif kind == "server_tool_use":
+        elif kind == "server_tool_use" and block.get("name") == WEB_SEARCH_TOOL:
             self._kinds[index] = "search"
-            output.open_search(index, block)
+            output.open_search(index)
         elif kind == "web_search_tool_result":
             output.search_result(block)
 
