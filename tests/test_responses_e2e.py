@@ -189,7 +189,8 @@ def test_a_web_search_answer_comes_back_with_its_search_call_and_url_citations(c
     [part] = message.content
     [citation] = part.annotations
     assert (citation.type, citation.url) == ("url_citation", "https://example.com/fake-search/1")
-    assert part.text[citation.start_index:citation.end_index] == "The first result says paris weather is well documented."
+    cited = part.text[citation.start_index:citation.end_index]
+    assert cited == "The first result says paris weather is well documented."
 
     # The stored turn replays the search to Anthropic as it came, results and citations included.
     tag = marker()

@@ -19,17 +19,39 @@ Where the two APIs do not line up:
   both sides and tool results come first in their user turn. System and developer messages join
   `instructions` (first) in `system`. `item_reference` items and uploaded files (`file_id`) are a 400
   naming the field. The tool items of the table below are sent back the same way.
-- Tools, by `type` (`tools[k].type`); calls come back by the Anthropic tool name through
-  `options["tool_calls"]` (Anthropic name -> type, name, namespace), never by parsing a name:
+- Tools, by `type` (`tools[k].type`). Calls come back by their Anthropic tool name through
+  `options["tool_calls"]` (Anthropic name -> type, name, namespace), never by parsing a name.
 
-  | type | sent to Claude as | a call comes back as | sent back |
-  |---|---|---|---|
-  | `function` | a tool of that name | `function_call` | `function_call` |
-  | `namespace` | each member a tool named `<namespace>__<name>` (characters outside `[a-zA-Z0-9_-]` as `_`, at most 128), the namespace's description added to each | `function_call` / `custom_tool_call` with `namespace` and the member's own name | the item with `namespace` |
-  | `custom` | a tool whose one string property `input` is the raw input; the grammar (lark, regex) goes in the description, as Anthropic cannot enforce it | `custom_tool_call` (`response.custom_tool_call_input.delta`/`.done`, the whole input at once) | `custom_tool_call`, `custom_tool_call_output` |
-  | `local_shell` | a tool `local_shell` taking `command`, `working_directory`, `timeout_ms`, `env` | `local_shell_call` with an `exec` action (no argument deltas; the action arrives with `output_item.done`) | `local_shell_call`, `local_shell_call_output` (`id` or `call_id`) or `function_call_output` |
-  | `web_search`, `web_search_2025_08_26`, `web_search_preview`, `web_search_preview_2025_03_11` | Anthropic's server tool `web_search_20250305`: `filters.allowed_domains` and `user_location` kept, `search_context_size` and `external_web_access` dropped (no equivalent) | each search a `web_search_call` (action `search` with `query`, `queries`, `sources`; `failed` on an error result); cited text becomes `url_citation` annotations over that text block | `web_search_call` is kept in `input_items` but not sent: Anthropic takes a search back only with its encrypted results, which the item lacks, and the answer text stays. A stored turn (previous_response_id, conversation) replays the search in full |
-  | `file_search`, `code_interpreter`, `image_generation`, `computer*`, `mcp`, `tool_search`, `shell`, `apply_patch`, `programmatic_tool_calling` | a 400 naming `tools[k].type` and what to do instead: they run on OpenAI's side, or are typed tools Claude has no counterpart for; none is optional to the client that declares it, so dropping would hide a broken setup | | |
+  | type             | sent to Claude as                     | a call comes back as                          |
+  |------------------|---------------------------------------|-----------------------------------------------|
+  | function         | a tool of that name                   | `function_call`                               |
+  | namespace        | each member a tool `<ns>__<name>` (1) | `function_call` / `custom_tool_call` + `namespace` |
+  | custom           | a tool with one string `input` (2)    | `custom_tool_call`                            |
+  | local_shell      | a tool `local_shell` (3)              | `local_shell_call`                            |
+  | web_search (4)   | Anthropic's `web_search_20250305` (5) | `web_search_call`, `url_citation` annotations |
+  | file_search, code_interpreter, image_generation, computer*, mcp, tool_search, shell, apply_patch, |
+  | programmatic_tool_calling: a 400 naming `tools[k].type` and what to do instead (6)                |
+
+  (1) Characters outside `[a-zA-Z0-9_-]` become `_`; at most 128. Each member's description gets the
+  namespace's. The call item has the member's own name, as Codex routes by name and namespace; a
+  `function_call` (or `custom_tool_call`) sent back with `namespace` is flattened the same way.
+  (2) The raw input, not JSON; a grammar (lark, regex) goes in the description, as Anthropic cannot
+  enforce one. Streamed, `response.custom_tool_call_input.delta` carries the whole input when the call
+  ends. Sent back: `custom_tool_call`, `custom_tool_call_output`.
+  (3) Taking `command`, `working_directory`, `timeout_ms`, `env`; the spec has no argument deltas for
+  it, so its `exec` action is empty in `output_item.added` and complete in `output_item.done`. Sent
+  back: `local_shell_call`, and `local_shell_call_output` (the call named by `id` or `call_id`) or
+  `function_call_output`.
+  (4) Also `web_search_2025_08_26`, `web_search_preview`, `web_search_preview_2025_03_11`.
+  (5) `filters.allowed_domains` and `user_location` are kept; `search_context_size` and
+  `external_web_access` have no equivalent and are dropped. Each search is a `web_search_call` (action
+  `search` with `query`, `queries`, `sources`; `failed` on an error result); text citing results gets
+  `url_citation` annotations over that text block. A `web_search_call` sent back is kept in
+  `input_items` but not sent: Anthropic takes a search back only with its encrypted results, which the
+  item lacks, and the answer's text stays. A stored turn (previous_response_id, conversation) replays
+  the search in full.
+  (6) They run on OpenAI's side, or are typed tools Claude has no counterpart for. None is optional to
+  a client that declares it, so dropping one would hide a broken setup.
 
   `tool_choice` may force a function (a namespace member by its own name when that is unambiguous, or
   by its flattened one), a custom tool, or `web_search_preview`; other hosted tools and
@@ -640,7 +662,7 @@ def _decode_tools(tools: Any) -> tuple[list[dict], list[dict], dict[str, dict]]:
             _add_tool(decoded, _custom_tool(tool, param, name, name), param)
             calls[name] = {"type": "custom", "name": name}
         elif kind == "local_shell":
-            _add_tool(decoded, _LOCAL_SHELL_DEFINITION, param)
+            _add_tool(decoded, {**_LOCAL_SHELL_DEFINITION}, param)  # a copy: no request alters the constant
             calls[LOCAL_SHELL_TOOL] = {"type": "local_shell"}
         elif kind in _WEB_SEARCH_TYPES:
             _add_tool(decoded, _web_search_tool(tool, param), param)
