@@ -60,7 +60,8 @@ by commas or spaces, and several tags may appear. An unknown directive is a 400,
                        count, i.e. the count_tokens value)
 
 ``web_search``         if the server tool ``web_search_20250305`` is declared: a ``server_tool_use`` block
-                       (name web_search, input {"query": <the reply's "You said" text, or "fake search">}),
+                       (name web_search, input {"query": <the "You said" text of the default reply, or
+                       "fake search">}),
                        a ``web_search_tool_result`` with two deterministic results, a plain text block and
                        a text block citing the first result (``web_search_result_location``); usage has
                        ``server_tool_use.web_search_requests`` 1. Streamed, the cited block starts with
@@ -881,21 +882,21 @@ def _reply_text(prompt: Prompt, directives: dict[str, int]) -> str:
         return REFUSAL_TEXT
     if prompt.tool_results is not None:
         return "Tool results received: " + "; ".join(prompt.tool_results)
-    said = prompt.user_text
-    if "[[fake:" in said:
-        said = DIRECTIVE_TAG_RE.sub(" ", said)
-    said = " ".join(said.split())[:60].rstrip()
+    said = _said(prompt)
     return f"Hello from the fake upstream. You said: {said}" if said else "Hello from the fake upstream."
 
 
-def _search_query(prompt: Prompt) -> str:
-    said = DIRECTIVE_TAG_RE.sub(" ", prompt.user_text)
-    return " ".join(said.split())[:60].rstrip() or "fake search"
+def _said(prompt: Prompt) -> str:
+    """The first 60 characters of the last user text, directive tags removed and whitespace collapsed."""
+    said = prompt.user_text
+    if "[[fake:" in said:
+        said = DIRECTIVE_TAG_RE.sub(" ", said)
+    return " ".join(said.split())[:60].rstrip()
 
 
 def _web_search_blocks(prompt: Prompt, tool: dict[str, Any]) -> list[dict[str, Any]]:
     """One search and an answer citing it, in Anthropic's shapes; results on the allowed domain if any."""
-    query = _search_query(prompt)
+    query = _said(prompt) or "fake search"
     digest = hashlib.blake2b(f"{prompt.message_count}\0{query}".encode(), digest_size=11).hexdigest()
     domains = tool.get("allowed_domains") or ["example.com"]
     results = [
