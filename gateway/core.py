@@ -33,6 +33,7 @@ ANTHROPIC_REQUEST_FIELDS = frozenset(
 )
 
 MIN_THINKING_BUDGET = 1024
+WEB_SEARCH_TOOL_TYPE = "web_search_20250305"  # Anthropic's server web search, which codecs may declare
 
 
 class GatewayError(Exception):
@@ -132,8 +133,8 @@ class Usage:
 class MessageAccumulator:
     """Rebuilds the final Anthropic message content from stream events (to store a streamed turn).
 
-    Keeps what a replay needs: text, tool_use with its parsed input, thinking with its signature
-    (and redacted thinking), in block order.
+    Keeps what a replay needs: text with its citations, tool_use and server_tool_use with their parsed
+    input, server tool results, thinking with its signature (and redacted thinking), in block order.
     """
 
     __slots__ = ("blocks", "_json")
@@ -161,12 +162,14 @@ class MessageAccumulator:
                 block["thinking"] = block.get("thinking", "") + (delta.get("thinking") or "")
             elif dtype == "signature_delta":
                 block["signature"] = delta.get("signature") or ""
+            elif dtype == "citations_delta" and delta.get("citation"):
+                block["citations"] = [*(block.get("citations") or ()), delta["citation"]]
 
     def content(self) -> list[dict[str, Any]]:
         out = []
         for index in sorted(self.blocks):
             block = self.blocks[index]
-            if block.get("type") == "tool_use" and index in self._json:
+            if block.get("type") in ("tool_use", "server_tool_use") and index in self._json:
                 text = "".join(self._json[index])
                 try:
                     block["input"] = json.loads(text) if text else {}

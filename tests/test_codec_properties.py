@@ -281,6 +281,30 @@ RESPONSES_TOOLS = {
     "get_time": {"type": "function", "name": "get_time"},
     "search": {"type": "function", "name": "search", "parameters": {"type": "object"}},
 }
+# Tools beyond functions, as Codex declares them: each is translated, never refused.
+RESPONSES_OTHER_TOOLS = {
+    "agents": {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents.", "tools": [
+        {"type": "function", "name": "spawn_agent", "parameters": JSON_SCHEMA},
+        {"type": "custom", "name": "note"}]},
+    "apply_patch": {"type": "custom", "name": "apply_patch",
+                    "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}},
+    "local_shell": {"type": "local_shell"},
+    "web_search": {"type": "web_search", "external_web_access": False,
+                   "user_location": {"type": "approximate", "country": "FR"}},
+}
+
+
+def responses_call(draw, call_id: str) -> dict:
+    """A call item as a client sends one back: a function (maybe namespaced), custom or local shell call."""
+    kind = draw(st.sampled_from(["function", "namespaced", "custom", "local_shell"]))
+    if kind == "custom":
+        return {"type": "custom_tool_call", "call_id": call_id, "name": "apply_patch", "input": draw(texts)}
+    if kind == "local_shell":
+        return {"type": "local_shell_call", "call_id": call_id, "status": "completed",
+                "action": {"type": "exec", "command": ["ls", draw(words)], "env": {}, "timeout_ms": None}}
+    name = "spawn_agent" if kind == "namespaced" else draw(st.sampled_from(TOOL_NAMES))
+    call = {"type": "function_call", "call_id": call_id, "name": name, "arguments": json.dumps(draw(arguments))}
+    return {**call, "namespace": "multi_agent_v1"} if kind == "namespaced" else call
 RESPONSES_HISTORIES = [
     (),
     ({"role": "user", "content": "Hi"}, {"role": "assistant", "content": [{"type": "text", "text": "Hello!"}]}),
@@ -323,12 +347,15 @@ def responses_requests(draw) -> tuple[dict, tuple]:
         n = draw(st.integers(0, 3))
         ids = draw(unique_ids(count + n))[count:]
         count += n
-        calls = [{"type": "function_call", "call_id": call_id, "name": draw(st.sampled_from(TOOL_NAMES)),
-                  "arguments": json.dumps(draw(arguments))} for call_id in ids]
+        calls = [responses_call(draw, call_id) for call_id in ids]
+        if calls and draw(st.booleans()):
+            items.append({"type": "web_search_call", "status": "completed",
+                          "action": {"type": "search", "query": "weather"}})
         items += calls
         for call in draw(st.permutations(calls)):
             output = draw(texts) if draw(st.booleans()) else [{"type": "input_text", "text": draw(texts)}]
-            items.append({"type": "function_call_output", "call_id": call["call_id"], "output": output})
+            kind = "custom_tool_call_output" if call["type"] == "custom_tool_call" else "function_call_output"
+            items.append({"type": kind, "call_id": call["call_id"], "output": output})
         if not calls:
             items.append({"role": "user", "content": draw(words)})
         if draw(st.booleans()):
@@ -348,8 +375,11 @@ def responses_requests(draw) -> tuple[dict, tuple]:
     if thinking:
         body["reasoning"] = {"effort": draw(st.sampled_from(["minimal", "low", "medium"])), "summary": "auto"}
     names = draw(st.lists(st.sampled_from(TOOL_NAMES), unique=True, max_size=3))
+    others = draw(st.lists(st.sampled_from(sorted(RESPONSES_OTHER_TOOLS)), unique=True, max_size=4))
+    if others:
+        body["tools"] = [RESPONSES_OTHER_TOOLS[name] for name in others]
     if names:
-        body["tools"] = [RESPONSES_TOOLS[name] for name in names]
+        body["tools"] = [RESPONSES_TOOLS[name] for name in names] + body.get("tools", [])
         choices = ["auto", "none"] if thinking else ["auto", "none", "required", "function"]
         choice = draw(st.sampled_from(choices + [None]))
         if choice == "function":

@@ -564,6 +564,51 @@ def test_stream_tool_input_fragments_reassemble(client, fake):
     assert final.content[0].input == {"query": "example", "limit": 1, "exact": True}
 
 
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search"}
+
+
+def test_web_search_directive_answers_with_a_search_its_results_and_a_cited_text(client, fake):
+    message = client.messages.create(**body("paris weather [[fake:web_search]]", tools=[WEB_SEARCH, WEATHER_TOOL]))
+    call, results, plain, cited = message.content
+    assert (call.type, call.name, call.input) == ("server_tool_use", "web_search", {"query": "paris weather"})
+    assert call.id.startswith("srvtoolu_01")
+    assert results.type == "web_search_tool_result" and results.tool_use_id == call.id
+    assert [r.url for r in results.content] == ["https://example.com/fake-search/1",
+                                                "https://example.com/fake-search/2"]
+    assert all(r.encrypted_content and r.title for r in results.content)
+    assert plain.citations is None
+    [citation] = cited.citations
+    assert citation.type == "web_search_result_location" and citation.url == results.content[0].url
+    assert citation.encrypted_index and citation.cited_text
+    assert message.stop_reason == "end_turn" and message.usage.server_tool_use.web_search_requests == 1
+
+    events = [e for _, e in parse_sse(post(fake, body("paris weather [[fake:web_search]]", tools=[WEB_SEARCH],
+                                                      stream=True)).content)]
+    starts = [e["content_block"] for e in events if e["type"] == "content_block_start"]
+    assert starts[0] == {"type": "server_tool_use", "id": call.id, "name": "web_search", "input": {}}
+    assert starts[3] == {"type": "text", "text": "", "citations": []}
+    deltas = [e["delta"]["type"] for e in events if e["type"] == "content_block_delta" and e["index"] == 3]
+    assert deltas[0] == "citations_delta" and set(deltas[1:]) == {"text_delta"}
+    assert "server_tool_use" not in events[0]["message"]["usage"]
+    assert [e for e in events if e["type"] == "message_delta"][0]["usage"]["server_tool_use"] == {
+        "web_search_requests": 1}
+    with client.messages.stream(**body("paris weather [[fake:web_search]]", tools=[WEB_SEARCH])) as stream:
+        final = stream.get_final_message()
+    streamed = [{k: v for k, v in b.model_dump().items() if k != "parsed_output"} for b in final.content]
+    assert streamed == [b.model_dump() for b in message.content]
+
+
+def test_web_search_happens_only_when_declared_and_asked_for(client):
+    allowed = {**WEB_SEARCH, "allowed_domains": ["docs.example.org"]}
+    forced = client.messages.create(**body("x", tools=[allowed], tool_choice={"type": "tool", "name": "web_search"}))
+    assert forced.content[0].type == "server_tool_use" and forced.content[1].content[0].url.startswith(
+        "https://docs.example.org/")
+    assert client.messages.create(**body("hi", tools=[WEB_SEARCH])).content[0].type == "text"
+    assert client.messages.create(**body("[[fake:web_search]]")).content[0].type == "text"
+    tool_only = client.messages.create(**body("[[fake:tool]]", tools=[WEB_SEARCH, WEATHER_TOOL]))
+    assert [b.name for b in tool_only.content] == ["get_weather"]
+
+
 def test_thinking_block_and_signature(client):
     message = client.messages.create(**body("think [[fake:words=5]]", max_tokens=2048, thinking=ENABLED))
     thinking, text = message.content

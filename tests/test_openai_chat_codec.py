@@ -228,7 +228,7 @@ def test_legacy_function_role_is_rejected_as_unsupported():
             "messages[1].function_call",
         ),
         (
-            {"messages": [user("Hi"), assistant(tool_calls=[{**call("c1"), "type": "custom"}])]},
+            {"messages": [user("Hi"), assistant(tool_calls=[{**call("c1"), "type": "mcp"}])]},
             "messages[1].tool_calls[0].type",
         ),
         ({"messages": [user("Hi"), assistant(tool_calls=[call("c1")]), tool("c1", None)]}, "messages[2].content"),
@@ -376,9 +376,65 @@ def test_tool_without_parameters_gets_an_empty_object_schema_and_no_description(
     ]
 
 
-def test_non_function_tools_are_rejected():
-    error = rejected(body(tools=[{"type": "custom", "custom": {"name": "grep"}}]))
+def test_tools_other_than_function_and_custom_are_rejected():
+    error = rejected(body(tools=[{"type": "web_search", "web_search": {}}]))
     assert error.param == "tools[0].type"
+    assert error.message == ("Invalid value for 'tools[0].type': \"web_search\". Supported values are: 'function' "
+                             "and 'custom'.")
+
+
+def tool_use(tool_id, name, tool_input):
+    return {"type": "tool_use", "id": tool_id, "name": name, "input": tool_input}
+
+
+GREP = {"type": "custom", "custom": {"name": "grep", "description": "Search files.",
+                                      "format": {"type": "grammar",
+                                                 "grammar": {"syntax": "regex", "definition": "[a-z]+"}}}}
+
+
+def test_custom_tools_take_one_raw_input_string_and_come_back_as_custom_tool_calls():
+    request = decode_request(body(tools=[GREP, WEATHER_TOOL]))
+    tool = request.params["tools"][0]
+    assert tool["name"] == "grep" and tool["input_schema"]["required"] == ["input"]
+    assert tool["description"].startswith("Search files.\n\ngrep is a freeform tool")
+    assert tool["description"].endswith("The input must match this regex grammar:\n[a-z]+")
+    assert request.options["custom_tools"] == ["grep"]
+    message = anthropic_message([tool_use("toolu_1", "grep", {"input": "needle"}),
+                                 tool_use("toolu_2", "get_weather", {"city": "Paris"})], "tool_use")
+    completion = encode_response(message, ctx(**request.options))
+    assert_valid("CreateChatCompletionResponse", completion)
+    calls = completion["choices"][0]["message"]["tool_calls"]
+    assert calls[0] == {"id": "toolu_1", "type": "custom", "custom": {"name": "grep", "input": "needle"}}
+    assert calls[1]["type"] == "function"
+
+
+def test_custom_tool_calls_sent_back_and_forced_become_tool_use_and_tool_choice():
+    custom_call = {"id": "call_1", "type": "custom", "custom": {"name": "grep", "input": "needle"}}
+    result = params(messages=[user("Find it"), assistant(tool_calls=[custom_call]),
+                              {"role": "tool", "tool_call_id": "call_1", "content": "found"}],
+                    tools=[GREP], tool_choice={"type": "custom", "custom": {"name": "grep"}})
+    assert result["messages"][1]["content"] == [tool_use("call_1", "grep", {"input": "needle"})]
+    assert result["tool_choice"] == {"type": "tool", "name": "grep"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"tools": [{"type": "custom"}]}, "tools[0].custom"),
+        ({"tools": [{"type": "custom", "custom": {"name": "g", "format": {"type": "grammar"}}}]},
+         "tools[0].custom.format.grammar"),
+        ({"tools": [{"type": "custom", "custom": {"name": "g", "format": {
+            "type": "grammar", "grammar": {"syntax": "ebnf", "definition": "x"}}}}]},
+         "tools[0].custom.format.grammar.syntax"),
+        ({"tools": [GREP], "stream": True}, "stream"),
+        ({"tools": [GREP], "tool_choice": {"type": "custom", "custom": {"name": "nope"}}},
+         "tool_choice.custom.name"),
+        ({"messages": [user("Hi"), assistant(tool_calls=[{"id": "c", "type": "custom", "custom": {"name": "g"}}])]},
+         "messages[1].tool_calls[0].custom.input"),
+    ],
+)
+def test_invalid_custom_tools_are_rejected_naming_the_field_path(fields, param):
+    assert rejected(body(**fields)).param == param
 
 
 @pytest.mark.parametrize("name", ["get weather", "x" * 65, "tool.call"])

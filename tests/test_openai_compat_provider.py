@@ -247,7 +247,7 @@ def test_tool_choice_without_tools_is_not_sent():
 
 def test_server_tools_and_unknown_blocks_are_refused():
     error = rejected([{"role": "user", "content": "Hi"}],
-                     tools=[{"type": "web_search_20250305", "name": "web_search"}])
+                     tools=[{"type": "code_execution_20250825", "name": "code_execution"}])
     assert error.param == "tools[0].type"
     error = rejected([{"role": "user", "content": [{"type": "search_result", "source": "x", "content": []}]}])
     assert error.param == "messages[0].content[0].type"
@@ -1025,3 +1025,24 @@ async def test_jina_serves_embeddings_and_rerank_only(upstream):
         assert upstream.requests[0][1]["Authorization"] == "Bearer jina_x"
     finally:
         await provider.aclose()
+
+
+def test_the_web_search_server_tool_and_earlier_searches_are_dropped_not_refused():
+    search = {"type": "web_search_20250305", "name": "web_search"}
+    messages = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": [
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "paris"}},
+            {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
+            text("Sunny.", citations=[{"type": "web_search_result_location", "url": "https://x.example/",
+                                       "title": "x", "encrypted_index": "e", "cited_text": "Sunny"}]),
+        ]},
+        {"role": "user", "content": "Thanks"},
+    ]
+    request = translate(messages, tools=[search, {"name": "f", "input_schema": {"type": "object"}}])
+    assert [tool["function"]["name"] for tool in request["tools"]] == ["f"]
+    assert request["messages"][1] == {"role": "assistant", "content": "Sunny."}
+    assert "tools" not in translate(messages, tools=[search], tool_choice={"type": "auto"})
+    error = rejected(messages, tools=[search, {"name": "f", "input_schema": {"type": "object"}}],
+                     tool_choice={"type": "tool", "name": "web_search"})
+    assert error.param == "tool_choice"

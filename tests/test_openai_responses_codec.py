@@ -66,6 +66,12 @@ EVENT_SCHEMAS = {
     "response.reasoning_summary_part.done": "ResponseReasoningSummaryPartDoneEvent",
     "response.reasoning_summary_text.delta": "ResponseReasoningSummaryTextDeltaEvent",
     "response.reasoning_summary_text.done": "ResponseReasoningSummaryTextDoneEvent",
+    "response.output_text.annotation.added": "ResponseOutputTextAnnotationAddedEvent",
+    "response.custom_tool_call_input.delta": "ResponseCustomToolCallInputDeltaEvent",
+    "response.custom_tool_call_input.done": "ResponseCustomToolCallInputDoneEvent",
+    "response.web_search_call.in_progress": "ResponseWebSearchCallInProgressEvent",
+    "response.web_search_call.searching": "ResponseWebSearchCallSearchingEvent",
+    "response.web_search_call.completed": "ResponseWebSearchCallCompletedEvent",
 }
 LIFECYCLE = {"response.created", "response.in_progress"}
 TERMINAL = {"response.completed", "response.incomplete", "response.failed"}
@@ -135,6 +141,17 @@ def tool_result(tool_use_id, content=None):
     return block
 
 
+CITATION = {"type": "web_search_result_location", "url": "https://example.com/paris", "title": "Paris weather",
+            "encrypted_index": "Eo8BCioI", "cited_text": "Sunny in Paris."}
+
+
+def search_result(tool_use_id, *, error=False):
+    content = ({"type": "web_search_tool_result_error", "error_code": "unavailable"} if error else
+               [{"type": "web_search_result", "url": "https://example.com/paris", "title": "Paris weather",
+                 "encrypted_content": "EqgfCioI", "page_age": "January 1, 2026"}])
+    return {"type": "web_search_tool_result", "tool_use_id": tool_use_id, "content": content}
+
+
 def ctx(**options) -> ResponseContext:
     return ResponseContext(request_id=REQUEST_ID, created=1_700_000_000, model="claude-shown", options=options)
 
@@ -190,19 +207,30 @@ def assert_grammar(events: list[dict]) -> None:
             item = event["item"]
             assert item["status"] == "in_progress"
             open_item = {"index": event["output_index"], "id": item["id"], "type": item["type"], "text": [],
-                         "arguments": [], "summary": [], "parts": []}
+                         "arguments": [], "summary": [], "parts": [], "annotations": [], "search": []}
             continue
         assert open_item is not None, f"{kind} outside an item"
         assert event["output_index"] == open_item["index"]
         if kind == "response.output_item.done":
             item = event["item"]
             assert item["id"] == open_item["id"] and item["type"] == open_item["type"]
-            assert item["status"] in ("completed", "incomplete")
+            assert item["status"] in (("completed", "failed") if item["type"] == "web_search_call"
+                                      else ("completed", "incomplete"))
             if item["type"] == "message":
                 assert open_item["parts"] == ["added", "done"]
                 assert [part["text"] for part in item["content"]] == ["".join(open_item["text"])]
+                assert item["content"][0]["annotations"] == open_item["annotations"]
             elif item["type"] == "function_call":
                 assert open_item["arguments"] and item["arguments"] == "".join(open_item["arguments"])
+            elif item["type"] == "custom_tool_call":
+                assert open_item["parts"] == ["input done"]
+                assert item["input"] == "".join(open_item["arguments"])
+            elif item["type"] == "web_search_call":
+                assert open_item["search"] in (["in_progress"], ["in_progress", "searching"],
+                                               ["in_progress", "searching", "completed"])
+                assert (open_item["search"][-1] == "completed") == (item["status"] == "completed")
+            elif item["type"] == "local_shell_call":
+                assert open_item["parts"] == []
             else:
                 assert open_item["parts"] in ([], ["added", "done"])
                 assert [part["text"] for part in item["summary"]] == (
@@ -231,6 +259,20 @@ def assert_grammar(events: list[dict]) -> None:
             open_item["arguments"].append(event["delta"])
         elif kind == "response.function_call_arguments.done":
             assert event["arguments"] == "".join(open_item["arguments"])
+        elif kind == "response.output_text.annotation.added":
+            assert open_item["parts"] == ["added"] and event["annotation_index"] == len(open_item["annotations"])
+            assert 0 <= event["annotation"]["start_index"] < event["annotation"]["end_index"]
+            assert event["annotation"]["end_index"] <= len("".join(open_item["text"]))
+            open_item["annotations"].append(event["annotation"])
+        elif kind == "response.custom_tool_call_input.delta":
+            assert open_item["type"] == "custom_tool_call" and open_item["parts"] == [] and event["delta"]
+            open_item["arguments"].append(event["delta"])
+        elif kind == "response.custom_tool_call_input.done":
+            assert open_item["parts"] == [] and event["input"] == "".join(open_item["arguments"])
+            open_item["parts"].append("input done")
+        elif kind.startswith("response.web_search_call."):
+            assert open_item["type"] == "web_search_call"
+            open_item["search"].append(kind.rpartition(".")[2])
         elif kind == "response.reasoning_summary_part.added":
             assert open_item["type"] == "reasoning" and open_item["parts"] == []
             open_item["parts"].append("added")
@@ -363,7 +405,7 @@ def test_trailing_assistant_message_is_prefill_without_trailing_whitespace():
         (body([assistant([{"type": "input_image", "image_url": PNG_DATA_URL}])]), "input[0].content[0].type"),
         (body([{"role": "system", "content": [{"type": "input_image"}]}]), "input[0].content[0].type"),
         (body([{"type": "item_reference", "id": "msg_1"}]), "input[0].type"),
-        (body([{"type": "web_search_call", "id": "ws_1"}]), "input[0].type"),
+        (body([{"type": "file_search_call", "id": "fs_1"}]), "input[0].type"),
         (body([{"type": 3}]), "input[0].type"),
         (body([{"type": "function_call", "name": "f", "arguments": "{}"}]), "input[0].call_id"),
         (body([{"type": "function_call", "call_id": "c", "arguments": "{}"}]), "input[0].name"),
@@ -403,7 +445,8 @@ def test_error_messages_read_like_openai():
     )
     assert rejected(body([{"type": "computer_call"}])).message == (
         "Invalid value for 'input[0].type': \"computer_call\". Supported values are: 'message', "
-        "'function_call', 'function_call_output' and 'reasoning'."
+        "'function_call', 'function_call_output', 'custom_tool_call', 'custom_tool_call_output', 'local_shell_call', "
+        "'local_shell_call_output', 'web_search_call' and 'reasoning'."
     )
 
 
@@ -525,7 +568,7 @@ def test_function_tools_become_anthropic_tools_and_are_echoed_as_function_tools(
     ("tools", "param"),
     [
         ({"type": "function"}, "tools"),
-        ([{"type": "web_search_preview"}], "tools[0].type"),
+        ([{"type": "mcp", "server_label": "docs", "server_url": "https://mcp.example.com"}], "tools[0].type"),
         ([{"type": "file_search", "vector_store_ids": []}], "tools[0].type"),
         ([{"name": "f"}], "tools[0].type"),
         ([{"type": "function", "function": {"name": "f"}}], "tools[0].name"),
@@ -1165,7 +1208,7 @@ def test_consecutive_text_blocks_stream_into_one_message_and_empty_ones_into_non
         message_start(),
         block_start(0, {"type": "text", "text": ""}), block_stop(0),
         block_start(1, {"type": "text", "text": ""}), text_delta(1, "Paris "), block_stop(1),
-        block_start(2, {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}),
+        block_start(2, {"type": "mcp_tool_use", "id": "mcptoolu_1", "name": "lookup", "input": {}}),
         json_delta(2, '{"q": "x"}'), block_stop(2),
         block_start(3, {"type": "text", "text": ""}),
         block_delta(3, {"type": "citations_delta", "citation": {}}), text_delta(3, "is sunny."), block_stop(3),
@@ -1207,7 +1250,7 @@ def test_stream_starts_on_the_first_event_and_ping_or_unknown_events_add_nothing
     assert encoder.feed(message_start()) == b""
     assert encoder.feed({"type": "brand_new_event"}) == b""
     assert encoder.feed(block_delta(5, {"type": "text_delta", "text": "stray"})) == b""
-    assert encoder.feed(block_start(0, {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search"})) == b""
+    assert encoder.feed(block_start(0, {"type": "mcp_tool_use", "id": "mcptoolu_1", "name": "lookup"})) == b""
 
 
 def test_stream_failure_closes_the_open_item_and_ends_with_response_failed():
@@ -1256,12 +1299,13 @@ def test_finish_after_message_stop_only_once_and_nothing_after_it():
 
 _fragments = st.lists(st.text(alphabet="abc {}\":,é", min_size=0, max_size=5), max_size=4)
 _blocks = st.one_of(
-    st.tuples(st.just("text"), _fragments),
+    st.tuples(st.just("text"), _fragments, st.booleans()),
     st.tuples(st.just("thinking"), _fragments, st.sampled_from(["", "sig"])),
     st.tuples(st.just("redacted_thinking"), st.just("data")),
     st.tuples(st.just("tool_use"), st.sampled_from(["get_weather", "get_time", "report"]),
               st.sampled_from([{}, {"city": "Paris"}, {"n": [1, 2]}])),
-    st.tuples(st.just("server_tool_use"), _fragments),
+    st.tuples(st.just("server_tool_use"), st.sampled_from([{}, {"query": "weather in Paris"}]),
+              st.sampled_from(["results", "error", None])),
 )
 
 
@@ -1273,6 +1317,9 @@ def _stream_of(blocks, stop_reason):
         if kind == "text":
             events += [block_start(index, text("")), *[text_delta(index, piece) for piece in spec[1]]]
             content.append(text("".join(spec[1])))
+            if spec[2]:
+                events.append(block_delta(index, {"type": "citations_delta", "citation": CITATION}))
+                content[-1]["citations"] = [CITATION]
         elif kind == "thinking":
             events.append(block_start(index, {"type": "thinking", "thinking": "", "signature": ""}))
             events += [block_delta(index, {"type": "thinking_delta", "thinking": piece}) for piece in spec[1]]
@@ -1287,9 +1334,16 @@ def _stream_of(blocks, stop_reason):
             events += [json_delta(index, arguments[:3]), json_delta(index, arguments[3:])]
             content.append(tool_use(f"toolu_{index}", spec[1], spec[2]))
         else:
-            events.append(block_start(index, {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search"}))
-            events += [json_delta(index, piece) for piece in spec[1]]
-            content.append({"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}})
+            call = {"type": "server_tool_use", "id": f"srvtoolu_{index}", "name": "web_search", "input": {}}
+            arguments = orjson.dumps(spec[1]).decode() if spec[1] else ""
+            events += [block_start(index, call), json_delta(index, arguments[:5]), json_delta(index, arguments[5:])]
+            content.append({**call, "input": spec[1]})
+            if spec[2] is not None:
+                events.append(block_stop(index))
+                index += 100  # a block of its own
+                result = search_result(f"srvtoolu_{index - 100}", error=spec[2] == "error")
+                events.append(block_start(index, result))
+                content.append(result)
         events.append(block_stop(index))
     events += message_end(stop_reason)
     return events, anthropic_message(content, stop_reason)
@@ -1333,3 +1387,362 @@ def test_error_body_is_the_openai_error_shape_shared_with_chat(error):
     assert payload == openai_chat.error_body(error)
     assert set(payload["error"]) == {"message", "type", "param", "code"}
     assert_valid("ErrorResponse", payload)
+
+
+# --- tools beyond function: namespace, custom, local_shell, web_search --------------------------------
+
+SPAWN = {"type": "function", "name": "spawn_agent", "description": "Start a sub-agent.",
+         "parameters": {"type": "object", "properties": {"task": {"type": "string"}}, "required": ["task"]}}
+WAIT = {"type": "function", "name": "wait_agent", "parameters": {"type": "object", "properties": {}}}
+AGENTS = {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents.", "tools": [SPAWN, WAIT]}
+GRAMMAR = "start: 'ok'"
+APPLY_PATCH = {"type": "custom", "name": "apply_patch", "description": "Edit files.",
+               "format": {"type": "grammar", "syntax": "lark", "definition": GRAMMAR}}
+SHELL = {"type": "local_shell"}
+SEARCH = {"type": "web_search", "external_web_access": True, "search_context_size": "high",
+          "filters": {"allowed_domains": ["example.com"]},
+          "user_location": {"type": "approximate", "city": "Paris", "country": "FR", "region": None}}
+
+
+def test_namespace_functions_become_anthropic_tools_named_namespace__name():
+    request = decoded(tools=[WEATHER_TOOL, AGENTS])
+    assert [tool["name"] for tool in request.params["tools"]] == [
+        "get_weather", "multi_agent_v1__spawn_agent", "multi_agent_v1__wait_agent"]
+    spawn = request.params["tools"][1]
+    assert spawn["input_schema"] is SPAWN["parameters"]
+    assert spawn["description"] == "Start a sub-agent.\n\nPart of the multi_agent_v1 tools: Sub-agents."
+    assert request.options["tools"] == [WEATHER_TOOL, AGENTS]
+    assert request.options["tool_calls"] == {
+        "multi_agent_v1__spawn_agent": {"type": "function", "name": "spawn_agent", "namespace": "multi_agent_v1"},
+        "multi_agent_v1__wait_agent": {"type": "function", "name": "wait_agent", "namespace": "multi_agent_v1"},
+    }
+
+
+def test_a_namespaced_call_comes_back_as_a_function_call_carrying_its_namespace():
+    request = body(tools=[AGENTS])
+    message = anthropic_message([tool_use("toolu_1", "multi_agent_v1__spawn_agent", {"task": "fix"})], "tool_use")
+    response = encode_response(message, ctx_for(request))
+    assert_valid("Response", response)
+    assert response["output"] == [{"id": f"fc_{HEX}_0", "type": "function_call", "status": "completed",
+                                   "call_id": "toolu_1", "namespace": "multi_agent_v1", "name": "spawn_agent",
+                                   "arguments": '{"task":"fix"}'}]
+
+
+def test_a_streamed_namespaced_call_names_the_function_and_its_namespace():
+    events = [message_start(), block_start(0, tool_use("toolu_1", "multi_agent_v1__wait_agent")),
+              json_delta(0, ""), block_stop(0), *message_end("tool_use")]
+    encoder = StreamEncoder(ctx_for(body(tools=[AGENTS])))
+    raw = b"".join(encoder.feed(event) for event in events) + encoder.finish(Usage(input_tokens=1, output_tokens=1))
+    streamed = sse_events(raw)
+    check_stream(streamed)
+    added = of_type(streamed, "response.output_item.added")[0]["item"]
+    assert (added["namespace"], added["name"]) == ("multi_agent_v1", "wait_agent")
+    assert of_type(streamed, "response.function_call_arguments.done")[0]["name"] == "wait_agent"
+    assert streamed[-1]["response"]["output"][0]["arguments"] == "{}"
+
+
+def test_namespaced_function_calls_sent_back_round_trip_to_the_same_tool_use():
+    request = body(tools=[AGENTS])
+    message = anthropic_message([text("On it."), tool_use("toolu_1", "multi_agent_v1__spawn_agent",
+                                                          {"task": "fix"})], "tool_use")
+    items = response_to_items(message, ctx_for(request))
+    follow_up = decode_request(body([user("Go"), *items, function_output("toolu_1", "spawned")], tools=[AGENTS]),
+                               request_id=REQUEST_ID)
+    assert follow_up.params["messages"][1:] == [
+        {"role": "assistant", "content": [text("On it."), tool_use("toolu_1", "multi_agent_v1__spawn_agent",
+                                                                   {"task": "fix"})]},
+        {"role": "user", "content": [tool_result("toolu_1", "spawned")]},
+    ]
+    stored = follow_up.options["input_items"]
+    assert stored[2]["namespace"] == "multi_agent_v1" and stored[2]["name"] == "spawn_agent"
+    for item in stored:
+        assert_valid("ItemResource", item)
+
+
+def test_a_stored_turn_with_a_namespaced_call_replays_under_its_flattened_name():
+    history = [{"role": "user", "content": [text("Go")]},
+               {"role": "assistant", "content": [tool_use("toolu_1", "multi_agent_v1__spawn_agent", {"task": "x"})]}]
+    request = decode_request(body([function_output("toolu_1", "done")], tools=[AGENTS]), history=history)
+    assert request.params["messages"][1]["content"][0]["name"] == "multi_agent_v1__spawn_agent"
+    assert request.params["tools"][0]["name"] == "multi_agent_v1__spawn_agent"
+
+
+def test_custom_tools_take_one_raw_input_string_and_their_grammar_in_the_description():
+    request = decoded(tools=[APPLY_PATCH])
+    [tool] = request.params["tools"]
+    assert tool["name"] == "apply_patch"
+    assert tool["input_schema"]["properties"] == {"input": {"type": "string",
+                                                            "description": "The tool's entire raw input."}}
+    assert tool["input_schema"]["required"] == ["input"]
+    assert tool["description"].startswith("Edit files.\n\napply_patch is a freeform tool")
+    assert tool["description"].endswith(f"The input must match this lark grammar:\n{GRAMMAR}")
+    assert request.options["tool_calls"] == {"apply_patch": {"type": "custom", "name": "apply_patch"}}
+
+
+def test_a_custom_tool_call_comes_back_as_custom_tool_call_with_its_raw_input():
+    patch = "*** Begin Patch\n*** End Patch"
+    message = anthropic_message([tool_use("toolu_1", "apply_patch", {"input": patch})], "tool_use")
+    response = encode_response(message, ctx_for(body(tools=[APPLY_PATCH])))
+    assert_valid("Response", response)
+    assert response["output"] == [{"id": f"ctc_{HEX}_0", "type": "custom_tool_call", "status": "completed",
+                                   "call_id": "toolu_1", "name": "apply_patch", "input": patch}]
+    # A model that ignored the one-string schema still gets its input through, as JSON.
+    odd = anthropic_message([tool_use("toolu_1", "apply_patch", {"patch": "x"})], "tool_use")
+    assert encode_response(odd, ctx_for(body(tools=[APPLY_PATCH])))["output"][0]["input"] == '{"patch":"x"}'
+
+
+def test_a_streamed_custom_tool_call_ends_with_its_whole_input():
+    patch = 'line "one"\nline two'
+    arguments = orjson.dumps({"input": patch}).decode()
+    events = [message_start(), block_start(0, tool_use("toolu_1", "apply_patch")),
+              json_delta(0, arguments[:7]), json_delta(0, arguments[7:]), block_stop(0), *message_end("tool_use")]
+    streamed = run_stream(events, **decode_request(body(tools=[APPLY_PATCH])).options)
+    assert not of_type(streamed, "response.function_call_arguments.delta")
+    assert [event["delta"] for event in of_type(streamed, "response.custom_tool_call_input.delta")] == [patch]
+    assert of_type(streamed, "response.custom_tool_call_input.done")[0]["input"] == patch
+    assert streamed[-1]["response"]["output"][0]["input"] == patch
+
+
+def test_custom_tool_calls_and_outputs_sent_back_become_tool_use_and_tool_result():
+    namespaced = {"type": "namespace", "name": "edits", "description": "Edits.", "tools": [
+        {"type": "custom", "name": "apply_patch"}]}
+    request = decoded([
+        user("Fix it"),
+        {"type": "custom_tool_call", "call_id": "call_1", "name": "apply_patch", "input": "patch text"},
+        {"type": "custom_tool_call", "call_id": "call_2", "namespace": "edits", "name": "apply_patch", "input": ""},
+        {"type": "custom_tool_call_output", "call_id": "call_1", "output": "Done"},
+        {"type": "custom_tool_call_output", "call_id": "call_2", "output": [input_text("Done too")]},
+    ], tools=[APPLY_PATCH, namespaced])
+    assert request.params["messages"][1:] == [
+        {"role": "assistant", "content": [tool_use("call_1", "apply_patch", {"input": "patch text"}),
+                                          tool_use("call_2", "edits__apply_patch", {"input": ""})]},
+        {"role": "user", "content": [tool_result("call_1", "Done"), tool_result("call_2", [text("Done too")])]},
+    ]
+    for item in request.options["input_items"]:
+        assert_valid("ItemResource", item)
+    message = anthropic_message([tool_use("toolu_9", "edits__apply_patch", {"input": "p"})], "tool_use")
+    item = encode_response(message, ctx(**request.options))["output"][0]
+    assert (item["type"], item["namespace"], item["name"], item["input"]) == (
+        "custom_tool_call", "edits", "apply_patch", "p")
+
+
+def test_local_shell_is_a_tool_whose_calls_come_back_as_local_shell_calls():
+    request = decoded(tools=[SHELL])
+    [tool] = request.params["tools"]
+    assert tool["name"] == "local_shell" and tool["input_schema"]["required"] == ["command"]
+    tool_input = {"command": ["bash", "-lc", "ls"], "working_directory": "/repo", "timeout_ms": 5000}
+    message = anthropic_message([tool_use("toolu_1", "local_shell", tool_input)], "tool_use")
+    response = encode_response(message, ctx(**request.options))
+    assert_valid("Response", response)
+    assert response["output"] == [{
+        "id": f"lsh_{HEX}_0", "type": "local_shell_call", "status": "completed", "call_id": "toolu_1",
+        "action": {"type": "exec", "command": ["bash", "-lc", "ls"], "timeout_ms": 5000,
+                   "working_directory": "/repo", "env": {}, "user": None},
+    }]
+    arguments = orjson.dumps(tool_input).decode()
+    streamed = run_stream([message_start(), block_start(0, tool_use("toolu_1", "local_shell")),
+                           json_delta(0, arguments[:9]), json_delta(0, arguments[9:]), block_stop(0),
+                           *message_end("tool_use")], **request.options)
+    assert streamed[-1]["response"]["output"] == response["output"]
+    assert of_type(streamed, "response.output_item.added")[0]["item"]["action"]["command"] == []
+
+
+def test_local_shell_calls_and_outputs_sent_back_become_tool_use_and_tool_result():
+    action = {"type": "exec", "command": ["ls"], "env": {}, "timeout_ms": None, "working_directory": None}
+    request = decoded([
+        user("List"),
+        {"type": "local_shell_call", "id": "lsh_1", "call_id": "call_1", "action": action, "status": "completed"},
+        {"type": "local_shell_call_output", "id": "call_1", "output": '{"output": "a.txt"}'},
+    ], tools=[SHELL])
+    assert request.params["messages"][1:] == [
+        {"role": "assistant", "content": [tool_use("call_1", "local_shell", {"command": ["ls"], "env": {}})]},
+        {"role": "user", "content": [tool_result("call_1", '{"output": "a.txt"}')]},
+    ]
+    assert request.options["input_items"][1]["id"] == "lsh_1"
+    for item in request.options["input_items"]:
+        assert_valid("ItemResource", item)
+
+
+def test_web_search_becomes_anthropic_server_web_search_with_its_filters_and_location():
+    for kind in ("web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11"):
+        request = decoded(tools=[{**SEARCH, "type": kind}])
+        assert request.params["tools"] == [{"type": "web_search_20250305", "name": "web_search",
+                                            "allowed_domains": ["example.com"],
+                                            "user_location": {"type": "approximate", "city": "Paris",
+                                                              "country": "FR"}}]
+        assert request.options["tools"] == [{**SEARCH, "type": kind}]
+        assert "tool_calls" not in request.options
+    assert decoded(tools=[{"type": "web_search"}]).params["tools"] == [{"type": "web_search_20250305",
+                                                                        "name": "web_search"}]
+
+
+def _searched_message(*, error=False):
+    cited = {**text("Paris is sunny today."), "citations": [CITATION, {"type": "char_location", "cited_text": "x",
+                                                                        "document_index": 0}]}
+    return anthropic_message([
+        {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "paris weather"}},
+        search_result("srvtoolu_1", error=error),
+        text("Here is what I found. "),
+        cited,
+    ], server_tool_use={"web_search_requests": 1})
+
+
+def test_a_web_search_answer_is_a_web_search_call_and_a_message_with_url_citations():
+    response = encode_response(_searched_message(), ctx_for(body(tools=[SEARCH])))
+    assert_valid("Response", response)
+    search, message = response["output"]
+    assert search == {"id": f"ws_{HEX}_0", "type": "web_search_call", "status": "completed",
+                      "action": {"type": "search", "query": "paris weather", "queries": ["paris weather"],
+                                 "sources": [{"type": "url", "url": "https://example.com/paris"}]}}
+    [part] = message["content"]
+    assert part["text"] == "Here is what I found. Paris is sunny today."
+    assert part["annotations"] == [{"type": "url_citation", "url": "https://example.com/paris",
+                                    "title": "Paris weather", "start_index": 22, "end_index": 43}]
+    assert part["text"][22:43] == "Paris is sunny today."
+
+
+def test_a_failed_web_search_is_a_failed_web_search_call():
+    search = encode_response(_searched_message(error=True), ctx_for(body(tools=[SEARCH])))["output"][0]
+    assert search["status"] == "failed" and "sources" not in search["action"]
+
+
+def test_a_streamed_web_search_gives_the_search_events_and_the_same_response():
+    message = _searched_message()
+    query = orjson.dumps({"query": "paris weather"}).decode()
+    events = [
+        message_start(),
+        block_start(0, {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}),
+        json_delta(0, query[:6]), json_delta(0, query[6:]), block_stop(0),
+        block_start(1, message["content"][1]), block_stop(1),
+        block_start(2, text("")), text_delta(2, "Here is what I found. "), block_stop(2),
+        block_start(3, {**text(""), "citations": []}),
+        block_delta(3, {"type": "citations_delta", "citation": CITATION}),
+        text_delta(3, "Paris is sunny "), text_delta(3, "today."), block_stop(3),
+        *message_end("end_turn"),
+    ]
+    options = decode_request(body(tools=[SEARCH])).options
+    streamed = run_stream(events, **options)
+    kinds = [event["type"] for event in streamed]
+    assert [kind for kind in kinds if kind.startswith("response.web_search_call.")] == [
+        "response.web_search_call.in_progress", "response.web_search_call.searching",
+        "response.web_search_call.completed"]
+    [added] = of_type(streamed, "response.output_text.annotation.added")
+    assert added["annotation"]["start_index"] == 22 and added["annotation_index"] == 0
+    assert streamed[-1]["response"]["output"] == encode_response(message, ctx(**options))["output"]
+
+
+def test_web_search_calls_sent_back_are_kept_as_items_but_not_sent_to_the_model():
+    request = decoded([
+        user("Weather?"),
+        {"type": "web_search_call", "status": "completed", "action": {"type": "search", "query": "paris"}},
+        assistant([{"type": "output_text", "text": "Sunny.", "annotations": [
+            {"type": "url_citation", "url": "https://example.com/", "title": "x", "start_index": 0, "end_index": 6}]}]),
+        user("Thanks"),
+    ], tools=[SEARCH])
+    assert request.params["messages"] == [
+        {"role": "user", "content": [text("Weather?")]},
+        {"role": "assistant", "content": [text("Sunny.")]},
+        {"role": "user", "content": [text("Thanks")]},
+    ]
+    stored = request.options["input_items"][1]
+    assert stored == {"id": f"ws_{HEX}_in1", "type": "web_search_call", "status": "completed",
+                      "action": {"type": "search", "query": "paris"}}
+    assert_valid("ItemResource", stored)
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [
+        ({"type": "function", "name": "spawn_agent"}, "multi_agent_v1__spawn_agent"),
+        ({"type": "function", "name": "multi_agent_v1__spawn_agent"}, "multi_agent_v1__spawn_agent"),
+        ({"type": "function", "name": "get_weather"}, "get_weather"),
+        ({"type": "custom", "name": "apply_patch"}, "apply_patch"),
+        ({"type": "web_search_preview"}, "web_search"),
+    ],
+)
+def test_tool_choice_can_force_namespaced_custom_and_web_search_tools(choice, expected):
+    request = decoded(tools=[WEATHER_TOOL, AGENTS, APPLY_PATCH, SEARCH], tool_choice=choice)
+    assert request.params["tool_choice"] == {"type": "tool", "name": expected}
+
+
+@pytest.mark.parametrize(
+    ("choice", "param"),
+    [
+        ({"type": "custom", "name": "get_weather"}, "tool_choice.name"),
+        ({"type": "function", "name": "apply_patch"}, "tool_choice.name"),
+        ({"type": "file_search"}, "tool_choice.type"),
+        ({"type": "mcp", "server_label": "docs"}, "tool_choice.type"),
+        ({"type": "allowed_tools", "mode": "auto", "tools": []}, "tool_choice.type"),
+    ],
+)
+def test_tool_choice_naming_a_tool_of_another_kind_or_an_unserved_one_is_rejected(choice, param):
+    assert rejected(body(tools=[WEATHER_TOOL, APPLY_PATCH], tool_choice=choice)).param == param
+
+
+@pytest.mark.parametrize(
+    ("tool", "name"),
+    [
+        ({"type": "file_search", "vector_store_ids": ["vs_1"]}, "file_search"),
+        ({"type": "code_interpreter", "container": {"type": "auto"}}, "code_interpreter"),
+        ({"type": "image_generation"}, "image_generation"),
+        ({"type": "computer_use_preview", "display_width": 1, "display_height": 1, "environment": "linux"},
+         "computer_use_preview"),
+        ({"type": "mcp", "server_label": "docs", "server_url": "https://mcp.example.com"}, "MCP"),
+        ({"type": "tool_search"}, "tool_search"),
+        ({"type": "shell"}, "shell"),
+        ({"type": "apply_patch"}, "apply_patch"),
+        ({"type": "programmatic_tool_calling"}, "programmatic"),
+    ],
+)
+def test_tools_claude_cannot_serve_are_a_400_naming_the_tool_and_its_index(tool, name):
+    error = rejected(body(tools=[WEATHER_TOOL, tool]))
+    assert error.param == "tools[1].type"
+    assert error.message.startswith("Invalid 'tools[1].type': ") and name in error.message
+
+
+@pytest.mark.parametrize(
+    ("tools", "param"),
+    [
+        ([{"type": "namespace", "name": "ns", "tools": []}], "tools[0].tools"),
+        ([{"type": "namespace", "tools": [SPAWN]}], "tools[0].name"),
+        ([{"type": "namespace", "name": "ns", "tools": [{"type": "web_search"}]}], "tools[0].tools[0].type"),
+        ([{"type": "namespace", "name": "ns", "tools": [{"type": "function", "name": "a b"}]}],
+         "tools[0].tools[0].name"),
+        ([{"type": "namespace", "name": "ns", "tools": [{"type": "mcp", "name": "x"}]}], "tools[0].tools[0].type"),
+        ([{"type": "namespace", "name": "n" * 120, "tools": [SPAWN]}], "tools[0].tools[0].name"),
+        ([{"type": "function", "name": "ns__spawn_agent"},
+          {"type": "namespace", "name": "ns", "tools": [SPAWN]}], "tools[1].tools[0].name"),
+        ([{"type": "custom"}], "tools[0].name"),
+        ([{"type": "custom", "name": "x", "format": {"type": "grammar", "syntax": "ebnf", "definition": "a"}}],
+         "tools[0].format.syntax"),
+        ([{"type": "custom", "name": "x", "format": {"type": "grammar", "syntax": "lark"}}],
+         "tools[0].format.definition"),
+        ([{"type": "custom", "name": "x", "format": {"type": "json"}}], "tools[0].format.type"),
+        ([SHELL, {"type": "function", "name": "local_shell"}], "tools[1].name"),
+        ([{"type": "web_search", "filters": {"allowed_domains": "example.com"}}], "tools[0].filters.allowed_domains"),
+        ([{"type": "web_search", "user_location": {"type": "approximate", "city": 5}}],
+         "tools[0].user_location.city"),
+        ([{"type": "brand_new_tool"}], "tools[0].type"),
+    ],
+)
+def test_invalid_tools_beyond_functions_are_rejected_naming_the_field_path(tools, param):
+    assert rejected(body(tools=tools)).param == param
+
+
+@pytest.mark.parametrize(
+    ("item", "param"),
+    [
+        ({"type": "custom_tool_call", "call_id": "c", "name": "x"}, "input[1].input"),
+        ({"type": "function_call", "call_id": "c", "name": "x", "arguments": "{}", "namespace": 5},
+         "input[1].namespace"),
+        ({"type": "custom_tool_call_output", "call_id": "c"}, "input[1].output"),
+        ({"type": "local_shell_call", "call_id": "c", "action": {"type": "exec", "command": "ls"}},
+         "input[1].action.command"),
+        ({"type": "local_shell_call", "call_id": "c"}, "input[1].action"),
+        ({"type": "local_shell_call_output", "output": "x"}, "input[1].call_id"),
+        ({"type": "local_shell_call_output", "id": "c", "output": 5}, "input[1].output"),
+        ({"type": "web_search_call", "action": "search"}, "input[1].action"),
+    ],
+)
+def test_invalid_tool_items_are_rejected_naming_the_field_path(item, param):
+    assert rejected(body([user("q"), item])).param == param

@@ -135,3 +135,80 @@ def test_raw_stream_bytes_follow_the_responses_grammar(gateway, persona, prompt)
     check_stream(events)
     expected = "response.failed" if "midstream_error" in prompt else "response.completed"
     assert events[-1]["type"] == expected
+
+
+CODEX_TOOLS = [
+    {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents.", "tools": [
+        {"type": "function", "name": "spawn_agent", "description": "Start a sub-agent.",
+         "parameters": {"type": "object", "properties": {"task": {"type": "string"}}, "required": ["task"]}}]},
+    {"type": "custom", "name": "apply_patch", "description": "Edit files.",
+     "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}},
+    {"type": "web_search", "external_web_access": True},
+]
+
+
+def test_a_streamed_namespaced_function_call_round_trips_like_codex_sends_it(client, fake_upstream):
+    """Codex's shape: stateless (`store: false`), streaming, the whole history sent back each turn."""
+    common = {"model": HAIKU, "tools": CODEX_TOOLS, "store": False,
+              "include": ["reasoning.encrypted_content"], "reasoning": {"summary": "auto"}}
+    opening = {"role": "user", "content": "[[fake:tool]] start a helper"}
+    with client.responses.stream(input=[opening], **common) as events:
+        kinds = [event.type for event in events]
+        first = events.get_final_response()
+    assert "response.function_call_arguments.done" in kinds
+    [call] = [item for item in first.output if item.type == "function_call"]
+    assert (call.namespace, call.name, call.arguments) == ("multi_agent_v1", "spawn_agent", '{"task":"example"}')
+
+    tag = marker()
+    sent_back = [opening, call.model_dump(exclude_none=True),
+                 {"type": "function_call_output", "call_id": call.call_id, "output": f"spawned {tag}"}]
+    with client.responses.stream(input=sent_back, **common) as events:
+        second = events.get_final_response()
+    assert second.output_text == f"Tool results received: spawned {tag}"
+    messages = upstream_request(fake_upstream, tag)["body"]["messages"]
+    assert messages[1]["content"] == [{"type": "tool_use", "id": call.call_id, "name": "multi_agent_v1__spawn_agent",
+                                       "input": {"task": "example"}}]
+    assert messages[2]["content"][0]["tool_use_id"] == call.call_id
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_web_search_answer_comes_back_with_its_search_call_and_url_citations(client, fake_upstream, stream):
+    request = {"model": HAIKU, "tools": CODEX_TOOLS, "input": "[[fake:web_search]] paris weather"}
+    if stream:
+        with client.responses.stream(**request) as events:
+            kinds = [event.type for event in events]
+            response = events.get_final_response()
+        assert {"response.web_search_call.searching", "response.output_text.annotation.added"} <= set(kinds)
+    else:
+        response = client.responses.create(**request)
+    search, message = response.output
+    assert search.type == "web_search_call" and search.status == "completed"
+    assert search.action.query == "paris weather"
+    assert [source.url for source in search.action.sources] == ["https://example.com/fake-search/1",
+                                                                "https://example.com/fake-search/2"]
+    [part] = message.content
+    [citation] = part.annotations
+    assert (citation.type, citation.url) == ("url_citation", "https://example.com/fake-search/1")
+    cited = part.text[citation.start_index:citation.end_index]
+    assert cited == "The first result says paris weather is well documented."
+
+    # The stored turn replays the search to Anthropic as it came, results and citations included.
+    tag = marker()
+    client.responses.create(model=HAIKU, tools=CODEX_TOOLS, previous_response_id=response.id, input=f"thanks {tag}")
+    replayed = upstream_request(fake_upstream, tag)["body"]["messages"][1]["content"]
+    assert [block["type"] for block in replayed] == ["server_tool_use", "web_search_tool_result", "text", "text"]
+    assert replayed[0]["input"] == {"query": "paris weather"} and replayed[3]["citations"][0]["url"] == citation.url
+
+
+def test_a_custom_tool_call_comes_back_as_custom_tool_call(client):
+    response = client.responses.create(model=HAIKU, tools=CODEX_TOOLS, input="patch it",
+                                       tool_choice={"type": "custom", "name": "apply_patch"})
+    [call] = response.output
+    assert (call.type, call.name, call.input) == ("custom_tool_call", "apply_patch", "example")
+
+
+def test_a_tool_claude_cannot_serve_is_a_400_naming_it(client):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model=HAIKU, input="hi", tools=[*CODEX_TOOLS, {"type": "image_generation"}])
+    assert caught.value.body["param"] == "tools[3].type"
+    assert "image_generation" in caught.value.body["message"]

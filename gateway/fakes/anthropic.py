@@ -59,8 +59,18 @@ by commas or spaces, and several tags may appear. An unknown directive is a 400,
                        (``cache_write=N`` / ``cache_read=N`` set them; input_tokens stays the uncached
                        count, i.e. the count_tokens value)
 
+``web_search``         if the server tool ``web_search_20250305`` is declared: a ``server_tool_use`` block
+                       (name web_search, input {"query": <the "You said" text of the default reply, or
+                       "fake search">}),
+                       a ``web_search_tool_result`` with two deterministic results, a plain text block and
+                       a text block citing the first result (``web_search_result_location``); usage has
+                       ``server_tool_use.web_search_requests`` 1. Streamed, the cited block starts with
+                       ``citations: []`` and gets a ``citations_delta`` before its text. tool_choice
+                       ``tool`` naming web_search does the same without the directive.
+
 A tool call also happens when tool_choice is ``any`` or ``tool`` (the named tool); tool_choice ``none``
-suppresses calls; ``disable_parallel_tool_use`` limits them to one. Tool inputs are built from each
+suppresses calls; ``disable_parallel_tool_use`` limits them to one. Only client tools are called this way
+(server tools such as web_search only with their directive). Tool inputs are built from each
 input_schema: every required property (all properties if none are required) gets its enum's first
 value or a value by type (string "example", integer 1, number 1.5, boolean true, array [], object {}).
 """
@@ -176,6 +186,7 @@ TOOL_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 TOOL_ID_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
 # Versioned Anthropic-defined tools (web_search_20250305, bash_20250124, ...) carry no input_schema.
 VERSIONED_TOOL_TYPE_RE = re.compile(r"^[a-z_]+_\d{8}$")
+WEB_SEARCH_TYPE = "web_search_20250305"
 
 THINKING_DOCS = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 THINKING_TEXT = (
@@ -201,7 +212,9 @@ DIRECTIVE_SPLIT_RE = re.compile(r"[\s,;]+")
 INT_DIRECTIVES = frozenset(
     {"words", "delay_ms", "chunk_delay_ms", "error", "retry_after", "tools", "cache_read", "cache_write"}
 )
-FLAG_DIRECTIVES = frozenset({"midstream_error", "tool", "text_then_tool", "stop_sequence", "refusal", "cache"})
+FLAG_DIRECTIVES = frozenset(
+    {"midstream_error", "tool", "text_then_tool", "stop_sequence", "refusal", "cache", "web_search"}
+)
 NO_DIRECTIVES: dict[str, int] = {}
 
 
@@ -784,7 +797,7 @@ class Reply:
     blocks: list[dict[str, Any]]
     stop_reason: str
     stop_sequence: str | None
-    usage: dict[str, int]
+    usage: dict[str, Any]
 
 
 @lru_cache(maxsize=128)
@@ -817,10 +830,27 @@ def example_input(tool: dict[str, Any]) -> dict[str, Any]:
     return {name: example_value(properties.get(name)) for name in names}
 
 
+def _client_tools(prompt: Prompt) -> list[dict[str, Any]]:
+    return [tool for tool in prompt.tools if tool.get("type") in (None, "custom")]
+
+
+def _web_search_tool(prompt: Prompt, directives: dict[str, int]) -> dict[str, Any] | None:
+    """The declared web search tool, when this reply is to use it."""
+    choice = prompt.tool_choice
+    if choice.get("type") == "none":
+        return None
+    tool = next((t for t in prompt.tools if t.get("type") == WEB_SEARCH_TYPE), None)
+    if tool is None:
+        return None
+    forced = choice.get("type") == "tool" and choice.get("name") == tool.get("name")
+    return tool if forced or directives.get("web_search") else None
+
+
 def _tool_calls(prompt: Prompt, directives: dict[str, int]) -> list[dict[str, Any]]:
     choice = prompt.tool_choice
     kind = choice.get("type")
-    if not prompt.tools or kind == "none":
+    tools = _client_tools(prompt)
+    if not tools or kind == "none":
         return []
     if "tools" in directives:
         count = directives["tools"]
@@ -831,10 +861,12 @@ def _tool_calls(prompt: Prompt, directives: dict[str, int]) -> list[dict[str, An
     if choice.get("disable_parallel_tool_use"):
         count = min(count, 1)
     if kind == "tool":
-        named = next(t for t in prompt.tools if t.get("name") == choice["name"])
+        named = next((t for t in tools if t.get("name") == choice["name"]), None)
+        if named is None:  # a server tool was forced
+            return []
         chosen = [named] * count
     else:
-        chosen = [prompt.tools[i % len(prompt.tools)] for i in range(count)]
+        chosen = [tools[i % len(tools)] for i in range(count)]
     calls = []
     for i, tool in enumerate(chosen):
         seed = f"{prompt.message_count}\0{prompt.directive_text}\0{i}\0{tool['name']}".encode()
@@ -850,11 +882,47 @@ def _reply_text(prompt: Prompt, directives: dict[str, int]) -> str:
         return REFUSAL_TEXT
     if prompt.tool_results is not None:
         return "Tool results received: " + "; ".join(prompt.tool_results)
+    said = _said(prompt)
+    return f"Hello from the fake upstream. You said: {said}" if said else "Hello from the fake upstream."
+
+
+def _said(prompt: Prompt) -> str:
+    """The first 60 characters of the last user text, directive tags removed and whitespace collapsed."""
     said = prompt.user_text
     if "[[fake:" in said:
         said = DIRECTIVE_TAG_RE.sub(" ", said)
-    said = " ".join(said.split())[:60].rstrip()
-    return f"Hello from the fake upstream. You said: {said}" if said else "Hello from the fake upstream."
+    return " ".join(said.split())[:60].rstrip()
+
+
+def _web_search_blocks(prompt: Prompt, tool: dict[str, Any]) -> list[dict[str, Any]]:
+    """One search and an answer citing it, in Anthropic's shapes; results on the allowed domain if any."""
+    query = _said(prompt) or "fake search"
+    digest = hashlib.blake2b(f"{prompt.message_count}\0{query}".encode(), digest_size=11).hexdigest()
+    domains = tool.get("allowed_domains") or ["example.com"]
+    results = [
+        {
+            "type": "web_search_result",
+            "url": f"https://{domains[0]}/fake-search/{n}",
+            "title": f"Fake result {n} for {query}",
+            "encrypted_content": base64.b64encode(f"result {n} {digest}".encode()).decode(),
+            "page_age": "January 1, 2026",
+        }
+        for n in (1, 2)
+    ]
+    cited = f"The first result says {query} is well documented."
+    citation = {
+        "type": "web_search_result_location",
+        "url": results[0]["url"],
+        "title": results[0]["title"],
+        "encrypted_index": base64.b64encode(f"index 1 {digest}".encode()).decode(),
+        "cited_text": f"Everything about {query}.",
+    }
+    return [
+        {"type": "server_tool_use", "id": "srvtoolu_01" + digest, "name": "web_search", "input": {"query": query}},
+        {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_01" + digest, "content": results},
+        {"type": "text", "text": "Here is what I found. "},
+        {"type": "text", "text": cited, "citations": [citation]},
+    ]
 
 
 def _output_words(blocks: list[dict[str, Any]]) -> int:
@@ -865,7 +933,7 @@ def _output_words(blocks: list[dict[str, Any]]) -> int:
             total += len(block["text"].split())
         elif kind == "thinking":
             total += THINKING_WORDS
-        else:
+        elif kind != "web_search_tool_result":  # search results are input, not generated
             total += 1 + len(orjson.dumps(block["input"]).split())
     return max(1, total)
 
@@ -877,7 +945,10 @@ def build_reply(prompt: Prompt, directives: dict[str, int]) -> Reply:
     stop_reason, stop_sequence = "end_turn", None
 
     calls = _tool_calls(prompt, directives)
-    if calls:
+    search = None if calls else _web_search_tool(prompt, directives)
+    if search is not None:
+        blocks.extend(_web_search_blocks(prompt, search))
+    elif calls:
         if directives.get("text_then_tool"):
             names = ", ".join(dict.fromkeys(c["name"] for c in calls))
             blocks.append({"type": "text", "text": f"I'll use the {names} tool."})
@@ -904,6 +975,8 @@ def build_reply(prompt: Prompt, directives: dict[str, int]) -> Reply:
         "cache_read_input_tokens": directives.get("cache_read", 200) if cached else 0,
         "output_tokens": _output_words(blocks),
     }
+    if search is not None:
+        usage["server_tool_use"] = {"web_search_requests": 1}
     return Reply(blocks, stop_reason, stop_sequence, usage)
 
 
@@ -937,7 +1010,7 @@ def _delta(index: int, delta: dict[str, Any]) -> bytes:
     return sse({"type": "content_block_delta", "index": index, "delta": delta})
 
 
-def _message_start(message_id: str, model: str, usage: dict[str, int]) -> bytes:
+def _message_start(message_id: str, model: str, usage: dict[str, Any]) -> bytes:
     message = {
         "id": message_id,
         "type": "message",
@@ -946,7 +1019,7 @@ def _message_start(message_id: str, model: str, usage: dict[str, int]) -> bytes:
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {**usage, "output_tokens": 1},
+        "usage": {**{k: v for k, v in usage.items() if k != "server_tool_use"}, "output_tokens": 1},
     }
     return sse({"type": "message_start", "message": message})
 
@@ -957,7 +1030,12 @@ def stream_events(message_id: str, prompt: Prompt, reply: Reply) -> Iterator[byt
     for index, block in enumerate(reply.blocks):
         kind = block["type"]
         if kind == "text":
-            yield sse({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})
+            start = {"type": "text", "text": ""}
+            if "citations" in block:
+                start["citations"] = []
+            yield sse({"type": "content_block_start", "index": index, "content_block": start})
+            for citation in block.get("citations", ()):
+                yield _delta(index, {"type": "citations_delta", "citation": citation})
             for piece in TEXT_CHUNK_RE.findall(block["text"]):
                 yield _delta(index, {"type": "text_delta", "text": piece})
         elif kind == "thinking":
@@ -966,8 +1044,10 @@ def stream_events(message_id: str, prompt: Prompt, reply: Reply) -> Iterator[byt
             for piece in TEXT_CHUNK_RE.findall(block["thinking"]):
                 yield _delta(index, {"type": "thinking_delta", "thinking": piece})
             yield _delta(index, {"type": "signature_delta", "signature": block["signature"]})
+        elif kind == "web_search_tool_result":
+            yield sse({"type": "content_block_start", "index": index, "content_block": block})
         else:
-            start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+            start = {"type": kind, "id": block["id"], "name": block["name"], "input": {}}
             yield sse({"type": "content_block_start", "index": index, "content_block": start})
             # Like the real API, an empty input streams as a single empty fragment, not "{}".
             partial = orjson.dumps(block["input"]).decode() if block["input"] else ""
@@ -979,10 +1059,17 @@ def stream_events(message_id: str, prompt: Prompt, reply: Reply) -> Iterator[byt
         {
             "type": "message_delta",
             "delta": {"stop_reason": reply.stop_reason, "stop_sequence": reply.stop_sequence},
-            "usage": {"output_tokens": reply.usage["output_tokens"]},
+            "usage": _delta_usage(reply.usage),
         }
     )
     yield MESSAGE_STOP_EVENT
+
+
+def _delta_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """message_delta's usage: the output count, and the server tool counts once they are known."""
+    if "server_tool_use" in usage:
+        return {"output_tokens": usage["output_tokens"], "server_tool_use": usage["server_tool_use"]}
+    return {"output_tokens": usage["output_tokens"]}
 
 
 def midstream_error_events(message_id: str, prompt: Prompt, reply: Reply) -> Iterator[bytes]:

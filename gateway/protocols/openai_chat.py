@@ -29,6 +29,12 @@ Where the two APIs do not line up:
   field is omitted, so those sequences are not honoured.
 - A trailing assistant message (prefill) is forwarded with its trailing whitespace removed, because
   Anthropic always rejects that whitespace. Whether the model supports prefill is for upstream to say.
+- Tools: `function` tools are Anthropic tools. `custom` (freeform) tools are Anthropic tools whose one
+  string property `input` holds the raw input, the grammar (lark, regex) in the description since
+  Anthropic cannot enforce it; their calls come back as `custom` tool calls (`options["custom_tools"]`
+  names them), are sent back the same way and can be forced with `tool_choice` `custom`. Streaming with
+  a custom tool is a 400: `chat.completion.chunk` tool calls can only be functions. Any other tool type
+  is a 400 naming `tools[k].type`. `web_search_options` is dropped like the other unknown fields.
 - Fields with no Anthropic equivalent (penalties, seed, logprobs, user, metadata, ...) and unknown
   fields are accepted and dropped, so only `ANTHROPIC_REQUEST_FIELDS` ever reach a provider.
 """
@@ -108,7 +114,7 @@ def decode_request(body: Any, *, request_id: str | None = None) -> InternalReque
     if thinking and not _last_tool_turn_lacks_thinking(messages):
         params["thinking"] = thinking
     _apply_sampling(body, params)
-    _apply_tools(body, params)
+    _apply_tools(body, params, options, stream)
     _apply_response_format(body.get("response_format"), params, system, options)
     if system:
         params["system"] = "\n".join(system)
@@ -138,10 +144,18 @@ def _apply_sampling(body: dict, params: dict) -> None:
         params["stop_sequences"] = stop_sequences
 
 
-def _apply_tools(body: dict, params: dict) -> None:
-    tools = _decode_tools(body.get("tools"))
+def _apply_tools(body: dict, params: dict, options: dict, stream: bool) -> None:
+    tools, custom = _decode_tools(body.get("tools"))
     if not tools:
         return  # tool_choice and parallel_tool_calls mean nothing without tools
+    if custom:
+        if stream:
+            raise invalid(
+                "Custom tools cannot be streamed: chat.completion.chunk has no custom tool calls. Send "
+                "'stream': false, or use the Responses API, which streams them.",
+                "stream",
+            )
+        options["custom_tools"] = custom
     params["tools"] = tools
     tool_choice = _decode_tool_choice(body.get("tool_choice"), tools, body.get("parallel_tool_calls"))
     if not tool_choice:
@@ -415,18 +429,19 @@ def _round_tripped_thinking(message: dict) -> dict | None:
 def _tool_use_block(call: Any, param: str) -> dict:
     call = _required_dict(call, param)
     kind = call.get("type", "function")
-    if kind != "function":
-        raise _unsupported_value(f"{param}.type", kind, "'function'")
     call_id = _required_str(call, "id", param)
-    function = _required_dict(call.get("function"), f"{param}.function")
-    name = _required_str(function, "name", f"{param}.function")
-    arguments = _required_str(function, "arguments", f"{param}.function", allow_empty=True)
-    return {
-        "type": "tool_use",
-        "id": _tool_id(call_id),
-        "name": name,
-        "input": _parse_arguments(arguments, f"{param}.function.arguments"),
-    }
+    if kind == "custom":
+        custom = _required_dict(call.get("custom"), f"{param}.custom")
+        name = _required_str(custom, "name", f"{param}.custom")
+        tool_input = {"input": _required_str(custom, "input", f"{param}.custom", allow_empty=True)}
+    elif kind == "function":
+        function = _required_dict(call.get("function"), f"{param}.function")
+        name = _required_str(function, "name", f"{param}.function")
+        arguments = _required_str(function, "arguments", f"{param}.function", allow_empty=True)
+        tool_input = _parse_arguments(arguments, f"{param}.function.arguments")
+    else:
+        raise _unsupported_value(f"{param}.type", kind, "'function' and 'custom'")
+    return {"type": "tool_use", "id": _tool_id(call_id), "name": name, "input": tool_input}
 
 
 def _parse_arguments(arguments: str, param: str) -> dict:
@@ -479,36 +494,90 @@ def _last_tool_turn_lacks_thinking(messages: list[dict]) -> bool:
     return False
 
 
-def _decode_tools(tools: Any) -> list[dict]:
+def _decode_tools(tools: Any) -> tuple[list[dict], list[str]]:
+    """The Anthropic tools and the names of the custom ones (whose calls go back as `custom` tool calls)."""
     if tools is None:
-        return []
+        return [], []
     if not isinstance(tools, list):
         raise _wrong_type("tools", "an array", tools)
     decoded = []
+    custom = []
     names = set()
     for k, tool in enumerate(tools):
-        entry = _decode_tool(tool, f"tools[{k}]")
+        param = f"tools[{k}]"
+        tool = _required_dict(tool, param)
+        kind = tool.get("type")
+        if kind == "function":
+            param += ".function"
+            function = _required_dict(tool.get("function"), param)
+            entry = _function_tool(function, param, _function_name(function, param))
+        elif kind == "custom":
+            param += ".custom"
+            spec = _required_dict(tool.get("custom"), param)
+            name = _function_name(spec, param)
+            entry = custom_tool(spec, param, name, name, _chat_grammar(spec.get("format"), f"{param}.format"))
+            custom.append(name)
+        else:
+            param += ".type"
+            raise _missing(param) if kind is None else _unsupported_value(param, kind, "'function' and 'custom'")
         if entry["name"] in names:
-            raise invalid(
-                f"Invalid 'tools': the function name '{entry['name']}' is used twice.", f"tools[{k}].function.name"
-            )
+            raise invalid(f"Invalid 'tools': the tool name '{entry['name']}' is used twice.", f"{param}.name")
         names.add(entry["name"])
         decoded.append(entry)
-    return decoded
+    return decoded, custom
 
 
-def _decode_tool(tool: Any, param: str) -> dict:
-    tool = _required_dict(tool, param)
-    _check_function_type(tool, param)
-    param += ".function"
-    function = _required_dict(tool.get("function"), param)
-    return _function_tool(function, param, _function_name(function, param))
+def _chat_grammar(fmt: Any, param: str) -> tuple[str, str] | None:
+    """A chat custom tool's `format`: None for text, else (syntax, definition) of its `grammar`."""
+    if fmt is None:
+        return None
+    kind = _required_dict(fmt, param).get("type")
+    if kind == "text":
+        return None
+    if kind != "grammar":
+        raise _unsupported_value(f"{param}.type", kind, "'text' and 'grammar'")
+    grammar = _required_dict(fmt.get("grammar"), f"{param}.grammar")
+    return grammar_of(grammar, f"{param}.grammar")
 
 
-def _check_function_type(tool: dict, param: str) -> None:
-    kind = tool.get("type")
-    if kind != "function":
-        raise _missing(f"{param}.type") if kind is None else _unsupported_value(f"{param}.type", kind, "'function'")
+def grammar_of(grammar: dict, param: str) -> tuple[str, str]:
+    """(syntax, definition) of a custom tool's grammar at `param` (shared with the Responses codec)."""
+    syntax = grammar.get("syntax")
+    if syntax not in ("lark", "regex"):
+        raise _unsupported_value(f"{param}.syntax", syntax, "'lark' and 'regex'")
+    return syntax, _required_str(grammar, "definition", param)
+
+
+_CUSTOM_INPUT_SCHEMA = {
+    "type": "object",
+    "properties": {"input": {"type": "string", "description": "The tool's entire raw input."}},
+    "required": ["input"],
+}
+
+
+def custom_tool(spec: dict, param: str, anthropic_name: str, name: str, grammar: tuple[str, str] | None,
+                note: str = "") -> dict:
+    """The Anthropic tool for an OpenAI custom (freeform) tool: Claude writes its raw input as the one string
+    property `input`, and the grammar, which Anthropic cannot enforce, is in the description."""
+    description = spec.get("description")
+    if description is not None and not isinstance(description, str):
+        raise _wrong_type(f"{param}.description", "a string", description)
+    parts = [description] if description else []
+    if note:
+        parts.append(note)
+    parts.append(f"{name} is a freeform tool: put its entire raw input, exactly as the tool expects it "
+                 "and not JSON-encoded, in the `input` string.")
+    if grammar is not None:
+        parts.append(f"The input must match this {grammar[0]} grammar:\n{grammar[1]}")
+    return {"name": anthropic_name, "description": "\n\n".join(parts), "input_schema": _CUSTOM_INPUT_SCHEMA}
+
+
+def custom_input(tool_input: Any) -> str:
+    """A custom tool call's raw input; a model that ignored the one-string schema still gets it through, as JSON."""
+    if not isinstance(tool_input, dict):
+        return ""
+    raw = tool_input.get("input")
+    return raw if isinstance(raw, str) else (orjson.dumps(tool_input).decode() if tool_input else "")
 
 
 def _function_name(function: dict, param: str) -> str:
@@ -542,8 +611,9 @@ def _decode_tool_choice(choice: Any, tools: list[dict], parallel: Any,
                         forced_name: Callable[[dict], tuple[str, str]] | None = None) -> dict | None:
     """Anthropic's tool_choice for OpenAI's `tool_choice` and `parallel_tool_calls`.
 
-    `forced_name(choice)` gives the forced function's name and its param: chat nests it under
-    `function` (the default), the Responses API does not.
+    `forced_name(choice)` checks a tool_choice object and gives the Anthropic name of the tool it forces
+    and its param: chat nests a function's name under `function` (the default), the Responses API does
+    not and also forces custom and hosted tools.
     """
     if choice is None:
         decoded = None
@@ -553,12 +623,9 @@ def _decode_tool_choice(choice: Any, tools: list[dict], parallel: Any,
             raise _unsupported_value("tool_choice", choice, "'auto', 'required', 'none' or a function")
         decoded = {"type": mode}
     elif isinstance(choice, dict):
-        kind = choice.get("type")
-        if kind != "function":
-            raise _unsupported_value("tool_choice.type", kind, "'function'")
         name, param = (forced_name or _chat_forced_name)(choice)
         if not any(tool["name"] == name for tool in tools):
-            raise invalid(f"Invalid '{param}': no function named {_show(name)} in 'tools'.", param)
+            raise invalid(f"Invalid '{param}': no tool named {_show(name)} in 'tools'.", param)
         decoded = {"type": "tool", "name": name}
     else:
         raise _wrong_type("tool_choice", "a string or an object", choice)
@@ -573,8 +640,11 @@ def _decode_tool_choice(choice: Any, tools: list[dict], parallel: Any,
 
 
 def _chat_forced_name(choice: dict) -> tuple[str, str]:
-    function = _required_dict(choice.get("function"), "tool_choice.function")
-    return _required_str(function, "name", "tool_choice.function"), "tool_choice.function.name"
+    kind = choice.get("type")
+    if kind != "function" and kind != "custom":
+        raise _unsupported_value("tool_choice.type", kind, "'function' and 'custom'")
+    spec = _required_dict(choice.get(kind), f"tool_choice.{kind}")
+    return _required_str(spec, "name", f"tool_choice.{kind}"), f"tool_choice.{kind}.name"
 
 
 def _requested_thinking(body: dict) -> dict | None:
@@ -781,6 +851,7 @@ def _unsupported_value(param: str, value: Any, supported: str) -> GatewayError:
 def encode_response(message: dict, ctx: ResponseContext) -> dict:
     """Render an Anthropic Message dict as a `chat.completion` object."""
     json_tool = ctx.options.get("json_tool")
+    custom = ctx.options.get("custom_tools") or ()
     texts: list[str] = []
     reasoning: list[str] = []
     signature = None
@@ -792,6 +863,9 @@ def encode_response(message: dict, ctx: ResponseContext) -> dict:
         elif kind == "thinking":
             reasoning.append(block.get("thinking") or "")
             signature = block.get("signature") or signature
+        elif kind == "tool_use" and block.get("name") in custom:
+            call = {"name": block.get("name"), "input": custom_input(block.get("input"))}
+            tool_calls.append({"id": block.get("id"), "type": "custom", "custom": call})
         elif kind == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
             if json_tool is not None and block.get("name") == json_tool:

@@ -17,8 +17,45 @@ Where the two APIs do not line up:
 - Input items: `message` items (with or without `type`), `function_call` and `function_call_output`
   become Anthropic text, `tool_use` and `tool_result` blocks; call ids are sanitised the same way on
   both sides and tool results come first in their user turn. System and developer messages join
-  `instructions` (first) in `system`. `item_reference` items, uploaded files (`file_id`) and tools
-  other than functions are a 400 naming the field.
+  `instructions` (first) in `system`. `item_reference` items and uploaded files (`file_id`) are a 400
+  naming the field. The tool items of the table below are sent back the same way.
+- Tools, by `type` (`tools[k].type`). Calls come back by their Anthropic tool name through
+  `options["tool_calls"]` (Anthropic name -> type, name, namespace), never by parsing a name.
+
+  | type             | sent to Claude as                     | a call comes back as                          |
+  |------------------|---------------------------------------|-----------------------------------------------|
+  | function         | a tool of that name                   | `function_call`                               |
+  | namespace        | each member a tool `<ns>__<name>` (1) | `function_call` / `custom_tool_call` + `namespace` |
+  | custom           | a tool with one string `input` (2)    | `custom_tool_call`                            |
+  | local_shell      | a tool `local_shell` (3)              | `local_shell_call`                            |
+  | web_search (4)   | Anthropic's `web_search_20250305` (5) | `web_search_call`, `url_citation` annotations |
+  | file_search, code_interpreter, image_generation, computer*, mcp, tool_search, shell, apply_patch, |
+  | programmatic_tool_calling: a 400 naming `tools[k].type` and what to do instead (6)                |
+
+  (1) Characters outside `[a-zA-Z0-9_-]` become `_`; at most 128. Each member's description gets the
+  namespace's. The call item has the member's own name, as Codex routes by name and namespace; a
+  `function_call` (or `custom_tool_call`) sent back with `namespace` is flattened the same way.
+  (2) The raw input, not JSON; a grammar (lark, regex) goes in the description, as Anthropic cannot
+  enforce one. Streamed, `response.custom_tool_call_input.delta` carries the whole input when the call
+  ends. Sent back: `custom_tool_call`, `custom_tool_call_output`.
+  (3) Taking `command`, `working_directory`, `timeout_ms`, `env`; the spec has no argument deltas for
+  it, so its `exec` action is empty in `output_item.added` and complete in `output_item.done`. Sent
+  back: `local_shell_call`, and `local_shell_call_output` (the call named by `id` or `call_id`) or
+  `function_call_output`.
+  (4) Also `web_search_2025_08_26`, `web_search_preview`, `web_search_preview_2025_03_11`.
+  (5) `filters.allowed_domains` and `user_location` are kept; `search_context_size` and
+  `external_web_access` have no equivalent and are dropped. Each search is a `web_search_call` (action
+  `search` with `query`, `queries`, `sources`; `failed` on an error result); text citing results gets
+  `url_citation` annotations over that text block. A `web_search_call` sent back is kept in
+  `input_items` but not sent: Anthropic takes a search back only with its encrypted results, which the
+  item lacks, and the answer's text stays. A stored turn (previous_response_id, conversation) replays
+  the search in full.
+  (6) They run on OpenAI's side, or are typed tools Claude has no counterpart for. None is optional to
+  a client that declares it, so dropping one would hide a broken setup.
+
+  `tool_choice` may force a function (a namespace member by its own name when that is unambiguous, or
+  by its flattened one), a custom tool, or `web_search_preview`; other hosted tools and
+  `allowed_tools` are a 400. The echoed `tools` are the client's objects (functions normalised).
 - Thinking: a thinking block becomes a `reasoning` item whose one `summary_text` part is the whole
   thinking text and whose `encrypted_content` is the block's signature (a redacted block gives
   `redacted_thinking:<data>` and no summary). Both are always returned, not only with `include`, since
@@ -28,9 +65,12 @@ Where the two APIs do not line up:
   is switched off when the last assistant tool turn lacks its thinking block. Anthropic does not count
   thinking tokens apart: `reasoning_tokens` is 0 and they are inside `output_tokens`.
 - Output items: consecutive text blocks form one `message` item with one `output_text` part; each
-  `tool_use` is a `function_call` item whose `call_id` is the Anthropic tool id. An item is closed when
+  `tool_use` is a call item (see the table) whose `call_id` is the Anthropic tool id; a
+  `server_tool_use` and its `web_search_tool_result` are one `web_search_call`. An item is closed when
   the next one starts or the message ends, so that on a cut-off answer the last item can be marked
-  `incomplete`. Block types we cannot render (server tools, ...) are left out.
+  `incomplete` (a cut-off search `failed`: its statuses have no `incomplete`). Block types we cannot
+  render (other server tools, MCP blocks, ...) are left out, as are citations other than web search
+  results. Anthropic's `usage.server_tool_use.web_search_requests` has no Responses counterpart.
 - Status: stop_reason `max_tokens` or `model_context_window_exceeded` gives `incomplete` with reason
   `max_output_tokens`, `refusal` gives `incomplete` with `content_filter`; anything else `completed`.
   A failure after the 200 closes the open item as `incomplete` and ends with `response.failed`.
@@ -48,14 +88,13 @@ from typing import Any
 
 import orjson
 
-from gateway.core import GatewayError, InternalRequest, ResponseContext, Usage, invalid
+from gateway.core import WEB_SEARCH_TOOL_TYPE, GatewayError, InternalRequest, ResponseContext, Usage, invalid
 from gateway.protocols import openai_chat
 from gateway.protocols.openai_chat import (
     _DEFAULT_JSON_TOOL,
     JSON_OBJECT_INSTRUCTION,
     _append_blocks,
     _apply_json_schema,
-    _check_function_type,
     _decode_tool_choice,
     _decode_thinking_object,
     _effort_thinking,
@@ -80,13 +119,19 @@ from gateway.protocols.openai_chat import (
     _Turn,
     _unsupported_value,
     _wrong_type,
+    custom_input,
+    custom_tool,
+    grammar_of,
 )
 
 REDACTED_THINKING_PREFIX = "redacted_thinking:"  # signatures are base64, so never start like this
 
 _ROLES = "'user', 'assistant', 'system' and 'developer'"
-_ITEM_TYPES = "'message', 'function_call', 'function_call_output' and 'reasoning'"
-_ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
+_ITEM_TYPES = ("'message', 'function_call', 'function_call_output', 'custom_tool_call', 'custom_tool_call_output', "
+               "'local_shell_call', 'local_shell_call_output', 'web_search_call' and 'reasoning'")
+_ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs",
+                "custom_tool_call": "ctc", "custom_tool_call_output": "ctco", "local_shell_call": "lsh",
+                "local_shell_call_output": "lsho", "web_search_call": "ws"}
 _TEXT_PARTS = ("input_text", "output_text")
 _REASONING_SUMMARIES = ("auto", "concise", "detailed")
 _VERBOSITIES = ("low", "medium", "high")
@@ -99,6 +144,44 @@ _INCOMPLETE_REASONS = {
     "refusal": "content_filter",
 }
 _DEFAULT_TEXT = {"format": {"type": "text"}}
+
+WEB_SEARCH_TOOL = "web_search"  # the name of Anthropic's server web search tool
+LOCAL_SHELL_TOOL = "local_shell"
+_MAX_TOOL_NAME = 128  # Anthropic's limit
+_WEB_SEARCH_TYPES = ("web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11")
+_WEB_SEARCH_CHOICES = ("web_search", "web_search_preview", "web_search_preview_2025_03_11")
+_TOOL_TYPES = "'function', 'custom', 'namespace', 'local_shell', 'web_search' and 'web_search_preview'"
+_HOSTED = "runs on OpenAI's servers and has no equivalent here; leave it out of 'tools'."
+_UNSERVED_TOOLS = {
+    "file_search": "the 'file_search' tool searches OpenAI vector stores, which this gateway does not have; "
+                   "leave it out of 'tools'.",
+    "code_interpreter": "the 'code_interpreter' tool " + _HOSTED,
+    "image_generation": "the 'image_generation' tool " + _HOSTED,
+    "computer": "the 'computer' tool is not supported; leave it out of 'tools'.",
+    "computer_use": "the 'computer_use' tool is not supported; leave it out of 'tools'.",
+    "computer_use_preview": "the 'computer_use_preview' tool is not supported; leave it out of 'tools'.",
+    "mcp": "remote MCP servers ('mcp' tools) are not supported; connect the MCP server in your client and "
+           "declare its tools as functions.",
+    "tool_search": "the 'tool_search' tool (deferred tool loading) is not supported; declare the tools directly.",
+    "programmatic_tool_calling": "programmatic tool calling is not supported; leave it out of 'tools'.",
+    "shell": "the 'shell' tool is not supported; declare 'local_shell' or a function tool instead.",
+    "apply_patch": "the 'apply_patch' tool is not supported; declare it as a 'custom' or function tool instead.",
+}
+_LOCAL_SHELL_DEFINITION = {
+    "name": LOCAL_SHELL_TOOL,
+    "description": "Runs a command on the user's machine and returns its output.",
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "command": {"type": "array", "items": {"type": "string"},
+                        "description": "The program and its arguments, e.g. [\"bash\", \"-lc\", \"ls\"]."},
+            "working_directory": {"type": "string"},
+            "timeout_ms": {"type": "integer"},
+            "env": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+        "required": ["command"],
+    },
+}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -240,10 +323,16 @@ def _decode_input(value: Any, turns: list[_Turn], system: list[str], hex_id: str
         kind = item.get("type", "message")
         if kind == "message":
             normalised = _message_item(item, param, turns, system)
-        elif kind == "function_call":
-            normalised = _function_call_item(item, param, turns)
-        elif kind == "function_call_output":
-            normalised = _function_call_output_item(item, param, turns)
+        elif kind == "function_call" or kind == "custom_tool_call":
+            normalised = _call_item(item, param, turns, kind)
+        elif kind == "function_call_output" or kind == "custom_tool_call_output":
+            normalised = _call_output_item(item, param, turns, kind)
+        elif kind == "local_shell_call":
+            normalised = _local_shell_call_item(item, param, turns)
+        elif kind == "local_shell_call_output":
+            normalised = _local_shell_output_item(item, param, turns)
+        elif kind == "web_search_call":
+            normalised = _web_search_call_item(item, param)
         elif kind == "reasoning":
             normalised = _reasoning_item(item, param, turns)
         elif kind == "item_reference":
@@ -380,20 +469,39 @@ def _document_block(part: dict, param: str) -> dict:
     return _pdf_data_block(data_url, param + ".file_data")
 
 
-def _function_call_item(item: dict, param: str, turns: list[_Turn]) -> dict:
+def _call_item(item: dict, param: str, turns: list[_Turn], kind: str) -> dict:
+    """A `function_call` or `custom_tool_call` sent back: its tool_use block, named as in `tools`."""
     call_id = _required_str(item, "call_id", param)
     name = _required_str(item, "name", param)
-    arguments = _required_str(item, "arguments", param, allow_empty=True)
-    block = {"type": "tool_use", "id": _tool_id(call_id), "name": name,
-             "input": _parse_arguments(arguments, f"{param}.arguments")}
-    _append_blocks(turns, "assistant", [block])
-    return {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments,
-            "status": "completed"}
+    namespace = item.get("namespace")
+    if namespace is not None and not isinstance(namespace, str):
+        raise _wrong_type(f"{param}.namespace", "a string", namespace)
+    if kind == "function_call":
+        arguments = _required_str(item, "arguments", param, allow_empty=True)
+        tool_input = _parse_arguments(arguments, f"{param}.arguments")
+        normalised = {"type": kind, "call_id": call_id, "name": name, "arguments": arguments}
+    else:
+        raw = _required_str(item, "input", param, allow_empty=True)
+        tool_input = {"input": raw}
+        normalised = {"type": kind, "call_id": call_id, "name": name, "input": raw}
+    if namespace:
+        normalised["namespace"] = namespace
+    anthropic_name = namespaced_name(namespace, name) if namespace else name
+    _append_blocks(turns, "assistant",
+                   [{"type": "tool_use", "id": _tool_id(call_id), "name": anthropic_name, "input": tool_input}])
+    normalised["status"] = "completed"
+    return normalised
 
 
-def _function_call_output_item(item: dict, param: str, turns: list[_Turn]) -> dict:
+def _call_output_item(item: dict, param: str, turns: list[_Turn], kind: str) -> dict:
     call_id = _required_str(item, "call_id", param)
     output = item.get("output")
+    _append_result(turns, call_id, output, param)
+    return {"type": kind, "call_id": call_id, "output": output, "status": "completed"}
+
+
+def _append_result(turns: list[_Turn], call_id: str, output: Any, param: str) -> None:
+    """A tool's output (a string or input parts) as a tool_result block."""
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": _tool_id(call_id)}
     if isinstance(output, str):
         if output and not output.isspace():  # Anthropic rejects whitespace-only text
@@ -407,7 +515,45 @@ def _function_call_output_item(item: dict, param: str, turns: list[_Turn]) -> di
         param += ".output"
         raise _missing(param) if output is None else _wrong_type(param, "a string or an array", output)
     _append_blocks(turns, "user", [block], results=True)
-    return {"type": "function_call_output", "call_id": call_id, "output": output, "status": "completed"}
+
+
+def _local_shell_call_item(item: dict, param: str, turns: list[_Turn]) -> dict:
+    call_id = item.get("call_id") or item.get("id")
+    if not isinstance(call_id, str) or not call_id:
+        raise _missing(f"{param}.call_id") if call_id is None else _wrong_type(f"{param}.call_id", "a string", call_id)
+    action = _required_dict(item.get("action"), f"{param}.action")
+    if action.get("type", "exec") != "exec":
+        raise _unsupported_value(f"{param}.action.type", action.get("type"), "'exec'")
+    command = action.get("command")
+    if not isinstance(command, list) or not all(isinstance(part, str) for part in command):
+        raise _wrong_type(f"{param}.action.command", "an array of strings", command)
+    tool_input = {key: action[key] for key in _SHELL_ACTION_KEYS if action.get(key) is not None}
+    _append_blocks(turns, "assistant",
+                   [{"type": "tool_use", "id": _tool_id(call_id), "name": LOCAL_SHELL_TOOL, "input": tool_input}])
+    return {"type": "local_shell_call", "call_id": call_id, "action": _shell_action(tool_input),
+            "status": "completed"}
+
+
+def _local_shell_output_item(item: dict, param: str, turns: list[_Turn]) -> dict:
+    # The spec names the call by `id`; clients that mirror function_call_output send `call_id`.
+    call_id = item.get("call_id") or item.get("id")
+    if not isinstance(call_id, str) or not call_id:
+        raise _missing(f"{param}.call_id") if call_id is None else _wrong_type(f"{param}.call_id", "a string", call_id)
+    output = item.get("output")
+    if not isinstance(output, str):
+        raise _missing(f"{param}.output") if output is None else _wrong_type(f"{param}.output", "a string", output)
+    _append_result(turns, call_id, output, param)
+    return {"type": "local_shell_call_output", "call_id": call_id, "output": output, "status": "completed"}
+
+
+def _web_search_call_item(item: dict, param: str) -> dict:
+    """Kept for `input_items` only: Anthropic takes a search back only with its encrypted results, which a
+    `web_search_call` item does not carry. The answer's text, which holds what was found, stays."""
+    action = item.get("action")
+    if action is not None:
+        _required_dict(action, f"{param}.action")
+    return {"type": "web_search_call", "status": item.get("status") or "completed",
+            "action": action or {"type": "search"}}
 
 
 def _reasoning_item(item: dict, param: str, turns: list[_Turn]) -> dict:
@@ -465,10 +611,12 @@ def _apply_tools(body: dict, params: dict, options: dict) -> None:
     choice = body.get("tool_choice")
     options["parallel_tool_calls"] = parallel is not False
     options["tool_choice"] = "auto" if choice is None else choice
-    tools, echoed = _decode_tools(body.get("tools"))
+    tools, echoed, calls = _decode_tools(body.get("tools"))
     options["tools"] = echoed
+    if calls:
+        options["tool_calls"] = calls
     # Checked even without tools: it is echoed.
-    tool_choice = _decode_tool_choice(choice, tools, parallel, _forced_name)
+    tool_choice = _decode_tool_choice(choice, tools, parallel, lambda choice: _forced_name(choice, calls))
     if not tools:
         return  # tool_choice and parallel_tool_calls mean nothing without tools
     params["tools"] = tools
@@ -483,32 +631,163 @@ def _apply_tools(body: dict, params: dict, options: dict) -> None:
     params["tool_choice"] = tool_choice
 
 
-def _decode_tools(tools: Any) -> tuple[list[dict], list[dict]]:
-    """The Anthropic tools and the `FunctionTool` objects a Response echoes."""
+def _decode_tools(tools: Any) -> tuple[list[dict], list[dict], dict[str, dict]]:
+    """The Anthropic tools, the tool objects a Response echoes, and how each non-plain tool's calls come back.
+
+    The last maps an Anthropic tool name to `{"type": "function" | "custom" | "local_shell", "name",
+    "namespace"?}`; a plain function is not in it (its calls keep their name). Calls are mapped back with
+    it, never by parsing a flattened name.
+    """
     if tools is None:
-        return [], []
+        return [], [], {}
     if not isinstance(tools, list):
         raise _wrong_type("tools", "an array", tools)
-    decoded, echoed = [], []
+    decoded: list[dict] = []
+    echoed: list[dict] = []
+    calls: dict[str, dict] = {}
     for k, tool in enumerate(tools):
         param = f"tools[{k}]"
         tool = _required_dict(tool, param)
-        _check_function_type(tool, param)
-        name = _function_name(tool, param)
-        if any(entry["name"] == name for entry in decoded):
-            raise invalid(f"Invalid 'tools': the function name '{name}' is used twice.", f"{param}.name")
-        entry = _function_tool(tool, param, name)
-        strict = tool.get("strict")
-        if strict is not None and not isinstance(strict, bool):
-            raise _wrong_type(f"{param}.strict", "a boolean", strict)
-        decoded.append(entry)
-        echoed.append({"type": "function", "name": name, "description": tool.get("description"),
-                       "parameters": tool.get("parameters"), "strict": strict})
-    return decoded, echoed
+        kind = tool.get("type")
+        if kind == "function":
+            name = _function_name(tool, param)
+            _add_tool(decoded, _responses_function(tool, param, name), param)
+            echoed.append({"type": "function", "name": name, "description": tool.get("description"),
+                           "parameters": tool.get("parameters"), "strict": tool.get("strict")})
+            continue
+        if kind == "namespace":
+            _decode_namespace(tool, param, decoded, calls)
+        elif kind == "custom":
+            name = _function_name(tool, param)
+            _add_tool(decoded, _custom_tool(tool, param, name, name), param)
+            calls[name] = {"type": "custom", "name": name}
+        elif kind == "local_shell":
+            _add_tool(decoded, {**_LOCAL_SHELL_DEFINITION}, param)  # a copy: no request alters the constant
+            calls[LOCAL_SHELL_TOOL] = {"type": "local_shell"}
+        elif kind in _WEB_SEARCH_TYPES:
+            _add_tool(decoded, _web_search_tool(tool, param), param)
+        elif kind is None:
+            raise _missing(f"{param}.type")
+        elif not isinstance(kind, str):
+            raise _wrong_type(f"{param}.type", "a string", kind)
+        elif kind in _UNSERVED_TOOLS:
+            raise invalid(f"Invalid '{param}.type': {_UNSERVED_TOOLS[kind]}", f"{param}.type")
+        else:
+            raise _unsupported_value(f"{param}.type", kind, _TOOL_TYPES)
+        echoed.append(tool)
+    return decoded, echoed, calls
 
 
-def _forced_name(choice: dict) -> tuple[str, str]:
-    return _required_str(choice, "name", "tool_choice"), "tool_choice.name"
+def _add_tool(decoded: list[dict], entry: dict, param: str) -> None:
+    """Anthropic wants unique tool names; a clash (also of a flattened namespace name) is the client's 400."""
+    name = entry["name"]
+    if any(other["name"] == name for other in decoded):
+        raise invalid(f"Invalid 'tools': the tool name '{name}' is used twice.", f"{param}.name")
+    decoded.append(entry)
+
+
+def _responses_function(tool: dict, param: str, name: str, *, note: str = "") -> dict:
+    strict = tool.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        raise _wrong_type(f"{param}.strict", "a boolean", strict)
+    entry = _function_tool(tool, param, name)
+    if note:
+        entry["description"] = f"{entry['description']}\n\n{note}" if entry.get("description") else note
+    return entry
+
+
+def _decode_namespace(tool: dict, param: str, decoded: list[dict], calls: dict[str, dict]) -> None:
+    """A namespace's functions and custom tools as Anthropic tools named `<namespace>__<name>`."""
+    namespace = _required_str(tool, "name", param)
+    description = tool.get("description")
+    if description is not None and not isinstance(description, str):
+        raise _wrong_type(f"{param}.description", "a string", description)
+    members = tool.get("tools")
+    if not isinstance(members, list) or not members:
+        param += ".tools"
+        raise _missing(param) if members is None else _wrong_type(param, "a non-empty array", members)
+    note = f"Part of the {namespace} tools" + (f": {description}" if description else ".")
+    for j, member in enumerate(members):
+        member_param = f"{param}.tools[{j}]"
+        member = _required_dict(member, member_param)
+        kind = member.get("type")
+        if kind != "function" and kind != "custom":
+            raise _unsupported_value(f"{member_param}.type", kind, "'function' and 'custom'")
+        name = _function_name(member, member_param)
+        flat = namespaced_name(namespace, name)
+        if len(flat) > _MAX_TOOL_NAME:
+            raise invalid(f"Invalid '{member_param}.name': the namespace and name together are longer than "
+                          f"{_MAX_TOOL_NAME - 2} characters.", f"{member_param}.name")
+        if kind == "function":
+            _add_tool(decoded, _responses_function(member, member_param, flat, note=note), member_param)
+        else:
+            _add_tool(decoded, _custom_tool(member, member_param, flat, name, note=note), member_param)
+        calls[flat] = {"type": kind, "name": name, "namespace": namespace}
+
+
+def namespaced_name(namespace: str, name: str) -> str:
+    """The Anthropic name of a namespace member (also of a `function_call` item sent back with a namespace)."""
+    return _safe_id(f"{namespace}__{name}")
+
+
+def _custom_tool(tool: dict, param: str, anthropic_name: str, name: str, *, note: str = "") -> dict:
+    """A custom tool (openai_chat's `custom_tool`) with the Responses shape of `format`."""
+    grammar = None
+    fmt = tool.get("format")
+    if fmt is not None:
+        kind = _required_dict(fmt, f"{param}.format").get("type")
+        if kind == "grammar":
+            grammar = grammar_of(fmt, f"{param}.format")
+        elif kind != "text":
+            raise _unsupported_value(f"{param}.format.type", kind, "'text' and 'grammar'")
+    return custom_tool(tool, param, anthropic_name, name, grammar, note)
+
+
+def _web_search_tool(tool: dict, param: str) -> dict:
+    """Anthropic's server web search; `search_context_size` and `external_web_access` have no equivalent."""
+    entry: dict[str, Any] = {"type": WEB_SEARCH_TOOL_TYPE, "name": WEB_SEARCH_TOOL}
+    filters = tool.get("filters")
+    if filters is not None:
+        domains = _required_dict(filters, f"{param}.filters").get("allowed_domains")
+        if domains is not None:
+            if not isinstance(domains, list) or not all(isinstance(domain, str) and domain for domain in domains):
+                raise _wrong_type(f"{param}.filters.allowed_domains", "an array of domain names", domains)
+            if domains:
+                entry["allowed_domains"] = domains
+    location = tool.get("user_location")
+    if location is not None:
+        location = _required_dict(location, f"{param}.user_location")
+        fields = {}
+        for key in ("city", "region", "country", "timezone"):
+            value = location.get(key)
+            if value is not None and not isinstance(value, str):
+                raise _wrong_type(f"{param}.user_location.{key}", "a string", value)
+            if value:
+                fields[key] = value
+        if fields:
+            entry["user_location"] = {"type": "approximate", **fields}
+    return entry
+
+
+def _forced_name(choice: dict, calls: dict[str, dict]) -> tuple[str, str]:
+    """The Anthropic tool a tool_choice object forces: a function (namespaced ones by their own name or
+    their flattened one), a custom tool, or the web search."""
+    kind = choice.get("type")
+    if kind in _WEB_SEARCH_CHOICES:
+        return WEB_SEARCH_TOOL, "tool_choice.type"
+    if kind not in ("function", "custom"):
+        raise _unsupported_value("tool_choice.type", kind, "'function', 'custom' and 'web_search_preview'")
+    name = _required_str(choice, "name", "tool_choice")
+    call = calls.get(name)
+    if call is not None and call["type"] == kind:
+        return name, "tool_choice.name"
+    matches = [flat for flat, call in calls.items() if call.get("name") == name and call["type"] == kind]
+    if len(matches) == 1:
+        return matches[0], "tool_choice.name"
+    if kind == "function" and call is None:
+        return name, "tool_choice.name"  # a plain function, if there is one by that name
+    raise invalid(f"Invalid 'tool_choice.name': no single {kind} tool named {_show(name)} in 'tools'.",
+                  "tool_choice.name")
 
 
 def _apply_text(text: Any, params: dict, system: list[str], options: dict) -> None:
@@ -580,7 +859,11 @@ def _render(message: dict, ctx: ResponseContext, status: str) -> list[dict]:
     for block in message.get("content") or ():
         kind = block.get("type")
         if kind == "text":
+            output.begin_text()
             output.text(block.get("text"))
+            for citation in block.get("citations") or ():
+                output.cite(citation)
+            output.end_text()
         elif kind == "thinking":
             output.open_reasoning(None, block.get("signature"))
             output.thinking(block.get("thinking"))
@@ -593,6 +876,12 @@ def _render(message: dict, ctx: ResponseContext, status: str) -> list[dict]:
             else:
                 output.open_call(None, block.get("id"), block.get("name"))
                 output.arguments(arguments)
+        elif kind == "server_tool_use" and block.get("name") == WEB_SEARCH_TOOL:
+            output.open_search(None)
+            output.arguments(orjson.dumps(block.get("input") or {}).decode())
+            output.searching()
+        elif kind == "web_search_tool_result":
+            output.search_result(block)
     output.close(status)
     return output.items
 
@@ -686,20 +975,26 @@ class _Output:
     item stays open until the next one starts or `close` is called with the final status.
     """
 
-    __slots__ = ("items", "_hex", "_emit", "_chunks", "_sequence", "_open", "_index", "_pieces", "_part",
-                 "_signature")
+    __slots__ = ("items", "_hex", "_emit", "_calls", "_chunks", "_sequence", "_open", "_index", "_pieces", "_part",
+                 "_signature", "_length", "_text_start", "_citations", "_annotations", "_failed")
 
     def __init__(self, ctx: ResponseContext, *, emit: bool) -> None:
         self.items: list[dict] = []
         self._hex = _hex(ctx.request_id)
         self._emit = emit
+        self._calls: dict[str, dict] = ctx.options.get("tool_calls") or {}
         self._chunks: list[bytes] = []
         self._sequence = 0
         self._open: dict | None = None
-        self._index: Any = None  # the Anthropic block index of an open reasoning item or function call
+        self._index: Any = None  # the Anthropic block index of an open reasoning item, call or search
         self._pieces: list[str] = []  # text, arguments or thinking of the open item
         self._part = False  # whether the open reasoning item has its summary part yet
         self._signature: str | None = None
+        self._length = 0  # characters of the open message's text
+        self._text_start = 0  # where the current text block starts in it
+        self._citations: list[dict] = []  # of the current text block
+        self._annotations: list[dict] = []  # of the open message
+        self._failed = False  # the open web search failed
 
     def event(self, kind: str, payload: dict) -> None:
         if not self._emit:
@@ -741,10 +1036,32 @@ class _Output:
         self.open_reasoning(index, REDACTED_THINKING_PREFIX + (data or ""))
 
     def open_call(self, index: Any, call_id: Any, name: Any) -> None:
-        self._add("function_call", {"status": "in_progress", "call_id": call_id, "name": name, "arguments": ""},
-                  index)
+        """The item for a tool_use block: what the client declared decides its type (see `_decode_tools`)."""
+        call = self._calls.get(name) if isinstance(name, str) else None
+        kind = "function" if call is None else call["type"]
+        fields: dict[str, Any] = {"status": "in_progress", "call_id": call_id}
+        if call is not None and "namespace" in call:
+            fields["namespace"] = call["namespace"]
+        if kind == "local_shell":
+            # Its action is only known once the input is complete: a valid empty one until then.
+            self._add("local_shell_call", {**fields, "action": _shell_action({})}, index)
+        elif kind == "custom":
+            self._add("custom_tool_call", {**fields, "name": call["name"], "input": ""}, index)
+        else:
+            self._add("function_call", {**fields, "name": name if call is None else call["name"], "arguments": ""},
+                      index)
+
+    def open_search(self, index: Any) -> None:
+        """A web search server_tool_use block: a `web_search_call` (the only server tool we declare)."""
+        self._add("web_search_call", {"status": "in_progress", "action": {"type": "search"}}, index)
+        self._item_event("response.web_search_call.in_progress", {})
 
     # -- content --
+
+    def begin_text(self) -> None:
+        """A text block starts: its citations will cover its text."""
+        self._text_start = self._length if self.open_type() == "message" else 0
+        self._citations = []
 
     def text(self, piece: Any) -> None:
         """Text for the message item, opened on the first non-empty piece; consecutive text blocks share it."""
@@ -754,12 +1071,55 @@ class _Output:
             self._add("message", {"status": "in_progress", "role": "assistant", "content": []}, None)
             self._item_event("response.content_part.added", {"content_index": 0, "part": _output_text("")})
         self._pieces.append(piece)
+        self._length += len(piece)
         self._item_event("response.output_text.delta", {"content_index": 0, "delta": piece, "logprobs": []})
 
+    def cite(self, citation: Any) -> None:
+        if isinstance(citation, dict) and citation.get("type") == "web_search_result_location" and citation.get("url"):
+            self._citations.append(citation)
+
+    def end_text(self) -> None:
+        """A text block ends: its web search citations become `url_citation` annotations over its text."""
+        citations, self._citations = self._citations, []
+        if self.open_type() != "message" or self._length == self._text_start:
+            return
+        for citation in citations:
+            annotation = {"type": "url_citation", "url": citation["url"], "title": citation.get("title") or "",
+                          "start_index": self._text_start, "end_index": self._length}
+            self._item_event("response.output_text.annotation.added",
+                             {"content_index": 0, "annotation_index": len(self._annotations),
+                              "annotation": annotation})
+            self._annotations.append(annotation)
+
     def arguments(self, fragment: Any) -> None:
-        if fragment and self.open_type() == "function_call":
-            self._pieces.append(fragment)
+        """Input JSON of the open call or search; only a function call streams it as it comes."""
+        kind = self.open_type()
+        if not fragment or kind not in _CALL_ITEMS:
+            return
+        self._pieces.append(fragment)
+        if kind == "function_call":
             self._item_event("response.function_call_arguments.delta", {"delta": fragment})
+
+    def searching(self) -> None:
+        """The search's query is complete (its server_tool_use block ended)."""
+        if self.open_type() != "web_search_call":
+            return
+        query = _parsed_input(self._pieces).get("query")
+        if isinstance(query, str):
+            self._open["action"] = {"type": "search", "query": query, "queries": [query]}
+        self._item_event("response.web_search_call.searching", {})
+
+    def search_result(self, block: dict) -> None:
+        """A web_search_tool_result block ends the search it answers; an error content means it failed."""
+        if self.open_type() != "web_search_call":
+            return
+        content = block.get("content")
+        if isinstance(content, list):
+            self._open["action"]["sources"] = [{"type": "url", "url": result["url"]} for result in content
+                                               if isinstance(result, dict) and result.get("url")]
+        else:
+            self._failed = True
+        self.close("completed")
 
     def thinking(self, piece: Any) -> None:
         if not piece or self.open_type() != "reasoning":
@@ -785,7 +1145,7 @@ class _Output:
         content = "".join(self._pieces)
         kind = item["type"]
         if kind == "message":
-            part = _output_text(content)
+            part = _output_text(content, self._annotations)
             self._item_event("response.output_text.done", {"content_index": 0, "text": content, "logprobs": []})
             self._item_event("response.content_part.done", {"content_index": 0, "part": part})
             item["content"] = [part]
@@ -795,6 +1155,19 @@ class _Output:
                 self._item_event("response.function_call_arguments.delta", {"delta": content})
             self._item_event("response.function_call_arguments.done", {"name": item["name"], "arguments": content})
             item["arguments"] = content
+        elif kind == "custom_tool_call":
+            raw = custom_input(_parsed_input(self._pieces))
+            if raw:
+                self._item_event("response.custom_tool_call_input.delta", {"delta": raw})
+            self._item_event("response.custom_tool_call_input.done", {"input": raw})
+            item["input"] = raw
+        elif kind == "local_shell_call":
+            item["action"] = _shell_action(_parsed_input(self._pieces))
+        elif kind == "web_search_call":
+            # Its statuses have no `incomplete`: a search cut off before its results did not complete.
+            status = "failed" if self._failed or status != "completed" else "completed"
+            if status == "completed":
+                self._item_event("response.web_search_call.completed", {})
         else:
             if self._part:
                 part = {"type": "summary_text", "text": content}
@@ -807,10 +1180,45 @@ class _Output:
             self.event("response.output_item.done", {"type": "response.output_item.done",
                                                      "output_index": len(self.items) - 1, "item": item})
         self._open, self._index, self._pieces, self._part, self._signature = None, None, [], False, None
+        self._length, self._annotations, self._failed = 0, [], False
 
 
-def _output_text(text: str) -> dict:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+_CALL_ITEMS = ("function_call", "custom_tool_call", "local_shell_call", "web_search_call")
+_SHELL_ACTION_KEYS = ("command", "working_directory", "timeout_ms", "env", "user")
+
+
+def _parsed_input(pieces: list[str]) -> dict:
+    """A tool input streamed as JSON fragments; {} when it is not a JSON object (a cut-off stream)."""
+    try:
+        value = orjson.loads("".join(pieces)) if pieces else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _shell_action(tool_input: dict) -> dict:
+    """A `local_shell_call` action from the model's input, with the types the spec requires."""
+    command = tool_input.get("command")
+    if isinstance(command, str):
+        command = [command]
+    elif not isinstance(command, list):
+        command = []
+    env = tool_input.get("env")
+    timeout = tool_input.get("timeout_ms")
+    directory = tool_input.get("working_directory")
+    user = tool_input.get("user")
+    return {
+        "type": "exec",
+        "command": [part if isinstance(part, str) else orjson.dumps(part).decode() for part in command],
+        "timeout_ms": timeout if _is_int(timeout) else None,
+        "working_directory": directory if isinstance(directory, str) else None,
+        "env": {key: value for key, value in env.items() if isinstance(value, str)} if isinstance(env, dict) else {},
+        "user": user if isinstance(user, str) else None,
+    }
+
+
+def _output_text(text: str, annotations: list[dict] | None = None) -> dict:
+    return {"type": "output_text", "text": text, "annotations": annotations or [], "logprobs": []}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -898,7 +1306,10 @@ class StreamEncoder:
         output = self._output
         if kind == "text":
             self._kinds[index] = "text"
+            output.begin_text()
             output.text(block.get("text"))
+            for citation in block.get("citations") or ():
+                output.cite(citation)
         elif kind == "thinking":
             self._kinds[index] = "thinking"
             output.open_reasoning(index, block.get("signature"))
@@ -913,6 +1324,11 @@ class StreamEncoder:
             else:
                 self._kinds[index] = "call"
                 output.open_call(index, block.get("id"), block.get("name"))
+        elif kind == "server_tool_use" and block.get("name") == WEB_SEARCH_TOOL:
+            self._kinds[index] = "search"
+            output.open_search(index)
+        elif kind == "web_search_tool_result":
+            output.search_result(block)
 
     def _on_delta(self, event: dict) -> None:
         index = event.get("index")
@@ -922,6 +1338,8 @@ class StreamEncoder:
         output = self._output
         if kind == "text" and delta_type == "text_delta":
             output.text(delta.get("text"))
+        elif kind == "text" and delta_type == "citations_delta":
+            output.cite(delta.get("citation"))
         elif kind == "json" and delta_type == "input_json_delta":
             fragment = delta.get("partial_json")
             if fragment:
@@ -937,5 +1355,11 @@ class StreamEncoder:
             output.signature(delta.get("signature"))
 
     def _on_block_stop(self, event: dict) -> None:
-        if self._kinds.pop(event.get("index"), None) == "json" and self._json_empty:
+        index = event.get("index")
+        kind = self._kinds.pop(index, None)
+        if kind == "json" and self._json_empty:
             self._output.text("{}")  # the forced json tool called without input: still a JSON answer
+        elif kind == "text":
+            self._output.end_text()
+        elif kind == "search" and self._output.open_index() == index:
+            self._output.searching()

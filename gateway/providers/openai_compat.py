@@ -15,6 +15,11 @@ Where the two APIs do not line up:
   rest of its user turn, since tool messages must directly follow the assistant's `tool_calls`; images
   inside a tool result move to the user message after the tool messages (tool messages take text only).
   Documents go in as text when their source is text; PDFs and other sources are a 400.
+- Anthropic's server web search (`web_search_20250305`) is dropped from `tools`: agent clients (Codex)
+  declare it by default and answer fine without it, so a 400 would lock them out of these models; the
+  model just cannot search (forcing it with tool_choice is a 400). Earlier searches in the history
+  (`server_tool_use`, `web_search_tool_result`) are dropped too; the answer text stays. Other server
+  tools are a 400 naming the tool.
 - `thinking`/`redacted_thinking` blocks are dropped: these servers cannot verify Anthropic signatures.
   The `thinking` setting is dropped too: whether and how much these models reason is the model's own
   (DeepSeek's reasoner always does; OpenAI's `reasoning_effort` is rejected by non-reasoning models).
@@ -61,7 +66,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from ..core import GatewayError, estimate_input_tokens, estimate_tokens, invalid
+from ..core import WEB_SEARCH_TOOL_TYPE, GatewayError, estimate_input_tokens, estimate_tokens, invalid
 from ..protocols.openai_chat import _tool_id as safe_tool_id
 from . import UpstreamConfig
 from .errors import upstream_error
@@ -89,8 +94,10 @@ def to_openai_request(body: dict[str, Any], *, stream: bool) -> dict[str, Any]:
             request[name] = body[name]
     if body.get("stop_sequences"):
         request["stop"] = list(body["stop_sequences"])
-    if body.get("tools"):
-        request["tools"] = [_function_tool(tool, k) for k, tool in enumerate(body["tools"])]
+    tools = [_function_tool(tool, k) for k, tool in enumerate(body.get("tools") or ())
+             if tool.get("type") != WEB_SEARCH_TOOL_TYPE]
+    if tools:
+        request["tools"] = tools
         # Both are 400s on OpenAI without tools, and mean nothing then anyway.
         _apply_tool_choice(body.get("tool_choice"), request)
     metadata = body.get("metadata")
@@ -133,7 +140,7 @@ def _assistant_message(content: list, i: int) -> dict | None:
             arguments = orjson.dumps(block.get("input") or {}).decode()
             calls.append({"id": safe_tool_id(block.get("id") or ""), "type": "function",
                           "function": {"name": block.get("name"), "arguments": arguments}})
-        elif kind not in ("thinking", "redacted_thinking"):
+        elif kind not in ("thinking", "redacted_thinking", "server_tool_use", "web_search_tool_result"):
             raise _unsupported_block(kind, f"messages[{i}].content[{j}]")
     text = "".join(texts)
     if not text and not calls:
@@ -233,6 +240,9 @@ def _apply_tool_choice(choice: Any, request: dict) -> None:
     if not isinstance(choice, dict):
         return
     kind = choice.get("type")
+    if kind == "tool" and not any(tool["function"]["name"] == choice.get("name") for tool in request["tools"]):
+        raise invalid(f"Invalid 'tool_choice': this model cannot use the tool {choice.get('name')!r}.",
+                      "tool_choice")
     if kind == "tool":
         request["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
     elif kind in _TOOL_CHOICES:
