@@ -110,17 +110,30 @@ MODELS: dict[str, ModelInfo] = {
     )
 }
 
+# The fields of the API's (beta) MessageCreateParams and MessageCountTokensParams.
 MESSAGE_FIELDS = frozenset(
     {
         "model", "messages", "max_tokens", "system", "temperature", "top_p", "top_k", "stop_sequences",
         "stream", "tools", "tool_choice", "thinking", "metadata", "service_tier", "container",
-        "mcp_servers", "output_config", "context_management",
+        "mcp_servers", "output_config", "output_format", "context_management", "cache_control",
+        "inference_geo", "speed", "user_profile_id",
     }
 )  # fmt: skip
 COUNT_TOKENS_FIELDS = frozenset(
     {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers", "output_config",
-     "context_management"}
+     "output_format", "context_management", "cache_control", "speed"}
 )  # fmt: skip
+CUSTOM_TOOL_KEYS = frozenset(
+    {
+        "type", "name", "description", "input_schema", "cache_control", "strict", "defer_loading",
+        "eager_input_streaming", "input_examples", "allowed_callers",
+    }
+)  # fmt: skip
+CACHE_CONTROL_KEYS = frozenset({"type", "ttl", "scope"})
+CACHE_TTLS = ("5m", "1h")
+OUTPUT_CONFIG_KEYS = frozenset({"effort", "format", "task_budget"})
+EFFORTS = ("low", "medium", "high", "max")
+JSON_FORMAT_KEYS = frozenset({"type", "schema"})
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -365,6 +378,7 @@ def _check_block(block: Any, where: str, role: str) -> int:
             f"{KNOWN_BLOCK_TAGS}"
         )
     _check_extra_keys(block, allowed, where)
+    _check_cache_control(block.get("cache_control"), f"{where}.{kind}.cache_control")
     if role == "user" and kind in ASSISTANT_ONLY_BLOCKS:
         raise invalid(f"{where}: `{kind}` blocks can only be in `assistant` messages")
     if role == "assistant" and kind == "tool_result":
@@ -529,6 +543,7 @@ def _check_system(system: Any) -> int:
         if not isinstance(block, dict) or block.get("type") != "text":
             raise invalid(f"{where}.type: Input should be 'text'")
         _check_extra_keys(block, BLOCK_KEYS["text"], where)
+        _check_cache_control(block.get("cache_control"), f"{where}.text.cache_control")
         chars += _check_text(block.get("text"), where)
     return chars
 
@@ -555,17 +570,99 @@ def _check_tools(tools: Any) -> tuple[list[dict[str, Any]], int]:
                 raise invalid(f"{where}.custom.input_schema: Field required")
             if not isinstance(schema, dict) or schema.get("type") != "object":
                 raise invalid(f"{where}.custom.input_schema.type: Input should be 'object'")
-            if "description" in tool and not isinstance(tool["description"], str):
-                raise invalid(f"{where}.custom.description: Input should be a valid string")
+            _check_custom_tool(tool, f"{where}.custom")
         elif not isinstance(kind, str) or not VERSIONED_TOOL_TYPE_RE.match(kind):
             raise invalid(f"{where}: Input tag '{kind}' found using 'type' does not match any of the expected tags")
         elif not isinstance(name, str) or not name:
             raise invalid(f"{where}.{kind}.name: Field required")
+        _check_cache_control(tool.get("cache_control"), f"{where}.{kind or 'custom'}.cache_control")
         if name in names:
             raise invalid("tools: Tool names must be unique.")
         names.add(name)
         chars += len(orjson.dumps(tool))
     return tools, chars
+
+
+def _check_custom_tool(tool: dict[str, Any], where: str) -> None:
+    for key in tool:
+        if key not in CUSTOM_TOOL_KEYS:
+            raise invalid(f"{where}.{key}: Extra inputs are not permitted")
+    if "description" in tool and not isinstance(tool["description"], str):
+        raise invalid(f"{where}.description: Input should be a valid string")
+    for key in ("strict", "defer_loading"):
+        if key in tool and not isinstance(tool[key], bool):
+            raise invalid(f"{where}.{key}: Input should be a valid boolean")
+    if tool.get("eager_input_streaming") is not None and not isinstance(tool["eager_input_streaming"], bool):
+        raise invalid(f"{where}.eager_input_streaming: Input should be a valid boolean")
+    examples = tool.get("input_examples")
+    if examples is not None and (not isinstance(examples, list) or not all(isinstance(e, dict) for e in examples)):
+        raise invalid(f"{where}.input_examples: Input should be a valid list of dictionaries")
+
+
+def _check_cache_control(cache_control: Any, where: str) -> None:
+    """A cache breakpoint: `{"type": "ephemeral"}` with an optional `ttl` (5m, 1h) and `scope`."""
+    if cache_control is None:
+        return
+    if not isinstance(cache_control, dict) or cache_control.get("type") != "ephemeral":
+        raise invalid(f"{where}.type: Input should be 'ephemeral'")
+    for key in cache_control:
+        if key not in CACHE_CONTROL_KEYS:
+            raise invalid(f"{where}.{key}: Extra inputs are not permitted")
+    if "ttl" in cache_control and cache_control["ttl"] not in CACHE_TTLS:
+        raise invalid(f"{where}.ttl: Input should be '5m' or '1h'")
+    if "scope" in cache_control and not isinstance(cache_control["scope"], str):
+        raise invalid(f"{where}.scope: Input should be a valid string")
+
+
+def _check_json_format(output_format: Any, where: str) -> None:
+    """Structured outputs: `{"type": "json_schema", "schema": {...}}`."""
+    if output_format is None:
+        return
+    if not isinstance(output_format, dict) or output_format.get("type") != "json_schema":
+        raise invalid(f"{where}.type: Input should be 'json_schema'")
+    for key in output_format:
+        if key not in JSON_FORMAT_KEYS:
+            raise invalid(f"{where}.{key}: Extra inputs are not permitted")
+    if not isinstance(output_format.get("schema"), dict):
+        raise invalid(f"{where}.schema: Input should be a valid dictionary")
+
+
+def _check_output_config(output_config: Any) -> None:
+    if output_config is None:
+        return
+    if not isinstance(output_config, dict):
+        raise invalid("output_config: Input should be a valid dictionary")
+    for key in output_config:
+        if key not in OUTPUT_CONFIG_KEYS:
+            raise invalid(f"output_config.{key}: Extra inputs are not permitted")
+    effort = output_config.get("effort")
+    if effort is not None and effort not in EFFORTS:
+        raise invalid("output_config.effort: Input should be 'low', 'medium', 'high' or 'max'")
+    _check_json_format(output_config.get("format"), "output_config.format")
+    budget = output_config.get("task_budget")
+    if budget is not None and not isinstance(budget, dict):
+        raise invalid("output_config.task_budget: Input should be a valid dictionary")
+
+
+def _check_context_management(context_management: Any) -> None:
+    """`{"edits": [...]}`, each edit a versioned strategy (clear_tool_uses_20250919, compact_20260112, ...)."""
+    if context_management is None:
+        return
+    if not isinstance(context_management, dict):
+        raise invalid("context_management: Input should be a valid dictionary")
+    for key in context_management:
+        if key != "edits":
+            raise invalid(f"context_management.{key}: Extra inputs are not permitted")
+    edits = context_management.get("edits", [])
+    if not isinstance(edits, list):
+        raise invalid("context_management.edits: Input should be a valid list")
+    for k, edit in enumerate(edits):
+        kind = edit.get("type") if isinstance(edit, dict) else None
+        if not isinstance(kind, str) or not VERSIONED_TOOL_TYPE_RE.match(kind):
+            raise invalid(
+                f"context_management.edits.{k}: Input tag '{kind}' found using 'type' does not match any of the "
+                "expected tags"
+            )
 
 
 def _check_tool_choice(tool_choice: Any, tools: list[dict[str, Any]]) -> dict[str, Any]:
@@ -695,6 +792,9 @@ def _check_sampling(body: dict[str, Any]) -> None:
     tier = body.get("service_tier")
     if tier is not None and tier not in ("auto", "standard_only"):
         raise invalid("service_tier: Input should be 'auto' or 'standard_only'")
+    speed = body.get("speed")
+    if speed is not None and speed not in ("standard", "fast"):
+        raise invalid("speed: Input should be 'standard' or 'fast'")
 
 
 def parse_request(body: Any, *, count_only: bool = False) -> Prompt:
@@ -740,6 +840,10 @@ def parse_request(body: Any, *, count_only: bool = False) -> Prompt:
     chars += tool_chars
     tool_choice = _check_tool_choice(body.get("tool_choice"), tools)
     thinking = _check_thinking(body.get("thinking"), max_tokens)
+    _check_output_config(body.get("output_config"))
+    _check_json_format(body.get("output_format"), "output_format")
+    _check_context_management(body.get("context_management"))
+    _check_cache_control(body.get("cache_control"), "cache_control")
     if thinking:
         _check_thinking_rules(body, tool_choice)
     if messages[-1]["role"] == "assistant":
