@@ -52,6 +52,8 @@ by commas or spaces, and several tags may appear. An unknown directive is a 400,
 ``midstream_error``    streaming: message_start, ping, a text block start and two deltas, then an
                        ``event: error`` (overloaded_error); non-streaming: a 529
 ``tool`` / ``tools=N`` call the first N defined tools, cycling (1 for ``tool``); stop_reason tool_use
+``call=NAME``          call the declared tool named NAME once (none if there is no such tool), e.g. one of
+                       the tools an agent such as Claude Code declares
 ``text_then_tool``     put a short text block before the tool calls
 ``stop_sequence``      if stop_sequences were given: stop_reason stop_sequence, the first one reported
 ``refusal``            stop_reason refusal
@@ -215,14 +217,16 @@ INT_DIRECTIVES = frozenset(
     {"words", "delay_ms", "chunk_delay_ms", "error", "retry_after", "tools", "cache_read", "cache_write"}
 )
 FLAG_DIRECTIVES = frozenset({"midstream_error", "tool", "text_then_tool", "stop_sequence", "refusal", "cache"})
-NO_DIRECTIVES: dict[str, int] = {}
+NAME_DIRECTIVES = frozenset({"call"})
+NO_DIRECTIVES: dict[str, Any] = {}
 
 
-def parse_directives(text: str) -> dict[str, int]:
-    """Directives found in `text` as {name: int} (flags map to 1). Raises ApiError on a bad one."""
+def parse_directives(text: str) -> dict[str, Any]:
+    """Directives found in `text` as {name: int} (flags map to 1, `call` to its tool name). Raises
+    ApiError on a bad one."""
     if "[[fake:" not in text:
         return NO_DIRECTIVES
-    found: dict[str, int] = {}
+    found: dict[str, Any] = {}
     for tag in DIRECTIVE_TAG_RE.findall(text):
         for item in DIRECTIVE_SPLIT_RE.split(tag.strip()):
             if not item:
@@ -232,6 +236,8 @@ def parse_directives(text: str) -> dict[str, int]:
                 found[name] = 1
             elif name in INT_DIRECTIVES and value.isdigit():
                 found[name] = int(value)
+            elif name in NAME_DIRECTIVES and TOOL_NAME_RE.match(value):
+                found[name] = value
             else:
                 raise invalid(f"fake directive: cannot understand {item!r}")
     if "error" in found and found["error"] not in ERROR_TYPES:
@@ -921,7 +927,7 @@ def example_input(tool: dict[str, Any]) -> dict[str, Any]:
     return {name: example_value(properties.get(name)) for name in names}
 
 
-def _tool_calls(prompt: Prompt, directives: dict[str, int]) -> list[dict[str, Any]]:
+def _tool_calls(prompt: Prompt, directives: dict[str, Any]) -> list[dict[str, Any]]:
     choice = prompt.tool_choice
     kind = choice.get("type")
     if not prompt.tools or kind == "none":
@@ -934,7 +940,9 @@ def _tool_calls(prompt: Prompt, directives: dict[str, int]) -> list[dict[str, An
         count = max(count, 1)
     if choice.get("disable_parallel_tool_use"):
         count = min(count, 1)
-    if kind == "tool":
+    if "call" in directives and kind != "tool":
+        chosen = [t for t in prompt.tools if t.get("name") == directives["call"]][:1]
+    elif kind == "tool":
         named = next(t for t in prompt.tools if t.get("name") == choice["name"])
         chosen = [named] * count
     else:
