@@ -727,3 +727,12 @@ def test_count_tokens_takes_the_fields_claude_code_counts_with(fake):
     response = post(fake, counted, path="/v1/messages/count_tokens")
     assert response.status_code == 200, response.text
     assert post(fake, {**counted, "max_tokens": 5}, path="/v1/messages/count_tokens").status_code == 400
+
+
+def test_structured_output_answers_json_of_the_schema(client):
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+              "required": ["name", "age"], "additionalProperties": False}
+    for fmt in ({"output_config": {"format": {"type": "json_schema", "schema": schema}}},
+                {"output_format": {"type": "json_schema", "schema": schema}}):
+        message = client.messages.create(**body(), extra_body=fmt)
+        assert json.loads(message.content[0].text) == {"name": "example", "age": 1}

@@ -35,8 +35,10 @@ input JSON, and the compact JSON of each tool definition; count_tokens returns t
 compact input JSON), at least 1. The default reply is ``Hello from the fake upstream. You said: <first
 60 chars of the last user text>`` (directive tags removed, whitespace collapsed); when the last user
 message carries tool_result blocks it is ``Tool results received: <result texts joined by "; ">``.
-Text longer than ``max_tokens`` words is cut with stop_reason ``max_tokens``. With thinking enabled
-(or adaptive) the reply starts with a fixed thinking block and a deterministic signature.
+With structured outputs (``output_config.format`` or ``output_format``) the text is instead the compact
+JSON of an object built from the schema like a tool input (below). Text longer than ``max_tokens``
+words is cut with stop_reason ``max_tokens``. With thinking enabled (or adaptive) the reply starts with
+a fixed thinking block and a deterministic signature.
 
 Directives
 ----------
@@ -107,7 +109,7 @@ MODELS: dict[str, ModelInfo] = {
     m.id: m
     for m in (
         ModelInfo("claude-opus-4-6", "Claude Opus 4.6", "2026-02-05T00:00:00Z", 128_000, False),
-        ModelInfo("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-17T00:00:00Z", 64_000, True),
+        ModelInfo("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-17T00:00:00Z", 128_000, True),
         ModelInfo("claude-haiku-4-5", "Claude Haiku 4.5", "2025-10-15T00:00:00Z", 64_000, True),
     )
 }
@@ -311,6 +313,7 @@ class Prompt:
     user_text: str  # top-level text of the last user message
     directive_text: str  # all text of the last user message, tool_result contents included
     tool_results: list[str] | None  # texts of the last user message's tool_result blocks, if any
+    output_schema: dict[str, Any] | None = None  # structured outputs: the JSON schema the text must follow
 
 
 def _is_number(value: Any) -> bool:
@@ -881,6 +884,7 @@ def parse_request(body: Any, *, count_only: bool = False) -> Prompt:
         user_text=user_text,
         directive_text=directive_text,
         tool_results=tool_results,
+        output_schema=((body.get("output_config") or {}).get("format") or body.get("output_format") or {}).get("schema"),
     )
 
 
@@ -960,6 +964,8 @@ def _reply_text(prompt: Prompt, directives: dict[str, int]) -> str:
         return lorem(min(directives["words"], prompt.max_tokens))
     if directives.get("refusal"):
         return REFUSAL_TEXT
+    if prompt.output_schema is not None:
+        return orjson.dumps(example_input({"input_schema": prompt.output_schema})).decode()
     if prompt.tool_results is not None:
         return "Tool results received: " + "; ".join(prompt.tool_results)
     said = prompt.user_text
