@@ -138,6 +138,7 @@ CACHE_TTLS = ("5m", "1h")
 OUTPUT_CONFIG_KEYS = frozenset({"effort", "format", "task_budget"})
 EFFORTS = ("low", "medium", "high", "max")
 JSON_FORMAT_KEYS = frozenset({"type", "schema"})
+CONTEXT_MANAGEMENT_KEYS = frozenset({"edits"})
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -592,10 +593,24 @@ def _check_tools(tools: Any) -> tuple[list[dict[str, Any]], int]:
     return tools, chars
 
 
-def _check_custom_tool(tool: dict[str, Any], where: str) -> None:
-    for key in tool:
-        if key not in CUSTOM_TOOL_KEYS:
+def _check_fields(value: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    for key in value:
+        if key not in allowed:
             raise invalid(f"{where}.{key}: Extra inputs are not permitted")
+
+
+def _check_tagged(value: Any, tag: str, allowed: frozenset[str], where: str) -> bool:
+    """Whether `value` is set; if it is, it must be an object of type `tag` with only `allowed` keys."""
+    if value is None:
+        return False
+    if not isinstance(value, dict) or value.get("type") != tag:
+        raise invalid(f"{where}.type: Input should be '{tag}'")
+    _check_fields(value, allowed, where)
+    return True
+
+
+def _check_custom_tool(tool: dict[str, Any], where: str) -> None:
+    _check_fields(tool, CUSTOM_TOOL_KEYS, where)
     if "description" in tool and not isinstance(tool["description"], str):
         raise invalid(f"{where}.description: Input should be a valid string")
     for key in ("strict", "defer_loading"):
@@ -610,13 +625,8 @@ def _check_custom_tool(tool: dict[str, Any], where: str) -> None:
 
 def _check_cache_control(cache_control: Any, where: str) -> None:
     """A cache breakpoint: `{"type": "ephemeral"}` with an optional `ttl` (5m, 1h) and `scope`."""
-    if cache_control is None:
+    if not _check_tagged(cache_control, "ephemeral", CACHE_CONTROL_KEYS, where):
         return
-    if not isinstance(cache_control, dict) or cache_control.get("type") != "ephemeral":
-        raise invalid(f"{where}.type: Input should be 'ephemeral'")
-    for key in cache_control:
-        if key not in CACHE_CONTROL_KEYS:
-            raise invalid(f"{where}.{key}: Extra inputs are not permitted")
     if "ttl" in cache_control and cache_control["ttl"] not in CACHE_TTLS:
         raise invalid(f"{where}.ttl: Input should be '5m' or '1h'")
     if "scope" in cache_control and not isinstance(cache_control["scope"], str):
@@ -625,13 +635,8 @@ def _check_cache_control(cache_control: Any, where: str) -> None:
 
 def _check_json_format(output_format: Any, where: str) -> None:
     """Structured outputs: `{"type": "json_schema", "schema": {...}}`."""
-    if output_format is None:
+    if not _check_tagged(output_format, "json_schema", JSON_FORMAT_KEYS, where):
         return
-    if not isinstance(output_format, dict) or output_format.get("type") != "json_schema":
-        raise invalid(f"{where}.type: Input should be 'json_schema'")
-    for key in output_format:
-        if key not in JSON_FORMAT_KEYS:
-            raise invalid(f"{where}.{key}: Extra inputs are not permitted")
     if not isinstance(output_format.get("schema"), dict):
         raise invalid(f"{where}.schema: Input should be a valid dictionary")
 
@@ -641,9 +646,7 @@ def _check_output_config(output_config: Any) -> None:
         return
     if not isinstance(output_config, dict):
         raise invalid("output_config: Input should be a valid dictionary")
-    for key in output_config:
-        if key not in OUTPUT_CONFIG_KEYS:
-            raise invalid(f"output_config.{key}: Extra inputs are not permitted")
+    _check_fields(output_config, OUTPUT_CONFIG_KEYS, "output_config")
     effort = output_config.get("effort")
     if effort is not None and effort not in EFFORTS:
         raise invalid("output_config.effort: Input should be 'low', 'medium', 'high' or 'max'")
@@ -659,9 +662,7 @@ def _check_context_management(context_management: Any) -> None:
         return
     if not isinstance(context_management, dict):
         raise invalid("context_management: Input should be a valid dictionary")
-    for key in context_management:
-        if key != "edits":
-            raise invalid(f"context_management.{key}: Extra inputs are not permitted")
+    _check_fields(context_management, CONTEXT_MANAGEMENT_KEYS, "context_management")
     edits = context_management.get("edits", [])
     if not isinstance(edits, list):
         raise invalid("context_management.edits: Input should be a valid list")
