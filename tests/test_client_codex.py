@@ -3,7 +3,8 @@
 Codex reads a fresh CODEX_HOME whose config.toml names the gateway as a custom model provider
 (`wire_api = "responses"`, base_url <gateway>/v1, the key from an env var); it sends its default tool
 set. The fake upstream behind the gateway answers, and with `[[fake:tool]]` calls the first declared
-tool, which Codex runs and answers with a `function_call_output`.
+tool, which Codex runs and answers with a `function_call_output`. Codex's default tools include
+`namespace` and `web_search` tools: these tests need the Responses codec that accepts them.
 """
 
 from __future__ import annotations
@@ -17,12 +18,7 @@ from billing.models import UsageEvent
 from .real_clients import client_bin, last_seq, run_client, upstream_log, usage_rows
 from .test_chat_e2e import marker
 
-pytestmark = [
-    pytest.mark.e2e,
-    # Codex's default tools include `namespace` and `web_search` tool types, which the Responses codec
-    # rejects (400 on tools[4].type) until the `tools` branch lands; remove this mark with that merge.
-    pytest.mark.xfail(strict=True, reason="needs the tools branch"),
-]
+pytestmark = pytest.mark.e2e
 
 MODEL = "claude-haiku-4-5"
 
