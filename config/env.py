@@ -7,6 +7,7 @@ with in-process fallbacks; a bad value must fail loudly at start-up rather than 
 from __future__ import annotations
 
 import os
+import re
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -80,6 +81,15 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_names(name: str, default: list[str], *, pattern: str, example: str) -> frozenset[str]:
+    """A comma-separated set of identifiers, each matching `pattern` in full (`example` is shown on a mismatch)."""
+    names = env_list(name, default)
+    for item in names:
+        if not re.fullmatch(pattern, item):
+            raise ImproperlyConfigured(f"{name} must be a comma-separated list of names such as {example}; got {item!r}")
+    return frozenset(names)
 
 
 def env_url(name: str, default: str = "", *, schemes: tuple[str, ...]) -> str:

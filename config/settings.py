@@ -9,7 +9,7 @@ from pathlib import Path
 
 from celery.schedules import crontab
 
-from .env import database_from_url, env_bool, env_float, env_int, env_list, env_str, env_url, env_usd_nano
+from .env import database_from_url, env_bool, env_float, env_int, env_list, env_names, env_str, env_url, env_usd_nano
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -180,11 +180,12 @@ GATEWAY_ENCRYPTION_KEYS = env_list("GATEWAY_ENCRYPTION_KEYS", [SECRET_KEY])
 # wait between them (a longer retry-after skips to the next deployment at once).
 UPSTREAM_RETRIES = env_int("UPSTREAM_RETRIES", 1, minimum=0)
 UPSTREAM_MAX_BACKOFF_SECONDS = env_float("UPSTREAM_MAX_BACKOFF_SECONDS", 2.0, minimum=0.0)
-# `anthropic-beta` flags native Anthropic clients may send upstream; any other flag is a 400. Betas
-# can change what a request costs (e.g. the 1M-token context window), so each is the operator's call.
-ANTHROPIC_ALLOWED_BETAS = frozenset(env_list("ANTHROPIC_ALLOWED_BETAS", [
-    "interleaved-thinking-2025-05-14", "fine-grained-tool-streaming-2025-05-14", "token-efficient-tools-2025-02-19",
-]))
+# `anthropic-beta` flags native Anthropic clients may not send upstream (a 400 naming the flag). Every other
+# flag is forwarded, and the upstream judges what it knows: clients such as Claude Code send new betas with
+# each release. Block the ones that change what a request costs if you do not want them (e.g. the 1M-token
+# context window, context-1m-2025-08-07).
+ANTHROPIC_BLOCKED_BETAS = env_names("ANTHROPIC_BLOCKED_BETAS", [], pattern=r"[a-z0-9][a-z0-9.-]*",
+                                    example="context-1m-2025-08-07")
 # Anthropic's own request limit is 32 MB; base64 images make bodies large.
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)
 # How long an authenticated key (and the model catalog) is trusted before the database is asked

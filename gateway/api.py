@@ -158,12 +158,12 @@ def _render_openai(request, error: GatewayError, request_id: str) -> HttpRespons
 
 
 def _betas(request) -> tuple[str, ...]:
-    """The request's `anthropic-beta` flags; each must be one the operator allows."""
+    """The request's `anthropic-beta` flags, forwarded unless the operator blocks one (the upstream
+    judges the rest: a client's newer betas work without a gateway release)."""
     flags = tuple(flag.strip() for flag in request.headers.get("anthropic-beta", "").split(",") if flag.strip())
     for flag in flags:
-        if flag not in settings.ANTHROPIC_ALLOWED_BETAS:
-            raise invalid(f"anthropic-beta: '{flag}' is not enabled on this gateway. Enabled: "
-                          f"{', '.join(sorted(settings.ANTHROPIC_ALLOWED_BETAS)) or 'none'}.")
+        if flag in settings.ANTHROPIC_BLOCKED_BETAS:
+            raise invalid(f"anthropic-beta: '{flag}' is not enabled on this gateway.", "anthropic-beta")
     return flags
 
 

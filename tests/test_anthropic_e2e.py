@@ -15,7 +15,7 @@ from django.db import connection
 from billing.models import UsageEvent
 
 from .test_chat_e2e import marker, upstream_request, usage_row
-from .test_fake_anthropic import parse_sse
+from .test_fake_anthropic import CLAUDE_CODE_BODY, parse_sse
 
 pytestmark = pytest.mark.e2e
 
@@ -208,14 +208,42 @@ def test_a_failure_mid_stream_is_an_error_event(gateway, persona):
     assert "message_stop" not in [name for name, _ in events]
 
 
-def test_beta_headers_pass_only_when_the_operator_allows_them(gateway, persona, fake_upstream):
+CLAUDE_CODE_BETAS = ("claude-code-20250219,interleaved-thinking-2025-05-14,thinking-token-count-2026-05-13,"
+                     "context-management-2025-06-27,prompt-caching-scope-2026-01-05,effort-2025-11-24")
+
+
+def test_claude_code_request_with_its_betas_reaches_the_upstream_as_sent(gateway, persona, fake_upstream):
     tag = marker()
-    hello = {"model": SONNET, "max_tokens": 10, "messages": [{"role": "user", "content": tag}]}
-    allowed = post(gateway, persona.key, hello, **{"anthropic-beta": "interleaved-thinking-2025-05-14"})
-    assert allowed.status_code == 200
-    assert upstream_request(fake_upstream, tag)["headers"]["anthropic-beta"] == "interleaved-thinking-2025-05-14"
-    refused = post(gateway, persona.key, hello, **{"anthropic-beta": "context-1m-2025-08-07"})
-    assert refused.status_code == 400 and "context-1m-2025-08-07" in refused.json()["error"]["message"]
+    cc_body = {**CLAUDE_CODE_BODY, "model": SONNET,
+               "messages": [{"role": "user", "content": [{"type": "text", "text": tag}]}]}
+    response = post(gateway, persona.key, cc_body, path="/anthropic/v1/messages?beta=true",
+                    **{"anthropic-beta": CLAUDE_CODE_BETAS})
+    assert response.status_code == 200, response.text
+    check_stream(response.content)
+    sent = upstream_request(fake_upstream, tag)
+    assert sent["headers"]["anthropic-beta"] == CLAUDE_CODE_BETAS
+    # Every field, the ones the gateway does not know included, reaches the upstream untouched.
+    assert {k: v for k, v in sent["body"].items() if k != "model"} == {k: v for k, v in cc_body.items() if k != "model"}
+
+
+def test_blocked_beta_is_refused_in_anthropic_shape(gateway_db_url, fake_upstream, persona):
+    from .conftest import _stop, start_gateway
+
+    url, process = start_gateway(gateway_db_url, fake_upstream,
+                                 ANTHROPIC_BLOCKED_BETAS="context-1m-2025-08-07,some-beta-2026-01-01")
+    try:
+        hello = {"model": SONNET, "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}
+        refused = post(url, persona.key, hello, **{"anthropic-beta": "interleaved-thinking-2025-05-14, context-1m-2025-08-07"})
+        assert refused.status_code == 400
+        error = refused.json()
+        assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
+        assert "'context-1m-2025-08-07'" in error["error"]["message"]
+        counted = post(url, persona.key, {"model": SONNET, "messages": hello["messages"]},
+                       path="/anthropic/v1/messages/count_tokens", **{"anthropic-beta": "some-beta-2026-01-01"})
+        assert counted.status_code == 400 and "some-beta-2026-01-01" in counted.json()["error"]["message"]
+        assert post(url, persona.key, hello, **{"anthropic-beta": "claude-code-20250219"}).status_code == 200
+    finally:
+        _stop(process)
 
 
 def test_bearer_auth_and_models_listing(gateway, persona):

@@ -359,8 +359,36 @@ def conversation(*messages: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"model": SONNET, "max_tokens": 2048, "messages": list(messages), "tools": [WEATHER_TOOL], **extra}
 
 
+# What Claude Code 2.1 sends (`claude -p`), trimmed to one tool: every field must pass the real API.
+CLAUDE_CODE_BODY = {
+    "model": SONNET, "max_tokens": 32000, "stream": True,
+    "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral", "ttl": "1h",
+                                                                                  "scope": "global"}}],
+    "messages": [user([{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}])],
+    "tools": [{"name": "Read", "description": "Reads a file", "strict": True, "defer_loading": False,
+               "eager_input_streaming": True, "input_examples": [{"file_path": "/tmp/x"}],
+               "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}},
+                                "required": ["file_path"], "additionalProperties": False}}],
+    "thinking": {"type": "adaptive"}, "output_config": {"effort": "high"},
+    "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+    "metadata": {"user_id": "user_abc_account__session_1"},
+}
+JSON_FORMAT = {"type": "json_schema", "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}
+
 REJECTIONS = {
     "unknown field": (body(n=1), "n: Extra inputs are not permitted"),
+    "cache ttl": (body(system=[{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "2h"}}]),
+                  "system.0.text.cache_control.ttl"),
+    "cache_control extra key": (body(cache_control={"type": "ephemeral", "max": 1}), "cache_control.max"),
+    "effort": (body(output_config={"effort": "extreme"}), "output_config.effort"),
+    "output_config extra key": (body(output_config={"verbosity": "low"}), "output_config.verbosity"),
+    "output format type": (body(output_config={"format": {"type": "json_object"}}), "output_config.format.type"),
+    "output format schema": (body(output_format={"type": "json_schema"}), "output_format.schema"),
+    "context_management edit": (body(context_management={"edits": [{"type": "clear_all"}]}),
+                                "context_management.edits.0"),
+    "tool extra key": (body(tools=[{**PING_TOOL, "parameters": {}}]), "tools.0.custom.parameters"),
+    "tool strict type": (body(tools=[{**PING_TOOL, "strict": "yes"}]), "tools.0.custom.strict"),
+    "speed": (body(speed="warp"), "speed"),
     "missing max_tokens": ({"model": SONNET, "messages": [user("hi")]}, "max_tokens: Field required"),
     "max_tokens zero": (body(max_tokens=0), "max_tokens"),
     "max_tokens string": (body(max_tokens="5"), "max_tokens"),
@@ -465,6 +493,12 @@ def test_rejections_through_sdk_and_log(client, fake):
 
 
 ACCEPTED = {
+    "claude code request": CLAUDE_CODE_BODY,
+    "structured output (output_config.format) with strict tools": body(
+        output_config={"format": JSON_FORMAT}, tools=[{**PING_TOOL, "strict": True}]),
+    "structured output (deprecated output_format)": body(output_format=JSON_FORMAT),
+    "top-level cache_control, speed, inference_geo": body(cache_control={"type": "ephemeral", "ttl": "5m"},
+                                                          speed="fast", inference_geo="us"),
     "prefill continues": body(messages=[user("hi"), assistant("Sure")]),
     "tool_result then text": conversation(
         user("hi"), assistant([TOOL_USE]), user([TOOL_RESULT, {"type": "text", "text": "thanks"}])
@@ -730,3 +764,20 @@ def test_command_line_prints_listening_line():
     finally:
         process.terminate()
         assert process.wait(5) == 0
+
+
+def test_count_tokens_takes_the_fields_claude_code_counts_with(fake):
+    counted = {k: v for k, v in CLAUDE_CODE_BODY.items() if k in ("model", "messages", "system", "tools", "thinking",
+                                                                    "output_config", "context_management")}
+    response = post(fake, counted, path="/v1/messages/count_tokens")
+    assert response.status_code == 200, response.text
+    assert post(fake, {**counted, "max_tokens": 5}, path="/v1/messages/count_tokens").status_code == 400
+
+
+def test_structured_output_answers_json_of_the_schema(client):
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+              "required": ["name", "age"], "additionalProperties": False}
+    for fmt in ({"output_config": {"format": {"type": "json_schema", "schema": schema}}},
+                {"output_format": {"type": "json_schema", "schema": schema}}):
+        message = client.messages.create(**body(), extra_body=fmt)
+        assert json.loads(message.content[0].text) == {"name": "example", "age": 1}

@@ -222,6 +222,24 @@ def test_cooldown_skips_a_failed_deployment_and_probes_it_back(routing_gateway, 
     assert [row.provider for row in usage_rows(django_db_blocker, model=name)][-2:] == [flaky.name] * 2
 
 
+def test_claude_code_betas_and_beta_fields_are_dropped_for_an_openai_compatible_upstream(
+        routing_gateway, persona, setup, fake_openai_upstream):
+    from .test_anthropic_e2e import CLAUDE_CODE_BETAS
+    from .test_fake_anthropic import CLAUDE_CODE_BODY, parse_sse
+
+    oai = setup.provider("openai", f"{fake_openai_upstream}/v1", key=OPENAI_KEY)
+    name, tag = setup.model((oai, "deepseek-chat", 0, 1)), marker()
+    body = {**CLAUDE_CODE_BODY, "model": name, "messages": [{"role": "user", "content": tag}]}
+    response = httpx.post(f"{routing_gateway}/anthropic/v1/messages?beta=true", json=body, headers={
+        "x-api-key": persona.key, "anthropic-version": "2023-06-01", "anthropic-beta": CLAUDE_CODE_BETAS})
+    assert response.status_code == 200, response.text
+    text = "".join(event["delta"].get("text", "") for name, event in parse_sse(response.content)
+                   if name == "content_block_delta")
+    assert text.startswith("Hello from the fake OpenAI upstream")
+    sent = upstream_request(fake_openai_upstream, tag)["body"]
+    assert not {"context_management", "output_config", "thinking", "cache_control"} & set(sent)
+
+
 def test_no_retry_once_the_stream_has_started(routing_gateway, persona, setup, fake_openai_upstream, fake_upstream,
                                               anthropic_provider):
     oai = setup.provider("openai", f"{fake_openai_upstream}/v1", key=OPENAI_KEY)

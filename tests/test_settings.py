@@ -9,7 +9,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import database_from_url, env_bool, env_int, env_url
+from config.env import database_from_url, env_bool, env_int, env_names, env_url
 
 from .conftest import ROOT
 
@@ -28,7 +28,7 @@ def start_django(**env) -> subprocess.CompletedProcess:
      ("REDIS_URL", "http://localhost"), ("GATEWAY_MAX_BODY_BYTES", "lots"), ("DEBUG", "maybe"),
      ("UPSTREAM_TIMEOUT_SECONDS", "-1"), ("ANTHROPIC_BASE_URL", "ftp://example.com"), ("SIGNUP_CREDIT_USD", "-5"),
      ("SIGNUP_CREDIT_USD", "five"), ("SIGNUP_CREDIT_USD", "0.0000000001"), ("UPSTREAM_RETRIES", "-1"),
-     ("LOGIN_ATTEMPTS", "0")],
+     ("LOGIN_ATTEMPTS", "0"), ("ANTHROPIC_BLOCKED_BETAS", "context-1m-2025-08-07,Bad Flag")],
 )
 def test_bad_environment_value_stops_start_up_naming_the_variable(name, value):
     result = start_django(**{name: value})
@@ -71,3 +71,12 @@ def test_server_launcher_names_a_bad_variable(name):
     result = subprocess.run([sys.executable, "-m", "gateway.serve"], cwd=ROOT, env={**os.environ, name: "many"},
                             capture_output=True, text=True)
     assert result.returncode != 0 and f"{name} must be a positive integer" in result.stderr
+
+
+def test_blocked_betas_are_a_validated_set(monkeypatch):
+    monkeypatch.setenv("X_BETAS", " context-1m-2025-08-07 ,files-api-2025-04-14,")
+    assert env_names("X_BETAS", [], pattern=r"[a-z0-9][a-z0-9.-]*", example="x") == {
+        "context-1m-2025-08-07", "files-api-2025-04-14"}
+    monkeypatch.setenv("X_BETAS", "context-1m-2025-08-07;files")
+    with pytest.raises(ImproperlyConfigured, match="X_BETAS.*context-1m-2025-08-07;files"):
+        env_names("X_BETAS", [], pattern=r"[a-z0-9][a-z0-9.-]*", example="x")

@@ -35,8 +35,10 @@ input JSON, and the compact JSON of each tool definition; count_tokens returns t
 compact input JSON), at least 1. The default reply is ``Hello from the fake upstream. You said: <first
 60 chars of the last user text>`` (directive tags removed, whitespace collapsed); when the last user
 message carries tool_result blocks it is ``Tool results received: <result texts joined by "; ">``.
-Text longer than ``max_tokens`` words is cut with stop_reason ``max_tokens``. With thinking enabled
-(or adaptive) the reply starts with a fixed thinking block and a deterministic signature.
+With structured outputs (``output_config.format`` or ``output_format``) the text is instead the compact
+JSON of an object built from the schema like a tool input (below). Text longer than ``max_tokens``
+words is cut with stop_reason ``max_tokens``. With thinking enabled (or adaptive) the reply starts with
+a fixed thinking block and a deterministic signature.
 
 Directives
 ----------
@@ -52,6 +54,8 @@ by commas or spaces, and several tags may appear. An unknown directive is a 400,
 ``midstream_error``    streaming: message_start, ping, a text block start and two deltas, then an
                        ``event: error`` (overloaded_error); non-streaming: a 529
 ``tool`` / ``tools=N`` call the first N defined tools, cycling (1 for ``tool``); stop_reason tool_use
+``call=NAME``          call the declared tool named NAME once (none if there is no such tool), e.g. one of
+                       the tools an agent such as Claude Code declares
 ``text_then_tool``     put a short text block before the tool calls
 ``stop_sequence``      if stop_sequences were given: stop_reason stop_sequence, the first one reported
 ``refusal``            stop_reason refusal
@@ -115,22 +119,36 @@ MODELS: dict[str, ModelInfo] = {
     m.id: m
     for m in (
         ModelInfo("claude-opus-4-6", "Claude Opus 4.6", "2026-02-05T00:00:00Z", 128_000, False),
-        ModelInfo("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-17T00:00:00Z", 64_000, True),
+        ModelInfo("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-17T00:00:00Z", 128_000, True),
         ModelInfo("claude-haiku-4-5", "Claude Haiku 4.5", "2025-10-15T00:00:00Z", 64_000, True),
     )
 }
 
+# The fields of the API's (beta) MessageCreateParams and MessageCountTokensParams.
 MESSAGE_FIELDS = frozenset(
     {
         "model", "messages", "max_tokens", "system", "temperature", "top_p", "top_k", "stop_sequences",
         "stream", "tools", "tool_choice", "thinking", "metadata", "service_tier", "container",
-        "mcp_servers", "output_config", "context_management",
+        "mcp_servers", "output_config", "output_format", "context_management", "cache_control",
+        "inference_geo", "speed", "user_profile_id",
     }
 )  # fmt: skip
 COUNT_TOKENS_FIELDS = frozenset(
     {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers", "output_config",
-     "context_management"}
+     "output_format", "context_management", "cache_control", "speed"}
 )  # fmt: skip
+CUSTOM_TOOL_KEYS = frozenset(
+    {
+        "type", "name", "description", "input_schema", "cache_control", "strict", "defer_loading",
+        "eager_input_streaming", "input_examples", "allowed_callers",
+    }
+)  # fmt: skip
+CACHE_CONTROL_KEYS = frozenset({"type", "ttl", "scope"})
+CACHE_TTLS = ("5m", "1h")
+OUTPUT_CONFIG_KEYS = frozenset({"effort", "format", "task_budget"})
+EFFORTS = ("low", "medium", "high", "max")
+JSON_FORMAT_KEYS = frozenset({"type", "schema"})
+CONTEXT_MANAGEMENT_KEYS = frozenset({"edits"})
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -215,14 +233,16 @@ INT_DIRECTIVES = frozenset(
 FLAG_DIRECTIVES = frozenset(
     {"midstream_error", "tool", "text_then_tool", "stop_sequence", "refusal", "cache", "web_search"}
 )
-NO_DIRECTIVES: dict[str, int] = {}
+NAME_DIRECTIVES = frozenset({"call"})
+NO_DIRECTIVES: dict[str, Any] = {}
 
 
-def parse_directives(text: str) -> dict[str, int]:
-    """Directives found in `text` as {name: int} (flags map to 1). Raises ApiError on a bad one."""
+def parse_directives(text: str) -> dict[str, Any]:
+    """Directives found in `text` as {name: int} (flags map to 1, `call` to its tool name). Raises
+    ApiError on a bad one."""
     if "[[fake:" not in text:
         return NO_DIRECTIVES
-    found: dict[str, int] = {}
+    found: dict[str, Any] = {}
     for tag in DIRECTIVE_TAG_RE.findall(text):
         for item in DIRECTIVE_SPLIT_RE.split(tag.strip()):
             if not item:
@@ -232,6 +252,8 @@ def parse_directives(text: str) -> dict[str, int]:
                 found[name] = 1
             elif name in INT_DIRECTIVES and value.isdigit():
                 found[name] = int(value)
+            elif name in NAME_DIRECTIVES and TOOL_NAME_RE.match(value):
+                found[name] = value
             else:
                 raise invalid(f"fake directive: cannot understand {item!r}")
     if "error" in found and found["error"] not in ERROR_TYPES:
@@ -305,6 +327,7 @@ class Prompt:
     user_text: str  # top-level text of the last user message
     directive_text: str  # all text of the last user message, tool_result contents included
     tool_results: list[str] | None  # texts of the last user message's tool_result blocks, if any
+    output_schema: dict[str, Any] | None = None  # structured outputs: the JSON schema the text must follow
 
 
 def _is_number(value: Any) -> bool:
@@ -378,6 +401,7 @@ def _check_block(block: Any, where: str, role: str) -> int:
             f"{KNOWN_BLOCK_TAGS}"
         )
     _check_extra_keys(block, allowed, where)
+    _check_cache_control(block.get("cache_control"), f"{where}.{kind}.cache_control")
     if role == "user" and kind in ASSISTANT_ONLY_BLOCKS:
         raise invalid(f"{where}: `{kind}` blocks can only be in `assistant` messages")
     if role == "assistant" and kind == "tool_result":
@@ -542,6 +566,7 @@ def _check_system(system: Any) -> int:
         if not isinstance(block, dict) or block.get("type") != "text":
             raise invalid(f"{where}.type: Input should be 'text'")
         _check_extra_keys(block, BLOCK_KEYS["text"], where)
+        _check_cache_control(block.get("cache_control"), f"{where}.text.cache_control")
         chars += _check_text(block.get("text"), where)
     return chars
 
@@ -568,17 +593,99 @@ def _check_tools(tools: Any) -> tuple[list[dict[str, Any]], int]:
                 raise invalid(f"{where}.custom.input_schema: Field required")
             if not isinstance(schema, dict) or schema.get("type") != "object":
                 raise invalid(f"{where}.custom.input_schema.type: Input should be 'object'")
-            if "description" in tool and not isinstance(tool["description"], str):
-                raise invalid(f"{where}.custom.description: Input should be a valid string")
+            _check_custom_tool(tool, f"{where}.custom")
         elif not isinstance(kind, str) or not VERSIONED_TOOL_TYPE_RE.match(kind):
             raise invalid(f"{where}: Input tag '{kind}' found using 'type' does not match any of the expected tags")
         elif not isinstance(name, str) or not name:
             raise invalid(f"{where}.{kind}.name: Field required")
+        _check_cache_control(tool.get("cache_control"), f"{where}.{kind or 'custom'}.cache_control")
         if name in names:
             raise invalid("tools: Tool names must be unique.")
         names.add(name)
         chars += len(orjson.dumps(tool))
     return tools, chars
+
+
+def _check_fields(value: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    for key in value:
+        if key not in allowed:
+            raise invalid(f"{where}.{key}: Extra inputs are not permitted")
+
+
+def _check_tagged(value: Any, tag: str, allowed: frozenset[str], where: str) -> bool:
+    """Whether `value` is set; if it is, it must be an object of type `tag` with only `allowed` keys."""
+    if value is None:
+        return False
+    if not isinstance(value, dict) or value.get("type") != tag:
+        raise invalid(f"{where}.type: Input should be '{tag}'")
+    _check_fields(value, allowed, where)
+    return True
+
+
+def _check_custom_tool(tool: dict[str, Any], where: str) -> None:
+    _check_fields(tool, CUSTOM_TOOL_KEYS, where)
+    if "description" in tool and not isinstance(tool["description"], str):
+        raise invalid(f"{where}.description: Input should be a valid string")
+    for key in ("strict", "defer_loading"):
+        if key in tool and not isinstance(tool[key], bool):
+            raise invalid(f"{where}.{key}: Input should be a valid boolean")
+    if tool.get("eager_input_streaming") is not None and not isinstance(tool["eager_input_streaming"], bool):
+        raise invalid(f"{where}.eager_input_streaming: Input should be a valid boolean")
+    examples = tool.get("input_examples")
+    if examples is not None and (not isinstance(examples, list) or not all(isinstance(e, dict) for e in examples)):
+        raise invalid(f"{where}.input_examples: Input should be a valid list of dictionaries")
+
+
+def _check_cache_control(cache_control: Any, where: str) -> None:
+    """A cache breakpoint: `{"type": "ephemeral"}` with an optional `ttl` (5m, 1h) and `scope`."""
+    if not _check_tagged(cache_control, "ephemeral", CACHE_CONTROL_KEYS, where):
+        return
+    if "ttl" in cache_control and cache_control["ttl"] not in CACHE_TTLS:
+        raise invalid(f"{where}.ttl: Input should be '5m' or '1h'")
+    if "scope" in cache_control and not isinstance(cache_control["scope"], str):
+        raise invalid(f"{where}.scope: Input should be a valid string")
+
+
+def _check_json_format(output_format: Any, where: str) -> None:
+    """Structured outputs: `{"type": "json_schema", "schema": {...}}`."""
+    if not _check_tagged(output_format, "json_schema", JSON_FORMAT_KEYS, where):
+        return
+    if not isinstance(output_format.get("schema"), dict):
+        raise invalid(f"{where}.schema: Input should be a valid dictionary")
+
+
+def _check_output_config(output_config: Any) -> None:
+    if output_config is None:
+        return
+    if not isinstance(output_config, dict):
+        raise invalid("output_config: Input should be a valid dictionary")
+    _check_fields(output_config, OUTPUT_CONFIG_KEYS, "output_config")
+    effort = output_config.get("effort")
+    if effort is not None and effort not in EFFORTS:
+        raise invalid("output_config.effort: Input should be 'low', 'medium', 'high' or 'max'")
+    _check_json_format(output_config.get("format"), "output_config.format")
+    budget = output_config.get("task_budget")
+    if budget is not None and not isinstance(budget, dict):
+        raise invalid("output_config.task_budget: Input should be a valid dictionary")
+
+
+def _check_context_management(context_management: Any) -> None:
+    """`{"edits": [...]}`, each edit a versioned strategy (clear_tool_uses_20250919, compact_20260112, ...)."""
+    if context_management is None:
+        return
+    if not isinstance(context_management, dict):
+        raise invalid("context_management: Input should be a valid dictionary")
+    _check_fields(context_management, CONTEXT_MANAGEMENT_KEYS, "context_management")
+    edits = context_management.get("edits", [])
+    if not isinstance(edits, list):
+        raise invalid("context_management.edits: Input should be a valid list")
+    for k, edit in enumerate(edits):
+        kind = edit.get("type") if isinstance(edit, dict) else None
+        if not isinstance(kind, str) or not VERSIONED_TOOL_TYPE_RE.match(kind):
+            raise invalid(
+                f"context_management.edits.{k}: Input tag '{kind}' found using 'type' does not match any of the "
+                "expected tags"
+            )
 
 
 def _check_tool_choice(tool_choice: Any, tools: list[dict[str, Any]]) -> dict[str, Any]:
@@ -708,6 +815,9 @@ def _check_sampling(body: dict[str, Any]) -> None:
     tier = body.get("service_tier")
     if tier is not None and tier not in ("auto", "standard_only"):
         raise invalid("service_tier: Input should be 'auto' or 'standard_only'")
+    speed = body.get("speed")
+    if speed is not None and speed not in ("standard", "fast"):
+        raise invalid("speed: Input should be 'standard' or 'fast'")
 
 
 def parse_request(body: Any, *, count_only: bool = False) -> Prompt:
@@ -753,6 +863,10 @@ def parse_request(body: Any, *, count_only: bool = False) -> Prompt:
     chars += tool_chars
     tool_choice = _check_tool_choice(body.get("tool_choice"), tools)
     thinking = _check_thinking(body.get("thinking"), max_tokens)
+    _check_output_config(body.get("output_config"))
+    _check_json_format(body.get("output_format"), "output_format")
+    _check_context_management(body.get("context_management"))
+    _check_cache_control(body.get("cache_control"), "cache_control")
     if thinking:
         _check_thinking_rules(body, tool_choice)
     if messages[-1]["role"] == "assistant":
@@ -784,6 +898,7 @@ def parse_request(body: Any, *, count_only: bool = False) -> Prompt:
         user_text=user_text,
         directive_text=directive_text,
         tool_results=tool_results,
+        output_schema=((body.get("output_config") or {}).get("format") or body.get("output_format") or {}).get("schema"),
     )
 
 
@@ -834,7 +949,7 @@ def _client_tools(prompt: Prompt) -> list[dict[str, Any]]:
     return [tool for tool in prompt.tools if tool.get("type") in (None, "custom")]
 
 
-def _web_search_tool(prompt: Prompt, directives: dict[str, int]) -> dict[str, Any] | None:
+def _web_search_tool(prompt: Prompt, directives: dict[str, Any]) -> dict[str, Any] | None:
     """The declared web search tool, when this reply is to use it."""
     choice = prompt.tool_choice
     if choice.get("type") == "none":
@@ -846,7 +961,7 @@ def _web_search_tool(prompt: Prompt, directives: dict[str, int]) -> dict[str, An
     return tool if forced or directives.get("web_search") else None
 
 
-def _tool_calls(prompt: Prompt, directives: dict[str, int]) -> list[dict[str, Any]]:
+def _tool_calls(prompt: Prompt, directives: dict[str, Any]) -> list[dict[str, Any]]:
     choice = prompt.tool_choice
     kind = choice.get("type")
     tools = _client_tools(prompt)
@@ -860,7 +975,9 @@ def _tool_calls(prompt: Prompt, directives: dict[str, int]) -> list[dict[str, An
         count = max(count, 1)
     if choice.get("disable_parallel_tool_use"):
         count = min(count, 1)
-    if kind == "tool":
+    if "call" in directives and kind != "tool":
+        chosen = [t for t in tools if t.get("name") == directives["call"]][:1]
+    elif kind == "tool":
         named = next((t for t in tools if t.get("name") == choice["name"]), None)
         if named is None:  # a server tool was forced
             return []
@@ -875,11 +992,13 @@ def _tool_calls(prompt: Prompt, directives: dict[str, int]) -> list[dict[str, An
     return calls
 
 
-def _reply_text(prompt: Prompt, directives: dict[str, int]) -> str:
+def _reply_text(prompt: Prompt, directives: dict[str, Any]) -> str:
     if "words" in directives:
         return lorem(min(directives["words"], prompt.max_tokens))
     if directives.get("refusal"):
         return REFUSAL_TEXT
+    if prompt.output_schema is not None:
+        return orjson.dumps(example_input({"input_schema": prompt.output_schema})).decode()
     if prompt.tool_results is not None:
         return "Tool results received: " + "; ".join(prompt.tool_results)
     said = _said(prompt)
@@ -938,7 +1057,7 @@ def _output_words(blocks: list[dict[str, Any]]) -> int:
     return max(1, total)
 
 
-def build_reply(prompt: Prompt, directives: dict[str, int]) -> Reply:
+def build_reply(prompt: Prompt, directives: dict[str, Any]) -> Reply:
     blocks: list[dict[str, Any]] = []
     if prompt.thinking:
         blocks.append({"type": "thinking", "thinking": THINKING_TEXT, "signature": THINKING_SIGNATURE})
@@ -1233,7 +1352,7 @@ class FakeAnthropic(RequestLogControl):
         request_id: str,
         prompt: Prompt,
         reply: Reply,
-        directives: dict[str, int],
+        directives: dict[str, Any],
         entry: Entry | None,
     ) -> web.StreamResponse:
         failing = bool(directives.get("midstream_error"))

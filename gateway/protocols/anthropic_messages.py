@@ -10,7 +10,8 @@ shown as the catalog name. Deeper validation (block fields, thinking rules) is t
 - Fields: every top-level field but `model` and `stream` is forwarded, so fields the API gains
   (`output_config`, `container`, `inference_geo`, ...) work without a gateway release; an unknown
   one gets the upstream's own 400. The fields the gateway reads are type-checked here.
-- `anthropic-beta` flags reach the upstream only if the operator allows them (the API decides which).
+- `anthropic-beta` flags reach the upstream as sent unless the operator blocks one (the API checks);
+  a provider that is not Anthropic drops them (it has no such header).
 - `max_tokens` is required, as it is upstream (the OpenAI codecs fill in the catalog default instead).
 - Nothing is stored server-side: native clients send their whole history with every request.
 - Streams keep Anthropic's grammar: each event is relayed with its `event:` line equal to its `type`,
@@ -48,7 +49,7 @@ _ERROR_TYPES = {
 
 
 def decode_request(body: Any, *, request_id: str | None = None, betas: tuple[str, ...] = ()) -> InternalRequest:
-    """Check a Messages body and pass it through; `betas` are the request's operator-allowed beta flags."""
+    """Check a Messages body and pass it through; `betas` are the request's beta flags."""
     body = _checked(body)
     max_tokens = body.get("max_tokens")
     if max_tokens is None:

@@ -3,8 +3,9 @@
 A provider has `async create(body, *, betas) -> dict` (an Anthropic Message), `stream(body, *, betas)`,
 an async context manager yielding lists of Anthropic stream-event dicts (the events that arrived
 together, so they can be relayed in one write), and `async count_tokens(body, *, betas) -> int`; `betas`
-are Anthropic beta flags the operator allows (other providers ignore them). Failures are raised as
-core.GatewayError with the status the client should see. Adding a provider is one module plus one line in PROVIDERS.
+are the client's Anthropic beta flags less those the operator blocks; providers that are not
+Anthropic drop them, and the body fields those betas govern, since their APIs have no equivalent.
+Failures are raised as core.GatewayError with the status the client should see. Adding a provider is one module plus one line in PROVIDERS.
 """
 
 from __future__ import annotations

@@ -23,7 +23,9 @@ Where the two APIs do not line up:
 - `thinking`/`redacted_thinking` blocks are dropped: these servers cannot verify Anthropic signatures.
   The `thinking` setting is dropped too: whether and how much these models reason is the model's own
   (DeepSeek's reasoner always does; OpenAI's `reasoning_effort` is rejected by non-reasoning models).
-  `top_k` and `service_tier` have no OpenAI equivalent and are dropped.
+  `top_k` and `service_tier` have no OpenAI equivalent and are dropped, and so are Anthropic's beta flags
+  (`betas`) and the beta fields a native client sends with them (`context_management`, `output_config`,
+  `cache_control` and the like): the request is rebuilt from the fields listed here.
 - `max_tokens` is sent as `max_tokens`, not `max_completion_tokens`: most compatible servers (DeepSeek,
   Moonshot, Ollama, older vLLM) only know that one. OpenAI's reasoning models (o-series) reject it.
 - Streams ask for `stream_options.include_usage`, so that the usage chunk arrives after finish_reason.
