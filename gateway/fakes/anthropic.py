@@ -979,7 +979,9 @@ def stream_events(message_id: str, prompt: Prompt, reply: Reply) -> Iterator[byt
         {
             "type": "message_delta",
             "delta": {"stop_reason": reply.stop_reason, "stop_sequence": reply.stop_sequence},
-            "usage": {"output_tokens": reply.usage["output_tokens"]},
+            # Cumulative, all four counters, as the real API sends today: clients (LangChain) read the
+            # input counts from here rather than from message_start.
+            "usage": reply.usage,
         }
     )
     yield MESSAGE_STOP_EVENT

@@ -1,0 +1,217 @@
+"""Agent libraries, unchanged, against the gateway and the fake upstream (issue 12).
+
+The OpenAI Agents SDK (Responses and Chat Completions models) and LangChain (`langchain-openai`,
+`langchain-anthropic`) are pointed at the gateway with an `sk_cdx_` key and driven as their users do:
+a plain call, a stream, a function-tool round trip (the fake's `[[fake:tool]]` directive makes it call
+the first declared tool) and structured output. Each test checks what the library hands back and the
+usage rows written for the key against the fake's request log: one `ok` row per upstream request, with
+the tokens the fake reported for that request body (recomputed with the fake's own functions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+from pydantic import BaseModel
+
+from billing.models import UsageEvent
+from gateway.fakes.anthropic import build_reply, parse_directives, parse_request
+
+from .test_chat_e2e import marker
+
+pytestmark = pytest.mark.e2e
+
+HAIKU = "claude-haiku-4-5"
+
+
+class Weather(BaseModel):
+    city: str
+    temperature: int
+
+
+def get_weather(city: str) -> str:
+    """Weather for a city."""
+    return f"sunny in {city}"
+
+
+def fake_usage(body: dict) -> tuple[int, int]:
+    """(input_tokens, output_tokens) the fake answered `body` with (its answers are deterministic)."""
+    prompt = parse_request(body)
+    usage = build_reply(prompt, parse_directives(prompt.directive_text)).usage
+    return usage["input_tokens"], usage["output_tokens"]
+
+
+def check_metered(fake_upstream: str, persona, tag: str, db_access, *, requests: int, stream: bool) -> list[dict]:
+    """The fake got `requests` requests mentioning `tag`, all answered, each metered once for the key as
+    `ok` with the tokens the fake reported. Returns the upstream request bodies, oldest first."""
+    deadline = time.monotonic() + 5
+    while True:
+        entries = [e for e in httpx.get(f"{fake_upstream}/_fake/requests").json() if tag in str(e["body"])]
+        rows = list(UsageEvent.objects.filter(api_key=persona.api_key).order_by("created_at", "id"))
+        finished = all(e["outcome"] != "in_progress" for e in entries)
+        if (len(entries) >= requests and finished and len(rows) >= requests) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert [(e["outcome"], e["status"], e["stream"]) for e in entries] == [("completed", 200, stream)] * requests
+    assert [(r.status, r.http_status, r.stream) for r in rows] == [("ok", 200, stream)] * requests
+    assert [(r.input_tokens, r.output_tokens) for r in rows] == [fake_usage(e["body"]) for e in entries]
+    return [e["body"] for e in entries]
+
+
+# --------------------------------------------------------------------------------------------------
+# OpenAI Agents SDK
+# --------------------------------------------------------------------------------------------------
+
+try:
+    import agents
+except ImportError:  # the `test` extra installs it; without it these tests say so instead of passing
+    agents = None
+
+
+@pytest.fixture(params=["responses", "chat_completions"])
+def agent_model(request, gateway, persona):
+    """An Agents SDK model of either kind, on an AsyncOpenAI client pointed at the gateway's /v1."""
+    import openai
+
+    if agents is None:
+        pytest.skip("openai-agents is not installed (the `test` extra)")
+    agents.set_tracing_disabled(True)  # the trace exporter would call OpenAI's own servers
+    client = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key=persona.key, max_retries=0)
+    if request.param == "responses":
+        return agents.OpenAIResponsesModel(model=HAIKU, openai_client=client)
+    return agents.OpenAIChatCompletionsModel(model=HAIKU, openai_client=client)
+
+
+def run_agent(agent, text: str):
+    return asyncio.run(agents.Runner.run(agent, text))
+
+
+def test_agents_sdk_plain_run(agent_model, fake_upstream, persona, db_access):
+    tag = marker()
+    agent = agents.Agent(name="assistant", instructions="Be brief.", model=agent_model)
+    result = run_agent(agent, f"Hi {tag}")
+    assert result.final_output == f"Hello from the fake upstream. You said: Hi {tag}"
+    [body] = check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=False)
+    assert body["system"] == "Be brief." or body["system"][0]["text"] == "Be brief."
+    [response] = result.raw_responses
+    assert (response.usage.input_tokens, response.usage.output_tokens) == fake_usage(body)
+
+
+def test_agents_sdk_streamed_run(agent_model, fake_upstream, persona, db_access):
+    from openai.types.responses import ResponseTextDeltaEvent
+
+    tag = marker()
+    # Usage in a Chat Completions stream is opt-in on a base_url other than OpenAI's.
+    agent = agents.Agent(name="assistant", model=agent_model, model_settings=agents.ModelSettings(include_usage=True))
+
+    async def run():
+        result = agents.Runner.run_streamed(agent, f"[[fake:words=30]] {tag}")
+        deltas = [event.data.delta async for event in result.stream_events()
+                  if event.type == "raw_response_event" and isinstance(event.data, ResponseTextDeltaEvent)]
+        return result, deltas
+
+    result, deltas = asyncio.run(run())
+    assert len(deltas) > 1 and "".join(deltas) == result.final_output and len(result.final_output.split()) == 30
+    [body] = check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=True)
+    [response] = result.raw_responses
+    assert (response.usage.input_tokens, response.usage.output_tokens) == fake_usage(body)
+
+
+def test_agents_sdk_function_tool_round_trip(agent_model, fake_upstream, persona, db_access):
+    calls = []
+
+    @agents.function_tool
+    def weather(city: str) -> str:
+        """Weather for a city."""
+        calls.append(city)
+        return get_weather(city)
+
+    tag = marker()
+    agent = agents.Agent(name="assistant", model=agent_model, tools=[weather])
+    result = run_agent(agent, f"[[fake:tool]] weather please {tag}")
+    assert calls == ["example"]
+    assert result.final_output == "Tool results received: sunny in example"
+    call = next(item.raw_item for item in result.new_items if item.type == "tool_call_item")
+    name = call.name if hasattr(call, "name") else call.function.name
+    assert name == "weather"
+    first, second = check_metered(fake_upstream, persona, tag, db_access, requests=2, stream=False)
+    assert [t["name"] for t in first["tools"]] == ["weather"]
+    tool_use = second["messages"][1]["content"][-1]
+    assert (tool_use["type"], tool_use["name"], tool_use["input"]) == ("tool_use", "weather", {"city": "example"})
+    result_block = second["messages"][2]["content"][0]
+    assert result_block["type"] == "tool_result" and result_block["tool_use_id"] == tool_use["id"]
+
+
+def test_agents_sdk_structured_output(agent_model, fake_upstream, persona, db_access):
+    tag = marker()
+    agent = agents.Agent(name="assistant", model=agent_model, output_type=Weather)
+    result = run_agent(agent, f"weather as JSON {tag}")
+    assert result.final_output == Weather(city="example", temperature=1)
+    check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# LangChain
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+def chat_model(request, gateway, persona):
+    """A LangChain chat model of either provider package, pointed at the gateway."""
+    if request.param == "openai":
+        langchain_openai = pytest.importorskip("langchain_openai", reason="langchain-openai is not installed")
+        return langchain_openai.ChatOpenAI(model=HAIKU, base_url=f"{gateway}/v1", api_key=persona.key,
+                                           max_retries=0)
+    langchain_anthropic = pytest.importorskip("langchain_anthropic", reason="langchain-anthropic is not installed")
+    return langchain_anthropic.ChatAnthropic(model=HAIKU, base_url=f"{gateway}/anthropic", api_key=persona.key,
+                                             max_retries=0)
+
+
+def test_langchain_invoke(chat_model, fake_upstream, persona, db_access):
+    tag = marker()
+    message = chat_model.invoke([("system", "Be brief."), ("human", f"Hi {tag}")])
+    assert message.content == f"Hello from the fake upstream. You said: Hi {tag}"
+    [body] = check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=False)
+    usage = message.usage_metadata
+    assert (usage["input_tokens"], usage["output_tokens"]) == fake_usage(body)
+
+
+def test_langchain_stream(chat_model, fake_upstream, persona, db_access):
+    tag = marker()
+    # Usage in a stream is opt-in for ChatOpenAI on a base_url of its own.
+    chunks = list(chat_model.stream(f"[[fake:words=30]] {tag}", stream_usage=True))
+    text = "".join(chunk.text for chunk in chunks)
+    assert len([c for c in chunks if c.text]) > 1 and len(text.split()) == 30
+    [body] = check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=True)
+    usage = sum(chunks[1:], chunks[0]).usage_metadata
+    assert (usage["input_tokens"], usage["output_tokens"]) == fake_usage(body)
+
+
+def test_langchain_tool_round_trip(chat_model, fake_upstream, persona, db_access):
+    from langchain_core.messages import HumanMessage, ToolMessage
+    from langchain_core.tools import tool
+
+    weather = tool(get_weather)
+    model = chat_model.bind_tools([weather])
+    tag = marker()
+    history = [HumanMessage(f"[[fake:tool]] weather please {tag}")]
+    called = model.invoke(history)
+    [call] = called.tool_calls
+    assert (call["name"], call["args"]) == ("get_weather", {"city": "example"})
+    history += [called, ToolMessage(weather.invoke(call["args"]), tool_call_id=call["id"])]
+    answer = model.invoke(history)
+    assert answer.text == "Tool results received: sunny in example" and not answer.tool_calls
+    first, second = check_metered(fake_upstream, persona, tag, db_access, requests=2, stream=False)
+    assert [t["name"] for t in first["tools"]] == ["get_weather"]
+    result_block = second["messages"][2]["content"][0]
+    assert result_block["type"] == "tool_result" and result_block["tool_use_id"] == call["id"]
+
+
+def test_langchain_structured_output(chat_model, fake_upstream, persona, db_access):
+    tag = marker()
+    weather = chat_model.with_structured_output(Weather).invoke(f"weather as JSON {tag}")
+    assert weather == Weather(city="example", temperature=1)
+    check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=False)
