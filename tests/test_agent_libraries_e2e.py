@@ -11,6 +11,7 @@ the tokens the fake reported for that request body (recomputed with the fake's o
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
@@ -72,55 +73,54 @@ except ImportError:  # the `test` extra installs it; without it these tests say 
 
 
 @pytest.fixture(params=["responses", "chat_completions"])
-def agent_model(request, gateway, persona):
-    """An Agents SDK model of either kind, on an AsyncOpenAI client pointed at the gateway's /v1."""
+def run_agent(request, gateway, persona):
+    """Runs an Agents SDK agent on the gateway: `run_agent(text, stream=False, **agent_fields)` builds
+    the Agent with a model of either kind on an AsyncOpenAI client pointed at /v1, runs it in a loop of
+    its own (the client closed before the loop) and returns the run result and, streamed, the text deltas."""
     import openai
 
     if agents is None:
         pytest.skip("openai-agents is not installed (the `test` extra)")
     agents.set_tracing_disabled(True)  # the trace exporter would call OpenAI's own servers
-    client = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key=persona.key, max_retries=0)
-    if request.param == "responses":
-        return agents.OpenAIResponsesModel(model=HAIKU, openai_client=client)
-    return agents.OpenAIChatCompletionsModel(model=HAIKU, openai_client=client)
+    model_class = agents.OpenAIResponsesModel if request.param == "responses" else agents.OpenAIChatCompletionsModel
+
+    async def run(text: str, stream: bool, fields: dict):
+        async with openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key=persona.key, max_retries=0) as client:
+            agent = agents.Agent(name="assistant", model=model_class(model=HAIKU, openai_client=client), **fields)
+            if not stream:
+                return await agents.Runner.run(agent, text), []
+            result = agents.Runner.run_streamed(agent, text)
+            deltas = [event.data.delta async for event in result.stream_events()
+                      if event.type == "raw_response_event" and event.data.type == "response.output_text.delta"]
+            return result, deltas
+
+    return lambda text, stream=False, **fields: asyncio.run(run(text, stream, fields))
 
 
-def run_agent(agent, text: str):
-    return asyncio.run(agents.Runner.run(agent, text))
+def reported_usage(result) -> list[tuple[int, int]]:
+    return [(response.usage.input_tokens, response.usage.output_tokens) for response in result.raw_responses]
 
 
-def test_agents_sdk_plain_run(agent_model, fake_upstream, persona, db_access):
+def test_agents_sdk_plain_run(run_agent, fake_upstream, persona, db_access):
     tag = marker()
-    agent = agents.Agent(name="assistant", instructions="Be brief.", model=agent_model)
-    result = run_agent(agent, f"Hi {tag}")
+    result, _ = run_agent(f"Hi {tag}", instructions="Be brief.")
     assert result.final_output == f"Hello from the fake upstream. You said: Hi {tag}"
     [body] = check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=False)
-    assert body["system"] == "Be brief." or body["system"][0]["text"] == "Be brief."
-    [response] = result.raw_responses
-    assert (response.usage.input_tokens, response.usage.output_tokens) == fake_usage(body)
+    assert body["system"] in ("Be brief.", [{"type": "text", "text": "Be brief."}])
+    assert reported_usage(result) == [fake_usage(body)]
 
 
-def test_agents_sdk_streamed_run(agent_model, fake_upstream, persona, db_access):
-    from openai.types.responses import ResponseTextDeltaEvent
-
+def test_agents_sdk_streamed_run(run_agent, fake_upstream, persona, db_access):
     tag = marker()
     # Usage in a Chat Completions stream is opt-in on a base_url other than OpenAI's.
-    agent = agents.Agent(name="assistant", model=agent_model, model_settings=agents.ModelSettings(include_usage=True))
-
-    async def run():
-        result = agents.Runner.run_streamed(agent, f"[[fake:words=30]] {tag}")
-        deltas = [event.data.delta async for event in result.stream_events()
-                  if event.type == "raw_response_event" and isinstance(event.data, ResponseTextDeltaEvent)]
-        return result, deltas
-
-    result, deltas = asyncio.run(run())
+    result, deltas = run_agent(f"[[fake:words=30]] {tag}", stream=True,
+                               model_settings=agents.ModelSettings(include_usage=True))
     assert len(deltas) > 1 and "".join(deltas) == result.final_output and len(result.final_output.split()) == 30
     [body] = check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=True)
-    [response] = result.raw_responses
-    assert (response.usage.input_tokens, response.usage.output_tokens) == fake_usage(body)
+    assert reported_usage(result) == [fake_usage(body)]
 
 
-def test_agents_sdk_function_tool_round_trip(agent_model, fake_upstream, persona, db_access):
+def test_agents_sdk_function_tool_round_trip(run_agent, fake_upstream, persona, db_access):
     calls = []
 
     @agents.function_tool
@@ -130,27 +130,26 @@ def test_agents_sdk_function_tool_round_trip(agent_model, fake_upstream, persona
         return get_weather(city)
 
     tag = marker()
-    agent = agents.Agent(name="assistant", model=agent_model, tools=[weather])
-    result = run_agent(agent, f"[[fake:tool]] weather please {tag}")
+    result, _ = run_agent(f"[[fake:tool]] weather please {tag}", tools=[weather])
     assert calls == ["example"]
     assert result.final_output == "Tool results received: sunny in example"
-    call = next(item.raw_item for item in result.new_items if item.type == "tool_call_item")
-    name = call.name if hasattr(call, "name") else call.function.name
-    assert name == "weather"
+    [call] = [item.raw_item for item in result.new_items if item.type == "tool_call_item"]
+    assert (call.name, json.loads(call.arguments)) == ("weather", {"city": "example"})
     first, second = check_metered(fake_upstream, persona, tag, db_access, requests=2, stream=False)
     assert [t["name"] for t in first["tools"]] == ["weather"]
     tool_use = second["messages"][1]["content"][-1]
     assert (tool_use["type"], tool_use["name"], tool_use["input"]) == ("tool_use", "weather", {"city": "example"})
     result_block = second["messages"][2]["content"][0]
     assert result_block["type"] == "tool_result" and result_block["tool_use_id"] == tool_use["id"]
+    assert reported_usage(result) == [fake_usage(first), fake_usage(second)]
 
 
-def test_agents_sdk_structured_output(agent_model, fake_upstream, persona, db_access):
+def test_agents_sdk_structured_output(run_agent, fake_upstream, persona, db_access):
     tag = marker()
-    agent = agents.Agent(name="assistant", model=agent_model, output_type=Weather)
-    result = run_agent(agent, f"weather as JSON {tag}")
+    result, _ = run_agent(f"weather as JSON {tag}", output_type=Weather)
     assert result.final_output == Weather(city="example", temperature=1)
-    check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=False)
+    [body] = check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=False)
+    assert reported_usage(result) == [fake_usage(body)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -158,22 +157,24 @@ def test_agents_sdk_structured_output(agent_model, fake_upstream, persona, db_ac
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["openai", "anthropic"])
+@pytest.fixture(params=["openai", "openai_responses", "anthropic", "anthropic_root"])
 def chat_model(request, gateway, persona):
-    """A LangChain chat model of either provider package, pointed at the gateway."""
-    if request.param == "openai":
+    """A LangChain chat model pointed at the gateway: ChatOpenAI on Chat Completions or (as it switches
+    to for some features) the Responses API; ChatAnthropic at /anthropic or at the root."""
+    if request.param.startswith("openai"):
         langchain_openai = pytest.importorskip("langchain_openai", reason="langchain-openai is not installed")
-        return langchain_openai.ChatOpenAI(model=HAIKU, base_url=f"{gateway}/v1", api_key=persona.key,
-                                           max_retries=0)
+        # stream_usage: usage in a stream is opt-in for ChatOpenAI on a base_url of its own.
+        return langchain_openai.ChatOpenAI(model=HAIKU, base_url=f"{gateway}/v1", api_key=persona.key, max_retries=0,
+                                           stream_usage=True, use_responses_api=request.param == "openai_responses")
     langchain_anthropic = pytest.importorskip("langchain_anthropic", reason="langchain-anthropic is not installed")
-    return langchain_anthropic.ChatAnthropic(model=HAIKU, base_url=f"{gateway}/anthropic", api_key=persona.key,
-                                             max_retries=0)
+    base_url = gateway if request.param == "anthropic_root" else f"{gateway}/anthropic"
+    return langchain_anthropic.ChatAnthropic(model=HAIKU, base_url=base_url, api_key=persona.key, max_retries=0)
 
 
 def test_langchain_invoke(chat_model, fake_upstream, persona, db_access):
     tag = marker()
     message = chat_model.invoke([("system", "Be brief."), ("human", f"Hi {tag}")])
-    assert message.content == f"Hello from the fake upstream. You said: Hi {tag}"
+    assert message.text == f"Hello from the fake upstream. You said: Hi {tag}"
     [body] = check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=False)
     usage = message.usage_metadata
     assert (usage["input_tokens"], usage["output_tokens"]) == fake_usage(body)
@@ -181,8 +182,7 @@ def test_langchain_invoke(chat_model, fake_upstream, persona, db_access):
 
 def test_langchain_stream(chat_model, fake_upstream, persona, db_access):
     tag = marker()
-    # Usage in a stream is opt-in for ChatOpenAI on a base_url of its own.
-    chunks = list(chat_model.stream(f"[[fake:words=30]] {tag}", stream_usage=True))
+    chunks = list(chat_model.stream(f"[[fake:words=30]] {tag}"))
     text = "".join(chunk.text for chunk in chunks)
     assert len([c for c in chunks if c.text]) > 1 and len(text.split()) == 30
     [body] = check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=True)
