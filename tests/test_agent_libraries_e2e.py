@@ -210,8 +210,9 @@ def test_langchain_tool_round_trip(chat_model, fake_upstream, persona, db_access
     assert result_block["type"] == "tool_result" and result_block["tool_use_id"] == call["id"]
 
 
-def test_langchain_structured_output(chat_model, fake_upstream, persona, db_access):
+@pytest.mark.parametrize("method", ["function_calling", "json_schema"])
+def test_langchain_structured_output(chat_model, method, fake_upstream, persona, db_access):
     tag = marker()
-    weather = chat_model.with_structured_output(Weather).invoke(f"weather as JSON {tag}")
+    weather = chat_model.with_structured_output(Weather, method=method).invoke(f"weather as JSON {tag}")
     assert weather == Weather(city="example", temperature=1)
     check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=False)

@@ -237,6 +237,15 @@ def test_words_cut_at_max_tokens(client):
     assert len(message.content[0].text.split()) == 50 == message.usage.output_tokens
 
 
+def test_structured_output_answers_json_built_from_the_schema(client):
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+              "required": ["city", "days"], "additionalProperties": False}
+    message = client.messages.create(**body("weather?", output_config={"format": {"type": "json_schema",
+                                                                                  "schema": schema}}))
+    assert json.loads(message.content[0].text) == {"city": "example", "days": 1}
+    assert message.stop_reason == "end_turn"
+
+
 def test_stop_sequence_refusal_and_cache(client):
     message = client.messages.create(**body("[[fake:stop_sequence]]", stop_sequences=["END", "STOP"]))
     assert message.stop_reason == "stop_sequence" and message.stop_sequence == "END"

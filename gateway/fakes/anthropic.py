@@ -35,6 +35,8 @@ input JSON, and the compact JSON of each tool definition; count_tokens returns t
 compact input JSON), at least 1. The default reply is ``Hello from the fake upstream. You said: <first
 60 chars of the last user text>`` (directive tags removed, whitespace collapsed); when the last user
 message carries tool_result blocks it is ``Tool results received: <result texts joined by "; ">``.
+With ``output_config.format`` of type ``json_schema`` (structured outputs) the reply is instead the
+compact JSON of a value built from the schema the way tool inputs are (see below).
 Text longer than ``max_tokens`` words is cut with stop_reason ``max_tokens``. With thinking enabled
 (or adaptive) the reply starts with a fixed thinking block and a deterministic signature.
 
@@ -292,6 +294,7 @@ class Prompt:
     user_text: str  # top-level text of the last user message
     directive_text: str  # all text of the last user message, tool_result contents included
     tool_results: list[str] | None  # texts of the last user message's tool_result blocks, if any
+    output_schema: dict[str, Any] | None  # output_config.format's JSON schema, if structured
 
 
 def _is_number(value: Any) -> bool:
@@ -697,6 +700,13 @@ def _check_sampling(body: dict[str, Any]) -> None:
         raise invalid("service_tier: Input should be 'auto' or 'standard_only'")
 
 
+def _output_schema(output_config: Any) -> dict[str, Any] | None:
+    fmt = output_config.get("format") if isinstance(output_config, dict) else None
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema" and isinstance(fmt.get("schema"), dict):
+        return fmt["schema"]
+    return None
+
+
 def parse_request(body: Any, *, count_only: bool = False) -> Prompt:
     """Validate a Messages (or count_tokens) body like the real API; raises ApiError."""
     if not isinstance(body, dict):
@@ -771,6 +781,7 @@ def parse_request(body: Any, *, count_only: bool = False) -> Prompt:
         user_text=user_text,
         directive_text=directive_text,
         tool_results=tool_results,
+        output_schema=_output_schema(body.get("output_config")),
     )
 
 
@@ -848,6 +859,10 @@ def _reply_text(prompt: Prompt, directives: dict[str, int]) -> str:
         return lorem(min(directives["words"], prompt.max_tokens))
     if directives.get("refusal"):
         return REFUSAL_TEXT
+    if prompt.output_schema is not None:
+        schema = prompt.output_schema
+        value = example_input({"input_schema": schema}) if schema.get("properties") else example_value(schema)
+        return orjson.dumps(value).decode()
     if prompt.tool_results is not None:
         return "Tool results received: " + "; ".join(prompt.tool_results)
     said = prompt.user_text
