@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from billing.models import UsageEvent
 from gateway.fakes.anthropic import build_reply, parse_directives, parse_request
 
-from .test_chat_e2e import marker
+from .test_chat_e2e import marker, upstream_request
 
 pytestmark = pytest.mark.e2e
 
@@ -226,3 +226,15 @@ def test_langchain_structured_output(chat_model, method, fake_upstream, persona,
     assert out["parsed"] == Weather(city="example", temperature=1) and out["parsing_error"] is None
     [body] = check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=False)
     assert token_counts(out["raw"]) == fake_usage(body)
+
+
+@pytest.mark.xfail(strict=True, reason="anthropic-beta flags the operator did not allow are refused with a 400 "
+                   "today; forwarding every flag is another change of issue 12")
+def test_langchain_anthropic_betas_reach_the_upstream(gateway, fake_upstream, persona, db_access):
+    langchain_anthropic = pytest.importorskip("langchain_anthropic", reason="langchain-anthropic is not installed")
+    model = langchain_anthropic.ChatAnthropic(model=HAIKU, base_url=f"{gateway}/anthropic", api_key=persona.key,
+                                              max_retries=0, betas=["context-1m-2025-08-07"])
+    tag = marker()
+    assert model.invoke(f"Hi {tag}").text == f"Hello from the fake upstream. You said: Hi {tag}"
+    check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=False)
+    assert upstream_request(fake_upstream, tag)["headers"]["anthropic-beta"] == "context-1m-2025-08-07"
