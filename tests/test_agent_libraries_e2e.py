@@ -45,9 +45,10 @@ def fake_usage(body: dict) -> tuple[int, int]:
     return usage["input_tokens"], usage["output_tokens"]
 
 
-def check_metered(fake_upstream: str, persona, tag: str, db_access, *, requests: int, stream: bool) -> list[dict]:
+def check_metered(fake_upstream: str, persona, tag: str, *, requests: int, stream: bool) -> list[dict]:
     """The fake got `requests` requests mentioning `tag`, all answered, each metered once for the key as
-    `ok` with the tokens the fake reported. Returns the upstream request bodies, oldest first."""
+    `ok` with the tokens the fake reported (reads the database: the test needs `db_access`). Returns the
+    upstream request bodies, oldest first."""
     deadline = time.monotonic() + 5
     while True:
         entries = [e for e in httpx.get(f"{fake_upstream}/_fake/requests").json() if tag in str(e["body"])]
@@ -79,7 +80,7 @@ def check_tool_turns(first: dict, second: dict, name: str, arguments: dict) -> s
 
 try:
     import agents
-except ImportError:  # the `test` extra installs it; without it these tests say so instead of passing
+except ModuleNotFoundError:  # the `test` extra installs it; without it these tests say so instead of passing
     agents = None
 
 
@@ -116,7 +117,7 @@ def test_agents_sdk_plain_run(run_agent, fake_upstream, persona, db_access):
     tag = marker()
     result, _ = run_agent(f"Hi {tag}", instructions="Be brief.")
     assert result.final_output == f"Hello from the fake upstream. You said: Hi {tag}"
-    [body] = check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=False)
+    [body] = check_metered(fake_upstream, persona, tag, requests=1, stream=False)
     assert "Be brief." in str(body["system"])
     assert reported_usage(result) == [fake_usage(body)]
 
@@ -127,7 +128,7 @@ def test_agents_sdk_streamed_run(run_agent, fake_upstream, persona, db_access):
     result, deltas = run_agent(f"[[fake:words=30]] {tag}", stream=True,
                                model_settings=agents.ModelSettings(include_usage=True))
     assert len(deltas) > 1 and "".join(deltas) == result.final_output and len(result.final_output.split()) == 30
-    [body] = check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=True)
+    [body] = check_metered(fake_upstream, persona, tag, requests=1, stream=True)
     assert reported_usage(result) == [fake_usage(body)]
 
 
@@ -146,7 +147,7 @@ def test_agents_sdk_function_tool_round_trip(run_agent, fake_upstream, persona, 
     assert result.final_output == "Tool results received: sunny in example"
     [call] = [item.raw_item for item in result.new_items if item.type == "tool_call_item"]
     assert (call.name, json.loads(call.arguments)) == ("weather", {"city": "example"})
-    first, second = check_metered(fake_upstream, persona, tag, db_access, requests=2, stream=False)
+    first, second = check_metered(fake_upstream, persona, tag, requests=2, stream=False)
     assert check_tool_turns(first, second, "weather", {"city": "example"}) == call.call_id
     assert reported_usage(result) == [fake_usage(first), fake_usage(second)]
 
@@ -155,7 +156,7 @@ def test_agents_sdk_structured_output(run_agent, fake_upstream, persona, db_acce
     tag = marker()
     result, _ = run_agent(f"weather as JSON {tag}", output_type=Weather)
     assert result.final_output == Weather(city="example", temperature=1)
-    [body] = check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=False)
+    [body] = check_metered(fake_upstream, persona, tag, requests=1, stream=False)
     assert reported_usage(result) == [fake_usage(body)]
 
 
@@ -186,7 +187,7 @@ def test_langchain_invoke(chat_model, fake_upstream, persona, db_access):
     tag = marker()
     message = chat_model.invoke([("system", "Be brief."), ("human", f"Hi {tag}")])
     assert message.text == f"Hello from the fake upstream. You said: Hi {tag}"
-    [body] = check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=False)
+    [body] = check_metered(fake_upstream, persona, tag, requests=1, stream=False)
     assert "Be brief." in str(body["system"])
     assert token_counts(message) == fake_usage(body)
 
@@ -196,7 +197,7 @@ def test_langchain_stream(chat_model, fake_upstream, persona, db_access):
     chunks = list(chat_model.stream(f"[[fake:words=30]] {tag}"))
     text = "".join(chunk.text for chunk in chunks)
     assert len([c for c in chunks if c.text]) > 1 and len(text.split()) == 30
-    [body] = check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=True)
+    [body] = check_metered(fake_upstream, persona, tag, requests=1, stream=True)
     assert token_counts(sum(chunks[1:], chunks[0])) == fake_usage(body)
 
 
@@ -214,7 +215,7 @@ def test_langchain_tool_round_trip(chat_model, fake_upstream, persona, db_access
     history += [called, ToolMessage(weather.invoke(call["args"]), tool_call_id=call["id"])]
     answer = model.invoke(history)
     assert answer.text == "Tool results received: sunny in example" and not answer.tool_calls
-    first, second = check_metered(fake_upstream, persona, tag, db_access, requests=2, stream=False)
+    first, second = check_metered(fake_upstream, persona, tag, requests=2, stream=False)
     assert check_tool_turns(first, second, "get_weather", {"city": "example"}) == call["id"]
     assert [token_counts(message) for message in (called, answer)] == [fake_usage(first), fake_usage(second)]
 
@@ -224,7 +225,7 @@ def test_langchain_structured_output(chat_model, method, fake_upstream, persona,
     tag = marker()
     out = chat_model.with_structured_output(Weather, method=method, include_raw=True).invoke(f"weather as JSON {tag}")
     assert out["parsed"] == Weather(city="example", temperature=1) and out["parsing_error"] is None
-    [body] = check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=False)
+    [body] = check_metered(fake_upstream, persona, tag, requests=1, stream=False)
     assert token_counts(out["raw"]) == fake_usage(body)
 
 
@@ -236,5 +237,5 @@ def test_langchain_anthropic_betas_reach_the_upstream(gateway, fake_upstream, pe
                                               max_retries=0, betas=["context-1m-2025-08-07"])
     tag = marker()
     assert model.invoke(f"Hi {tag}").text == f"Hello from the fake upstream. You said: Hi {tag}"
-    check_metered(fake_upstream, persona, tag, db_access, requests=1, stream=False)
+    check_metered(fake_upstream, persona, tag, requests=1, stream=False)
     assert upstream_request(fake_upstream, tag)["headers"]["anthropic-beta"] == "context-1m-2025-08-07"
