@@ -196,7 +196,7 @@ def test_stream_grammar_on_raw_bytes(fake):
 
     plain = post(fake, {**payload, "stream": False}).json()
     assert plain["content"] == blocks
-    assert delta["usage"] == {"output_tokens": plain["usage"]["output_tokens"]}
+    assert delta["usage"] == plain["usage"]
     assert events[0][1]["message"]["usage"]["input_tokens"] == plain["usage"]["input_tokens"]
 
 
@@ -235,6 +235,15 @@ def test_words_cut_at_max_tokens(client):
     message = client.messages.create(**body("[[fake:words=500]]", max_tokens=50))
     assert message.stop_reason == "max_tokens"
     assert len(message.content[0].text.split()) == 50 == message.usage.output_tokens
+
+
+def test_structured_output_answers_json_built_from_the_schema(client):
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+              "required": ["city", "days"], "additionalProperties": False}
+    message = client.messages.create(**body("weather?", output_config={"format": {"type": "json_schema",
+                                                                                  "schema": schema}}))
+    assert json.loads(message.content[0].text) == {"city": "example", "days": 1}
+    assert message.stop_reason == "end_turn"
 
 
 def test_stop_sequence_refusal_and_cache(client):

@@ -35,10 +35,10 @@ input JSON, and the compact JSON of each tool definition; count_tokens returns t
 compact input JSON), at least 1. The default reply is ``Hello from the fake upstream. You said: <first
 60 chars of the last user text>`` (directive tags removed, whitespace collapsed); when the last user
 message carries tool_result blocks it is ``Tool results received: <result texts joined by "; ">``.
-With structured outputs (``output_config.format`` or ``output_format``) the text is instead the compact
-JSON of an object built from the schema like a tool input (below). Text longer than ``max_tokens``
-words is cut with stop_reason ``max_tokens``. With thinking enabled (or adaptive) the reply starts with
-a fixed thinking block and a deterministic signature.
+With structured outputs (``output_config.format`` or ``output_format`` of type ``json_schema``) the
+reply is instead the compact JSON of a value built from the schema the way tool inputs are (below).
+Text longer than ``max_tokens`` words is cut with stop_reason ``max_tokens``. With thinking enabled
+(or adaptive) the reply starts with a fixed thinking block and a deterministic signature.
 
 Directives
 ----------
@@ -820,6 +820,15 @@ def _check_sampling(body: dict[str, Any]) -> None:
         raise invalid("speed: Input should be 'standard' or 'fast'")
 
 
+def _output_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The structured-output schema: `output_config.format`, or the older beta's `output_format`."""
+    output_config = body.get("output_config")
+    fmt = (output_config.get("format") if isinstance(output_config, dict) else None) or body.get("output_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema" and isinstance(fmt.get("schema"), dict):
+        return fmt["schema"]
+    return None
+
+
 def parse_request(body: Any, *, count_only: bool = False) -> Prompt:
     """Validate a Messages (or count_tokens) body like the real API; raises ApiError."""
     if not isinstance(body, dict):
@@ -898,7 +907,7 @@ def parse_request(body: Any, *, count_only: bool = False) -> Prompt:
         user_text=user_text,
         directive_text=directive_text,
         tool_results=tool_results,
-        output_schema=((body.get("output_config") or {}).get("format") or body.get("output_format") or {}).get("schema"),
+        output_schema=_output_schema(body),
     )
 
 
@@ -998,7 +1007,9 @@ def _reply_text(prompt: Prompt, directives: dict[str, Any]) -> str:
     if directives.get("refusal"):
         return REFUSAL_TEXT
     if prompt.output_schema is not None:
-        return orjson.dumps(example_input({"input_schema": prompt.output_schema})).decode()
+        schema = prompt.output_schema
+        value = example_input({"input_schema": schema}) if schema.get("properties") else example_value(schema)
+        return orjson.dumps(value).decode()
     if prompt.tool_results is not None:
         return "Tool results received: " + "; ".join(prompt.tool_results)
     said = _said(prompt)
@@ -1178,17 +1189,12 @@ def stream_events(message_id: str, prompt: Prompt, reply: Reply) -> Iterator[byt
         {
             "type": "message_delta",
             "delta": {"stop_reason": reply.stop_reason, "stop_sequence": reply.stop_sequence},
-            "usage": _delta_usage(reply.usage),
+            # Cumulative, all four counters (and server tool counts), as the real API sends today:
+            # clients (LangChain) read the input counts from here rather than from message_start.
+            "usage": reply.usage,
         }
     )
     yield MESSAGE_STOP_EVENT
-
-
-def _delta_usage(usage: dict[str, Any]) -> dict[str, Any]:
-    """message_delta's usage: the output count, and the server tool counts once they are known."""
-    if "server_tool_use" in usage:
-        return {"output_tokens": usage["output_tokens"], "server_tool_use": usage["server_tool_use"]}
-    return {"output_tokens": usage["output_tokens"]}
 
 
 def midstream_error_events(message_id: str, prompt: Prompt, reply: Reply) -> Iterator[bytes]:
