@@ -151,6 +151,20 @@ def turns_write(turns: list[TurnRecord], now: datetime) -> None:
                 cursor.execute(sql, params)
 
 
+def turns_replay(turns: list[TurnRecord], now: datetime) -> None:
+    """Write turns from the spool (billing/spool.py) that are not written yet, each atomically.
+
+    A turn's first message seq was free when its lease was taken and the lease is still held (it ends
+    only when the turn is written), so a message at that seq means this very turn was written already.
+    """
+    for turn in turns:
+        with transaction.atomic():
+            if not turn.release_only and Message.objects.filter(conversation_id=turn.conversation_id,
+                                                                seq=turn.next_seq).exists():
+                continue
+            turns_write([turn], now)
+
+
 def request_logs_write(logs: list[dict], now: datetime) -> None:
     """Insert request logs (`request_id`, `tenant_id`, `request`, `response`), one statement."""
     statement = insert_sql(RequestLog, ("request_id", "tenant_id", "created_at", "request", "response"),
