@@ -63,6 +63,9 @@ def error_response(request, error: GatewayError, render: Renderer) -> HttpRespon
         response[name] = value
     if error.retry_after is not None:
         response["retry-after"] = str(error.retry_after)
+    if error.code == "database_unavailable":
+        # Counted in config.outage's one line per interval instead of Django's line per response.
+        response._has_been_logged = True
     return response
 
 
