@@ -177,6 +177,7 @@ class Outcome:
     retry_after: str | None = None
     code: str | None = None
     conversation_id: str | None = None
+    t: float = 0.0
 
 
 @dataclass
@@ -206,7 +207,8 @@ class Load:
         self.outcomes.append(Outcome(
             phase=phase, kind=kind, status=response.status_code, tag=tag, request_id=response.headers.get("request-id", ""),
             retry_after=response.headers.get("retry-after"), code=(error or {}).get("code"),
-            conversation_id=payload.get("conversation_id") if response.status_code == 200 else None))
+            conversation_id=payload.get("conversation_id") if response.status_code == 200 else None,
+            t=time.monotonic()))
         if kind == "new" and response.status_code == 200 and not self.settled:
             self.conversations.setdefault(n // 1000, []).append(payload["conversation_id"])
 
@@ -251,12 +253,14 @@ async def drive(load: Load, cluster: Cluster, fake: str, *, before: float, outag
     entries: dict[int, dict] = {}
     collector = asyncio.create_task(collect_upstream(fake, stop_upstream, entries))
     tasks = [asyncio.create_task(load.client(n, stop)) for n in range(CLIENTS)] + [asyncio.create_task(load.probe(stop))]
+    print("TIMES start", round(time.monotonic(), 2))
     await asyncio.sleep(before - 1)
     load.settled = True
     await asyncio.sleep(1)
     await asyncio.to_thread(cluster.stop)
     load.phase = "outage"
     stopped_at = time.monotonic()
+    print("TIMES stopped", round(stopped_at, 2))
     await asyncio.sleep(outage / 2)
     async with httpx.AsyncClient(base_url=load.gateway, timeout=10) as client:  # what needs the database
         await load._call(client, "cold", load.cold, -1)
@@ -266,6 +270,7 @@ async def drive(load: Load, cluster: Cluster, fake: str, *, before: float, outag
     await asyncio.to_thread(cluster.start)
     load.phase = "after"
     restarted_at = time.monotonic()
+    print("TIMES restarted", round(restarted_at, 2))
     await asyncio.sleep(after)
     stop.set()
     await asyncio.gather(*tasks)
@@ -273,6 +278,8 @@ async def drive(load: Load, cluster: Cluster, fake: str, *, before: float, outag
         deadline = time.monotonic() + 60
         while (depth := (await client.get("/health")).json()["usage_spool"]["depth"]) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
+            load.health.append((time.monotonic(), "after", depth))
+    print("TIMES health", [(round(t, 1), d) for t, _, d in load.health])
     drained = [t for t, phase, depth in load.health if phase == "after" and depth == 0]
     stop_upstream.set()
     await collector
@@ -302,7 +309,8 @@ def check_outage(cluster: Cluster, load: Load, result: dict, log: Path, tenant_i
         "log_database_unavailable_lines": sum("database unavailable" in line for line in lines),
     }
     print("outage figures:", json.dumps(figures))
-    print("DEBUG", load.conversations, [(o.phase, o.kind, o.conversation_id) for o in load.outcomes[:5]])
+    if len(rows) != len(completed):
+        print("MISSING", [(o.phase, o.kind, o.request_id, round(o.t, 2)) for o in answered if o.request_id not in set(rows)][:50])
 
     # Nothing the upstream answered is lost, nothing is billed twice.
     assert len(answered) == len(completed)  # every upstream call is one of this test's requests
@@ -348,7 +356,7 @@ def test_a_database_outage_under_load_loses_no_usage_and_fails_only_what_needs_t
     gateway, process = start_gateway(cluster.url, outage_upstream, log=log, **env)
     try:
         load = Load(gateway=gateway, hot=keys["hot"], cold=keys["cold"])
-        result = asyncio.run(drive(load, cluster, outage_upstream, before=3, outage=5, after=3))
+        result = asyncio.run(drive(load, cluster, outage_upstream, before=4, outage=5, after=3))
         check_outage(cluster, load, result, log, keys["tenant"])
     finally:
         _stop(process)
