@@ -97,8 +97,13 @@ class _FileSpool:
         with self._lock:
             if self._file is None:
                 self.directory.mkdir(parents=True, exist_ok=True)
-                file = open(self.directory / f"{os.getpid()}-{secrets.token_hex(4)}.jsonl", "ab")  # noqa: SIM115
+                # Locked under a name replayers ignore, then renamed: a replayer that found the file
+                # before it was locked would take it for a dead process's (empty) file and delete it,
+                # and every entry appended after that would be lost.
+                name = self.directory / f"{os.getpid()}-{secrets.token_hex(4)}"
+                file = open(name.with_suffix(".new"), "ab")  # noqa: SIM115
                 fcntl.flock(file, fcntl.LOCK_EX)
+                os.rename(name.with_suffix(".new"), name.with_suffix(".jsonl"))
                 directory = os.open(self.directory, os.O_RDONLY)
                 try:  # the new file's name must survive a crash too
                     os.fsync(directory)
