@@ -145,24 +145,6 @@ def _turn(tenant, key, text: str, *, cid: str | None = None, created: bool = Tru
                                 {"role": "assistant", "content": [{"type": "text", "text": "ok"}]}])
 
 
-@pytest.mark.django_db(transaction=True)
-def test_one_tenants_nul_and_a_refused_turn_never_cost_other_tenants_turns_in_their_batch():
-    from billing.services import usage_events_write
-
-    a, b = tenant_create(slug="nul-a"), tenant_create(slug="nul-b")
-    key_a, key_b = api_key_issue(tenant=a).api_key, api_key_issue(tenant=b).api_key
-    hostile = _turn(a, key_a, "evil\x00text")
-    refused = _turn(a, key_a, "continues a conversation that does not exist", created=False)
-    innocent = [_turn(b, key_b, f"turn {n}") for n in range(5)]
-    assert usage_events_write([], [innocent[0], hostile, *innocent[1:3], refused, *innocent[3:]]) == []
-    for turn in innocent:  # each continuable
-        history = conversation_begin(tenant_id=b.pk, conversation_id=turn.conversation_id, lease=True,
-                                     now=timezone.now())
-        assert history.next_seq == 2
-    assert Message.objects.get(conversation_id=hostile.conversation_id, seq=0).content[0]["text"] == "evil\ufffdtext"
-    assert not Message.objects.filter(conversation_id=refused.conversation_id).exists()
-
-
 def test_a_spooled_turn_replayed_twice_is_written_once(acme):
     from conversations.services import turns_replay
 
