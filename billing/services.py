@@ -79,8 +79,8 @@ def usage_events_write(records: list[UsageRecord], turns: list | None = None, lo
     tenants that keep them) come last. Each kind is one statement for the whole batch; if that fails
     for a reason of the data, its rows are written one by one, so a bad row (logged and dropped) never
     takes the others with it. Returns the rows, turns and logs that could not be written because the
-    database is unreachable, for the spool (billing/spool.py). `replay`: the rows come from the spool, and a turn already
-    written is skipped (turns have no request-id key to conflict on).
+    database is unreachable, for the spool (billing/spool.py). `replay`: they come from the spool, and
+    a turn already written is skipped (turns have no request-id key to conflict on).
     """
     from conversations.services import request_logs_write, turns_replay, turns_write
 

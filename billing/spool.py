@@ -180,7 +180,7 @@ class _RedisSpool:
         replayed = 0
         try:
             while entries := self.client.xrange(self.key, count=CHUNK):
-                if not _write([fields_[b"e"] for _, fields_ in entries]):
+                if not _write([entry[b"e"] for _, entry in entries]):
                     break
                 self.client.xdel(self.key, *[entry_id for entry_id, _ in entries])
                 replayed += len(entries)
