@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from config.aio import SingleFlight
-from config.db import db_unit
+from config.db import UNREACHABLE, db_unit
+from config.outage import db_unavailable
 
-from gateway.core import GatewayError
+from gateway.core import GatewayError, database_unavailable
 
 from . import keys
 from .models import ApiKey, Tenant
@@ -64,6 +65,13 @@ class _KeyCache:
         if entry is None or now - entry[0] >= settings.GATEWAY_AUTH_CACHE_SECONDS:
             return False, None
         return True, entry[1]
+
+    def stale(self, public_id: str, now: float) -> KeyPrincipal | None:
+        """The expired entry while the database cannot be asked (for GATEWAY_STALE_GRACE_SECONDS more), else 503."""
+        entry = self._entries.get(public_id)
+        if entry is None or now - entry[0] >= settings.GATEWAY_AUTH_CACHE_SECONDS + settings.GATEWAY_STALE_GRACE_SECONDS:
+            raise database_unavailable()
+        return entry[1]
 
     def put(self, public_id: str, principal: KeyPrincipal | None, now: float) -> None:
         self._entries[public_id] = (now, principal)
@@ -128,8 +136,13 @@ async def api_key_authenticate(presented: str | None, *, how: str = "'Authorizat
     now = time.monotonic()
     hit, principal = key_cache.get(public_id, now)
     if not hit:
-        principal = await _principal_fetches.run(public_id, lambda: _fetch_principal_async(public_id))
-        key_cache.put(public_id, principal, now)
+        try:
+            principal = await _principal_fetches.run(public_id, lambda: _fetch_principal_async(public_id))
+        except UNREACHABLE as exc:
+            db_unavailable.failed(exc)
+            principal = key_cache.stale(public_id, now)
+        else:
+            key_cache.put(public_id, principal, now)
     wall = time.time()
     if principal is None or not principal.secret_matches(secret, wall):
         raise GatewayError(401, _INVALID_KEY, code="invalid_api_key", type="authentication_error")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
 from asgiref.sync import sync_to_async
@@ -25,9 +25,11 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Tenant
 from accounts.services import audit_record
-from config.db import insert_sql, refresh_connections
+from config.db import UNREACHABLE, insert_sql, refresh_connections
+from config.outage import db_unavailable
 
 from .live import usage_notifier
+from .spool import spool_append
 from .models import LedgerEntry, ModelPrice, UsageEvent, UsageRollup
 
 logger = logging.getLogger(__name__)
@@ -68,57 +70,79 @@ LAST_USED_RESOLUTION = timedelta(seconds=60)
 _last_used_written: dict[int, datetime] = {}
 
 
-def usage_events_write(records: list[UsageRecord], turns: list | None = None, logs: list | None = None) -> None:
+def usage_events_write(records: list[UsageRecord], turns: list | None = None, logs: list | None = None, *,
+                       replay: bool = False) -> list:
     """Insert the rows; a request id already written is skipped, so a retried write never double-bills.
 
-    `turns` (conversations.services.TurnRecord) are written right after, in one transaction, before the
-    requests waiting on this write go on: a client's next turn always finds the previous one. `logs`
-    (request logs of tenants that keep them) come last.
+    `turns` (conversations.services.TurnRecord) are written right after, before the requests waiting on
+    this write go on: a client's next turn always finds the previous one. `logs` (request logs of
+    tenants that keep them) come last. Each kind is one statement for the whole batch; if that fails
+    for a reason of the data, its rows are written one by one, so a bad row (logged and dropped) never
+    takes the others with it. Returns the rows, turns and logs that could not be written because the
+    database is unreachable, for the spool (billing/spool.py). `replay`: they come from the spool, and
+    a turn already written is skipped (turns have no request-id key to conflict on).
     """
-    rows = [tuple(getattr(record, name) for name in _USAGE_COLUMNS) for record in records]
-    try:
-        refresh_connections()
-        _insert(records, rows, turns or [], logs or [])
-    except DatabaseError:
-        # A connection broken since the last request (database restart): reconnect and try once more.
-        refresh_connections()
-        _insert(records, rows, turns or [], logs or [])
+    from conversations.services import request_logs_write, turns_replay, turns_write
 
-
-def _insert(records: list[UsageRecord], rows: list[tuple], turns: list, logs: list) -> None:
     now = records[-1].created_at if records else timezone.now()
+    return [
+        *_isolated(_usage_write, records, "usage row"),
+        *_isolated(lambda items: (turns_replay if replay else turns_write)(items, now), turns or [],
+                   "conversation turn"),
+        *_isolated(lambda items: request_logs_write(items, now), logs or [], "request log"),
+    ]
+
+
+def _isolated(write, items: list, what: str) -> list:
+    """`write(items)`, then row by row if the batch is refused; returns the items left unwritten because
+    the database is unreachable."""
+    if not items:
+        return []
+    try:
+        try:
+            refresh_connections()
+            write(items)
+        except UNREACHABLE:
+            # A connection broken since the last request (database restart): reconnect and try once more.
+            refresh_connections()
+            write(items)
+    except UNREACHABLE as exc:
+        db_unavailable.failed(exc)
+        return items
+    except DatabaseError as exc:  # about the rows themselves: a value a column refuses, a constraint
+        if len(items) == 1:
+            logger.error("%s refused by the database, dropped (%s): %r", what, exc, items[0])
+            return []
+        unwritten = []
+        for item in items:
+            unwritten += _isolated(write, [item], what)
+        return unwritten
+    return []
+
+
+def _usage_write(records: list[UsageRecord]) -> None:
+    rows = [tuple(getattr(record, name) for name in _USAGE_COLUMNS) for record in records]
+    now = records[-1].created_at
     stale = {record.api_key_id for record in records
              if now - _last_used_written.get(record.api_key_id, datetime.min.replace(tzinfo=UTC)) >= LAST_USED_RESOLUTION}
     statement = insert_sql(UsageEvent, _USAGE_COLUMNS, rows, ignore_conflicts=True)
-    if statement is not None:
-        connection = transaction.get_connection()
-        if stale:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(*statement)
-                ApiKey.objects.filter(pk__in=stale).update(last_used_at=now)
-        else:  # the common case: one autocommitted statement, no BEGIN/COMMIT round trips
-            with connection.cursor() as cursor:
-                cursor.execute(*statement)
+    connection = transaction.get_connection()
+    if stale:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(*statement)
+            ApiKey.objects.filter(pk__in=stale).update(last_used_at=now)
+    else:  # the common case: one autocommitted statement, no BEGIN/COMMIT round trips
+        with connection.cursor() as cursor:
+            cursor.execute(*statement)
     for key_id in stale:
         _last_used_written[key_id] = now
     if len(_last_used_written) > 10_000:  # keys idle for a minute need no entry
         for key_id in [k for k, at in _last_used_written.items() if now - at >= LAST_USED_RESOLUTION]:
             del _last_used_written[key_id]
-    from conversations.services import request_logs_write, turns_write
-
-    # Written after the usage rows, on their own: a turn or log that cannot be written must not cost the
-    # batch its billing records (it is logged instead). Each write is atomic by itself.
-    for write, items, what in ((turns_write, turns, "conversation turns"), (request_logs_write, logs, "request logs")):
-        if not items:
-            continue
-        try:
-            write(items, now)
-        except DatabaseError:
-            logger.exception("%s could not be written for requests %s", what,
-                             [getattr(item, "request_id", None) or item.get("request_id") for item in items])
 
 
 _write_async = sync_to_async(usage_events_write, thread_sensitive=True)
+_spool_async = sync_to_async(spool_append, thread_sensitive=True)
 
 
 class UsageRecorder:
@@ -130,7 +154,7 @@ class UsageRecorder:
     async def record(self, record: UsageRecord, turn=None, log: dict | None = None) -> None:
         """Return once the row (and the request's conversation turn and log, if any) is committed.
 
-        Failures are logged with the row, never raised.
+        Never raises: what the database cannot take now waits in the spool, a row it refuses is logged.
         """
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (tests): state of the old one is unusable
@@ -145,13 +169,17 @@ class UsageRecorder:
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
+            records = [record for record, _, _, _ in batch]
+            turns = [turn for _, turn, _, _ in batch if turn is not None]
+            logs = [log for _, _, log, _ in batch if log is not None]
             try:
-                await _write_async([record for record, _, _, _ in batch],
-                                   [turn for _, turn, _, _ in batch if turn is not None],
-                                   [log for _, _, log, _ in batch if log is not None])
+                unwritten = await _write_async(records, turns, logs)
             except Exception:
-                # Never lost silently: the rows go to the log, from where they can be replayed.
-                logger.exception("usage rows could not be written: %s", [asdict(record) for record, _, _, _ in batch])
+                # Not a database error (those are handled inside): the whole batch waits in the spool.
+                logger.exception("usage rows could not be written; spooled")
+                unwritten = [*records, *turns, *logs]
+            if unwritten:
+                await _spool_async(unwritten)
             for _, _, _, done in batch:
                 if not done.done():
                     done.set_result(None)

@@ -42,7 +42,7 @@ async def application(scope, receive, send):
 
 
 async def _lifespan(receive, send):
-    from billing import scheduler
+    from billing import scheduler, spool
     from gateway.admission import admission
     from gateway.providers import close_providers
 
@@ -50,12 +50,14 @@ async def _lifespan(receive, send):
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            spool_replayer = spool.start()  # usage the database could not take, from this run or the last
             if settings.CELERY_TASK_ALWAYS_EAGER:  # embedded mode: no broker, no beat; run the schedule here
                 billing_scheduler = scheduler.start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             if billing_scheduler is not None:
                 await scheduler.stop(billing_scheduler)
+            await spool.stop(spool_replayer)
             await admission.drain()
             await close_providers()
             await send({"type": "lifespan.shutdown.complete"})

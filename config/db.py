@@ -1,9 +1,14 @@
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 from asgiref.sync import sync_to_async
-from django.db import connections, transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import JSONField
+
+
+# A database that cannot be reached (stopped, restarting, network), as opposed to one refusing a statement.
+UNREACHABLE = (OperationalError, InterfaceError)
 
 
 def refresh_connections() -> None:
@@ -28,18 +33,53 @@ def db_unit(function: Callable) -> Callable:
     return sync_to_async(unit, thread_sensitive=True)
 
 
+NUL = "\x00"
+_NUL_ESCAPE = b"\\u0000"  # how JSON spells NUL, the one character PostgreSQL's jsonb and text cannot hold
+
+
+def nul_free(value: Any) -> Any:
+    """`value` with every NUL in its strings (keys too) replaced by U+FFFD, the replacement character."""
+    if isinstance(value, str):
+        return value.replace(NUL, "\ufffd")
+    if isinstance(value, dict):
+        return {nul_free(key): nul_free(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [nul_free(item) for item in value]
+    return value
+
+
+def json_nul_free(body: bytes, value: Any) -> Any:
+    """The decoded JSON `value` of `body`, without NULs: a substring test first, so bodies without the
+    escape (all but hostile ones) cost nothing more."""
+    return nul_free(value) if _NUL_ESCAPE in body else value
+
+
+def _json_param(value: Any) -> str:
+    encoded = orjson.dumps(value)
+    return orjson.dumps(nul_free(value)).decode() if _NUL_ESCAPE in encoded else encoded.decode()
+
+
+def _param(field, value: Any, connection) -> Any:
+    if isinstance(value, str) and NUL in value:
+        value = nul_free(value)
+    return field.get_db_prep_save(value, connection)
+
+
 def insert_sql(model, names: tuple[str, ...], rows: list[tuple], *,
                ignore_conflicts: bool = False) -> tuple[str, list] | None:
     """A multi-row INSERT of plain values (JSON encoded with orjson) as (sql, params), for the request
     path's writes: bulk_create's per-instance work cost more CPU than the rest of a stored turn
-    (docs/performance.md). `names` are model field names or attnames (`tenant_id`)."""
+    (docs/performance.md). `names` are model field names or attnames (`tenant_id`).
+
+    NULs become U+FFFD: PostgreSQL refuses them in jsonb and text, and an upstream's answer may
+    carry one that no request sanitising could catch; one such row would fail its whole batch."""
     if not rows:
         return None
     connection = transaction.get_connection()
     fields = [model._meta.get_field(name) for name in names]
     json_cast = "::jsonb" if connection.vendor == "postgresql" else ""
     marks = ["%s" + json_cast if isinstance(field, JSONField) else "%s" for field in fields]
-    params = [orjson.dumps(value).decode() if isinstance(field, JSONField) else field.get_db_prep_save(value, connection)
+    params = [_json_param(value) if isinstance(field, JSONField) else _param(field, value, connection)
               for row in rows for field, value in zip(fields, row)]
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
     values = ", ".join(["(" + ", ".join(marks) + ")"] * len(rows))

@@ -192,5 +192,15 @@ GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024, min
 # again; a revocation takes effect on every process within this time.
 GATEWAY_AUTH_CACHE_SECONDS = env_float("GATEWAY_AUTH_CACHE_SECONDS", 1.0, minimum=0.0)
 GATEWAY_CATALOG_CACHE_SECONDS = env_float("GATEWAY_CATALOG_CACHE_SECONDS", 5.0, minimum=0.0)
+# How long a cached key or catalog is still used after its refresh failed because the database is
+# unreachable: a short outage degrades to the last known state instead of failing every request.
+GATEWAY_STALE_GRACE_SECONDS = env_float("GATEWAY_STALE_GRACE_SECONDS", 60.0, minimum=0.0)
+# Usage rows the database cannot take wait in a spool (billing/spool.py): a Redis stream with REDIS_URL,
+# else (and while Redis fails too) files in this directory, which must survive a restart. Each process
+# replays it every GATEWAY_USAGE_SPOOL_REPLAY_SECONDS; /health is 503 while it holds more than
+# GATEWAY_USAGE_SPOOL_MAX entries.
+GATEWAY_USAGE_SPOOL_DIR = env_str("GATEWAY_USAGE_SPOOL_DIR", str(BASE_DIR / "var" / "usage-spool"))
+GATEWAY_USAGE_SPOOL_REPLAY_SECONDS = env_float("GATEWAY_USAGE_SPOOL_REPLAY_SECONDS", 1.0, minimum=0.05)
+GATEWAY_USAGE_SPOOL_MAX = env_int("GATEWAY_USAGE_SPOOL_MAX", 100_000, minimum=1)
 # Namespace of the gateway's rate-limit, budget and balance counters in Redis.
 GATEWAY_REDIS_PREFIX = env_str("GATEWAY_REDIS_PREFIX", "gh:")

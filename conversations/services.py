@@ -151,6 +151,21 @@ def turns_write(turns: list[TurnRecord], now: datetime) -> None:
                 cursor.execute(sql, params)
 
 
+def turns_replay(turns: list[TurnRecord], now: datetime) -> None:
+    """Write the turns from the spool (billing/spool.py) that are not written yet.
+
+    A turn's first message seq was free when its lease was taken and the lease is still held (it ends
+    only when the turn is written), so a message at that seq means this very turn was written already.
+    Two replays of one turn at once (rare: the spool has one replayer per entry) collide on the
+    (conversation, seq) key, and the caller's row-by-row retry finds it written.
+    """
+    written = set(Message.objects.filter(conversation_id__in={turn.conversation_id for turn in turns},
+                                         seq__in={turn.next_seq for turn in turns})
+                  .values_list("conversation_id", "seq"))
+    turns_write([turn for turn in turns if turn.release_only or (turn.conversation_id, turn.next_seq) not in written],
+                now)
+
+
 def request_logs_write(logs: list[dict], now: datetime) -> None:
     """Insert request logs (`request_id`, `tenant_id`, `request`, `response`), one statement."""
     statement = insert_sql(RequestLog, ("request_id", "tenant_id", "created_at", "request", "response"),

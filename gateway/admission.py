@@ -42,7 +42,8 @@ from accounts.selectors import KeyPrincipal
 from billing.money import format_usd
 from billing.selectors import budget_period_bounds, key_spend_nano, tenant_available_nano
 from config.aio import SingleFlight
-from config.db import db_unit
+from config.db import UNREACHABLE, db_unit
+from config.outage import db_unavailable
 
 from .core import GatewayError, estimate_input_tokens
 from .resp import RespClient, RespError
@@ -384,7 +385,18 @@ class LocalCounters:
         if now - self._pruned > 60:
             self._prune(now)
         if missing:
-            spent, available = await _seed_async(principal, missing, now)
+            try:
+                spent, available = await _seed_async(principal, missing, now)
+            except UNREACHABLE as exc:
+                # An unreachable database must not fail the request: the counters this process has keep
+                # counting (read again in a second), and a key it has none for goes unchecked meanwhile.
+                db_unavailable.failed(exc)
+                spent = available = None
+                for key in (budget_key, balance_key):
+                    if key in self.counters:
+                        self.counters[key] = (self.counters[key][0], now)
+                budget = budget if budget_key in self.counters else None
+                floor = floor if balance_key in self.counters else None
             # The database knows finished requests; this process's reservations in flight come on top.
             if spent is not None:
                 self.counters[budget_key] = (spent + self.reserved.get(budget_key, 0), now)
@@ -459,6 +471,10 @@ class Admission:
             keys, outcome = await backend.admit(principal, tokens, cost, now)
         except (RespError, OSError) as exc:
             self._redis_failed(exc, now)
+            backend = self.local
+            keys, outcome = await backend.admit(principal, tokens, cost, now)
+        except UNREACHABLE as exc:  # Redis needs a counter seeded from the database: count locally meanwhile
+            db_unavailable.failed(exc)
             backend = self.local
             keys, outcome = await backend.admit(principal, tokens, cost, now)
         if outcome[0] != 0:

@@ -20,9 +20,12 @@ from django.http import HttpResponse
 from ninja import NinjaAPI, Router
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from config.db import UNREACHABLE
+from config.outage import db_unavailable
+
 from . import conversations_api, models_api
 from .auth import ANTHROPIC_KEY, GOOGLE_KEY, OPENAI_KEY
-from .core import GatewayError, internal_error, invalid
+from .core import GatewayError, database_unavailable, internal_error, invalid
 from .pipeline import count_tokens, echo_headers, json_response, new_request_id, parse_json_body, serve, serve_oneshot
 from .protocols import anthropic_messages, embeddings, gemini, openai_chat, openai_responses
 from .responses_api import response_input_items, response_remove, response_retrieve
@@ -60,6 +63,9 @@ def error_response(request, error: GatewayError, render: Renderer) -> HttpRespon
         response[name] = value
     if error.retry_after is not None:
         response["retry-after"] = str(error.retry_after)
+    if error.code == "database_unavailable":
+        # Counted in config.outage's one line per interval instead of Django's line per response.
+        response._has_been_logged = True
     return response
 
 
@@ -80,6 +86,13 @@ def _build(namespace: str, router: Router, render: Renderer) -> NinjaAPI:
         401, "Invalid authentication.", code="invalid_api_key", type="authentication_error")))
     api.exception_handler(ValidationError)(lambda request, exc: handle(request, invalid(f"Invalid request: {exc.errors}")))
     api.exception_handler(HttpError)(lambda request, exc: handle(request, GatewayError(exc.status_code, str(exc))))
+
+    def database_down(request, exc: Exception):
+        db_unavailable.failed(exc)  # one line per interval, not a traceback per request
+        return handle(request, database_unavailable())
+
+    for unreachable in UNREACHABLE:
+        api.exception_handler(unreachable)(database_down)
 
     @api.exception_handler(Exception)
     def unexpected(request, exc: Exception):

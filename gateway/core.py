@@ -76,6 +76,15 @@ def internal_error() -> GatewayError:
     return GatewayError(500, "The gateway had an internal error. It has been logged.", type="server_error")
 
 
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+def database_unavailable() -> GatewayError:
+    """What a request that needs the database sees while it is unreachable (the rest keeps working)."""
+    return GatewayError(503, "The gateway's database is temporarily unavailable; retry shortly.",
+                        code="database_unavailable", type="server_error", retry_after=DATABASE_RETRY_AFTER_SECONDS)
+
+
 @dataclass(slots=True)
 class InternalRequest:
     """One model call, as decoded by an ingress codec.

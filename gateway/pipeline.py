@@ -28,7 +28,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from accounts.selectors import KeyPrincipal
 from billing.models import UsageEvent
 from billing.services import UsageRecord, usage_recorder
-from config.db import db_unit
+from config.db import db_unit, json_nul_free
 from conversations.services import (TurnRecord, conversation_begin, conversation_release, new_conversation_id,
                                     response_begin)
 
@@ -89,7 +89,9 @@ def parse_json_body(request: HttpRequest) -> Any:
     if not request.body:
         raise invalid("The request body is empty; send a JSON object.")
     try:
-        return orjson.loads(request.body)
+        # NUL becomes U+FFFD here, so the upstream answers and the store keeps the same text (PostgreSQL
+        # cannot hold NUL in jsonb or text).
+        return json_nul_free(request.body, orjson.loads(request.body))
     except orjson.JSONDecodeError as exc:
         raise invalid(f"We could not parse the JSON body of your request: {exc}.") from None
 

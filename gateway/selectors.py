@@ -10,7 +10,8 @@ from django.conf import settings
 
 from billing.money import usage_cost_nano
 from config.aio import SingleFlight
-from config.db import db_unit
+from config.db import UNREACHABLE, db_unit
+from config.outage import db_unavailable
 
 from . import crypto
 from .core import GatewayError
@@ -163,7 +164,14 @@ async def catalog_get() -> Catalog:
     global _cached
     now = time.monotonic()
     if _cached is None or now - _cached[0] >= settings.GATEWAY_CATALOG_CACHE_SECONDS:
-        _cached = (now, await _catalog_loads.run("catalog", _load_catalog_async))
+        try:
+            _cached = (now, await _catalog_loads.run("catalog", _load_catalog_async))
+        except UNREACHABLE as exc:
+            # The last catalog serves through a short outage (GATEWAY_STALE_GRACE_SECONDS).
+            if _cached is None or now - _cached[0] >= (settings.GATEWAY_CATALOG_CACHE_SECONDS
+                                                       + settings.GATEWAY_STALE_GRACE_SECONDS):
+                raise
+            db_unavailable.failed(exc)
     return _cached[1]
 
 

@@ -12,12 +12,14 @@ from django.views.decorators.http import require_POST
 
 from accounts.dashboard import dashboard_view, membership_for, visible_keys
 from accounts.selectors import key_principal, principal_check
+from billing import spool
 from billing.models import UsageEvent
 from billing.money import format_usd
-from config.db import refresh_connections
+from config.db import UNREACHABLE, refresh_connections
+from config.outage import db_unavailable
 
 from .api import openai_error_response
-from .core import GatewayError
+from .core import GatewayError, database_unavailable
 from .models import CatalogModel
 from .pipeline import json_response, serve
 from .protocols import openai_chat
@@ -47,13 +49,16 @@ async def _redis_ok() -> bool:
 
 
 async def health(request):
-    """No auth. 200 when the database (and Redis, if configured) answer; 503 otherwise."""
+    """No auth. 200 when the database (and Redis, if configured) answer and the usage spool is not
+    overflowing; 503 otherwise."""
     checks = {"database": sync_to_async(_database_ok, thread_sensitive=True)()}
     if settings.REDIS_URL:
         checks["redis"] = _redis_ok()
-    results = dict(zip(checks, await asyncio.gather(*checks.values())))
-    healthy = all(results.values())
-    payload = {"status": "ok" if healthy else "unavailable", "checks": {k: "ok" if v else "down" for k, v in results.items()}}
+    spooled, *answers = await asyncio.gather(sync_to_async(spool.depth, thread_sensitive=False)(), *checks.values())
+    results = dict(zip(checks, answers))
+    healthy = all(results.values()) and spooled <= settings.GATEWAY_USAGE_SPOOL_MAX
+    payload = {"status": "ok" if healthy else "unavailable", "checks": {k: "ok" if v else "down" for k, v in results.items()},
+               "usage_spool": {"depth": spooled}}
     return json_response(payload, status=200 if healthy else 503)
 
 
@@ -87,6 +92,9 @@ async def playground_chat(request):
         return await serve(request, codec=openai_chat, endpoint="chat.completions")
     except GatewayError as error:  # as the API renders it: OpenAI's shape, retry-after, rate-limit headers
         return openai_error_response(request, error)
+    except UNREACHABLE as exc:
+        db_unavailable.failed(exc)
+        return openai_error_response(request, database_unavailable())
 
 
 @dashboard_view()

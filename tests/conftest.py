@@ -148,14 +148,19 @@ def personas(django_db_setup, django_db_blocker):
         return {"alice": make_persona("acme"), "bob": make_persona("globex")}
 
 
-def start_gateway(db_url: str, upstream: str, **extra_env: str) -> tuple[str, subprocess.Popen]:
-    """A gateway process (the production launcher) on the test database; returns (base URL, process)."""
+def start_gateway(db_url: str, upstream: str, *, log: Path | None = None, **extra_env: str) -> tuple[str, subprocess.Popen]:
+    """A gateway process (the production launcher) on the test database; returns (base URL, process).
+
+    `log`: a file for its output (stdout and stderr), instead of the test's."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": db_url, "ANTHROPIC_BASE_URL": upstream,
            "ANTHROPIC_API_KEY": "test-upstream-key", "DJANGO_SETTINGS_MODULE": "config.settings",
            "GATEWAY_MAX_BODY_BYTES": str(E2E_MAX_BODY_BYTES), "GATEWAY_REDIS_PREFIX": REDIS_PREFIX, **extra_env}
+    output = open(log, "ab") if log is not None else None  # noqa: SIM115 - the child keeps its own copy
     process = subprocess.Popen([sys.executable, "-m", "gateway.serve", "--host", "127.0.0.1", "--port", str(port)],
-                               cwd=ROOT, env=env)
+                               cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT if output else None)
+    if output is not None:
+        output.close()
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_http(url + "/health", process)

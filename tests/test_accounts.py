@@ -234,3 +234,26 @@ def test_concurrent_cache_misses_share_one_key_lookup(acme, monkeypatch):
 
     principals = async_to_sync(burst)()
     assert len(calls) == 1 and {p.key_id for p in principals} == {issued.api_key.pk}
+
+
+def test_a_cached_key_serves_through_a_database_outage_for_the_stale_grace_then_is_a_503(acme, monkeypatch, settings):
+    from django.db import OperationalError
+
+    from accounts import selectors
+
+    issued = api_key_issue(tenant=acme)
+    authenticate(issued.plaintext)
+
+    async def unreachable(public_id):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(selectors, "_fetch_principal_async", unreachable)
+    settings.GATEWAY_AUTH_CACHE_SECONDS, settings.GATEWAY_STALE_GRACE_SECONDS = 0, 3600
+    assert authenticate(issued.plaintext).key_id == issued.api_key.pk
+    settings.GATEWAY_STALE_GRACE_SECONDS = 0
+    with pytest.raises(GatewayError) as expired:
+        authenticate(issued.plaintext)
+    with pytest.raises(GatewayError) as unknown:  # a key this process never saw needs the database
+        authenticate(api_key_issue(tenant=acme).plaintext)
+    for caught in (expired, unknown):
+        assert (caught.value.status, caught.value.code, caught.value.retry_after) == (503, "database_unavailable", 5)

@@ -190,3 +190,28 @@ def test_a_settle_rides_along_with_the_next_admission():
         return outcome
 
     assert run(scenario())[0] == 0
+
+
+def test_local_budget_and_balance_keep_counting_through_a_database_outage(monkeypatch):
+    from django.db import OperationalError
+
+    counters, spent = LocalCounters(), {"nano": 0}
+
+    async def seed(principal, missing, now):
+        if spent["nano"] is None:
+            raise OperationalError("connection refused")
+        return (spent["nano"] if missing & 1 else None, 10**9 if missing & 2 else None)
+
+    monkeypatch.setattr(admission_module, "_seed_async", seed)
+    seen, unseen = principal(budget_nano=250, credit_limit_nano=0), principal(budget_nano=250, credit_limit_nano=0)
+
+    async def scenario():
+        first = (await admit(counters, seen, cost=100))[1]
+        spent["nano"] = None  # the database goes away
+        later = [(await admit(counters, seen, cost=100, now=1_000_000.0 + n * 2))[1][0] for n in range(1, 4)]
+        return first, later, (await admit(counters, unseen, cost=100))[1]
+
+    first, later, unchecked = run(scenario())
+    assert first[0] == 0
+    assert later == [0, 0, 4]  # the counters this process has still refuse at the budget
+    assert unchecked[0] == 0  # a key it has none for is not refused for want of the database

@@ -68,3 +68,21 @@ def test_max_tokens_too_small_for_any_thinking_is_a_400():
         apply_model_limits({"max_tokens": 500, "thinking": {"type": "enabled", "budget_tokens": 1024}},
                            default_max_tokens=4096, max_output_tokens=64000)
     assert caught.value.param == "max_tokens"
+
+
+def test_the_catalog_serves_through_a_database_outage_for_the_stale_grace(monkeypatch, settings):
+    from django.db import OperationalError
+
+    from gateway import selectors
+
+    assert resolve("claude-haiku-4-5").name == "claude-haiku-4-5"
+
+    async def unreachable():
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(selectors, "_load_catalog_async", unreachable)
+    settings.GATEWAY_CATALOG_CACHE_SECONDS, settings.GATEWAY_STALE_GRACE_SECONDS = 0, 3600
+    assert resolve("claude-haiku-4-5").name == "claude-haiku-4-5"
+    settings.GATEWAY_STALE_GRACE_SECONDS = 0
+    with pytest.raises(OperationalError):  # the API renders it as a 503 database_unavailable
+        resolve("claude-haiku-4-5")

@@ -136,3 +136,21 @@ def test_the_beat_schedule_runs_the_expiry_task(acme):
     assert settings.CELERY_BEAT_SCHEDULE["conversations-expire"]["task"] == task.name
     stored(acme, days_idle=30)
     assert task.apply().result >= 1
+
+
+def _turn(tenant, key, text: str, *, cid: str | None = None, created: bool = True) -> TurnRecord:
+    return TurnRecord(conversation_id=cid or new_conversation_id(), tenant_id=tenant.pk, api_key_id=key.pk,
+                      request_id="req_" + uuid.uuid4().hex[:8], created=created, next_seq=0,
+                      messages=[{"role": "user", "content": [{"type": "text", "text": text}]},
+                                {"role": "assistant", "content": [{"type": "text", "text": "ok"}]}])
+
+
+def test_a_spooled_turn_replayed_twice_is_written_once(acme):
+    from conversations.services import turns_replay
+
+    key = api_key_issue(tenant=acme).api_key
+    turn = _turn(acme, key, "hello")
+    turns_replay([turn], timezone.now())
+    turns_replay([turn], timezone.now())
+    assert Message.objects.filter(conversation_id=turn.conversation_id).count() == 2
+    assert Conversation.objects.get(pk=turn.conversation_id).message_count == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 import threading
 from datetime import UTC, datetime
 
@@ -14,7 +15,7 @@ from billing.models import UsageEvent
 from billing.services import UsageRecord, UsageRecorder, usage_events_write
 from gateway.core import Usage
 
-from .conftest import requires_postgres
+from .conftest import requires_postgres, requires_redis
 
 
 
@@ -120,3 +121,91 @@ def test_last_used_at_is_written_with_usage_at_most_once_a_minute(principal):
     later = record(principal, "req_used_3", created_at=first.created_at + timedelta(seconds=61))
     usage_events_write([later])
     assert ApiKey.objects.get(pk=api_key.pk).last_used_at == later.created_at
+
+
+# --- Isolation and the spool -----------------------------------------------------------------------------
+
+
+def test_a_row_the_database_refuses_is_dropped_alone_and_the_rest_of_its_batch_is_written(db_access, caplog):
+    # Committed, outside a test transaction: a refused statement would abort that transaction, and a
+    # transactional test would flush the rows the session's server processes rely on.
+    tenant = tenant_create(slug=f"meter-{uuid.uuid4().hex[:8]}")
+    committed = (tenant, api_key_issue(tenant=tenant).api_key)
+    ids = [f"req_{uuid.uuid4().hex[:12]}" for _ in range(3)]
+    bad = record(committed, ids[1], tenant_id=10**9)  # no such tenant: the foreign key refuses it
+    assert usage_events_write([record(committed, ids[0]), bad, record(committed, ids[2])]) == []
+    assert set(UsageEvent.objects.filter(tenant=tenant).values_list("request_id", flat=True)) == {ids[0], ids[2]}
+    assert [r.message for r in caplog.records if "refused" in r.message][0].startswith("usage row refused")
+
+
+def test_nul_in_a_usage_row_is_stored_as_the_replacement_character(principal):
+    usage_events_write([record(principal, "req_nul", requested_model="gpt\x00-4o", error_type="\x00")])
+    row = UsageEvent.objects.get(request_id="req_nul")
+    assert (row.requested_model, row.error_type) == ("gpt\ufffd-4o", "\ufffd")
+
+
+@pytest.fixture(params=["file", pytest.param("redis", marks=requires_redis)])
+def spool_backend(request, settings, tmp_path):
+    """The spool in a directory of this test's (or, for "redis", the session's Redis namespace)."""
+    from billing import spool
+
+    settings.GATEWAY_USAGE_SPOOL_DIR = str(tmp_path / "spool")
+    if request.param == "file":
+        settings.REDIS_URL = ""
+    else:
+        settings.GATEWAY_REDIS_PREFIX = f"{settings.GATEWAY_REDIS_PREFIX}{uuid.uuid4().hex[:8]}:"
+    yield request.param
+    spool._file_spool.retire()
+
+
+def test_rows_the_database_cannot_reach_are_spooled_and_replayed_exactly_once(principal, spool_backend, monkeypatch):
+    from django.db import OperationalError
+
+    from billing import services, spool
+
+    def unreachable(records):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(services, "_usage_write", unreachable)
+    recorder = UsageRecorder()
+
+    async def three():
+        await asyncio.gather(*(recorder.record(record(principal, f"req_spooled_{n}")) for n in range(3)))
+
+    async_to_sync(three)()  # the requests go on: their rows are durable in the spool
+    assert UsageEvent.objects.count() == 0 and spool.depth() == 3
+    assert spool.replay() == 0 and spool.depth() == 3  # still unreachable: kept
+
+    monkeypatch.undo()
+    if spool_backend == "file":
+        saved = {path: path.read_bytes() for path in spool._file_spool.paths()}
+    assert spool.replay() == 3 and spool.depth() == 0
+    assert sorted(UsageEvent.objects.values_list("request_id", flat=True)) == [f"req_spooled_{n}" for n in range(3)]
+    assert UsageEvent.objects.get(request_id="req_spooled_0").cost_nano == 105000
+    if spool_backend == "file":  # a crash between the write and the file's removal: replayed again, billed once
+        for path, data in saved.items():
+            path.write_bytes(data)
+        assert spool.replay() == 3
+        assert UsageEvent.objects.count() == 3
+
+
+def test_one_tenants_nul_and_a_refused_turn_never_cost_other_tenants_turns_in_their_batch(db_access):
+    from conversations.models import Message
+    from conversations.services import conversation_begin
+
+    from .test_conversations import _turn
+
+    # Committed, outside a test transaction: a refused statement would abort that transaction, and a
+    # transactional test would flush the rows the session's server processes rely on.
+    a, b = (tenant_create(slug=f"nul-{uuid.uuid4().hex[:8]}") for _ in range(2))
+    key_a, key_b = api_key_issue(tenant=a).api_key, api_key_issue(tenant=b).api_key
+    hostile = _turn(a, key_a, "evil\x00text")
+    refused = _turn(a, key_a, "continues a conversation that does not exist", created=False)
+    innocent = [_turn(b, key_b, f"turn {n}") for n in range(5)]
+    assert usage_events_write([], [innocent[0], hostile, *innocent[1:3], refused, *innocent[3:]]) == []
+    for turn in innocent:  # each continuable
+        history = conversation_begin(tenant_id=b.pk, conversation_id=turn.conversation_id, lease=True,
+                                     now=datetime.now(UTC))
+        assert history.next_seq == 2
+    assert Message.objects.get(conversation_id=hostile.conversation_id, seq=0).content[0]["text"] == "evil\ufffdtext"
+    assert not Message.objects.filter(conversation_id=refused.conversation_id).exists()
