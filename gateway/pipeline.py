@@ -34,7 +34,7 @@ from conversations.services import (TurnRecord, conversation_begin, conversation
 
 from .admission import Ticket, admission
 from .core import (GatewayError, InternalRequest, MessageAccumulator, ResponseContext, Usage, apply_model_limits,
-                   estimate_tokens, internal_error, invalid)
+                   depth_checked, estimate_tokens, internal_error, invalid)
 from . import routing
 from .protocols import embeddings
 from .selectors import DeploymentEntry, ModelEntry, model_resolve
@@ -89,9 +89,13 @@ def parse_json_body(request: HttpRequest) -> Any:
     if not request.body:
         raise invalid("The request body is empty; send a JSON object.")
     try:
-        return orjson.loads(request.body)
+        body = orjson.loads(request.body)
     except orjson.JSONDecodeError as exc:
         raise invalid(f"We could not parse the JSON body of your request: {exc}.") from None
+    # Every codec, provider SDK and schema walk behind this recurses: one check here covers them all
+    # (its cost, per item and not per byte, is measured in core.nesting_exceeds). Counting brackets first
+    # to skip it would cost more: ~1.8 ms per MB of image data, where the walk takes 0.01 ms.
+    return depth_checked(body)
 
 
 class Meter:

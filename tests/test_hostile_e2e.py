@@ -1,0 +1,106 @@
+"""Hostile input end to end: what an attacker sends gets a shaped 4xx, never a 500, a leak or a stall."""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+SONNET = "claude-sonnet-4-6"
+# Deep enough for a RecursionError in json.dumps and the Gemini schema walk, under orjson's parse limit (1024).
+DEPTH = 1000
+
+
+class Raw(str):
+    """JSON text spliced into a body as it is (too deep for any encoder to write)."""
+
+
+def nested(depth: int) -> Raw:
+    """A JSON schema `depth` levels deep."""
+    return Raw('{"type":"object","properties":{"a":' * (depth // 2) + '{"type":"string"}' + "}}" * (depth // 2))
+
+
+def deep(depth: int) -> Raw:
+    return Raw('{"a":' * (depth - 1) + "{}" + "}" * (depth - 1))
+
+
+def encode(value) -> str:
+    if isinstance(value, Raw):
+        return value
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{orjson.dumps(k).decode()}:{encode(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(encode(v) for v in value) + "]"
+    return orjson.dumps(value).decode()
+
+
+ANTHROPIC = {"anthropic-version": "2023-06-01"}
+
+
+def post(url: str, key: str, body: dict, headers: dict | None = None) -> httpx.Response:
+    return httpx.post(url, content=encode(body), headers={"content-type": "application/json", "Authorization": f"Bearer {key}", "x-api-key": key,
+                                               "x-goog-api-key": key, **(headers or {})}, timeout=30)
+
+
+def openai_error(response: httpx.Response) -> dict:
+    assert response.headers["content-type"].startswith("application/json")
+    return response.json()["error"]
+
+
+def anthropic_error(response: httpx.Response) -> dict:
+    body = response.json()
+    assert body["type"] == "error"
+    return body["error"]
+
+
+def gemini_error(response: httpx.Response) -> dict:
+    return response.json()["error"]
+
+
+# --- Deep nesting ----------------------------------------------------------------------------------
+
+
+def test_deeply_nested_tool_schemas_are_a_400_in_each_protocol(gateway, persona):
+    chat = post(f"{gateway}/v1/chat/completions", persona.key, {
+        "model": SONNET, "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": nested(DEPTH)}}]})
+    assert chat.status_code == 400 and "levels deep" in openai_error(chat)["message"]
+    messages = post(f"{gateway}/anthropic/v1/messages", persona.key, headers=ANTHROPIC, body={
+        "model": SONNET, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"name": "f", "input_schema": nested(DEPTH)}]})
+    assert messages.status_code == 400 and anthropic_error(messages)["type"] == "invalid_request_error"
+    gemini = post(f"{gateway}/gemini/v1beta/models/{SONNET}:generateContent", persona.key, {
+        "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+        "tools": [{"functionDeclarations": [{"name": "f", "parameters": nested(DEPTH)}]}]})
+    assert gemini.status_code == 400 and gemini_error(gemini)["status"] == "INVALID_ARGUMENT"
+
+
+def test_deeply_nested_tool_inputs_and_arguments_are_a_400(gateway, persona):
+    tool_use = {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "f",
+                                                  "input": deep(DEPTH)}]}
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}]}
+    messages = post(f"{gateway}/anthropic/v1/messages", persona.key, headers=ANTHROPIC, body={
+        "model": SONNET, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}, tool_use, result]})
+    assert messages.status_code == 400 and anthropic_error(messages)["type"] == "invalid_request_error"
+    arguments = str(deep(DEPTH))  # a string in the body: parsed by the codec
+    chat = post(f"{gateway}/v1/chat/completions", persona.key, {"model": SONNET, "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+                                              "function": {"name": "f", "arguments": arguments}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"}]})
+    assert chat.status_code == 400, chat.text
+    assert openai_error(chat)["param"] == "messages[1].tool_calls[0].function.arguments"
+    gemini = post(f"{gateway}/gemini/v1beta/models/{SONNET}:generateContent", persona.key, {"contents": [
+        {"role": "user", "parts": [{"text": "hi"}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "f", "args": deep(DEPTH)}}]},
+        {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"ok": True}}}]}]})
+    assert gemini.status_code == 400 and gemini_error(gemini)["status"] == "INVALID_ARGUMENT"
+
+
+def test_nesting_within_the_limit_is_served(gateway, persona):
+    response = post(f"{gateway}/v1/chat/completions", persona.key, {
+        "model": SONNET, "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": nested(20)}}]})
+    assert response.status_code == 200, response.text
