@@ -6,6 +6,9 @@ import httpx
 import orjson
 import pytest
 
+from .conftest import _stop, start_gateway
+from .test_routing_e2e import setup  # noqa: F401 - the fixture that makes providers and models
+
 pytestmark = pytest.mark.e2e
 
 SONNET = "claude-sonnet-4-6"
@@ -104,3 +107,38 @@ def test_nesting_within_the_limit_is_served(gateway, persona):
         "model": SONNET, "messages": [{"role": "user", "content": "hi"}],
         "tools": [{"type": "function", "function": {"name": "f", "parameters": nested(20)}}]})
     assert response.status_code == 200, response.text
+
+
+# --- Upstream error text -------------------------------------------------------------------------------
+
+OPERATOR_KEY = "sk-ant-api03-operator-secret-0123456789"
+OPENAI_OPERATOR_KEY = "opaque-operator-credential-7788"  # no recognisable shape: redacted as configured
+
+
+@pytest.fixture(scope="module")
+def proxied_gateway(gateway_db_url, _fault_proxy_session):
+    url, process = start_gateway(gateway_db_url, _fault_proxy_session.url, ANTHROPIC_API_KEY=OPERATOR_KEY,
+                                 GATEWAY_CATALOG_CACHE_SECONDS="0", UPSTREAM_RETRIES="0")
+    yield url
+    _stop(process)
+
+
+@pytest.mark.parametrize("status, client_status", [(400, 400), (401, 502), (429, 429), (500, 502)])
+def test_an_upstream_echoing_the_operators_credential_never_shows_it_to_tenants(
+        status, client_status, proxied_gateway, fault_proxy, fault_openai_proxy, persona, setup):
+    openai_model = setup.model((setup.provider("openai", f"{fault_openai_proxy.url}/v1", key=OPENAI_OPERATOR_KEY),
+                                "gpt-4o-mini", 0, 1))
+    fault_proxy.set("echo_credentials", status=status)
+    fault_openai_proxy.set("echo_credentials", status=status)
+    hi = [{"role": "user", "content": "hi"}]
+    answers = [post(f"{proxied_gateway}/v1/chat/completions", persona.key, {"model": model, "messages": hi})
+               for model in (SONNET, openai_model)]
+    answers += [post(f"{proxied_gateway}/anthropic/v1/messages", persona.key, headers=ANTHROPIC,
+                     body={"model": model, "max_tokens": 10, "messages": hi}) for model in (SONNET, openai_model)]
+    answers.append(post(f"{proxied_gateway}/gemini/v1beta/models/{SONNET}:generateContent", persona.key,
+                        {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}))
+    assert [entry["outcome"] for entry in fault_proxy.requests()] == ["echoed"] * 3
+    for answer in answers:
+        assert answer.status_code == client_status
+        assert OPERATOR_KEY[:12] not in answer.text and OPENAI_OPERATOR_KEY not in answer.text
+        assert "operator-secret" not in answer.text
