@@ -190,6 +190,10 @@ GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024, min
 # How long an authenticated key (and the model catalog) is trusted before the database is asked
 # again; a revocation takes effect on every process within this time.
 GATEWAY_AUTH_CACHE_SECONDS = env_float("GATEWAY_AUTH_CACHE_SECONDS", 1.0, minimum=0.0)
+# Failed API authentications per client address (per process) within the window, after which the
+# address's failures are 429s with retry-after instead of 401s (accounts.selectors._AuthFailures).
+GATEWAY_AUTH_FAILURES = env_int("GATEWAY_AUTH_FAILURES", 20, minimum=1)
+GATEWAY_AUTH_FAILURES_WINDOW_SECONDS = env_int("GATEWAY_AUTH_FAILURES_WINDOW_SECONDS", 60, minimum=1)
 GATEWAY_CATALOG_CACHE_SECONDS = env_float("GATEWAY_CATALOG_CACHE_SECONDS", 5.0, minimum=0.0)
 # Namespace of the gateway's rate-limit, budget and balance counters in Redis.
 GATEWAY_REDIS_PREFIX = env_str("GATEWAY_REDIS_PREFIX", "gh:")

@@ -212,7 +212,9 @@ def start_gateway(db_url: str, upstream: str, **extra_env: str) -> tuple[str, su
     port = free_port()
     env = {**os.environ, "DATABASE_URL": db_url, "ANTHROPIC_BASE_URL": upstream,
            "ANTHROPIC_API_KEY": "test-upstream-key", "DJANGO_SETTINGS_MODULE": "config.settings",
-           "GATEWAY_MAX_BODY_BYTES": str(E2E_MAX_BODY_BYTES), "GATEWAY_REDIS_PREFIX": REDIS_PREFIX, **extra_env}
+           "GATEWAY_MAX_BODY_BYTES": str(E2E_MAX_BODY_BYTES), "GATEWAY_REDIS_PREFIX": REDIS_PREFIX,
+           # Every test calls from 127.0.0.1, many with bad keys on purpose: no per-address throttle unless asked.
+           "GATEWAY_AUTH_FAILURES": "1000000", **extra_env}
     process = subprocess.Popen([sys.executable, "-m", "gateway.serve", "--host", "127.0.0.1", "--port", str(port)],
                                cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"

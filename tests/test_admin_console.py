@@ -30,7 +30,7 @@ LEDGER = "/admin/billing/ledgerentry/"
 USAGE = "/admin/billing/usageevent/"
 ROLLUPS = "/admin/billing/usagerollup/"
 SONNET = "claude-sonnet-4-6"
-PLAINTEXT_RE = re.compile(r"sk_cdx_[a-z0-9]{12}_[A-Za-z0-9]{32}")
+PLAINTEXT_RE = re.compile(r"sk_cdx_[a-z0-9]{16}_[A-Za-z0-9]{32}")
 USD = 10**9
 
 

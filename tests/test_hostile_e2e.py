@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import re
+import statistics
+import time
+
 import httpx
 import orjson
 import pytest
@@ -142,3 +148,77 @@ def test_an_upstream_echoing_the_operators_credential_never_shows_it_to_tenants(
         assert answer.status_code == client_status
         assert OPERATOR_KEY[:12] not in answer.text and OPENAI_OPERATOR_KEY not in answer.text
         assert "operator-secret" not in answer.text
+
+
+# --- Random-key floods -------------------------------------------------------------------------------
+
+FLOOD_SECONDS = 3.0
+FLOOD_CONCURRENCY = 32
+FLOOD_RATE = 600  # requests a second, about the campaign's 570; unpaced, the flooder measures only the CPU
+
+
+def random_key() -> str:
+    import secrets
+    import string
+
+    alphabet = string.ascii_lowercase + string.digits
+    return f"sk_cdx_{''.join(secrets.choice(alphabet) for _ in range(16))}_{'A' * 32}"
+
+
+async def latencies(url: str, key: str, count: int) -> list[float]:
+    """`count` sequential chat calls of a legitimate client (from 127.0.0.1), seconds each."""
+    body = {"model": SONNET, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    taken = []
+    async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {key}"}) as client:
+        for _ in range(count):
+            started = time.perf_counter()
+            response = await client.post(f"{url}/v1/chat/completions", json=body)
+            taken.append(time.perf_counter() - started)
+            assert response.status_code == 200
+    return taken
+
+
+async def flood(url: str, deadline: float) -> collections.Counter:
+    """Random well-formed keys from another loopback address (127.0.0.2) until `deadline`, over kept-alive
+    connections with raw HTTP/1.1: an SDK-grade client would spend the machine's CPU before the gateway's."""
+    host, port = url.removeprefix("http://").split(":")
+    statuses: collections.Counter = collections.Counter()
+
+    async def worker():
+        started = time.monotonic()
+        reader, writer = await asyncio.open_connection(host, int(port), local_addr=("127.0.0.2", 0))
+        try:
+            for n in range(20_000):  # bounded, whatever the machine's speed
+                if time.monotonic() >= deadline:
+                    return
+                await asyncio.sleep(max(0.0, started + n * FLOOD_CONCURRENCY / FLOOD_RATE - time.monotonic()))
+                writer.write(f"GET /v1/models HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {random_key()}"
+                             "\r\n\r\n".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+                await reader.readexactly(length)
+                statuses[int(head.split(b" ", 2)[1])] += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(FLOOD_CONCURRENCY)))
+    return statuses
+
+
+def test_a_random_key_flood_leaves_a_legitimate_clients_latency_within_3x(gateway, persona):
+    asyncio.run(latencies(gateway, persona.key, 5))  # warm: the key, the catalog, connections
+    unloaded = statistics.median(asyncio.run(latencies(gateway, persona.key, 30)))
+
+    async def under_flood():
+        deadline = time.monotonic() + FLOOD_SECONDS
+        flooding = asyncio.create_task(flood(gateway, deadline))
+        await asyncio.sleep(0.5)  # the flood is at full rate
+        taken = await latencies(gateway, persona.key, 30)
+        return taken, await flooding
+
+    taken, statuses = asyncio.run(under_flood())
+    loaded = statistics.median(taken)
+    print(f"legitimate p50 {unloaded * 1000:.1f} ms unloaded, {loaded * 1000:.1f} ms under a flood of "
+          f"{sum(statuses.values()) / FLOOD_SECONDS:.0f} req/s {dict(statuses)}")
+    assert set(statuses) == {401}
+    assert loaded < 3 * unloaded
