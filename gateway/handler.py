@@ -27,6 +27,8 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.urls import set_script_prefix
 
+from .pipeline import REQUEST_ID_HEADERS, new_request_id
+
 
 class ApiHandler(ASGIHandler):
     def load_middleware(self, is_async=False):
@@ -47,6 +49,9 @@ class ApiHandler(ASGIHandler):
             set_script_prefix(get_script_prefix(scope))
             request, error_response = self.create_request(scope, body_file)
             response = error_response if request is None else await self.run_get_response(request)
+            request_id = new_request_id()  # every API response carries one, not only model calls'
+            for header in REQUEST_ID_HEADERS:
+                response.setdefault(header, request_id)
             if response.streaming:
                 await self._send_stream(response, receive, send)
             else:

@@ -222,3 +222,30 @@ def test_a_random_key_flood_leaves_a_legitimate_clients_latency_within_3x(gatewa
           f"{sum(statuses.values()) / FLOOD_SECONDS:.0f} req/s {dict(statuses)}")
     assert set(statuses) == {401}
     assert loaded < 3 * unloaded
+
+
+# --- Every API response in the protocol's shape, with a request id ---------------------------------
+
+
+@pytest.mark.parametrize("method, path, headers, shape", [
+    ("GET", "/v1/chat/completions", {}, openai_error),
+    ("DELETE", "/v1/models", {}, openai_error),
+    ("GET", "/anthropic/v1/messages", ANTHROPIC, anthropic_error),
+    ("GET", "/v1/messages", ANTHROPIC, anthropic_error),
+    ("PUT", f"/gemini/v1beta/models/{SONNET}:generateContent", {}, gemini_error),
+])
+def test_a_wrong_method_is_a_405_in_the_protocols_shape(gateway, persona, method, path, headers, shape):
+    response = httpx.request(method, gateway + path, headers={"Authorization": f"Bearer {persona.key}", **headers})
+    assert response.status_code == 405 and response.headers["allow"]
+    assert "not allowed" in shape(response)["message"]
+    assert response.headers["x-request-id"].startswith("req_")
+
+
+@pytest.mark.parametrize("path", ["/v1/models", f"/v1/models/{SONNET}", "/v1/usage", "/v1/traces/nothing",
+                                  "/v1/conversations/conv_nothing", "/v1/responses/resp_nothing", "/v1/nonexistent",
+                                  "/gemini/v1beta/models", "/anthropic/v1/models"])
+def test_every_api_response_carries_a_request_id(gateway, persona, path):
+    response = httpx.get(gateway + path, headers={"Authorization": f"Bearer {persona.key}", "x-api-key": persona.key,
+                                                  "x-goog-api-key": persona.key})
+    assert response.headers["x-request-id"].startswith("req_")
+    assert response.headers["request-id"] == response.headers["x-request-id"]
