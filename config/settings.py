@@ -187,6 +187,8 @@ ANTHROPIC_ALLOWED_BETAS = frozenset(env_list("ANTHROPIC_ALLOWED_BETAS", [
 ]))
 # Anthropic's own request limit is 32 MB; base64 images make bodies large.
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)
+# How long a client may take to send a whole request body before the gateway stops reading and answers 408.
+GATEWAY_BODY_TIMEOUT_SECONDS = env_float("GATEWAY_BODY_TIMEOUT_SECONDS", 30.0, minimum=0.1)
 # How long an authenticated key (and the model catalog) is trusted before the database is asked
 # again; a revocation takes effect on every process within this time.
 GATEWAY_AUTH_CACHE_SECONDS = env_float("GATEWAY_AUTH_CACHE_SECONDS", 1.0, minimum=0.0)

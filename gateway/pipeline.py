@@ -81,6 +81,9 @@ def json_response(payload: Any, *, status: int = 200, request_id: str | None = N
 
 
 def parse_json_body(request: HttpRequest) -> Any:
+    if getattr(request, "gateway_body_timed_out", False):  # gateway.handler stopped reading it
+        raise GatewayError(408, f"The request body did not arrive within {settings.GATEWAY_BODY_TIMEOUT_SECONDS:g} "
+                           "seconds.", code="request_timeout", type="invalid_request_error")
     declared = request.META.get("CONTENT_LENGTH")
     limit = settings.GATEWAY_MAX_BODY_BYTES
     if (declared and declared.isdigit() and int(declared) > limit) or len(request.body) > limit:

@@ -248,3 +248,51 @@ def test_every_api_response_carries_a_request_id(gateway, persona, path):
                                                   "x-goog-api-key": persona.key})
     assert response.headers["x-request-id"].startswith("req_")
     assert response.headers["request-id"] == response.headers["x-request-id"]
+
+
+# --- Slow bodies -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def impatient_gateway(gateway_db_url, fake_upstream):
+    url, process = start_gateway(gateway_db_url, fake_upstream, GATEWAY_BODY_TIMEOUT_SECONDS="1")
+    yield url
+    _stop(process)
+
+
+@pytest.mark.parametrize("path, headers, status_field", [
+    ("/v1/chat/completions", "Authorization: Bearer {key}", ("error", "code")),
+    ("/anthropic/v1/messages", "x-api-key: {key}\r\nanthropic-version: 2023-06-01", ("error", "type")),
+    (f"/gemini/v1beta/models/{SONNET}:generateContent", "x-goog-api-key: {key}", ("error", "status")),
+])
+def test_a_trickling_body_is_cut_off_with_a_408_in_the_protocols_shape(impatient_gateway, persona, path, headers,
+                                                                          status_field):
+    import json
+    import socket
+
+    host, port = impatient_gateway.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                     f"{headers.format(key=persona.key)}\r\nContent-Length: 1000\r\n\r\n{{".encode())
+        started, answer = time.monotonic(), b""
+        while b"\r\n\r\n" not in answer and time.monotonic() - started < 8:
+            try:
+                sock.settimeout(0.2)
+                answer += sock.recv(65536)
+            except TimeoutError:
+                sock.sendall(b" ")  # a byte at a time, never finishing
+        sock.settimeout(2)
+        while True:  # the rest of the body (the server closes, or the JSON is complete)
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            answer += chunk
+            if answer.rstrip().endswith(b"}"):
+                break
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), answer[:300]
+    outer, field = status_field
+    assert json.loads(body[body.index(b"{"):])[outer][field]
