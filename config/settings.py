@@ -189,6 +189,11 @@ ANTHROPIC_ALLOWED_BETAS = frozenset(env_list("ANTHROPIC_ALLOWED_BETAS", [
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)
 # How long a client may take to send a whole request body before the gateway stops reading and answers 408.
 GATEWAY_BODY_TIMEOUT_SECONDS = env_float("GATEWAY_BODY_TIMEOUT_SECONDS", 30.0, minimum=0.1)
+# Image and document URLs a client asks the upstream to fetch (gateway/url_policy.py): http(s) to public
+# hosts only. Hosts listed here are allowed anyway (".example.com": every subdomain); ALLOW_PRIVATE lifts
+# the private-address and local-name rules for upstreams outside the operator's network.
+GATEWAY_URL_ALLOWED_HOSTS = [host.lower() for host in env_list("GATEWAY_URL_ALLOWED_HOSTS", [])]
+GATEWAY_URL_ALLOW_PRIVATE = env_bool("GATEWAY_URL_ALLOW_PRIVATE", False)
 # How long an authenticated key (and the model catalog) is trusted before the database is asked
 # again; a revocation takes effect on every process within this time.
 GATEWAY_AUTH_CACHE_SECONDS = env_float("GATEWAY_AUTH_CACHE_SECONDS", 1.0, minimum=0.0)

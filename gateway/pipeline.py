@@ -35,7 +35,7 @@ from conversations.services import (TurnRecord, conversation_begin, conversation
 from .admission import Ticket, admission
 from .core import (GatewayError, InternalRequest, MessageAccumulator, ResponseContext, Usage, apply_model_limits,
                    depth_checked, estimate_tokens, internal_error, invalid)
-from . import routing
+from . import routing, url_policy
 from .protocols import embeddings
 from .selectors import DeploymentEntry, ModelEntry, model_resolve
 
@@ -208,6 +208,7 @@ async def serve(request: HttpRequest, *, codec: ModuleType, endpoint: str,
     principal: KeyPrincipal = request.auth
     trace = request.gateway_trace = trace_ids(request)
     ireq = codec.decode_request(parse_json_body(request), request_id=request_id, **route)
+    check_urls(ireq)
     model = await model_resolve(ireq.model, principal.allowed_models)
     turn = await _conversation_turn(principal, ireq, request_id)
     apply_model_limits(ireq.params, default_max_tokens=model.default_max_tokens,
@@ -273,6 +274,12 @@ async def serve_oneshot(request: HttpRequest, *, endpoint: str, capability: str,
                          headers={**ticket.headers, **echo_headers(trace)})
 
 
+def check_urls(ireq: InternalRequest) -> None:
+    """A 400 for a URL the upstream may not fetch (gateway.url_policy), on every protocol."""
+    url_policy.check_urls(ireq.params, allowed_hosts=settings.GATEWAY_URL_ALLOWED_HOSTS,
+                          allow_private=settings.GATEWAY_URL_ALLOW_PRIVATE)
+
+
 # Fields that shape the answer but not the input; count_tokens refuses them.
 _GENERATION_ONLY = frozenset({"max_tokens", "temperature", "top_p", "top_k", "stop_sequences", "metadata",
                               "service_tier"})
@@ -281,6 +288,7 @@ _GENERATION_ONLY = frozenset({"max_tokens", "temperature", "top_p", "top_k", "st
 async def count_tokens(request: HttpRequest, ireq: InternalRequest) -> int:
     """The input tokens of a decoded request, counted by its model's provider. Free, as upstream:
     no admission and no usage row, but the key's model allow-list applies."""
+    check_urls(ireq)
     model = await model_resolve(ireq.model, request.auth.allowed_models)
     params = {k: v for k, v in ireq.params.items() if k not in _GENERATION_ONLY}
 

@@ -296,3 +296,32 @@ def test_a_trickling_body_is_cut_off_with_a_408_in_the_protocols_shape(impatient
     assert head.startswith(b"HTTP/1.1 408"), answer[:300]
     outer, field = status_field
     assert json.loads(body[body.index(b"{"):])[outer][field]
+
+
+# --- URLs for the upstream to fetch ------------------------------------------------------------------------
+
+METADATA = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
+
+
+def test_internal_image_urls_are_refused_on_every_protocol(gateway, persona):
+    messages = post(f"{gateway}/anthropic/v1/messages", persona.key, headers=ANTHROPIC, body={
+        "model": SONNET, "max_tokens": 10, "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "url", "url": METADATA}}, {"type": "text", "text": "what?"}]}]})
+    assert messages.status_code == 400 and "messages[0].content[0].source.url" in anthropic_error(messages)["message"]
+    tool_result = post(f"{gateway}/anthropic/v1/messages", persona.key, headers=ANTHROPIC, body={
+        "model": SONNET, "max_tokens": 10, "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+                {"type": "image", "source": {"type": "url", "url": "file:///etc/passwd"}}]}]}]})
+    assert tool_result.status_code == 400 and "not allowed" in anthropic_error(tool_result)["message"]
+    chat = post(f"{gateway}/v1/chat/completions", persona.key, {"model": SONNET, "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "http://127.0.0.1:6379/"}}]}]})
+    assert chat.status_code == 400 and openai_error(chat)["param"] == "messages[0].content[0].source.url"
+    responses = post(f"{gateway}/v1/responses", persona.key, {"model": SONNET, "input": [{"role": "user", "content": [
+        {"type": "input_file", "file_url": "http://localhost/a.pdf"}]}]})
+    assert responses.status_code == 400 and "not allowed" in openai_error(responses)["message"]
+    gemini = post(f"{gateway}/gemini/v1beta/models/{SONNET}:generateContent", persona.key, {"contents": [
+        {"role": "user", "parts": [{"fileData": {"fileUri": "https://metadata.google.internal/x.png",
+                                                 "mimeType": "image/png"}}]}]})
+    assert gemini.status_code == 400 and gemini_error(gemini)["status"] == "INVALID_ARGUMENT"
