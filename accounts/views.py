@@ -89,18 +89,20 @@ def signup_view(request):
     return render(request, "registration/signup.html", {"form": form})
 
 
+THROTTLED = "Too many failed logins. Wait a few minutes, or reset your password, and try again."
+
+
 class LoginThrottle:
     """For an AuthenticationForm: refuses without checking the password while the username or the
     client's address is throttled (login_refused), so that both login pages share one limit."""
+
+    refused = False
 
     def clean(self):
         self.refused = login_refused(username=self.data.get("username", ""), address=client_address(self.request))
         if self.refused:
             raise ValidationError(THROTTLED, code="throttled")
         return super().clean()
-
-
-THROTTLED = "Too many failed logins. Wait a few minutes, or reset your password, and try again."
 
 
 class LoginForm(LoginThrottle, AuthenticationForm):
