@@ -255,9 +255,27 @@ def test_every_api_response_carries_a_request_id(gateway, persona, path):
 
 @pytest.fixture(scope="module")
 def impatient_gateway(gateway_db_url, fake_upstream):
-    url, process = start_gateway(gateway_db_url, fake_upstream, GATEWAY_BODY_TIMEOUT_SECONDS="1")
+    """Short body timeout; three failed authentications per address."""
+    url, process = start_gateway(gateway_db_url, fake_upstream, GATEWAY_BODY_TIMEOUT_SECONDS="1",
+                                 GATEWAY_AUTH_FAILURES="3")
     yield url
     _stop(process)
+
+
+def test_an_address_past_its_failed_authentications_gets_429s_with_retry_after(impatient_gateway, persona):
+    body = {"model": SONNET, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    transport = httpx.HTTPTransport(local_address="127.0.0.3")  # an address of its own
+    with httpx.Client(transport=transport, timeout=30) as client:
+        statuses = [client.post(f"{impatient_gateway}/v1/chat/completions", json=body,
+                                headers={"Authorization": f"Bearer {random_key()}"}).status_code for _ in range(4)]
+        refused = client.post(f"{impatient_gateway}/anthropic/v1/messages", json=body,
+                              headers={"x-api-key": random_key(), **ANTHROPIC})
+        valid = client.post(f"{impatient_gateway}/v1/chat/completions", json=body,
+                            headers={"Authorization": f"Bearer {persona.key}"})
+    assert statuses == [401, 401, 401, 429]
+    assert refused.status_code == 429 and anthropic_error(refused)["type"] == "rate_limit_error"
+    assert 0 < int(refused.headers["retry-after"]) <= 60
+    assert valid.status_code == 200  # a valid key still works from there
 
 
 @pytest.mark.parametrize("path, headers, status_field", [
