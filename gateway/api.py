@@ -35,9 +35,15 @@ Renderer = Callable[[object, GatewayError, str], HttpResponse]
 
 
 def _unknown_route(router: Router) -> None:
-    @router.api_operation(["GET", "POST", "PUT", "PATCH", "DELETE"], "/{path:rest}", auth=None)
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+    @router.api_operation(methods, "/{path:rest}", auth=None)
     async def unknown_route(request, rest: str):
         raise GatewayError(404, f"Unknown request URL: {request.method} {request.path}.", code="unknown_url")
+
+    @router.api_operation(methods, "/", auth=None)  # the API's root, which `rest` (one character or more) misses
+    async def unknown_root(request):
+        return await unknown_route(request, "")
 
 
 def _embedding_operations(router: Router) -> None:
@@ -78,6 +84,8 @@ class _Api(NinjaAPI):
     @property
     def urls(self):
         patterns, app_name, namespace = super().urls
+        # Without ninja's own root page (an HTML 404 with docs off), an API's root is its unknown route.
+        patterns = [pattern for pattern in patterns if pattern.name != "api-root"]
         for pattern in patterns:
             pattern.callback = self._shaped_405(pattern.callback)
         return patterns, app_name, namespace

@@ -343,3 +343,10 @@ def test_internal_image_urls_are_refused_on_every_protocol(gateway, persona):
         {"role": "user", "parts": [{"fileData": {"fileUri": "https://metadata.google.internal/x.png",
                                                  "mimeType": "image/png"}}]}]})
     assert gemini.status_code == 400 and gemini_error(gemini)["status"] == "INVALID_ARGUMENT"
+
+
+@pytest.mark.parametrize("path, shape", [("/v1/", openai_error), ("/jina/v1/", openai_error),
+                                         ("/gemini/v1beta/", gemini_error)])
+def test_an_apis_root_is_a_404_in_its_shape(gateway, path, shape):
+    response = httpx.get(gateway + path)
+    assert response.status_code == 404 and "Unknown request URL" in shape(response)["message"]
