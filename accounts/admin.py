@@ -38,6 +38,10 @@ from .services import (
     tenant_set_status,
     tenant_update,
 )
+from .views import AdminLoginForm
+
+# The console's login refuses, like the dashboard's, after LOGIN_ATTEMPTS failures (accounts.views.admin_login).
+admin.site.login_form = AdminLoginForm
 
 # --- Shared by the console's admin modules ---------------------------------------------------------------
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db.models.functions import Length
 
 from config.aio import SingleFlight
 from config.db import UNREACHABLE, db_unit
@@ -51,8 +53,9 @@ class _KeyCache:
 
     Entries live GATEWAY_AUTH_CACHE_SECONDS (1 s by default): a revocation, rotation, suspension or
     change of limits reaches every process within that time without any cross-process invalidation,
-    at the cost of at most one indexed lookup per key per second. Unknown ids are cached too, so a flood of bad keys cannot turn
-    into a flood of queries; the bound keeps that flood from growing memory.
+    at the cost of at most one indexed lookup per key per second. Random ids never get here (their check
+    value fails, accounts.keys); ids this server issued whose key is gone are cached too, and the bound
+    keeps a flood of them from growing memory.
     """
 
     MAX_ENTRIES = 10_000
@@ -112,16 +115,96 @@ def key_principal(public_id: str) -> KeyPrincipal | None:
     )
 
 
+def legacy_public_ids() -> frozenset[str]:
+    """The public ids of keys issued before ids carried a check value (accounts.keys)."""
+    return frozenset(ApiKey.objects.annotate(length=Length("public_id"))
+                     .filter(length=keys.LEGACY_PUBLIC_ID_LENGTH).values_list("public_id", flat=True))
+
+
+class _LegacyIds:
+    """Per process, the ids of legacy keys, so that an unknown legacy-shaped id costs no query either.
+
+    No legacy key is issued any more, so the set only changes in a rolling upgrade (an old process
+    still issuing them): an id not in the set reloads it, at most once per RELOAD_SECONDS.
+    """
+
+    RELOAD_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self.ids: frozenset[str] | None = None
+        self.loaded_at = 0.0
+
+    async def contains(self, public_id: str, now: float) -> bool:
+        if self.ids is None or (public_id not in self.ids and now - self.loaded_at >= self.RELOAD_SECONDS):
+            self.ids = await _principal_fetches.run("legacy-ids", _legacy_ids_async)
+            self.loaded_at = now
+        return public_id in self.ids
+
+
+class _AuthFailures:
+    """Failed authentications per client address, per process: once GATEWAY_AUTH_FAILURES failed within
+    GATEWAY_AUTH_FAILURES_WINDOW_SECONDS, the address's failures are 429s with retry-after.
+
+    In process memory, not Redis: counting costs nothing, not even a round trip, under a flood; with N
+    processes an address gets up to N times the limit. Keys still authenticate from a throttled
+    address (a client behind the same NAT as an attacker keeps working); what the throttle stops is the
+    address's further guessing. A fixed window from the first failure, like the dashboard's login.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, tuple[float, int]] = OrderedDict()
+
+    def retry_after(self, address: str, now: float) -> int | None:
+        """Seconds until `address` may fail again, or None if it is not throttled."""
+        started, count = self._entries.get(address, (0.0, 0))
+        left = started + settings.GATEWAY_AUTH_FAILURES_WINDOW_SECONDS - now
+        return math.ceil(left) if left > 0 and count >= settings.GATEWAY_AUTH_FAILURES else None
+
+    def record(self, address: str, now: float) -> None:
+        started, count = self._entries.pop(address, (now, 0))
+        if now - started >= settings.GATEWAY_AUTH_FAILURES_WINDOW_SECONDS:
+            started, count = now, 0
+        self._entries[address] = (started, count + 1)
+        if len(self._entries) > self.MAX_ENTRIES:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 _fetch_principal_async = db_unit(key_principal)
+_legacy_ids_async = db_unit(legacy_public_ids)
 _principal_fetches = SingleFlight()
+legacy_ids = _LegacyIds()
+auth_failures = _AuthFailures()
 
 _INVALID_KEY = "Incorrect API key provided. Keys look like sk_cdx_..., issued from the dashboard or by an operator."
 
 
-async def api_key_authenticate(presented: str | None, *, how: str = "'Authorization: Bearer sk_cdx_...'") -> KeyPrincipal:
-    """The principal for a presented key, or GatewayError 401/403. Usually no database round trip.
+async def api_key_authenticate(presented: str | None, *, how: str = "'Authorization: Bearer sk_cdx_...'",
+                               address: str = "") -> KeyPrincipal:
+    """The principal for a presented key, or GatewayError 401/403 (429 for an `address` past its failures).
 
-    `how` tells a client without a key where its protocol carries one."""
+    Usually no database round trip; never one for an id this server did not issue (a failed check
+    value, or a legacy-shaped id not among the legacy keys). `how` tells a client without a key where
+    its protocol carries one."""
+    now = time.monotonic()
+    try:
+        return await _authenticate(presented, how, now)
+    except GatewayError as error:
+        if error.status != 401:
+            raise
+        retry_after = auth_failures.retry_after(address, now)
+        auth_failures.record(address, now)
+        if retry_after is None:
+            raise
+        raise GatewayError(429, f"Too many failed authentications from your address. Retry in {retry_after} s.",
+                           code="too_many_auth_failures", type="rate_limit_error", retry_after=retry_after) from None
+
+
+async def _authenticate(presented: str | None, how: str, now: float) -> KeyPrincipal:
     if not presented:
         raise GatewayError(
             401,
@@ -133,9 +216,9 @@ async def api_key_authenticate(presented: str | None, *, how: str = "'Authorizat
     if parsed is None:
         raise GatewayError(401, _INVALID_KEY, code="invalid_api_key", type="authentication_error")
     public_id, secret = parsed
-    now = time.monotonic()
     hit, principal = key_cache.get(public_id, now)
-    if not hit:
+    if not hit and (await legacy_ids.contains(public_id, now) if keys.is_legacy(public_id)
+                    else keys.public_id_verifies(public_id)):
         try:
             principal = await _principal_fetches.run(public_id, lambda: _fetch_principal_async(public_id))
         except UNREACHABLE as exc:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.contrib import messages
+from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import login, update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -88,24 +89,35 @@ def signup_view(request):
     return render(request, "registration/signup.html", {"form": form})
 
 
-class LoginForm(AuthenticationForm):
-    """Django's login form, refusing without checking the password while the caller is throttled."""
+THROTTLED = "Too many failed logins. Wait a few minutes, or reset your password, and try again."
 
+
+class LoginThrottle:
+    """For an AuthenticationForm: refuses without checking the password while the username or the
+    client's address is throttled (login_refused), so that both login pages share one limit."""
+
+    refused = False
+
+    def clean(self):
+        self.refused = login_refused(username=self.data.get("username", ""), address=client_address(self.request))
+        if self.refused:
+            raise ValidationError(THROTTLED, code="throttled")
+        return super().clean()
+
+
+class LoginForm(LoginThrottle, AuthenticationForm):
     error_messages = {
         **AuthenticationForm.error_messages,
         "invalid_login": "Wrong e-mail or password. Note that the password is case-sensitive.",
-        "throttled": "Too many failed logins. Wait a few minutes, or reset your password, and try again.",
     }
 
-    def __init__(self, request=None, *args, refused: bool = False, **kwargs):
+    def __init__(self, request=None, *args, **kwargs):
         super().__init__(request, *args, **kwargs)
-        self.refused = refused
         self.fields["username"].label = "E-mail"
 
-    def clean(self):
-        if self.refused:
-            raise ValidationError(self.error_messages["throttled"], code="throttled")
-        return super().clean()
+
+class AdminLoginForm(LoginThrottle, AdminAuthenticationForm):
+    pass
 
 
 def client_address(request) -> str:
@@ -114,29 +126,37 @@ def client_address(request) -> str:
     return request.META.get("REMOTE_ADDR", "")
 
 
+def login_outcome_record(request, form, response):
+    """Count a login POST's outcome (`form`: the bound form, None once it logged in); a refused one is a 429."""
+    username = request.POST.get("username", "")
+    if form is None:
+        login_success_record(username=username)
+    elif form.refused:
+        response.status_code = 429
+    else:
+        login_failure_record(username=username, address=client_address(request))
+    return response
+
+
 class LoginView(auth_views.LoginView):
     form_class = LoginForm
     redirect_authenticated_user = True
 
-    def get_form_kwargs(self):
-        kwargs = super().get_form_kwargs()
-        if self.request.method == "POST":
-            kwargs["refused"] = login_refused(username=self.request.POST.get("username", ""),
-                                              address=client_address(self.request))
-        return kwargs
-
     def form_valid(self, form):
-        login_success_record(username=self.request.POST.get("username", ""))
-        return super().form_valid(form)
+        return login_outcome_record(self.request, None, super().form_valid(form))
 
     def form_invalid(self, form):
-        response = super().form_invalid(form)
-        if form.refused:
-            response.status_code = 429
-        else:
-            login_failure_record(username=self.request.POST.get("username", ""),
-                                 address=client_address(self.request))
+        return login_outcome_record(self.request, form, super().form_invalid(form))
+
+
+def admin_login(request, extra_context=None):
+    """The operators' console's login (admin.site.login) under the dashboard's throttle and counters."""
+    response = admin.site.login(request, extra_context)
+    if request.method != "POST":
         return response
+    # The form is in the page it renders again; a redirect means it logged the user in.
+    form = response.context_data["form"] if hasattr(response, "context_data") else None
+    return login_outcome_record(request, form, response)
 
 
 @login_required

@@ -188,9 +188,20 @@ ANTHROPIC_BLOCKED_BETAS = env_names("ANTHROPIC_BLOCKED_BETAS", [], pattern=r"[a-
                                     example="context-1m-2025-08-07")
 # Anthropic's own request limit is 32 MB; base64 images make bodies large.
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)
+# How long a client may take to send a whole request body before the gateway stops reading and answers 408.
+GATEWAY_BODY_TIMEOUT_SECONDS = env_float("GATEWAY_BODY_TIMEOUT_SECONDS", 30.0, minimum=0.1)
+# Image and document URLs a client asks the upstream to fetch (gateway/url_policy.py): http(s) to public
+# hosts only. Hosts listed here are allowed anyway (".example.com": every subdomain); ALLOW_PRIVATE lifts
+# the private-address and local-name rules for upstreams outside the operator's network.
+GATEWAY_URL_ALLOWED_HOSTS = [host.lower() for host in env_list("GATEWAY_URL_ALLOWED_HOSTS", [])]
+GATEWAY_URL_ALLOW_PRIVATE = env_bool("GATEWAY_URL_ALLOW_PRIVATE", False)
 # How long an authenticated key (and the model catalog) is trusted before the database is asked
 # again; a revocation takes effect on every process within this time.
 GATEWAY_AUTH_CACHE_SECONDS = env_float("GATEWAY_AUTH_CACHE_SECONDS", 1.0, minimum=0.0)
+# Failed API authentications per client address (per process) within the window, after which the
+# address's failures are 429s with retry-after instead of 401s (accounts.selectors._AuthFailures).
+GATEWAY_AUTH_FAILURES = env_int("GATEWAY_AUTH_FAILURES", 20, minimum=1)
+GATEWAY_AUTH_FAILURES_WINDOW_SECONDS = env_int("GATEWAY_AUTH_FAILURES_WINDOW_SECONDS", 60, minimum=1)
 GATEWAY_CATALOG_CACHE_SECONDS = env_float("GATEWAY_CATALOG_CACHE_SECONDS", 5.0, minimum=0.0)
 # How long a cached key or catalog is still used after its refresh failed because the database is
 # unreachable: a short outage degrades to the last known state instead of failing every request.

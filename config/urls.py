@@ -1,12 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts.views import admin_login
 from gateway.api import anthropic_api, anthropic_root_api, api, gemini_api, gemini_v1_api, jina_api, openai_alias_api
 from gateway.views import health, index
 
 urlpatterns = [
     path("", index, name="index"),
     path("health", health, name="health"),
+    path("admin/login/", admin_login),  # before the admin's own: the same page, throttled
     path("admin/", admin.site.urls),
     # The self-serve dashboard: each domain app serves its own pages.
     path("", include("accounts.urls")),

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseNotAllowed
 from ninja import NinjaAPI, Router
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -38,9 +38,15 @@ Renderer = Callable[[object, GatewayError, str], HttpResponse]
 
 
 def _unknown_route(router: Router) -> None:
-    @router.api_operation(["GET", "POST", "PUT", "PATCH", "DELETE"], "/{path:rest}", auth=None)
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+    @router.api_operation(methods, "/{path:rest}", auth=None)
     async def unknown_route(request, rest: str):
         raise GatewayError(404, f"Unknown request URL: {request.method} {request.path}.", code="unknown_url")
+
+    @router.api_operation(methods, "/", auth=None)  # the API's root, which `rest` (one character or more) misses
+    async def unknown_root(request):
+        return await unknown_route(request, "")
 
 
 def _embedding_operations(router: Router) -> None:
@@ -73,9 +79,40 @@ def openai_error_response(request, error: GatewayError) -> HttpResponse:
     return error_response(request, error, _render_openai)
 
 
+class _Api(NinjaAPI):
+    """A NinjaAPI whose 405s (a known path, another method), which ninja answers in plain text without
+    raising, are rendered in the protocol's shape too, with their `allow` header."""
+
+    def __init__(self, *, render: Renderer, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.render = render
+
+    @property
+    def urls(self):
+        patterns, app_name, namespace = super().urls
+        # Without ninja's own root page (an HTML 404 with docs off), an API's root is its unknown route.
+        patterns = [pattern for pattern in patterns if pattern.name != "api-root"]
+        for pattern in patterns:
+            pattern.callback = self._shaped_405(pattern.callback)
+        return patterns, app_name, namespace
+
+    def _shaped_405(self, view):
+        async def shaped(request, *args, **kwargs):
+            response = await view(request, *args, **kwargs)
+            if isinstance(response, HttpResponseNotAllowed):
+                allowed = ", ".join(sorted(response["allow"].split(", ")))
+                response = error_response(request, GatewayError(
+                    405, f"{request.method} is not allowed on {request.path}; use {allowed}.",
+                    code="method_not_allowed", type="invalid_request_error"), self.render)
+                response["allow"] = allowed
+            return response
+        return shaped
+
+
 def _build(namespace: str, router: Router, render: Renderer) -> NinjaAPI:
     """An API whose every failure, ours or the framework's, is rendered by `render` in its protocol's shape."""
-    api = NinjaAPI(title=f"Gatehouse {namespace}", urls_namespace=namespace, docs_url=None, openapi_url=None)
+    api = _Api(render=render, title=f"Gatehouse {namespace}", urls_namespace=namespace, docs_url=None,
+               openapi_url=None)
     api.add_router("/", router)
 
     def handle(request, error: GatewayError):

@@ -21,7 +21,7 @@ class ApiKey:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         presented = token.strip() if scheme.lower() == "bearer" else None
         presented = presented or request.headers.get(self.header) or (self.query and request.GET.get(self.query))
-        return await api_key_authenticate(presented, how=self.how)
+        return await api_key_authenticate(presented, how=self.how, address=request.META.get("REMOTE_ADDR", ""))
 
 
 # The OpenAI API also takes `x-api-key`, so that the Anthropic SDK can list models at our /v1 root.

@@ -71,6 +71,39 @@ def invalid(message: str, param: str | None = None) -> GatewayError:
     return GatewayError(400, message, param=param, type="invalid_request_error")
 
 
+# How deep JSON may nest in a request (objects and arrays; 1 for a flat object). The codecs, the SDK's
+# json.dumps and the schema walks recurse, so a body nested ~1,000 deep was a RecursionError (a 500);
+# real tool schemas and arguments stay well under 20 levels.
+MAX_JSON_DEPTH = 64
+
+
+_CONTAINERS = frozenset((dict, list))  # what orjson.loads makes of objects and arrays
+
+
+def nesting_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether `value` (parsed JSON) nests objects and arrays more than `limit` deep.
+
+    Level by level, without recursion: one visit per item and nothing per string byte. Measured: 14 µs
+    for a 3 KB chat request with tools, 1.3 ms for 4,000 messages (1.2 MB; parsing them takes 29 ms), 2.1
+    ms for 100,000 embedding inputs (2.6 MB; parsing 6.3 ms), 0.01 ms for a 20 MB image. Exact `type`
+    checks, not isinstance: 4x faster, and orjson only makes plain dicts and lists."""
+    level = [value] if type(value) in _CONTAINERS else []
+    for _ in range(limit):
+        level = [child for node in level for child in (node.values() if type(node) is dict else node)
+                 if type(child) in _CONTAINERS]
+        if not level:
+            return False
+    return True
+
+
+def depth_checked(value: Any, param: str | None = None) -> Any:
+    """`value`, or a 400 when it nests more than MAX_JSON_DEPTH deep."""
+    if nesting_exceeds(value):
+        raise invalid(f"The JSON {f'in {param!r} ' if param else ''}nests more than {MAX_JSON_DEPTH} levels deep.",
+                      param)
+    return value
+
+
 def internal_error() -> GatewayError:
     """What the client sees of a gateway bug (the details go to the log)."""
     return GatewayError(500, "The gateway had an internal error. It has been logged.", type="server_error")

@@ -21,11 +21,15 @@ What it leaves out, and why that is safe here:
 from __future__ import annotations
 
 import asyncio
+import io
 
+from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.urls import set_script_prefix
+
+from .pipeline import REQUEST_ID_HEADERS, new_request_id
 
 
 class ApiHandler(ASGIHandler):
@@ -39,14 +43,26 @@ class ApiHandler(ASGIHandler):
         await self.handle(scope, receive, send)
 
     async def handle(self, scope, receive, send):
+        timed_out = False
         try:
-            body_file = await self.read_body(receive)
+            # The whole body, not each chunk: a client trickling a byte at a time must not hold a
+            # connection (and its buffer) open for ever. The request goes on without its body and
+            # pipeline.parse_json_body answers 408 in the protocol's shape.
+            async with asyncio.timeout(settings.GATEWAY_BODY_TIMEOUT_SECONDS):
+                body_file = await self.read_body(receive)
         except RequestAborted:
             return
+        except TimeoutError:
+            body_file, timed_out = io.BytesIO(), True
         try:
             set_script_prefix(get_script_prefix(scope))
             request, error_response = self.create_request(scope, body_file)
+            if request is not None:
+                request.gateway_body_timed_out = timed_out
             response = error_response if request is None else await self.run_get_response(request)
+            request_id = new_request_id()  # every API response carries one, not only model calls'
+            for header in REQUEST_ID_HEADERS:
+                response.setdefault(header, request_id)
             if response.streaming:
                 await self._send_stream(response, receive, send)
             else:

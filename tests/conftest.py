@@ -106,6 +106,65 @@ def fake_openai_upstream():
 
 
 @dataclass
+class FaultProxy:
+    """A running `gateway.fakes.faults` proxy: its base URL and its control route."""
+
+    url: str
+
+    def set(self, mode: str, **params: int) -> dict:
+        """Switch the proxy to `mode` (see gateway/fakes/faults.py for the modes and their parameters)."""
+        response = httpx.put(f"{self.url}/_fault", json={"mode": mode, **params})
+        response.raise_for_status()
+        return response.json()
+
+    def state(self) -> dict:
+        return httpx.get(f"{self.url}/_fault").json()
+
+    def requests(self, since: int = 0) -> list[dict]:
+        return httpx.get(f"{self.url}/_fault/requests", params={"since": since}).json()
+
+    def reset(self) -> None:
+        self.set("pass")
+        httpx.delete(f"{self.url}/_fault/requests").raise_for_status()
+
+
+def _fault_proxy_process(upstream: str):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "gateway.fakes.faults", "--upstream", upstream,
+                                "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    _wait_http(url + "/_fault/health", process)
+    yield FaultProxy(url)
+    _stop(process)
+
+
+@pytest.fixture(scope="session")
+def _fault_proxy_session(fake_upstream):
+    yield from _fault_proxy_process(fake_upstream)
+
+
+@pytest.fixture(scope="session")
+def _fault_openai_proxy_session(fake_openai_upstream):
+    yield from _fault_proxy_process(fake_openai_upstream)
+
+
+@pytest.fixture
+def fault_proxy(_fault_proxy_session) -> FaultProxy:
+    """A fault-injection proxy in front of the fake Anthropic server, in `pass` mode with an empty log."""
+    _fault_proxy_session.reset()
+    yield _fault_proxy_session
+    _fault_proxy_session.set("pass")
+
+
+@pytest.fixture
+def fault_openai_proxy(_fault_openai_proxy_session) -> FaultProxy:
+    """A fault-injection proxy in front of the fake OpenAI-compatible server, in `pass` mode with an empty log."""
+    _fault_openai_proxy_session.reset()
+    yield _fault_openai_proxy_session
+    _fault_openai_proxy_session.set("pass")
+
+
+@dataclass
 class Persona:
     tenant: object
     api_key: object
@@ -155,7 +214,9 @@ def start_gateway(db_url: str, upstream: str, *, log: Path | None = None, **extr
     port = free_port()
     env = {**os.environ, "DATABASE_URL": db_url, "ANTHROPIC_BASE_URL": upstream,
            "ANTHROPIC_API_KEY": "test-upstream-key", "DJANGO_SETTINGS_MODULE": "config.settings",
-           "GATEWAY_MAX_BODY_BYTES": str(E2E_MAX_BODY_BYTES), "GATEWAY_REDIS_PREFIX": REDIS_PREFIX, **extra_env}
+           "GATEWAY_MAX_BODY_BYTES": str(E2E_MAX_BODY_BYTES), "GATEWAY_REDIS_PREFIX": REDIS_PREFIX,
+           # Every test calls from 127.0.0.1, many with bad keys on purpose: no per-address throttle unless asked.
+           "GATEWAY_AUTH_FAILURES": "1000000", **extra_env}
     output = open(log, "ab") if log is not None else None  # noqa: SIM115 - the child keeps its own copy
     process = subprocess.Popen([sys.executable, "-m", "gateway.serve", "--host", "127.0.0.1", "--port", str(port)],
                                cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT if output else None)

@@ -13,7 +13,7 @@ from django.test import override_settings
 
 from accounts import keys
 from accounts.models import ApiKey, Tenant
-from accounts.selectors import api_key_authenticate, key_cache
+from accounts.selectors import api_key_authenticate, auth_failures, key_cache, legacy_ids
 from accounts.services import api_key_issue, api_key_revoke, tenant_create, tenant_set_status
 from gateway.core import GatewayError
 
@@ -27,8 +27,12 @@ authenticate = async_to_sync(api_key_authenticate)
 @pytest.fixture(autouse=True)
 def fresh_key_cache():
     key_cache.clear()
+    auth_failures.clear()
+    legacy_ids.ids = None
     yield
     key_cache.clear()
+    auth_failures.clear()
+    legacy_ids.ids = None
 
 
 @pytest.fixture
@@ -257,3 +261,56 @@ def test_a_cached_key_serves_through_a_database_outage_for_the_stale_grace_then_
         authenticate(api_key_issue(tenant=acme).plaintext)
     for caught in (expired, unknown):
         assert (caught.value.status, caught.value.code, caught.value.retry_after) == (503, "database_unavailable", 5)
+
+
+# --- Unknown keys and failed authentications -------------------------------------------------------------
+
+
+def random_key(length: int = keys.PUBLIC_ID_LENGTH) -> str:
+    import secrets
+
+    public_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(length))
+    return f"sk_cdx_{public_id}_{'A' * keys.SECRET_LENGTH}"
+
+
+def test_issued_ids_carry_a_check_value_that_random_ids_fail(settings):
+    public_id = keys.generate()[1]
+    assert len(public_id) == keys.PUBLIC_ID_LENGTH and keys.public_id_verifies(public_id)
+    assert not any(keys.public_id_verifies(keys.parse(random_key())[0]) for _ in range(1000))
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "a-new-server-secret", [settings.SECRET_KEY]
+    assert keys.public_id_verifies(public_id)  # the previous secret still verifies during a rotation
+
+
+def test_random_well_formed_keys_cost_no_query(acme, django_assert_num_queries):
+    api_key_issue(tenant=acme)
+    with pytest.raises(GatewayError):
+        authenticate(random_key(keys.LEGACY_PUBLIC_ID_LENGTH))  # loads the set of legacy ids, once
+    with django_assert_num_queries(0):
+        for length in (keys.PUBLIC_ID_LENGTH, keys.LEGACY_PUBLIC_ID_LENGTH) * 10:
+            with pytest.raises(GatewayError) as caught:
+                authenticate(random_key(length), address=f"10.0.0.{length}")
+            assert caught.value.status == 401
+
+
+def test_legacy_keys_without_a_check_value_still_authenticate(acme):
+    issued = api_key_issue(tenant=acme)
+    secret = keys.parse(issued.plaintext)[1]
+    ApiKey.objects.filter(pk=issued.api_key.pk).update(public_id="legacy000001")
+    assert authenticate(f"sk_cdx_legacy000001_{secret}").key_id == issued.api_key.pk
+
+
+def test_an_address_past_its_failures_gets_429_with_retry_after_and_others_do_not(acme, settings):
+    settings.GATEWAY_AUTH_FAILURES, settings.GATEWAY_AUTH_FAILURES_WINDOW_SECONDS = 3, 60
+    issued = api_key_issue(tenant=acme)
+    statuses = []
+    for _ in range(5):
+        with pytest.raises(GatewayError) as caught:
+            authenticate(random_key(), address="192.0.2.7")
+        statuses.append(caught.value.status)
+    assert statuses == [401, 401, 401, 429, 429]
+    assert caught.value.retry_after == 60 and caught.value.type == "rate_limit_error"
+    with pytest.raises(GatewayError) as caught:
+        authenticate(None, address="192.0.2.8")
+    assert caught.value.status == 401
+    # A valid key still works from the throttled address (a client behind the same NAT).
+    assert authenticate(issued.plaintext, address="192.0.2.7").key_id == issued.api_key.pk

@@ -30,7 +30,7 @@ LEDGER = "/admin/billing/ledgerentry/"
 USAGE = "/admin/billing/usageevent/"
 ROLLUPS = "/admin/billing/usagerollup/"
 SONNET = "claude-sonnet-4-6"
-PLAINTEXT_RE = re.compile(r"sk_cdx_[a-z0-9]{12}_[A-Za-z0-9]{32}")
+PLAINTEXT_RE = re.compile(r"sk_cdx_[a-z0-9]{16}_[A-Za-z0-9]{32}")
 USD = 10**9
 
 
@@ -523,3 +523,41 @@ def test_a_new_price_is_audited(admin_client, admin_user):
     entry = AuditEntry.objects.get(action="price.add")
     assert entry.actor == admin_user and entry.details["model"] == sonnet.name
     assert entry.details["input_nano_per_mtok"] == 2 * 10**9
+
+
+# --- Login throttle --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def operator_login(settings) -> str:
+    # A cache of its own: the failure counters must not throttle other tests (nor clear a shared Redis).
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": f"console-{uuid.uuid4().hex}"}}
+    settings.LOGIN_ATTEMPTS = 3
+    return get_user_model().objects.create_superuser(f"op-{uuid.uuid4().hex[:8]}@example.com",
+                                                     password="right-password").username
+
+
+def admin_login_post(client, username, password):
+    return client.post("/admin/login/?next=/admin/", {"username": username, "password": password})
+
+
+def test_the_admin_login_is_refused_after_n_failures_even_with_the_right_password(operator_login):
+    from django.test import Client
+
+    for n in range(3):
+        assert admin_login_post(Client(REMOTE_ADDR=f"10.3.0.{n}"), operator_login, "guess").status_code == 200
+    client = Client(REMOTE_ADDR="10.3.1.1")
+    response = admin_login_post(client, operator_login, "right-password")
+    assert response.status_code == 429 and "Too many failed logins" in text(response)
+    assert "_auth_user_id" not in client.session
+
+
+def test_the_admin_login_counts_failures_per_address_and_still_logs_in_below_the_limit(operator_login):
+    from django.test import Client
+
+    for name in ("x@example.com", "y@example.com", "z@example.com"):
+        admin_login_post(Client(REMOTE_ADDR="10.4.4.4"), name, "guess")
+    assert admin_login_post(Client(REMOTE_ADDR="10.4.4.4"), operator_login, "right-password").status_code == 429
+    response = admin_login_post(Client(REMOTE_ADDR="10.4.4.5"), operator_login, "right-password")
+    assert response.status_code == 302 and response.url == "/admin/"

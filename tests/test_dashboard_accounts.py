@@ -33,7 +33,7 @@ from .dashboard_helpers import (  # noqa: F401 (client_for and team are fixtures
 
 pytestmark = pytest.mark.django_db
 
-PLAINTEXT_RE = re.compile(r"sk_cdx_[a-z0-9]{12}_[A-Za-z0-9]{32}")
+PLAINTEXT_RE = re.compile(r"sk_cdx_[a-z0-9]{16}_[A-Za-z0-9]{32}")
 STRONG = "Plenty-of-entropy-9x"
 User = get_user_model()
 

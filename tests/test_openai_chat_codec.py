@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.core import ANTHROPIC_REQUEST_FIELDS, GatewayError, ResponseContext, Usage, invalid
+from gateway.core import ANTHROPIC_REQUEST_FIELDS, GatewayError, ResponseContext, Usage, invalid, nesting_exceeds
 from gateway.protocols.openai_chat import (
     JSON_OBJECT_INSTRUCTION,
     JSON_SCHEMA_INSTRUCTION,
@@ -1172,3 +1172,21 @@ def test_error_body_keeps_an_explicit_type_and_the_param():
     payload = error_body(invalid("Invalid 'n'.", "n"))
     assert payload["error"] == {"message": "Invalid 'n'.", "type": "invalid_request_error", "param": "n", "code": None}
     assert error_body(GatewayError(529, "Overloaded.", type="overloaded_error"))["error"]["type"] == "overloaded_error"
+
+
+@pytest.mark.parametrize("depth, exceeds", [(1, False), (64, False), (65, True), (500, True)])
+def test_nesting_depth_is_measured_over_objects_and_arrays(depth, exceeds):
+    value: object = {}
+    for level in range(depth - 1):
+        value = {"a": value} if level % 2 else [value, "text", 1]
+    assert nesting_exceeds(value) is exceeds
+    assert nesting_exceeds("a string") is False
+
+
+def test_tool_call_arguments_nested_too_deep_are_a_400_naming_the_param():
+    arguments = '{"a":' * 100 + "{}" + "}" * 100
+    with pytest.raises(GatewayError) as caught:
+        decode_request({"model": "m", "messages": [
+            {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+                                                  "function": {"name": "f", "arguments": arguments}}]}]})
+    assert caught.value.status == 400 and caught.value.param == "messages[0].tool_calls[0].function.arguments"

@@ -28,7 +28,9 @@ def start_django(**env) -> subprocess.CompletedProcess:
      ("REDIS_URL", "http://localhost"), ("GATEWAY_MAX_BODY_BYTES", "lots"), ("DEBUG", "maybe"),
      ("UPSTREAM_TIMEOUT_SECONDS", "-1"), ("ANTHROPIC_BASE_URL", "ftp://example.com"), ("SIGNUP_CREDIT_USD", "-5"),
      ("SIGNUP_CREDIT_USD", "five"), ("SIGNUP_CREDIT_USD", "0.0000000001"), ("UPSTREAM_RETRIES", "-1"),
-     ("LOGIN_ATTEMPTS", "0"), ("ANTHROPIC_BLOCKED_BETAS", "context-1m-2025-08-07,Bad Flag")],
+     ("LOGIN_ATTEMPTS", "0"), ("ANTHROPIC_BLOCKED_BETAS", "context-1m-2025-08-07,Bad Flag"),
+     ("GATEWAY_BODY_TIMEOUT_SECONDS", "0"), ("GATEWAY_BODY_TIMEOUT_SECONDS", "soon"),
+     ("GATEWAY_AUTH_FAILURES", "0"), ("GATEWAY_AUTH_FAILURES_WINDOW_SECONDS", "x"), ("GATEWAY_URL_ALLOW_PRIVATE", "perhaps")],
 )
 def test_bad_environment_value_stops_start_up_naming_the_variable(name, value):
     result = start_django(**{name: value})

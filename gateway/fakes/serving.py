@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -42,25 +42,30 @@ class RequestLogControl:
     async def health(self, request: web.Request) -> web.Response:
         return _json(_OK)
 
-    def add_control_routes(self, app: web.Application) -> None:
-        app.router.add_get("/_fake/requests", self.get_requests)
-        app.router.add_delete("/_fake/requests", self.clear_requests)
-        app.router.add_get("/_fake/health", self.health)
+    def add_control_routes(self, app: web.Application, prefix: str = "/_fake") -> None:
+        app.router.add_get(f"{prefix}/requests", self.get_requests)
+        app.router.add_delete(f"{prefix}/requests", self.clear_requests)
+        app.router.add_get(f"{prefix}/health", self.health)
 
 
-async def start(build_app: Callable[..., web.Application], host: str = "127.0.0.1", port: int = 0,
-                **kwargs: Any) -> tuple[web.AppRunner, int]:
-    """Serve `build_app(**kwargs)` on the running loop; returns (runner, bound port). Stop: runner.cleanup()."""
-    runner = web.AppRunner(build_app(**kwargs), access_log=None, handle_signals=False)
+async def start(build_app: Callable[..., web.Application], host: str = "127.0.0.1", port: int = 0, *,
+                handler_cancellation: bool = False, **kwargs: Any) -> tuple[web.AppRunner, int]:
+    """Serve `build_app(**kwargs)` on the running loop; returns (runner, bound port). Stop: runner.cleanup().
+
+    With `handler_cancellation` a handler is cancelled when its client disconnects (aiohttp's default
+    lets it run on).
+    """
+    runner = web.AppRunner(build_app(**kwargs), access_log=None, handle_signals=False,
+                           handler_cancellation=handler_cancellation)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)
     await site.start()
     return runner, runner.addresses[0][1]
 
 
-async def _serve(build_app: Callable[..., web.Application], name: str, host: str, port: int,
-                 log_requests: bool) -> None:
-    runner, bound = await start(build_app, host, port, log_requests=log_requests)
+async def serve(build_app: Callable[..., web.Application], name: str, host: str, port: int, **kwargs: Any) -> None:
+    """`start(build_app, host, port, **kwargs)`, announce it on stdout, and serve until SIGINT/SIGTERM."""
+    runner, bound = await start(build_app, host, port, **kwargs)
     print(f"{name} listening on http://{host}:{bound}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -79,6 +84,11 @@ def main(build_app: Callable[..., web.Application], *, name: str, module: str, d
     parser.add_argument("--port", type=int, default=default_port)
     parser.add_argument("--no-log", action="store_true", help="do not record requests for /_fake/requests")
     args = parser.parse_args(argv)
+    run(serve(build_app, name, args.host, args.port, log_requests=not args.no_log))
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run a server's main coroutine on uvloop when it is installed."""
     try:
         import uvloop
 
@@ -86,4 +96,4 @@ def main(build_app: Callable[..., web.Application], *, name: str, module: str, d
     except ImportError:
         loop_factory = None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(_serve(build_app, name, args.host, args.port, not args.no_log))
+        runner.run(main)

@@ -48,7 +48,8 @@ from typing import Any
 
 import orjson
 
-from gateway.core import MIN_THINKING_BUDGET, GatewayError, InternalRequest, ResponseContext, Usage, invalid
+from gateway.core import (MIN_THINKING_BUDGET, GatewayError, InternalRequest, ResponseContext, Usage, depth_checked,
+                          invalid)
 
 _EFFORT_BUDGETS = {
     "minimal": 1024,
@@ -453,7 +454,7 @@ def _parse_arguments(arguments: str, param: str) -> dict:
         raise invalid(f"Invalid '{param}': the tool call arguments are not valid JSON.", param) from None
     if not isinstance(value, dict):
         raise invalid(f"Invalid '{param}': the tool call arguments must be a JSON object.", param)
-    return value
+    return depth_checked(value, param)
 
 
 def _tool_result_block(message: dict, i: int) -> dict:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from django.utils.module_loading import import_string
 
+from . import errors
+
 
 @dataclass(frozen=True, slots=True)
 class UpstreamConfig:
@@ -42,6 +44,7 @@ def get_provider(config: UpstreamConfig):
     key = (id(asyncio.get_running_loop()), config)
     provider = _instances.get(key)
     if provider is None:
+        errors.credential_register(config.api_key)  # redacted from any upstream text a client sees
         provider = _instances[key] = import_string(PROVIDERS[config.kind]).from_config(config)
     return provider
 

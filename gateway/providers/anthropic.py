@@ -20,7 +20,7 @@ from django.conf import settings
 
 from ..core import GatewayError
 from . import UpstreamConfig
-from .errors import upstream_error
+from .errors import upstream_error, upstream_reason
 
 _RAW = httpx2.Response  # `cast_to` this and the SDK hands back the response unparsed
 
@@ -39,11 +39,12 @@ def _from_sdk_error(exc: anthropic.APIError) -> GatewayError:
             str(error.get("message", exc.message)),
             int(retry_after) if retry_after and retry_after.isdigit() else None,
         )
-    return GatewayError(502, f"Upstream request failed: {exc}", type="upstream_error")
+    return GatewayError(502, f"Upstream request failed: {upstream_reason(exc)}", type="upstream_error")
 
 
 def _malformed(exc: Exception) -> GatewayError:
-    return GatewayError(502, f"The upstream provider sent a malformed response: {exc}", type="upstream_error")
+    return GatewayError(502, f"The upstream provider sent a malformed response: {upstream_reason(exc)}",
+                        type="upstream_error")
 
 
 async def _sse_batches(response) -> AsyncIterator[list[dict[str, Any]]]:
@@ -145,7 +146,8 @@ class AnthropicProvider:
         except orjson.JSONDecodeError as exc:
             raise _malformed(exc) from exc
         except (httpx2.HTTPError, OSError, TimeoutError) as exc:
-            raise GatewayError(502, f"The upstream connection failed mid-stream: {exc}", type="upstream_error") from exc
+            raise GatewayError(502, f"The upstream connection failed mid-stream: {upstream_reason(exc)}",
+                               type="upstream_error") from exc
 
     async def aclose(self) -> None:
         await self.client.close()

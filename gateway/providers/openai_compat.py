@@ -71,7 +71,7 @@ import orjson
 from ..core import WEB_SEARCH_TOOL_TYPE, GatewayError, estimate_input_tokens, estimate_tokens, invalid
 from ..protocols.openai_chat import _tool_id as safe_tool_id
 from . import UpstreamConfig
-from .errors import upstream_error
+from .errors import upstream_error, upstream_reason
 
 # ---------------------------------------------------------------------------------------------------
 # Request: Anthropic Messages body -> OpenAI chat request
@@ -361,8 +361,8 @@ def error_from_object(error: Any, status: int | None = None) -> GatewayError:
         message = orjson.dumps(message).decode()
     status = status or 500
     if kind == "insufficient_quota" or (isinstance(error, dict) and error.get("code") == "insufficient_quota"):
-        return GatewayError(502, f"The upstream provider failed ({status} insufficient_quota): {message}",
-                            type="upstream_error")
+        return GatewayError(502, f"The upstream provider failed ({status} insufficient_quota): "
+                            f"{upstream_reason(message)}", type="upstream_error")
     return upstream_error(_CLIENT_STATUS.get(status, status), str(kind), message)
 
 
@@ -426,7 +426,8 @@ def _count(value: Any) -> int:
 
 
 def _malformed(detail: str) -> GatewayError:
-    return GatewayError(502, f"The upstream provider sent a malformed response: {detail}.", type="upstream_error")
+    return GatewayError(502, f"The upstream provider sent a malformed response: {upstream_reason(detail)}.",
+                        type="upstream_error")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -695,12 +696,13 @@ def _timed_out() -> GatewayError:
 
 
 def _unreachable(exc: Exception) -> GatewayError:
-    return GatewayError(502, f"Could not reach the upstream provider: {exc}", type="upstream_error",
+    return GatewayError(502, f"Could not reach the upstream provider: {upstream_reason(exc)}", type="upstream_error",
                         code="upstream_unreachable")
 
 
 def _broken(exc: Exception) -> GatewayError:
-    return GatewayError(502, f"The upstream connection failed mid-stream: {exc}", type="upstream_error")
+    return GatewayError(502, f"The upstream connection failed mid-stream: {upstream_reason(exc)}",
+                        type="upstream_error")
 
 
 _NOT_CHAT = "This model serves embeddings and rerank only; it cannot answer messages or chat completions."
