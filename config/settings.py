@@ -174,6 +174,8 @@ LOGGING = {
 # --- Management API (/api/v1/, Django REST framework) -----------------------------------------------
 MANAGEMENT_PAGE_SIZE = env_int("MANAGEMENT_PAGE_SIZE", 50, minimum=1)
 MANAGEMENT_MAX_PAGE_SIZE = env_int("MANAGEMENT_MAX_PAGE_SIZE", 500, minimum=1)
+# How long the answer to a POST with an Idempotency-Key is kept for its retries.
+MANAGEMENT_IDEMPOTENCY_HOURS = env_int("MANAGEMENT_IDEMPOTENCY_HOURS", 24, minimum=1)
 REST_FRAMEWORK = {
     # Token authentication only: no session, so CSRF never applies to the API.
     "DEFAULT_AUTHENTICATION_CLASSES": ["management.authentication.ManagementCredentialAuthentication"],
@@ -181,6 +183,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "management.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -192,6 +195,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "OAS_VERSION": "3.1.0",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Fields of one name with different choices (the ledger's and a provider's "kind"): named, not numbered.
+    "ENUM_NAME_OVERRIDES": {
+        "LedgerKindEnum": "billing.models.LedgerEntry.Kind",
+        "CredentialKindEnum": ["operator", "admin"],
+        "TenantStatusEnum": "accounts.models.Tenant.Status",
+        "UsageStatusEnum": "billing.models.UsageEvent.Status",
+        "ProviderKindEnum": "gateway.models.provider_choices",
+    },
 }
 
 # --- Gateway ---------------------------------------------------------------------------------------

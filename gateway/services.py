@@ -11,7 +11,7 @@ from accounts.models import ApiKey, Tenant
 from accounts.services import api_key_issue, audit_record
 
 from . import crypto
-from .models import Credential
+from .models import CatalogModel, Credential, Deployment, Provider
 
 
 @transaction.atomic
@@ -47,3 +47,43 @@ def playground_key(*, tenant: Tenant, user) -> ApiKey:
         key = api_key_issue(tenant=tenant, name=PLAYGROUND_KEY_NAME, created_by=user, via="dashboard",
                             expires_at=now + PLAYGROUND_KEY_LIFETIME).api_key
     return key
+
+
+# --- The catalog and the upstream set-up, as the management API writes them ------------------------------
+
+
+def _changes(instance, fields: dict) -> dict:
+    return {name: [getattr(instance, name), value] for name, value in fields.items() if getattr(instance, name) != value}
+
+
+@transaction.atomic
+def upstream_object_save(*, instance: CatalogModel | Provider | Deployment, changes: dict, actor=None,
+                         via: str = "system"):
+    """Create (no pk) or change a catalog model, provider or deployment: model validation (full_clean,
+    including a model name that is another model's alias), then an audit entry naming what changed.
+    Requests see the change within GATEWAY_CATALOG_CACHE_SECONDS."""
+    created = instance.pk is None
+    diff = _changes(instance, changes)
+    for name, value in changes.items():
+        setattr(instance, name, value)
+    instance.full_clean()
+    instance.save()
+    kind = {CatalogModel: "model", Provider: "provider", Deployment: "deployment"}[type(instance)]
+    if created or diff:
+        audit_record(action=f"{kind}.{'create' if created else 'update'}", via=via, actor=actor,
+                     details={"id": instance.pk, "name": str(instance),
+                              **({name: _plain(value) for name, value in changes.items()} if created else
+                                 {name: [_plain(old), _plain(new)] for name, (old, new) in diff.items()})})
+    return instance
+
+
+@transaction.atomic
+def deployment_delete(*, deployment: Deployment, actor=None, via: str = "system") -> None:
+    audit_record(action="deployment.delete", via=via, actor=actor,
+                 details={"id": deployment.pk, "name": str(deployment)})
+    deployment.delete()
+
+
+def _plain(value):
+    """A value for the audit entry's JSON: related objects by their name."""
+    return str(value) if isinstance(value, CatalogModel | Provider) else value

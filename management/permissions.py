@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from accounts.models import Membership
 from accounts.selectors import ManagementPrincipal
 
 
@@ -40,11 +39,11 @@ class IsOperatorOrTenantAdmin(_WritesNeedFullToken):
     """Operators, or a tenant admin key (its tenant is checked by the view's lookup)."""
 
 
-class IsTenantOwner(BasePermission):
-    """What only a tenant's owners do (an admin's key is refused); operators pass."""
+class IsTenantAdmin(BasePermission):
+    """Tenant admin keys only: what acts as a member of the tenant (invitations)."""
 
-    message = "Only a key created by an owner of this tenant can do this."
+    message = "This needs a tenant admin key (sk_cdx_admin_...): it acts as one of the tenant's owners or admins."
 
     def has_permission(self, request, view) -> bool:
         principal = _principal(request)
-        return principal is not None and (principal.is_operator or principal.role == Membership.Role.OWNER)
+        return principal is not None and not principal.is_operator

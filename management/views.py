@@ -1,24 +1,641 @@
 """The management API's views: parse with a serializer, call one service, render.
 
-Rules live in accounts/billing/gateway services; a view only scopes what the caller may see (another
-tenant is a 404) and maps the services' ValidationError to DRF's 400 naming the field.
+The rules live in the accounts, billing and gateway services, which every write goes through with
+via="api" and the credential's user as the actor. A view only scopes what the caller may see: a
+tenant admin key sees its own tenant, and any other tenant's URL is a 404 (its existence is not
+confirmed). Errors are DRF's: 400 {"field": ["message"]}, 401, 403, 404.
 """
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+import hashlib
+from datetime import timedelta
+
+import orjson
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import status
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from . import serializers
-from .permissions import IsOperatorOrTenantAdmin
+from accounts import services as accounts
+from accounts.models import ApiKey, AuditEntry, Membership, Tenant
+from billing import services as billing
+from billing.models import LedgerEntry, UsageEvent
+from billing.selectors import budget_period_bounds, key_spend_nano, tenant_balance_nano, tenant_unbilled_cost_nano
+from gateway import services as gateway
+from gateway.models import CatalogModel, Credential, Deployment, Provider
+
+from . import serializers as s
+from .pagination import Cursor
+from .permissions import IsOperator, IsOperatorOrTenantAdmin, IsTenantAdmin
+from .services import idempotent_run
+
+VIA = "api"
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    description="Retrying with the same key returns the first answer and writes nothing twice; the same key "
+                "with a different request is a 422. Kept for MANAGEMENT_IDEMPOTENCY_HOURS.")
 
 
-class WhoAmI(APIView):
-    """The credential making the request: its kind, and for an admin key its tenant and role."""
+def _fingerprint(request) -> str:
+    body = orjson.dumps(request.data, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(f"{request.method} {request.path}\n".encode() + body).hexdigest()
+
+
+class Api(GenericAPIView):
+    """Shared by the views: input parsing, tenant scoping, idempotent creation."""
 
     permission_classes = [IsOperatorOrTenantAdmin]
+    pagination_class = Cursor
+    filter_class: type[s.Input] | None = None
 
-    @extend_schema(responses=serializers.PrincipalOut, operation_id="whoami")
+    @property
+    def principal(self):
+        return self.request.user
+
+    @property
+    def actor(self):
+        return self.principal.actor
+
+    def parse(self, serializer_class: type[s.Input], data=None, **kwargs) -> dict:
+        serializer = serializer_class(data=self.request.data if data is None else data, **kwargs)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+    def filters(self) -> dict:
+        params = {name: value for name, value in self.request.query_params.items() if name not in ("cursor", "limit")}
+        return self.parse(self.filter_class, data=params) if self.filter_class else {}
+
+    def tenant(self, slug: str) -> Tenant:
+        principal = self.principal
+        if not principal.is_operator and principal.tenant.slug != slug:
+            raise NotFound("No such tenant.")
+        return get_object_or_404(Tenant, slug=slug)
+
+    def scoped_tenant_filter(self, rows: QuerySet, slug: str | None) -> QuerySet:
+        """Rows of the tenant in the URL, or (operators, no tenant in the URL) of `?tenant=` or all."""
+        if slug is not None:
+            return rows.filter(tenant=self.tenant(slug))
+        tenant_slug = self.filters().get("tenant")
+        return rows.filter(tenant__slug=tenant_slug) if tenant_slug else rows
+
+    def page(self, rows: QuerySet, serializer_class) -> Response:
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(serializer_class(page, many=True).data)
+
+    def created(self, make) -> Response:
+        """201 with `make()`'s body; with an Idempotency-Key, once per key (retries get the same answer)."""
+        key = self.request.headers.get("Idempotency-Key")
+        if key is None:
+            return Response(make(), status=status.HTTP_201_CREATED)
+        if not key or len(key) > 255:
+            raise ValidationError({"Idempotency-Key": ["1 to 255 characters."]})
+        credential = f"{self.principal.kind}:{self.principal.credential.public_id}"
+        code, body, replayed = idempotent_run(credential=credential, key=key, fingerprint=_fingerprint(self.request),
+                                              run=lambda: (status.HTTP_201_CREATED, make()))
+        return Response(body, status=code, headers={"Idempotent-Replayed": "true"} if replayed else None)
+
+
+# --- Who am I --------------------------------------------------------------------------------------------
+
+
+class WhoAmI(Api):
+    """The credential making the request: its kind, and for an admin key its tenant and role."""
+
+    serializer_class = s.PrincipalOut
+
+    @extend_schema(operation_id="whoami", summary="The calling credential")
     def get(self, request):
-        return Response(serializers.PrincipalOut(request.user).data)
+        return Response(s.PrincipalOut(request.user).data)
+
+
+# --- Tenants ---------------------------------------------------------------------------------------------
+
+# What a tenant admin may change about their tenant (the credit limit is the operator's), and what only
+# its owners may (as in the dashboard, where only owners rename the workspace).
+TENANT_ADMIN_SETTINGS = {"name", "store_conversations", "log_requests", "conversation_retention_days"}
+TENANT_OWNER_SETTINGS = {"name"}
+
+
+class TenantList(Api):
+    permission_classes = [IsOperator]
+    serializer_class = s.TenantOut
+
+    @extend_schema(operation_id="tenants_list", summary="List tenants")
+    def get(self, request):
+        return self.page(Tenant.objects.all(), s.TenantOut)
+
+    @extend_schema(operation_id="tenants_create", summary="Create a tenant", request=s.TenantCreateIn,
+                   responses={201: s.TenantOut},
+                   examples=[OpenApiExample("tenant", request_only=True, value={
+                       "slug": "acme", "name": "Acme Inc.", "credit_limit_nano": 0, "conversation_retention_days": 30})])
+    def post(self, request):
+        data = self.parse(s.TenantCreateIn)
+        return self.created(lambda: s.TenantOut(accounts.tenant_create(actor=self.actor, via=VIA, **data)).data)
+
+
+class TenantDetail(Api):
+    serializer_class = s.TenantOut
+
+    @extend_schema(operation_id="tenants_retrieve", summary="A tenant and its settings")
+    def get(self, request, slug):
+        return Response(s.TenantOut(self.tenant(slug)).data)
+
+    @extend_schema(operation_id="tenants_update", summary="Change a tenant's name, credit limit or settings",
+                   request=s.TenantUpdateIn, responses=s.TenantOut,
+                   examples=[OpenApiExample("retention", request_only=True, value={
+                       "store_conversations": True, "conversation_retention_days": 14})])
+    def patch(self, request, slug):
+        tenant = self.tenant(slug)
+        changes = self.parse(s.TenantUpdateIn)
+        principal = self.principal
+        if not principal.is_operator:
+            if refused := sorted(set(changes) - TENANT_ADMIN_SETTINGS):
+                raise PermissionDenied(f"Only operators change {', '.join(refused)}.")
+            if set(changes) & TENANT_OWNER_SETTINGS and principal.role != Membership.Role.OWNER:
+                raise PermissionDenied("Only a key created by an owner renames the tenant.")
+        return Response(s.TenantOut(accounts.tenant_update(tenant=tenant, actor=self.actor, via=VIA, **changes)).data)
+
+
+class _TenantStatus(Api):
+    permission_classes = [IsOperator]
+    serializer_class = s.TenantOut
+    new_status = ""
+
+    def post(self, request, slug):
+        tenant = accounts.tenant_set_status(tenant=self.tenant(slug), status=self.new_status, actor=self.actor, via=VIA)
+        return Response(s.TenantOut(tenant).data)
+
+
+@extend_schema_view(post=extend_schema(operation_id="tenants_suspend", request=None,
+                                        summary="Suspend a tenant: its keys are refused (403)"))
+class TenantSuspend(_TenantStatus):
+    new_status = Tenant.Status.SUSPENDED
+
+
+@extend_schema_view(post=extend_schema(operation_id="tenants_resume", summary="Resume a suspended tenant",
+                                        request=None))
+class TenantResume(_TenantStatus):
+    new_status = Tenant.Status.ACTIVE
+
+
+class TenantBalance(Api):
+    serializer_class = s.BalanceOut
+
+    @extend_schema(operation_id="tenants_balance", summary="Balance, unbilled usage and credit limit")
+    def get(self, request, slug):
+        tenant = self.tenant(slug)
+        balance, unbilled = tenant_balance_nano(tenant.pk), tenant_unbilled_cost_nano(tenant.pk)
+        return Response(s.BalanceOut({"tenant": tenant.slug, "balance_nano": balance, "unbilled_nano": unbilled,
+                                      "available_nano": balance - unbilled,
+                                      "credit_limit_nano": tenant.credit_limit_nano}).data)
+
+
+# --- Money -----------------------------------------------------------------------------------------------
+
+
+class _Posting(Api):
+    permission_classes = [IsOperator]
+    serializer_class = s.LedgerOut
+
+    def post(self, request, slug):
+        tenant = self.tenant(slug)
+        data = self.parse(self.input_class)
+        return self.created(lambda: s.LedgerOut(self.service(tenant=tenant, actor=self.actor, via=VIA, **data)).data)
+
+
+@extend_schema_view(post=extend_schema(
+    operation_id="tenants_credits_create", summary="Grant credit (a positive amount, with a reason)",
+    request=s.CreditIn, responses={201: s.LedgerOut}, parameters=[IDEMPOTENCY_KEY],
+    examples=[OpenApiExample("credit", request_only=True,
+                             value={"amount_nano": 25_000_000_000, "reason": "Invoice 2026-114 paid"})]))
+class TenantCredits(_Posting):
+    input_class = s.CreditIn
+    service = staticmethod(billing.credit_grant)
+
+
+@extend_schema_view(post=extend_schema(
+    operation_id="tenants_adjustments_create", summary="Post an adjustment (either sign, with a reason)",
+    request=s.AdjustmentIn, responses={201: s.LedgerOut}, parameters=[IDEMPOTENCY_KEY],
+    examples=[OpenApiExample("refund", request_only=True,
+                             value={"amount_nano": -1_500_000_000, "reason": "Double-charged test run"})]))
+class TenantAdjustments(_Posting):
+    input_class = s.AdjustmentIn
+    service = staticmethod(billing.ledger_adjust)
+
+
+class Ledger(Api):
+    permission_classes = [IsOperator]
+    serializer_class = s.LedgerOut
+    filter_class = s.LedgerFilter
+
+    @extend_schema(operation_id="ledger_list", summary="Every tenant's ledger entries, newest first",
+                   parameters=[s.LedgerFilter])
+    def get(self, request, slug=None):
+        rows = self.scoped_tenant_filter(LedgerEntry.objects.select_related("tenant", "reverses"), slug)
+        return self.page(_in_range(rows, self.filters(), kind="kind"), s.LedgerOut)
+
+
+class TenantLedger(Ledger):
+    permission_classes = [IsOperatorOrTenantAdmin]
+
+    @extend_schema(operation_id="tenants_ledger_list", summary="A tenant's ledger entries, newest first",
+                   parameters=[s.LedgerFilter])
+    def get(self, request, slug):
+        return super().get(request, slug)
+
+
+def _in_range(rows: QuerySet, filters: dict, **exact: str) -> QuerySet:
+    if "since" in filters:
+        rows = rows.filter(created_at__gte=filters["since"])
+    if "until" in filters:
+        rows = rows.filter(created_at__lt=filters["until"])
+    return rows.filter(**{lookup: filters[name] for name, lookup in exact.items() if name in filters})
+
+
+# --- Keys ------------------------------------------------------------------------------------------------
+
+
+class KeyList(Api):
+    serializer_class = s.KeyOut
+
+    @extend_schema(operation_id="keys_list", summary="A tenant's API keys")
+    def get(self, request, slug):
+        return self.page(ApiKey.objects.filter(tenant=self.tenant(slug)).select_related("tenant", "created_by"),
+                         s.KeyOut)
+
+    @extend_schema(operation_id="keys_create", summary="Issue an API key (its secret is in this response only)",
+                   request=s.KeyCreateIn, responses={201: s.IssuedKeyOut}, parameters=[IDEMPOTENCY_KEY],
+                   examples=[OpenApiExample("limited", request_only=True, value={
+                       "name": "ci", "allowed_models": ["claude-sonnet-4-6"], "rpm_limit": 60,
+                       "budget_nano": 10_000_000_000, "budget_period": "month"})])
+    def post(self, request, slug):
+        tenant = self.tenant(slug)
+        data = self.parse(s.KeyCreateIn)
+
+        def issue():
+            issued = accounts.api_key_issue(tenant=tenant, created_by=self.actor, via=VIA, **data)
+            return s.IssuedKeyOut({**s.KeyOut(issued.api_key).data, "key": issued.plaintext}).data
+
+        return self.created(issue)
+
+
+class _KeyView(Api):
+    serializer_class = s.KeyOut
+
+    def key(self, slug: str, key_id: str) -> ApiKey:
+        return get_object_or_404(ApiKey.objects.select_related("tenant", "created_by"), tenant=self.tenant(slug),
+                                 public_id=key_id)
+
+
+class KeyDetail(_KeyView):
+    @extend_schema(operation_id="keys_retrieve", summary="An API key")
+    def get(self, request, slug, key_id):
+        return Response(s.KeyOut(self.key(slug, key_id)).data)
+
+    @extend_schema(operation_id="keys_update", summary="Change a key's name, models, limits, budget or expiry",
+                   request=s.KeyUpdateIn, responses=s.KeyOut,
+                   examples=[OpenApiExample("limits", request_only=True,
+                                            value={"rpm_limit": 120, "tpm_limit": None, "budget_nano": 5_000_000_000})])
+    def patch(self, request, slug, key_id):
+        api_key = self.key(slug, key_id)
+        if api_key.is_revoked:
+            raise ValidationError({"non_field_errors": ["A revoked key cannot be changed."]})
+        changes = self.parse(s.KeyUpdateIn)
+        return Response(s.KeyOut(accounts.api_key_update(api_key=api_key, actor=self.actor, via=VIA, **changes)).data)
+
+
+class KeyRotate(_KeyView):
+    @extend_schema(operation_id="keys_rotate", summary="Give a key a new secret; the old one works for the grace",
+                   request=s.RotateIn, responses={201: s.IssuedKeyOut}, parameters=[IDEMPOTENCY_KEY],
+                   examples=[OpenApiExample("a day", request_only=True, value={"grace_seconds": 86400})])
+    def post(self, request, slug, key_id):
+        api_key = self.key(slug, key_id)
+        grace = timedelta(seconds=self.parse(s.RotateIn)["grace_seconds"])
+
+        def rotate():
+            issued = accounts.api_key_rotate(api_key=api_key, grace=grace, actor=self.actor, via=VIA)
+            return s.IssuedKeyOut({**s.KeyOut(issued.api_key).data, "key": issued.plaintext}).data
+
+        return self.created(rotate)
+
+
+class KeyRevoke(_KeyView):
+    @extend_schema(operation_id="keys_revoke", summary="Revoke a key (one-way; gateways notice within seconds)",
+                   request=None)
+    def post(self, request, slug, key_id):
+        return Response(s.KeyOut(accounts.api_key_revoke(api_key=self.key(slug, key_id), actor=self.actor,
+                                                         via=VIA)).data)
+
+
+class Budgets(Api):
+    serializer_class = s.BudgetOut
+
+    @extend_schema(operation_id="budgets_list", summary="Each live key's budget and its spend this period")
+    def get(self, request, slug):
+        tenant, now = self.tenant(slug), timezone.now()
+        rows = []
+        page = self.paginate_queryset(ApiKey.objects.filter(tenant=tenant, revoked_at__isnull=True))
+        for api_key in page:
+            start, end = budget_period_bounds(api_key.budget_period, now)
+            spent = key_spend_nano(api_key.pk, start)
+            rows.append({"key": api_key.public_id, "name": api_key.name, "budget_nano": api_key.budget_nano,
+                         "budget_period": api_key.budget_period, "period_start": start, "period_end": end,
+                         "spent_nano": spent,
+                         "remaining_nano": None if api_key.budget_nano is None else api_key.budget_nano - spent})
+        return self.get_paginated_response(s.BudgetOut(rows, many=True).data)
+
+
+# --- Members ---------------------------------------------------------------------------------------------
+
+
+class MemberList(Api):
+    serializer_class = s.MemberOut
+
+    @extend_schema(operation_id="members_list", summary="A tenant's team")
+    def get(self, request, slug):
+        return self.page(Membership.objects.filter(tenant=self.tenant(slug)).select_related("user"), s.MemberOut)
+
+    @extend_schema(operation_id="members_create", summary="Operators: add an existing user with a role",
+                   request=s.MemberIn, responses={201: s.MemberOut},
+                   examples=[OpenApiExample("admin", request_only=True,
+                                            value={"email": "dana@example.com", "role": "admin"})])
+    def post(self, request, slug):
+        if not self.principal.is_operator:
+            raise PermissionDenied("Tenant admins add people with POST .../invitations.")
+        if self.principal.read_only:
+            raise PermissionDenied("This operator token is read-only.")
+        tenant = self.tenant(slug)
+        data = self.parse(s.MemberIn)
+        user = get_user_model().objects.filter(email__iexact=data["email"]).order_by("pk").first()
+        if user is None:
+            raise ValidationError({"email": ["No user has this e-mail address: a tenant admin can invite them."]})
+        if Membership.objects.filter(tenant=tenant, user=user).exists():
+            raise ValidationError({"email": [f"{data['email']} is already in this tenant; PATCH the member."]})
+        membership = accounts.membership_set(tenant=tenant, user=user, role=data["role"], actor=self.actor, via=VIA)
+        return Response(s.MemberOut(membership).data, status=status.HTTP_201_CREATED)
+
+
+class Invitations(Api):
+    permission_classes = [IsTenantAdmin]
+    serializer_class = s.MemberOut
+
+    @extend_schema(operation_id="invitations_create", summary="Tenant admins: invite someone by e-mail",
+                   description="An unknown address gets an account and an e-mail with a link to set its password; "
+                               "a known one is added and told. Only owners invite owners.",
+                   request=s.MemberIn, responses={201: s.MemberOut},
+                   examples=[OpenApiExample("member", request_only=True,
+                                            value={"email": "erin@example.com", "role": "member"})])
+    def post(self, request, slug):
+        tenant = self.tenant(slug)
+        data = self.parse(s.MemberIn)
+        invitation = accounts.member_invite(tenant=tenant, email=data["email"], role=data["role"], actor=self.actor,
+                                            site_url=request.build_absolute_uri("/"), via=VIA)
+        return Response(s.MemberOut(invitation.membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberDetail(Api):
+    serializer_class = s.MemberOut
+
+    def membership(self, slug: str, member_id: int) -> Membership:
+        return get_object_or_404(Membership.objects.select_related("user", "tenant"), tenant=self.tenant(slug),
+                                 pk=member_id)
+
+    @extend_schema(operation_id="members_update", summary="Change a member's role", request=s.MemberUpdateIn,
+                   responses=s.MemberOut,
+                   examples=[OpenApiExample("promote", request_only=True, value={"role": "admin"})])
+    def patch(self, request, slug, member_id):
+        membership = self.membership(slug, member_id)
+        role = self.parse(s.MemberUpdateIn)["role"]
+        if self.principal.is_operator:
+            membership = accounts.membership_set(tenant=membership.tenant, user=membership.user, role=role,
+                                                 actor=self.actor, via=VIA)
+        else:
+            membership = accounts.member_role_change(membership=membership, role=role, actor=self.actor, via=VIA)
+        return Response(s.MemberOut(membership).data)
+
+    @extend_schema(operation_id="members_destroy", summary="Take someone off the team (their keys stay)",
+                   responses={204: None})
+    def delete(self, request, slug, member_id):
+        membership = self.membership(slug, member_id)
+        if self.principal.is_operator:
+            accounts.membership_remove(membership=membership, actor=self.actor, via=VIA)
+        else:
+            accounts.member_remove(membership=membership, actor=self.actor, via=VIA)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Usage and audit -------------------------------------------------------------------------------------
+
+
+class Usage(Api):
+    permission_classes = [IsOperator]
+    serializer_class = s.UsageOut
+    filter_class = s.UsageFilter
+
+    @extend_schema(operation_id="usage_list", summary="Every tenant's usage rows (one per request), newest first",
+                   parameters=[s.UsageFilter])
+    def get(self, request, slug=None):
+        rows = self.scoped_tenant_filter(UsageEvent.objects.select_related("tenant", "api_key"), slug)
+        return self.page(_in_range(rows, self.filters(), api_key="api_key__public_id", model="model",
+                                   status="status"), s.UsageOut)
+
+
+class TenantUsage(Usage):
+    permission_classes = [IsOperatorOrTenantAdmin]
+
+    @extend_schema(operation_id="tenants_usage_list", summary="A tenant's usage rows (one per request), newest first",
+                   parameters=[s.UsageFilter])
+    def get(self, request, slug):
+        return super().get(request, slug)
+
+
+class Audit(Api):
+    permission_classes = [IsOperator]
+    serializer_class = s.AuditOut
+    filter_class = s.AuditFilter
+
+    @extend_schema(operation_id="audit_list", summary="The audit log, newest first", parameters=[s.AuditFilter])
+    def get(self, request):
+        rows = AuditEntry.objects.select_related("actor", "tenant", "api_key")
+        return self.page(_in_range(rows, self.filters(), tenant="tenant__slug", action="action", via="via"),
+                         s.AuditOut)
+
+
+# --- Catalog, prices, providers, deployments (operators) -------------------------------------------------
+
+
+class _Upstream(Api):
+    """Create or change a catalog model, provider or deployment through gateway.services."""
+
+    permission_classes = [IsOperator]
+
+    def save(self, instance, changes: dict):
+        return gateway.upstream_object_save(instance=instance, changes=changes, actor=self.actor, via=VIA)
+
+
+class ModelList(_Upstream):
+    serializer_class = s.CatalogModelOut
+
+    @extend_schema(operation_id="models_list", summary="The catalog")
+    def get(self, request):
+        return self.page(CatalogModel.objects.prefetch_related("aliases"), s.CatalogModelOut)
+
+    @extend_schema(operation_id="models_create", summary="Add a catalog model", request=s.CatalogModelCreateIn,
+                   responses={201: s.CatalogModelOut},
+                   examples=[OpenApiExample("model", request_only=True, value={
+                       "name": "deepseek-chat", "owned_by": "deepseek", "default_max_tokens": 4096,
+                       "max_output_tokens": 8192})])
+    def post(self, request):
+        data = self.parse(s.CatalogModelCreateIn)
+        model = self.save(CatalogModel(), data)
+        return Response(s.CatalogModelOut(model).data, status=status.HTTP_201_CREATED)
+
+
+class ModelDetail(_Upstream):
+    serializer_class = s.CatalogModelOut
+
+    @extend_schema(operation_id="models_retrieve", summary="A catalog model")
+    def get(self, request, name):
+        return Response(s.CatalogModelOut(get_object_or_404(CatalogModel, name=name)).data)
+
+    @extend_schema(operation_id="models_update", summary="Change a catalog model", request=s.CatalogModelUpdateIn,
+                   responses=s.CatalogModelOut,
+                   examples=[OpenApiExample("disable", request_only=True, value={"enabled": False})])
+    def patch(self, request, name):
+        model = get_object_or_404(CatalogModel, name=name)
+        return Response(s.CatalogModelOut(self.save(model, self.parse(s.CatalogModelUpdateIn))).data)
+
+
+class PriceList(Api):
+    permission_classes = [IsOperator]
+    serializer_class = s.PriceOut
+
+    @extend_schema(operation_id="prices_list", summary="A model's prices, newest first")
+    def get(self, request, name):
+        return self.page(get_object_or_404(CatalogModel, name=name).prices.select_related("model"), s.PriceOut)
+
+    @extend_schema(operation_id="prices_create", summary="Add a price from a time on (prices are never edited)",
+                   request=s.PriceIn, responses={201: s.PriceOut},
+                   examples=[OpenApiExample("per MTok", request_only=True, value={
+                       "input_nano_per_mtok": 3_000_000_000, "output_nano_per_mtok": 15_000_000_000,
+                       "cache_write_nano_per_mtok": 3_750_000_000, "cache_read_nano_per_mtok": 300_000_000})])
+    def post(self, request, name):
+        model = get_object_or_404(CatalogModel, name=name)
+        data = self.parse(s.PriceIn)
+        data.setdefault("effective_from", timezone.now())
+        price = billing.model_price_add(model=model, actor=self.actor, via=VIA, **data)
+        return Response(s.PriceOut(price).data, status=status.HTTP_201_CREATED)
+
+
+class ProviderList(_Upstream):
+    serializer_class = s.ProviderOut
+
+    @extend_schema(operation_id="providers_list", summary="Upstream providers")
+    def get(self, request):
+        return self.page(Provider.objects.all(), s.ProviderOut)
+
+    @extend_schema(operation_id="providers_create", summary="Add a provider", request=s.ProviderCreateIn,
+                   responses={201: s.ProviderOut},
+                   examples=[OpenApiExample("deepseek", request_only=True, value={
+                       "name": "deepseek", "kind": "openai_compat", "base_url": "https://api.deepseek.com/v1"})])
+    def post(self, request):
+        provider = self.save(Provider(), self.parse(s.ProviderCreateIn))
+        return Response(s.ProviderOut(provider).data, status=status.HTTP_201_CREATED)
+
+
+class ProviderDetail(_Upstream):
+    serializer_class = s.ProviderOut
+
+    @extend_schema(operation_id="providers_retrieve", summary="A provider")
+    def get(self, request, name):
+        return Response(s.ProviderOut(get_object_or_404(Provider, name=name)).data)
+
+    @extend_schema(operation_id="providers_update", summary="Change a provider", request=s.ProviderUpdateIn,
+                   responses=s.ProviderOut,
+                   examples=[OpenApiExample("cooldown", request_only=True, value={"cooldown_seconds": 60})])
+    def patch(self, request, name):
+        provider = get_object_or_404(Provider, name=name)
+        return Response(s.ProviderOut(self.save(provider, self.parse(s.ProviderUpdateIn))).data)
+
+
+class CredentialList(Api):
+    permission_classes = [IsOperator]
+    serializer_class = s.CredentialOut
+
+    @extend_schema(operation_id="credentials_list", summary="A provider's credentials (last four characters only)")
+    def get(self, request, name):
+        return self.page(get_object_or_404(Provider, name=name).credentials.all(), s.CredentialOut)
+
+    @extend_schema(operation_id="credentials_create", summary="Add a credential (the key is write-only)",
+                   request=s.CredentialCreateIn, responses={201: s.CredentialOut},
+                   examples=[OpenApiExample("key", request_only=True,
+                                            value={"name": "primary", "secret": "sk-live-0123456789abcdef"})])
+    def post(self, request, name):
+        provider = get_object_or_404(Provider, name=name)
+        data = self.parse(s.CredentialCreateIn)
+        secret = data.pop("secret")
+        credential = gateway.credential_save(credential=Credential(provider=provider, **data), secret=secret,
+                                             actor=self.actor, via=VIA)
+        return Response(s.CredentialOut(credential).data, status=status.HTTP_201_CREATED)
+
+
+class CredentialDetail(Api):
+    permission_classes = [IsOperator]
+    serializer_class = s.CredentialOut
+
+    @extend_schema(operation_id="credentials_update", summary="Replace a credential's key or change its weight",
+                   request=s.CredentialUpdateIn, responses=s.CredentialOut,
+                   examples=[OpenApiExample("rotate", request_only=True, value={"secret": "sk-live-fedcba9876543210"})])
+    def patch(self, request, name, credential_id):
+        credential = get_object_or_404(Credential.objects.select_related("provider"), provider__name=name,
+                                       pk=credential_id)
+        data = self.parse(s.CredentialUpdateIn)
+        secret = data.pop("secret", None)
+        for field, value in data.items():
+            setattr(credential, field, value)
+        credential = gateway.credential_save(credential=credential, secret=secret, actor=self.actor, via=VIA)
+        return Response(s.CredentialOut(credential).data)
+
+
+class DeploymentList(_Upstream):
+    serializer_class = s.DeploymentOut
+
+    @extend_schema(operation_id="deployments_list", summary="Where each model is served")
+    def get(self, request):
+        return self.page(Deployment.objects.select_related("model", "provider"), s.DeploymentOut)
+
+    @extend_schema(operation_id="deployments_create", summary="Serve a model from a provider",
+                   request=s.DeploymentCreateIn, responses={201: s.DeploymentOut},
+                   examples=[OpenApiExample("fallback", request_only=True, value={
+                       "model": "claude-sonnet-4-6", "provider": "anthropic", "upstream_model": "claude-sonnet-4-6",
+                       "priority": 1})])
+    def post(self, request):
+        deployment = self.save(Deployment(), self.parse(s.DeploymentCreateIn))
+        return Response(s.DeploymentOut(deployment).data, status=status.HTTP_201_CREATED)
+
+
+class DeploymentDetail(_Upstream):
+    serializer_class = s.DeploymentOut
+
+    def deployment(self, deployment_id: int) -> Deployment:
+        return get_object_or_404(Deployment.objects.select_related("model", "provider"), pk=deployment_id)
+
+    @extend_schema(operation_id="deployments_update", summary="Change a deployment", request=s.DeploymentUpdateIn,
+                   responses=s.DeploymentOut,
+                   examples=[OpenApiExample("weight", request_only=True, value={"weight": 3, "enabled": True})])
+    def patch(self, request, deployment_id):
+        deployment = self.deployment(deployment_id)
+        return Response(s.DeploymentOut(self.save(deployment, self.parse(s.DeploymentUpdateIn))).data)
+
+    @extend_schema(operation_id="deployments_destroy", summary="Stop serving a model from this deployment",
+                   responses={204: None})
+    def delete(self, request, deployment_id):
+        gateway.deployment_delete(deployment=self.deployment(deployment_id), actor=self.actor, via=VIA)
+        return Response(status=status.HTTP_204_NO_CONTENT)
