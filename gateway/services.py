@@ -63,7 +63,7 @@ def upstream_object_save(*, instance: CatalogModel | Provider | Deployment, chan
     including a model name that is another model's alias), then an audit entry naming what changed.
     Requests see the change within GATEWAY_CATALOG_CACHE_SECONDS."""
     created = instance.pk is None
-    diff = _changes(instance, changes)
+    diff = {} if created else _changes(instance, changes)
     for name, value in changes.items():
         setattr(instance, name, value)
     instance.full_clean()

@@ -281,9 +281,14 @@ class KeyList(Api):
 
         def issue():
             issued = accounts.api_key_issue(tenant=tenant, created_by=self.actor, via=VIA, **data)
-            return s.IssuedKeyOut({**s.KeyOut(issued.api_key).data, "key": issued.plaintext}).data
+            return _issued(issued)
 
         return self.created(issue)
+
+
+def _issued(issued: accounts.IssuedKey) -> dict:
+    """The key and, this once, its secret (s.IssuedKeyOut)."""
+    return {**s.KeyOut(issued.api_key).data, "key": issued.plaintext}
 
 
 class _KeyView(Api):
@@ -321,7 +326,7 @@ class KeyRotate(_KeyView):
 
         def rotate():
             issued = accounts.api_key_rotate(api_key=api_key, grace=grace, actor=self.actor, via=VIA)
-            return s.IssuedKeyOut({**s.KeyOut(issued.api_key).data, "key": issued.plaintext}).data
+            return _issued(issued)
 
         return self.created(rotate)
 
@@ -544,7 +549,7 @@ class ProviderList(_Upstream):
     @extend_schema(operation_id="providers_create", summary="Add a provider", request=s.ProviderCreateIn,
                    responses={201: s.ProviderOut},
                    examples=[OpenApiExample("deepseek", request_only=True, value={
-                       "name": "deepseek", "kind": "openai_compat", "base_url": "https://api.deepseek.com/v1"})])
+                       "name": "deepseek", "kind": "openai", "base_url": "https://api.deepseek.com/v1"})])
     def post(self, request):
         provider = self.save(Provider(), self.parse(s.ProviderCreateIn))
         return Response(s.ProviderOut(provider).data, status=status.HTTP_201_CREATED)
