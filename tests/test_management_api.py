@@ -27,10 +27,9 @@ from billing.services import credit_grant
 from gateway import crypto
 from gateway.models import CatalogModel, Credential, Deployment, Provider
 
+from .conftest import requires_postgres
 from .dashboard_helpers import team  # noqa: F401 (fixture)
 from .test_admin_console import usage_event
-
-pytestmark = pytest.mark.django_db
 
 V1 = "/api/v1"
 SONNET = "claude-sonnet-4-6"
@@ -564,3 +563,35 @@ def test_the_docs_page_is_served_locally(client):
     assert any("swagger-ui" in script for script in scripts)
     for script in scripts:  # our own static files (collectstatic puts them where the server serves /static)
         assert script.startswith("/static/") and finders.find(script.removeprefix("/static/")), script
+
+
+@requires_postgres
+def test_concurrent_retries_with_one_key_post_once(django_db_blocker):
+    """Two copies of one request at once (a client retrying on a timeout): one credit, one answer.
+
+    Committed rows and a thread per request (each its own connection), so the copies really race."""
+    import threading
+    import uuid
+
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        tenant = Tenant.objects.create(slug=f"idem-{uuid.uuid4().hex[:10]}", name="Idem")
+        token = operator_token_issue(name="race").plaintext
+        barrier, answers = threading.Barrier(4), []
+
+        def post():
+            barrier.wait()
+            response = call(client(token), "post", f"{V1}/tenants/{tenant.slug}/credits",
+                            {"amount_nano": 10**9, "reason": "race"}, HTTP_IDEMPOTENCY_KEY="same")
+            answers.append((response.status_code, response.json()))
+            connection.close()
+
+        threads = [threading.Thread(target=post) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert [status for status, _ in answers] == [201] * 4
+        assert len({str(body) for _, body in answers}) == 1
+        assert LedgerEntry.objects.filter(tenant=tenant).count() == 1
