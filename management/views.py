@@ -477,45 +477,115 @@ class Audit(Api):
 
 
 class _Upstream(Api):
-    """Create or change a catalog model, provider or deployment through gateway.services."""
+    """List and create (no `lookup` in the URL), or read and change, catalog models, providers or
+    deployments, through gateway.services.upstream_object_save."""
 
     permission_classes = [IsOperator]
+    rows: QuerySet
+    create_in: type[s.Input]
+    update_in: type[s.Input]
+    lookup = "name"
 
-    def save(self, instance, changes: dict):
-        return gateway.upstream_object_save(instance=instance, changes=changes, actor=self.actor, via=VIA)
+    def object(self, key):
+        return get_object_or_404(self.rows, **{self.lookup: key})
+
+    def save(self, instance, changes: dict, code: int = status.HTTP_200_OK) -> Response:
+        instance = gateway.upstream_object_save(instance=instance, changes=changes, actor=self.actor, via=VIA)
+        return Response(self.serializer_class(instance).data, status=code)
 
 
-class ModelList(_Upstream):
-    serializer_class = s.CatalogModelOut
-
-    @extend_schema(operation_id="models_list", summary="The catalog")
+class _UpstreamList(_Upstream):
     def get(self, request):
-        return self.page(CatalogModel.objects.prefetch_related("aliases"), s.CatalogModelOut)
+        return self.page(self.rows.all(), self.serializer_class)
 
-    @extend_schema(operation_id="models_create", summary="Add a catalog model", request=s.CatalogModelCreateIn,
-                   responses={201: s.CatalogModelOut},
-                   examples=[OpenApiExample("model", request_only=True, value={
-                       "name": "deepseek-chat", "owned_by": "deepseek", "default_max_tokens": 4096,
-                       "max_output_tokens": 8192})])
     def post(self, request):
-        data = self.parse(s.CatalogModelCreateIn)
-        model = self.save(CatalogModel(), data)
-        return Response(s.CatalogModelOut(model).data, status=status.HTTP_201_CREATED)
+        return self.save(self.rows.model(), self.parse(self.create_in), status.HTTP_201_CREATED)
 
 
-class ModelDetail(_Upstream):
-    serializer_class = s.CatalogModelOut
+class _UpstreamDetail(_Upstream):
+    def get(self, request, key):
+        return Response(self.serializer_class(self.object(key)).data)
 
-    @extend_schema(operation_id="models_retrieve", summary="A catalog model")
-    def get(self, request, name):
-        return Response(s.CatalogModelOut(get_object_or_404(CatalogModel, name=name)).data)
+    def patch(self, request, key):
+        return self.save(self.object(key), self.parse(self.update_in))
 
-    @extend_schema(operation_id="models_update", summary="Change a catalog model", request=s.CatalogModelUpdateIn,
-                   responses=s.CatalogModelOut,
-                   examples=[OpenApiExample("disable", request_only=True, value={"enabled": False})])
-    def patch(self, request, name):
-        model = get_object_or_404(CatalogModel, name=name)
-        return Response(s.CatalogModelOut(self.save(model, self.parse(s.CatalogModelUpdateIn))).data)
+
+def _upstream_schema(noun: str, out, create_in, update_in, create_example: dict, update_example: dict):
+    """The list/create and retrieve/update schemas of one kind of upstream object."""
+    plural = f"{noun}s"
+    listing = extend_schema_view(
+        get=extend_schema(operation_id=f"{plural}_list", summary=f"List {plural}"),
+        post=extend_schema(operation_id=f"{plural}_create", summary=f"Add a {noun}", request=create_in,
+                           responses={201: out},
+                           examples=[OpenApiExample(noun, request_only=True, value=create_example)]))
+    detail = extend_schema_view(
+        get=extend_schema(operation_id=f"{plural}_retrieve", summary=f"A {noun}"),
+        patch=extend_schema(operation_id=f"{plural}_update", summary=f"Change a {noun}", request=update_in,
+                            responses=out, examples=[OpenApiExample("change", request_only=True, value=update_example)]))
+    return listing, detail
+
+
+_models_schema = _upstream_schema(
+    "model", s.CatalogModelOut, s.CatalogModelCreateIn, s.CatalogModelUpdateIn,
+    {"name": "deepseek-chat", "owned_by": "deepseek", "default_max_tokens": 4096, "max_output_tokens": 8192},
+    {"enabled": False})
+_providers_schema = _upstream_schema(
+    "provider", s.ProviderOut, s.ProviderCreateIn, s.ProviderUpdateIn,
+    {"name": "deepseek", "kind": "openai", "base_url": "https://api.deepseek.com/v1"}, {"cooldown_seconds": 60})
+_deployments_schema = _upstream_schema(
+    "deployment", s.DeploymentOut, s.DeploymentCreateIn, s.DeploymentUpdateIn,
+    {"model": "claude-sonnet-4-6", "provider": "anthropic", "upstream_model": "claude-sonnet-4-6", "priority": 1},
+    {"weight": 3, "enabled": True})
+
+
+class _Models:
+    serializer_class, create_in, update_in = s.CatalogModelOut, s.CatalogModelCreateIn, s.CatalogModelUpdateIn
+    rows = CatalogModel.objects.prefetch_related("aliases")
+
+
+class _Providers:
+    serializer_class, create_in, update_in = s.ProviderOut, s.ProviderCreateIn, s.ProviderUpdateIn
+    rows = Provider.objects.all()
+
+
+class _Deployments:
+    serializer_class, create_in, update_in = s.DeploymentOut, s.DeploymentCreateIn, s.DeploymentUpdateIn
+    rows = Deployment.objects.select_related("model", "provider")
+    lookup = "pk"
+
+
+@_models_schema[0]
+class ModelList(_Models, _UpstreamList):
+    pass
+
+
+@_models_schema[1]
+class ModelDetail(_Models, _UpstreamDetail):
+    pass
+
+
+@_providers_schema[0]
+class ProviderList(_Providers, _UpstreamList):
+    pass
+
+
+@_providers_schema[1]
+class ProviderDetail(_Providers, _UpstreamDetail):
+    pass
+
+
+@_deployments_schema[0]
+class DeploymentList(_Deployments, _UpstreamList):
+    pass
+
+
+@_deployments_schema[1]
+class DeploymentDetail(_Deployments, _UpstreamDetail):
+    @extend_schema(operation_id="deployments_destroy", summary="Stop serving a model from this deployment",
+                   responses={204: None})
+    def delete(self, request, key):
+        gateway.deployment_delete(deployment=self.object(key), actor=self.actor, via=VIA)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class PriceList(Api):
@@ -537,37 +607,6 @@ class PriceList(Api):
         data.setdefault("effective_from", timezone.now())
         price = billing.model_price_add(model=model, actor=self.actor, via=VIA, **data)
         return Response(s.PriceOut(price).data, status=status.HTTP_201_CREATED)
-
-
-class ProviderList(_Upstream):
-    serializer_class = s.ProviderOut
-
-    @extend_schema(operation_id="providers_list", summary="Upstream providers")
-    def get(self, request):
-        return self.page(Provider.objects.all(), s.ProviderOut)
-
-    @extend_schema(operation_id="providers_create", summary="Add a provider", request=s.ProviderCreateIn,
-                   responses={201: s.ProviderOut},
-                   examples=[OpenApiExample("deepseek", request_only=True, value={
-                       "name": "deepseek", "kind": "openai", "base_url": "https://api.deepseek.com/v1"})])
-    def post(self, request):
-        provider = self.save(Provider(), self.parse(s.ProviderCreateIn))
-        return Response(s.ProviderOut(provider).data, status=status.HTTP_201_CREATED)
-
-
-class ProviderDetail(_Upstream):
-    serializer_class = s.ProviderOut
-
-    @extend_schema(operation_id="providers_retrieve", summary="A provider")
-    def get(self, request, name):
-        return Response(s.ProviderOut(get_object_or_404(Provider, name=name)).data)
-
-    @extend_schema(operation_id="providers_update", summary="Change a provider", request=s.ProviderUpdateIn,
-                   responses=s.ProviderOut,
-                   examples=[OpenApiExample("cooldown", request_only=True, value={"cooldown_seconds": 60})])
-    def patch(self, request, name):
-        provider = get_object_or_404(Provider, name=name)
-        return Response(s.ProviderOut(self.save(provider, self.parse(s.ProviderUpdateIn))).data)
 
 
 class CredentialList(Api):
@@ -607,40 +646,3 @@ class CredentialDetail(Api):
             setattr(credential, field, value)
         credential = gateway.credential_save(credential=credential, secret=secret, actor=self.actor, via=VIA)
         return Response(s.CredentialOut(credential).data)
-
-
-class DeploymentList(_Upstream):
-    serializer_class = s.DeploymentOut
-
-    @extend_schema(operation_id="deployments_list", summary="Where each model is served")
-    def get(self, request):
-        return self.page(Deployment.objects.select_related("model", "provider"), s.DeploymentOut)
-
-    @extend_schema(operation_id="deployments_create", summary="Serve a model from a provider",
-                   request=s.DeploymentCreateIn, responses={201: s.DeploymentOut},
-                   examples=[OpenApiExample("fallback", request_only=True, value={
-                       "model": "claude-sonnet-4-6", "provider": "anthropic", "upstream_model": "claude-sonnet-4-6",
-                       "priority": 1})])
-    def post(self, request):
-        deployment = self.save(Deployment(), self.parse(s.DeploymentCreateIn))
-        return Response(s.DeploymentOut(deployment).data, status=status.HTTP_201_CREATED)
-
-
-class DeploymentDetail(_Upstream):
-    serializer_class = s.DeploymentOut
-
-    def deployment(self, deployment_id: int) -> Deployment:
-        return get_object_or_404(Deployment.objects.select_related("model", "provider"), pk=deployment_id)
-
-    @extend_schema(operation_id="deployments_update", summary="Change a deployment", request=s.DeploymentUpdateIn,
-                   responses=s.DeploymentOut,
-                   examples=[OpenApiExample("weight", request_only=True, value={"weight": 3, "enabled": True})])
-    def patch(self, request, deployment_id):
-        deployment = self.deployment(deployment_id)
-        return Response(s.DeploymentOut(self.save(deployment, self.parse(s.DeploymentUpdateIn))).data)
-
-    @extend_schema(operation_id="deployments_destroy", summary="Stop serving a model from this deployment",
-                   responses={204: None})
-    def delete(self, request, deployment_id):
-        gateway.deployment_delete(deployment=self.deployment(deployment_id), actor=self.actor, via=VIA)
-        return Response(status=status.HTTP_204_NO_CONTENT)
