@@ -53,7 +53,7 @@ class Api(GenericAPIView):
 
     permission_classes = [IsOperatorOrTenantAdmin]
     pagination_class = Cursor
-    filter_class: type[s.Input] | None = None
+    filter_class: type[s.Input] = s.Input  # the query parameters a list takes besides cursor and limit
 
     @property
     def principal(self):
@@ -63,14 +63,14 @@ class Api(GenericAPIView):
     def actor(self):
         return self.principal.actor
 
-    def parse(self, serializer_class: type[s.Input], data=None, **kwargs) -> dict:
-        serializer = serializer_class(data=self.request.data if data is None else data, **kwargs)
+    def parse(self, serializer_class: type[s.Input], data=None) -> dict:
+        serializer = serializer_class(data=self.request.data if data is None else data)
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
 
     def filters(self) -> dict:
         params = {name: value for name, value in self.request.query_params.items() if name not in ("cursor", "limit")}
-        return self.parse(self.filter_class, data=params) if self.filter_class else {}
+        return self.parse(self.filter_class, data=params)
 
     def tenant(self, slug: str) -> Tenant:
         principal = self.principal
@@ -86,6 +86,7 @@ class Api(GenericAPIView):
         return rows.filter(tenant__slug=tenant_slug) if tenant_slug else rows
 
     def page(self, rows: QuerySet, serializer_class) -> Response:
+        self.filters()  # an unknown query parameter is a 400, not ignored
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(serializer_class(page, many=True).data)
 
@@ -346,6 +347,7 @@ class Budgets(Api):
     def get(self, request, slug):
         tenant, now = self.tenant(slug), timezone.now()
         rows = []
+        self.filters()
         page = self.paginate_queryset(ApiKey.objects.filter(tenant=tenant, revoked_at__isnull=True))
         for api_key in page:
             start, end = budget_period_bounds(api_key.budget_period, now)
@@ -374,8 +376,6 @@ class MemberList(Api):
     def post(self, request, slug):
         if not self.principal.is_operator:
             raise PermissionDenied("Tenant admins add people with POST .../invitations.")
-        if self.principal.read_only:
-            raise PermissionDenied("This operator token is read-only.")
         tenant = self.tenant(slug)
         data = self.parse(s.MemberIn)
         user = get_user_model().objects.filter(email__iexact=data["email"]).order_by("pk").first()

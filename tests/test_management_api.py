@@ -407,6 +407,7 @@ BAD = [
     ("get", "/keys?limit=-3", None, "limit"),
     ("get", "/keys?limit=ten", None, "limit"),
     ("get", "/keys?cursor=garbage", None, "cursor"),
+    ("get", "/members?role=owner", None, "role"),
 ]
 
 
