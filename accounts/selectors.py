@@ -287,7 +287,6 @@ def management_principal(presented: str | None, *,
     Looked up on every request (no cache): management traffic is light, and a revocation or a creator's
     lost role takes effect on the next request. API keys are refused with a message saying what to use.
     """
-    from django.db.models import Q
     from django.utils import timezone
 
     accepted = " or ".join(f"{keys.PREFIXES[kind]}..." for kind in kinds)
@@ -320,10 +319,9 @@ def management_principal(presented: str | None, *,
         principal = ManagementPrincipal(kind=kind, credential=credential, actor=credential.created_by,
                                         tenant=credential.tenant, role=role)
     now = timezone.now()
-    # At most one write a minute per credential, and none while it is fresh.
+    # At most one write a minute per credential: reads stay reads.
     if credential.last_used_at is None or (now - credential.last_used_at).total_seconds() >= _LAST_USED_RESOLUTION_SECONDS:
-        model.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=now), pk=credential.pk).update(
-            last_used_at=now)
+        model.objects.filter(pk=credential.pk).update(last_used_at=now)
     return principal
 
 
