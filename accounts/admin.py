@@ -26,14 +26,16 @@ from billing.selectors import tenant_available_nano
 from billing.services import credit_grant, ledger_adjust
 
 from .forms import AdjustmentForm, ApiKeySettingsForm, ConfirmForm, CreditForm, RotateKeyForm, TenantForm
-from .models import ApiKey, AuditEntry, Membership, Tenant
+from .models import AdminKey, ApiKey, AuditEntry, Membership, OperatorToken, Tenant
 from .services import (
     api_key_issue,
     api_key_revoke,
     api_key_rotate,
     api_key_update,
+    credential_revoke,
     membership_remove,
     membership_set,
+    operator_token_issue,
     tenant_create,
     tenant_set_status,
     tenant_update,
@@ -400,6 +402,71 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 continue
             self._show_plaintext_once(request, issued, "Rotated")
         return None
+
+
+# --- Management API credentials ---------------------------------------------------------------------------
+
+CREDENTIAL_INFO_FIELDS = ("display", "created_at", "last_used_at", "revoked_at")
+
+
+class ManagementCredentialAdmin(admin.ModelAdmin):
+    """Revoke (one-way); never shows a secret or its digest."""
+
+    search_fields = ("public_id", "name")
+    ordering = ("-created_at",)
+    actions = ("revoke",)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # audit entries name it; revoke instead
+
+    @admin.display(description="Status")
+    def status(self, credential):
+        return "revoked" if credential.is_revoked else "active"
+
+    @admin.action(description="Revoke selected (one-way)", permissions=["change"])
+    def revoke(self, request, queryset):
+        revoked = list(queryset.filter(revoked_at__isnull=True))
+        for credential in revoked:
+            credential_revoke(credential=credential, actor=request.user, via="admin")
+        self.message_user(request, f"Revoked {len(revoked)}.", messages.SUCCESS)
+
+
+@admin.register(OperatorToken)
+class OperatorTokenAdmin(ManagementCredentialAdmin):
+    """Issue (the plaintext is shown once) and revoke operator tokens of the management API."""
+
+    list_display = ("display", "name", "read_only", "user", "created_at", "last_used_at", "status")
+    list_filter = ("read_only",)
+
+    def get_fields(self, request, obj=None):
+        return ("name", "read_only", "user") if obj is None else (*CREDENTIAL_INFO_FIELDS, "name", "read_only", "user")
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.get_fields(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return  # every field is read-only once issued
+        issued = operator_token_issue(name=obj.name, read_only=obj.read_only, user=obj.user, actor=request.user,
+                                      via="admin")
+        obj.__dict__.update(issued.credential.__dict__)
+        self.message_user(request, f"Issued {issued.credential.display}. Copy the token now; it will not be shown "
+                                   f"again: {issued.plaintext}", messages.WARNING)
+
+
+@admin.register(AdminKey)
+class AdminKeyAdmin(ManagementCredentialAdmin):
+    """Tenant admin keys are created by the tenant's owners and admins in the dashboard; here they are listed
+    and can be revoked."""
+
+    list_display = ("display", "name", "tenant", "created_by", "created_at", "last_used_at", "status")
+    list_filter = ("tenant",)
+    list_select_related = ("tenant", "created_by")
+    fields = (*CREDENTIAL_INFO_FIELDS, "name", "tenant", "created_by")
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
 
 
 # --- Audit log -------------------------------------------------------------------------------------------

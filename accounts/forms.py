@@ -289,5 +289,9 @@ class ProfileForm(forms.Form):
     email = forms.EmailField(label="E-mail", max_length=150, help_text="You log in with this address.")
 
 
+class AdminKeyForm(forms.Form):
+    name = forms.CharField(label="Name", max_length=100, help_text="What the key is for, e.g. 'billing export'.")
+
+
 class TenantNameForm(forms.Form):
     name = forms.CharField(label="Workspace name", max_length=200)

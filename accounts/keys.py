@@ -9,6 +9,11 @@ alternative, but it must be refreshed to see new keys and grows with them, where
 state. Keys issued before ids carried a check (12 characters, `LEGACY_PUBLIC_ID_LENGTH`) are still
 accepted, looked up in a per-process set of their ids, which no longer grows.
 SECRET_KEY_FALLBACKS verify too, so the server's secret can be rotated the way Django rotates it.
+
+The management API's credentials share the shape under their own prefixes: tenant admin keys
+`sk_cdx_admin_<id>_<secret>` and operator tokens `sk_cdx_op_<id>_<secret>`. Their ids need no check
+value (the management API looks every credential up; its traffic is light). `admin` and `op` are too
+short to be an API key's public id, so a presented secret reads as exactly one kind.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ import string
 from django.conf import settings
 
 PREFIX = "sk_cdx_"
+ADMIN_PREFIX = "sk_cdx_admin_"
+OPERATOR_PREFIX = "sk_cdx_op_"
+API, ADMIN, OPERATOR = "api", "admin", "operator"
+PREFIXES = {API: PREFIX, ADMIN: ADMIN_PREFIX, OPERATOR: OPERATOR_PREFIX}
 _ALPHABET = string.ascii_letters + string.digits
 _PUBLIC_ALPHABET = string.ascii_lowercase + string.digits
 _RANDOM_LENGTH, _CHECK_LENGTH = 11, 5
@@ -65,6 +74,32 @@ def parse(key: str) -> tuple[str, str] | None:
     """(public_id, secret) of a well-formed key, else None."""
     match = _KEY_RE.match(key)
     return (match.group(1), match.group(2)) if match else None
+
+
+_CREDENTIAL_ID_LENGTH = 12
+_CREDENTIAL_RES = {kind: re.compile(rf"^{PREFIXES[kind]}([a-z0-9]{{{_CREDENTIAL_ID_LENGTH}}})_([A-Za-z0-9]{{{SECRET_LENGTH}}})$")
+                   for kind in (ADMIN, OPERATOR)}
+
+
+def credential_generate(kind: str) -> tuple[str, str, str]:
+    """A new management credential of `kind` (ADMIN or OPERATOR): (plaintext, public_id, secret)."""
+    public_id = "".join(secrets.choice(_PUBLIC_ALPHABET) for _ in range(_CREDENTIAL_ID_LENGTH))
+    secret = "".join(secrets.choice(_ALPHABET) for _ in range(SECRET_LENGTH))
+    return f"{PREFIXES[kind]}{public_id}_{secret}", public_id, secret
+
+
+def credential_parse(key: str, kind: str) -> tuple[str, str] | None:
+    """(public_id, secret) of a well-formed management credential of `kind`, else None."""
+    match = _CREDENTIAL_RES[kind].match(key)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def kind_of(key: str) -> str | None:
+    """Which kind a presented key claims to be by its prefix (None: none of ours); not a validity check."""
+    for kind in (ADMIN, OPERATOR, API):  # the longer prefixes first: all start with sk_cdx_
+        if key.startswith(PREFIXES[kind]):
+            return kind
+    return None
 
 
 def digest(secret: str) -> str:

@@ -122,3 +122,59 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action}"
+
+
+class ManagementCredential(models.Model):
+    """What operator tokens and tenant admin keys share: stored like ApiKey (a lookup id, a SHA-256
+    digest of a 190-bit secret, the last four characters for recognition), shown once, revoked one-way."""
+
+    kind = ""  # accounts.keys.OPERATOR or ADMIN
+    name = models.CharField(max_length=100)
+    public_id = models.CharField(max_length=16, unique=True, editable=False)
+    secret_digest = models.CharField(max_length=64, editable=False)
+    last4 = models.CharField(max_length=4, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.display
+
+    @property
+    def display(self) -> str:
+        from .keys import PREFIXES
+
+        return f"{PREFIXES[self.kind]}{self.public_id}_...{self.last4}"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class OperatorToken(ManagementCredential):
+    """`sk_cdx_op_...`: the management API for the whole installation (every tenant, the catalog, the
+    providers). Created with `create_operator_token` or in the admin; read-only tokens cannot write."""
+
+    kind = "operator"
+    read_only = models.BooleanField(default=False, help_text="Only GET requests: for dashboards and exports.")
+    # The audit log's actor for the token's writes (AuditEntry.actor is a user); empty: no user named.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+", help_text="Named as the actor of this token's writes in the audit log.")
+
+
+class AdminKey(ManagementCredential):
+    """`sk_cdx_admin_...`: the management API for one tenant, acting as the owner or admin who created it.
+
+    The key has its creator's current role, never more: an admin's key cannot do what only owners do,
+    and the key stops working when its creator is no longer an owner or admin of the tenant.
+    """
+
+    kind = "admin"
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="admin_keys")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        verbose_name = "tenant admin key"

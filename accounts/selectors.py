@@ -17,7 +17,7 @@ from config.outage import db_unavailable
 from gateway.core import GatewayError, database_unavailable
 
 from . import keys
-from .models import ApiKey, Tenant
+from .models import AdminKey, ApiKey, Membership, OperatorToken, Tenant
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +181,8 @@ legacy_ids = _LegacyIds()
 auth_failures = _AuthFailures()
 
 _INVALID_KEY = "Incorrect API key provided. Keys look like sk_cdx_..., issued from the dashboard or by an operator."
+_MANAGEMENT_KEY_ON_MODEL_API = ("This is a management credential ({prefix}...): it manages Gatehouse through "
+                                "/api/v1 and cannot call models. Use an API key (sk_cdx_...).")
 
 
 async def api_key_authenticate(presented: str | None, *, how: str = "'Authorization: Bearer sk_cdx_...'",
@@ -214,7 +216,10 @@ async def _authenticate(presented: str | None, how: str, now: float) -> KeyPrinc
         )
     parsed = keys.parse(presented)
     if parsed is None:
-        raise GatewayError(401, _INVALID_KEY, code="invalid_api_key", type="authentication_error")
+        kind = keys.kind_of(presented)
+        message = (_MANAGEMENT_KEY_ON_MODEL_API.format(prefix=keys.PREFIXES[kind]) if kind in (keys.ADMIN, keys.OPERATOR)
+                   else _INVALID_KEY)
+        raise GatewayError(401, message, code="invalid_api_key", type="authentication_error")
     public_id, secret = parsed
     hit, principal = key_cache.get(public_id, now)
     if not hit and (await legacy_ids.contains(public_id, now) if keys.is_legacy(public_id)
@@ -244,6 +249,85 @@ def principal_check(principal: KeyPrincipal, wall: float) -> KeyPrincipal:
         raise GatewayError(403, "This account is suspended. Contact your operator.", code="account_suspended",
                            type="permission_error")
     return principal
+
+
+# --- Management API credentials ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ManagementPrincipal:
+    """Who is calling the management API (or the admin usage APIs): an operator or one tenant's admin.
+
+    `actor` is the user audit entries name: the operator token's user, or the admin key's creator.
+    `role` is that creator's current role in `tenant` (owner or admin); operators have none.
+    """
+
+    kind: str  # keys.OPERATOR or keys.ADMIN
+    credential: OperatorToken | AdminKey
+    actor: object | None
+    read_only: bool = False
+    tenant: Tenant | None = None
+    role: str | None = None
+    is_authenticated = True  # for DRF's IsAuthenticated: DRF stores the principal as request.user
+
+    @property
+    def is_operator(self) -> bool:
+        return self.kind == keys.OPERATOR
+
+
+_MANAGEMENT_MODELS = {keys.OPERATOR: OperatorToken, keys.ADMIN: AdminKey}
+_INVALID_MANAGEMENT_KEY = "Incorrect management credential. Send an operator token (sk_cdx_op_...) or a tenant admin key (sk_cdx_admin_...)."
+_LAST_USED_RESOLUTION_SECONDS = 60
+
+
+def management_principal(presented: str | None, *,
+                         kinds: tuple[str, ...] = (keys.OPERATOR, keys.ADMIN)) -> ManagementPrincipal:
+    """The principal of a presented operator token or tenant admin key, or GatewayError 401/403.
+
+    Looked up on every request (no cache): management traffic is light, and a revocation or a creator's
+    lost role takes effect on the next request. API keys are refused with a message saying what to use.
+    """
+    from django.db.models import Q
+    from django.utils import timezone
+
+    accepted = " or ".join(f"{keys.PREFIXES[kind]}..." for kind in kinds)
+    if not presented:
+        raise GatewayError(401, f"You didn't provide a management credential ({accepted}). Send it as "
+                                f"'Authorization: Bearer {keys.PREFIXES[kinds[0]]}...'.",
+                           code="missing_api_key", type="authentication_error")
+    kind = keys.kind_of(presented)
+    if kind not in kinds:
+        message = (f"API keys (sk_cdx_...) call the model APIs only; this API takes {accepted}."
+                   if kind == keys.API else f"This API takes {accepted} only.")
+        raise GatewayError(401, message if kind else _INVALID_MANAGEMENT_KEY, code="invalid_api_key",
+                           type="authentication_error")
+    parsed = keys.credential_parse(presented, kind)
+    model = _MANAGEMENT_MODELS[kind]
+    credential = parsed and model.objects.filter(public_id=parsed[0]).select_related(
+        *(("tenant", "created_by") if kind == keys.ADMIN else ("user",))).first()
+    if not credential or not keys.matches(parsed[1], credential.secret_digest) or credential.is_revoked:
+        raise GatewayError(401, _INVALID_MANAGEMENT_KEY, code="invalid_api_key", type="authentication_error")
+    if kind == keys.OPERATOR:
+        principal = ManagementPrincipal(kind=kind, credential=credential, actor=credential.user,
+                                        read_only=credential.read_only)
+    else:
+        role = credential.created_by_id and Membership.objects.filter(
+            tenant_id=credential.tenant_id, user_id=credential.created_by_id).values_list("role", flat=True).first()
+        if role not in (Membership.Role.OWNER, Membership.Role.ADMIN):
+            raise GatewayError(403, "The user who created this admin key is no longer an owner or admin of "
+                                    f"{credential.tenant.slug}; the key has no rights left. Create a new one.",
+                               code="admin_key_creator_not_manager", type="permission_error")
+        principal = ManagementPrincipal(kind=kind, credential=credential, actor=credential.created_by,
+                                        tenant=credential.tenant, role=role)
+    now = timezone.now()
+    # At most one write a minute per credential, and none while it is fresh.
+    if credential.last_used_at is None or (now - credential.last_used_at).total_seconds() >= _LAST_USED_RESOLUTION_SECONDS:
+        model.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=now), pk=credential.pk).update(
+            last_used_at=now)
+    return principal
+
+
+management_principal_async = db_unit(management_principal)
 
 
 # --- Self-serve dashboard --------------------------------------------------------------------------------

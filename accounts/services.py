@@ -20,17 +20,26 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from . import keys
-from .models import ApiKey, AuditEntry, Membership, Tenant
+from .models import AdminKey, ApiKey, AuditEntry, ManagementCredential, Membership, OperatorToken, Tenant
 from .selectors import login_attempt_keys
 
 # The key settings operators and customers may change (admin, dashboard, create_key).
 KEY_SETTINGS = ("name", "expires_at", "allowed_models", "rpm_limit", "tpm_limit", "budget_nano", "budget_period")
 MAX_ROTATION_GRACE = timedelta(days=30)
+DASHBOARD_VIA = "dashboard"
+# The roles that manage a tenant: its team, all its keys, its admin keys.
+MANAGER_ROLES = (Membership.Role.OWNER, Membership.Role.ADMIN)
 
 
 @dataclass(frozen=True)
 class IssuedKey:
     api_key: ApiKey
+    plaintext: str  # shown once, never stored
+
+
+@dataclass(frozen=True)
+class IssuedCredential:
+    credential: OperatorToken | AdminKey
     plaintext: str  # shown once, never stored
 
 
@@ -226,9 +235,60 @@ def api_key_rotate(*, api_key: ApiKey, grace: timedelta = timedelta(0), actor=No
     return IssuedKey(api_key=api_key, plaintext=f"{keys.PREFIX}{api_key.public_id}_{secret}")
 
 
-# --- Self-serve dashboard: sign-up, team, profile, login throttling --------------------------------------
+# --- Management API credentials: operator tokens and tenant admin keys -----------------------------------
 
-DASHBOARD_VIA = "dashboard"
+
+def _credential_create(model: type[ManagementCredential], **fields: Any) -> IssuedCredential:
+    plaintext, public_id, secret = keys.credential_generate(model.kind)
+    credential = model.objects.create(public_id=public_id, secret_digest=keys.digest(secret), last4=secret[-4:],
+                                      **fields)
+    return IssuedCredential(credential=credential, plaintext=plaintext)
+
+
+def _credential_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "Name the key, so that its audit entries and list say what it is for."})
+    if len(name) > 100:
+        raise ValidationError({"name": "The name is too long (100 characters at most)."})
+    return name
+
+
+@transaction.atomic
+def operator_token_issue(*, name: str, read_only: bool = False, user=None, actor=None,
+                         via: str = "system") -> IssuedCredential:
+    """A token for the whole management API (read-only: GET only). `user` is named as its writes' actor."""
+    issued = _credential_create(OperatorToken, name=_credential_name(name), read_only=read_only, user=user)
+    audit_record(action="operator_token.issue", via=via, actor=actor,
+                 details={"token": issued.credential.display, "name": issued.credential.name, "read_only": read_only})
+    return issued
+
+
+@transaction.atomic
+def admin_key_issue(*, tenant: Tenant, name: str, actor, via: str = DASHBOARD_VIA) -> IssuedCredential:
+    """A tenant admin key for `tenant`, acting as `actor` (who must be an owner or admin there)."""
+    if _actor_role(tenant, actor) not in MANAGER_ROLES:
+        raise PermissionDenied("Only owners and admins create admin keys.")
+    issued = _credential_create(AdminKey, name=_credential_name(name), tenant=tenant, created_by=actor)
+    audit_record(action="admin_key.issue", via=via, actor=actor, tenant=tenant,
+                 details={"key": issued.credential.display, "name": issued.credential.name})
+    return issued
+
+
+@transaction.atomic
+def credential_revoke(*, credential: ManagementCredential, actor=None, via: str = "system") -> ManagementCredential:
+    """One-way, and immediate: the management API looks every credential up on each request."""
+    changed = type(credential).objects.filter(pk=credential.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now())
+    credential.refresh_from_db(fields=["revoked_at"])
+    if changed:
+        audit_record(action=f"{'operator_token' if isinstance(credential, OperatorToken) else 'admin_key'}.revoke",
+                     via=via, actor=actor, tenant=getattr(credential, "tenant", None),
+                     details={"key": credential.display, "name": credential.name})
+    return credential
+
+
+# --- Self-serve dashboard: sign-up, team, profile, login throttling --------------------------------------
 
 
 def _user_model():
@@ -297,7 +357,7 @@ def _actor_role(tenant: Tenant, actor) -> str | None:
 def _require_may_manage(*, tenant: Tenant, actor, roles: set[str]) -> None:
     """Owners manage everyone; admins manage members and admins. Only owners grant or take the owner role."""
     actor_role = _actor_role(tenant, actor)
-    if actor_role not in (Membership.Role.OWNER, Membership.Role.ADMIN):
+    if actor_role not in MANAGER_ROLES:
         raise PermissionDenied("Only owners and admins manage the team.")
     if Membership.Role.OWNER in roles and actor_role != Membership.Role.OWNER:
         raise ValidationError("Only an owner can grant or remove the owner role.")

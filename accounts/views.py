@@ -26,6 +26,7 @@ from billing.money import format_usd
 
 from .dashboard import SESSION_TENANT, dashboard_view, is_manager, visible_keys
 from .forms import (
+    AdminKeyForm,
     DashboardKeyForm,
     MemberInviteForm,
     MemberRoleForm,
@@ -35,12 +36,14 @@ from .forms import (
     TenantNameForm,
     WorkspaceForm,
 )
-from .models import Membership
+from .models import AdminKey, Membership
 from .selectors import api_key_status, example_model, login_refused
 from .services import (
+    admin_key_issue,
     api_key_issue,
     api_key_revoke,
     api_key_rotate,
+    credential_revoke,
     login_failure_record,
     login_success_record,
     member_invite,
@@ -59,6 +62,7 @@ OWNER, ADMIN, MEMBER = Membership.Role.OWNER, Membership.Role.ADMIN, Membership.
 # Sessions are stored server-side; the page pops it, so a reload or the back button never shows it again
 # (and if that page is never opened, the secret goes when the session does).
 SESSION_NEW_KEY = "dashboard_new_key"
+SESSION_NEW_ADMIN_KEY = "dashboard_new_admin_key"  # the same, for a tenant admin key (shown on the keys page)
 
 
 def _form_error(form, exc: ValidationError) -> None:
@@ -204,8 +208,38 @@ def key_list(request):
     keys = visible_keys(request).select_related("created_by").order_by("-created_at")
     rows = [{"key": key, "status": api_key_status(key),
              "budget": format_usd(key.budget_nano) if key.budget_nano is not None else None} for key in keys]
-    return render(request, "dashboard/keys.html", {"section": "keys", "rows": rows,
-                                                   "show_owner": is_manager(request.membership)})
+    manager = is_manager(request.membership)
+    context = {"section": "keys", "rows": rows, "show_owner": manager}
+    if manager:
+        context["admin_keys"] = (AdminKey.objects.filter(tenant=request.tenant).select_related("created_by")
+                                 .order_by("revoked_at", "-created_at"))
+        context["admin_key_form"] = AdminKeyForm()
+        context["new_admin_key"] = request.session.pop(SESSION_NEW_ADMIN_KEY, None)
+    response = render(request, "dashboard/keys.html", context)
+    if context.get("new_admin_key"):
+        add_never_cache_headers(response)
+    return response
+
+
+@dashboard_view(ADMIN)
+@require_POST
+def admin_key_create(request):
+    form = AdminKeyForm(request.POST)
+    if form.is_valid():
+        issued = admin_key_issue(tenant=request.tenant, name=form.cleaned_data["name"], actor=request.user, via=VIA)
+        request.session[SESSION_NEW_ADMIN_KEY] = {"display": issued.credential.display, "plaintext": issued.plaintext}
+    else:
+        messages.error(request, "Name the admin key (100 characters at most).")
+    return redirect("keys")
+
+
+@dashboard_view(ADMIN)
+@require_POST
+def admin_key_revoke(request, key_id: int):
+    admin_key = get_object_or_404(AdminKey, pk=key_id, tenant=request.tenant)
+    credential_revoke(credential=admin_key, actor=request.user, via=VIA)
+    messages.success(request, f"Revoked the admin key {admin_key.display}. It stops working at once.")
+    return redirect("keys")
 
 
 @dashboard_view()

@@ -29,10 +29,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here (no CDN)
     "accounts",
     "billing",
     "conversations",
     "gateway",
+    "management",
 ]
 
 # The full stack serves the admin and the dashboard. API paths (see GATEWAY_API_PREFIXES) skip it:
@@ -166,6 +169,29 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
+}
+
+# --- Management API (/api/v1/, Django REST framework) -----------------------------------------------
+MANAGEMENT_PAGE_SIZE = env_int("MANAGEMENT_PAGE_SIZE", 50, minimum=1)
+MANAGEMENT_MAX_PAGE_SIZE = env_int("MANAGEMENT_MAX_PAGE_SIZE", 500, minimum=1)
+REST_FRAMEWORK = {
+    # Token authentication only: no session, so CSRF never applies to the API.
+    "DEFAULT_AUTHENTICATION_CLASSES": ["management.authentication.ManagementCredentialAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Gatehouse management API",
+    "DESCRIPTION": "Tenants, keys, credit, catalog, providers, usage and the audit log (docs/management-api.md).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Gateway ---------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ urlpatterns = [
     path("health", health, name="health"),
     path("admin/login/", admin_login),  # before the admin's own: the same page, throttled
     path("admin/", admin.site.urls),
+    # The management API (Django REST framework) and its OpenAPI schema and docs, on the full handler.
+    path("api/", include("management.urls")),
     # The self-serve dashboard: each domain app serves its own pages.
     path("", include("accounts.urls")),
     path("dashboard/", include("billing.urls")),
