@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from accounts.selectors import api_keys_listed
+from accounts.selectors import admin_keys_listed, api_keys_listed
 from billing.selectors import usage_buckets
 from config.db import db_unit
 
@@ -19,6 +19,7 @@ from .protocols.usage_query import UsageQuery
 
 _buckets_async = db_unit(usage_buckets)
 _api_keys_async = db_unit(api_keys_listed)
+_admin_keys_async = db_unit(admin_keys_listed)
 
 
 def _params(request) -> dict[str, list[str]]:
@@ -59,6 +60,15 @@ async def openai_costs(request):
     project = openai_admin.project_id(tenant.slug)
     rows = await _rows(tenant, query, embeddings=None, workspace=project)
     return json_response(openai_admin.costs_page(query, rows, project=project))
+
+
+async def openai_admin_keys(request):
+    params = _params(request)
+    limit, after = openai_admin.list_params(params)
+    keys, has_more = await _admin_keys_async(tenant_id=request.auth.tenant.pk, limit=limit,
+                                             after=after and after.removeprefix(openai_admin.KEY_PREFIX),
+                                             descending=openai_admin.descending(params))
+    return json_response(openai_admin.admin_key_list(keys, has_more=has_more))
 
 
 def _project(tenant) -> dict:

@@ -133,6 +133,13 @@ def list_params(params: q.Params) -> tuple[int, str | None]:
     return limit, q.single(params, "after")
 
 
+def descending(params: q.Params) -> bool:
+    order = q.single(params, "order") or "asc"
+    if order not in ("asc", "desc"):
+        raise invalid(f"order must be asc or desc, got {order!r}.", "order")
+    return order == "desc"
+
+
 def _unix(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp())
 

@@ -1,0 +1,263 @@
+"""The OpenAI- and Anthropic-compatible usage and cost APIs (tenant admin keys) and the usage buckets
+they read: query parsing and shapes (pure), the minute/hour/day buckets the rollup fills and the
+reconciliation checks, and end to end through the official SDKs against a gateway process, where the
+figures must equal `GET /v1/usage`, the dashboard and the ledger.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.services import api_key_issue, tenant_create
+from billing.buckets import bucket_floor, bucket_page
+from billing.models import UsageBucket, UsageEvent
+from billing.selectors import usage_buckets
+from billing.services import usage_reconcile, usage_rollup
+from gateway.core import GatewayError
+from gateway.protocols import anthropic_admin, openai_admin
+
+from .openapi import validate
+
+SONNET, EMBED = "claude-sonnet-4-6", "jina-embeddings-v3"
+NOW = datetime(2026, 11, 30, 12, 34, 56, tzinfo=UTC)
+
+
+def params(**values) -> dict[str, list[str]]:
+    return {name.replace("__", "[]"): value if isinstance(value, list) else [str(value)]
+            for name, value in values.items()}
+
+
+# --- Queries and shapes (pure) -----------------------------------------------------------------------------
+
+
+def test_buckets_snap_to_utc_minutes_hours_and_days_and_page_by_limit():
+    assert bucket_floor(NOW, "1m") == NOW.replace(second=0)
+    assert bucket_floor(NOW, "1h") == NOW.replace(minute=0, second=0)
+    assert bucket_floor(NOW, "1d") == NOW.replace(hour=0, minute=0, second=0)
+    page = bucket_page(start=NOW - timedelta(days=3), end=NOW, width="1d", limit=2)
+    assert page.starts == [datetime(2026, 11, 27, tzinfo=UTC), datetime(2026, 11, 28, tzinfo=UTC)]
+    last = bucket_page(start=NOW - timedelta(days=3), end=NOW, width="1d", limit=2, page=page.next_start)
+    assert last.starts == [datetime(2026, 11, 29, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC)]
+    assert last.next_start is None and last.end == datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def start_time(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+@pytest.mark.parametrize("query, param", [
+    ({}, "start_time"),
+    ({"start_time": "yesterday"}, "start_time"),
+    ({"start_time": 10**18}, "start_time"),
+    ({"start_time": -5}, "start_time"),
+    ({"start_time": 0}, "start_time"),  # 1970: seconds of a zero date, not a report
+    ({"start_time": start_time(NOW), "end_time": start_time(NOW) - 60}, "start_time"),
+    ({"start_time": start_time(NOW) - 3600, "bucket_width": "1w"}, "bucket_width"),
+    ({"start_time": start_time(NOW) - 3600, "limit": 10**9}, "limit"),
+    ({"start_time": start_time(NOW) - 3600, "limit": 0}, "limit"),
+    ({"start_time": start_time(NOW) - 3600, "limit": -1}, "limit"),
+    ({"start_time": start_time(NOW) - 3600, "bucket_width": "1m", "limit": 1441}, "limit"),
+    ({"start_time": start_time(NOW) - 3600, "group_by": "user_id"}, "group_by"),
+    ({"start_time": start_time(NOW) - 3600, "group_by__": ["model", "planet"]}, "group_by"),
+    ({"start_time": start_time(NOW) - 3600, "page": "page_x"}, "page"),
+    ({"start_time": start_time(NOW) - 3600, "page": f"page_{start_time(NOW) - 10**6}"}, "page"),
+])
+def test_openai_usage_queries_that_make_no_sense_are_400s_naming_the_parameter(query, param):
+    with pytest.raises(GatewayError) as raised:
+        openai_admin.parse_query(params(**query), now=NOW)
+    assert (raised.value.status, raised.value.param) == (400, param)
+
+
+def test_openai_costs_take_daily_buckets_only_and_up_to_180_of_them():
+    base = {"start_time": start_time(NOW - timedelta(days=200))}
+    assert openai_admin.parse_query(params(**base, limit=180), now=NOW, costs=True).page.width == "1d"
+    for bad in ({"bucket_width": "1h"}, {"limit": 181}, {"group_by": "model"}):
+        with pytest.raises(GatewayError):
+            openai_admin.parse_query(params(**base, **bad), now=NOW, costs=True)
+
+
+@pytest.mark.parametrize("query, param", [
+    ({}, "starting_at"),
+    ({"starting_at": "2026-11-30"}, "starting_at"),  # no time zone
+    ({"starting_at": "tomorrow"}, "starting_at"),
+    ({"starting_at": "1900-01-01T00:00:00Z"}, "starting_at"),
+    ({"starting_at": "9999-01-01T00:00:00Z"}, "starting_at"),
+    ({"starting_at": "2026-11-30T00:00:00Z", "ending_at": "2026-11-29T00:00:00Z"}, "starting_at"),
+    ({"starting_at": "2026-11-30T00:00:00Z", "bucket_width": "2d"}, "bucket_width"),
+    ({"starting_at": "2026-11-30T00:00:00Z", "limit": 10**9}, "limit"),
+    ({"starting_at": "2026-11-30T00:00:00Z", "group_by__": "account_id"}, "group_by"),
+    ({"starting_at": "2026-11-30T00:00:00Z", "page": "2026-11-29T00:00:00Z"}, "page"),
+])
+def test_anthropic_report_queries_that_make_no_sense_are_400s_naming_the_parameter(query, param):
+    with pytest.raises(GatewayError) as raised:
+        anthropic_admin.parse_query(params(**query), now=NOW)
+    assert (raised.value.status, raised.value.param) == (400, param)
+
+
+def rows(*specs) -> list[dict]:
+    """Bucket rows as billing.selectors.usage_buckets returns them."""
+    base = dict(requests=1, errors=0, input_tokens=10, output_tokens=5, cache_creation_input_tokens=3,
+                cache_read_input_tokens=7, cost_nano=1_234_567)
+    return [{"start": start, "key_public_id": key, "model": model, "endpoint": "messages", **base}
+            for start, key, model in specs]
+
+
+def test_openai_usage_pages_sum_per_bucket_and_group_and_validate_against_the_spec():
+    day = datetime(2026, 11, 29, tzinfo=UTC)
+    query = openai_admin.parse_query(params(start_time=start_time(day - timedelta(days=1)), group_by__=["model", "api_key_id"],
+                                            limit=2), now=NOW)
+    data = rows((day, "aaaa", SONNET), (day, "aaaa", SONNET), (day, "bbbb", SONNET))
+    page = openai_admin.completions_page(query, data, project="proj_acme")
+    validate("UsageResponse", page)
+    assert page["has_more"] and page["next_page"] == f"page_{start_time(day + timedelta(days=1))}"
+    assert [bucket["results"] for bucket in page["data"]][0] == []
+    first, second = page["data"][1]["results"]
+    assert (first["api_key_id"], first["model"], first["num_model_requests"]) == ("key_aaaa", SONNET, 2)
+    # OpenAI's input tokens include cache reads and writes; ours are the uncached ones only.
+    assert (first["input_tokens"], first["input_cached_tokens"], first["input_uncached_tokens"]) == (40, 14, 20)
+    assert second["project_id"] is None and second["api_key_id"] == "key_bbbb"
+    costs = openai_admin.costs_page(openai_admin.parse_query(params(start_time=start_time(day), group_by="line_item"),
+                                                             now=NOW, costs=True), data, project="proj_acme")
+    validate("UsageResponse", costs)
+    assert costs["data"][0]["results"][0]["amount"] == {"value": 0.003703701, "currency": "usd"}
+    assert costs["data"][0]["results"][0]["line_item"] == SONNET
+
+
+def test_anthropic_reports_carry_cache_tokens_and_cents_as_decimal_strings():
+    day = datetime(2026, 11, 29, tzinfo=UTC)
+    query = anthropic_admin.parse_query(params(starting_at="2026-11-29T00:00:00Z", group_by__=["api_key_id", "model"]),
+                                        now=NOW)
+    report = anthropic_admin.usage_report(query, rows((day, "aaaa", SONNET), (day, "aaaa", SONNET)))
+    assert report["has_more"] is False and report["next_page"] is None
+    assert [bucket["starting_at"] for bucket in report["data"]] == ["2026-11-29T00:00:00Z", "2026-11-30T00:00:00Z"]
+    (result,) = report["data"][0]["results"]
+    assert result == {"uncached_input_tokens": 20, "cache_creation": {"ephemeral_1h_input_tokens": 0,
+                                                                       "ephemeral_5m_input_tokens": 6},
+                      "cache_read_input_tokens": 14, "output_tokens": 10, "server_tool_use": {"web_search_requests": 0},
+                      "api_key_id": "apikey_aaaa", "workspace_id": None, "model": SONNET, "service_tier": None,
+                      "context_window": None}
+    costs = anthropic_admin.cost_report(
+        anthropic_admin.parse_query(params(starting_at="2026-11-29T00:00:00Z", group_by__="description"), now=NOW,
+                                    costs=True), rows((day, "aaaa", SONNET)))
+    assert costs["data"][0]["results"][0]["amount"] == "0.1234567"  # cents: $0.001234567
+    assert costs["data"][0]["results"][0]["model"] == SONNET
+    assert [anthropic_admin.cents(n) for n in (0, 10**7, 5 * 10**9, 1)] == ["0", "1", "500", "0.0000001"]
+
+
+# --- Usage buckets: filled by the rollup, read with the unrolled tail, reconciled --------------------------
+
+
+def customer(prefix: str = "buckets"):
+    tenant = tenant_create(slug=f"{prefix}-{uuid.uuid4().hex[:10]}")
+    return tenant, api_key_issue(tenant=tenant, name=f"{prefix} key").api_key
+
+
+def event(api_key, *, at: datetime, cost: int = 1000, endpoint: str = "messages", model: str = SONNET,
+          status: str = "ok", cache_write: int = 0, cache_read: int = 0) -> UsageEvent:
+    return UsageEvent.objects.create(
+        request_id=f"req_{uuid.uuid4().hex}", tenant_id=api_key.tenant_id, api_key=api_key, endpoint=endpoint,
+        requested_model=model, model=model, upstream_model=model, stream=False, input_tokens=100, output_tokens=50,
+        cache_creation_input_tokens=cache_write, cache_read_input_tokens=cache_read, cost_nano=cost, status=status,
+        http_status=500 if status == "error" else 200, latency_ms=12, created_at=at)
+
+
+def totals(found: list[dict]) -> dict[str, int]:
+    return {field: sum(row[field] for row in found) for field in ("requests", "errors", "input_tokens", "cost_nano")}
+
+
+def read(tenant, width: str, start: datetime, end: datetime, **filters) -> list[dict]:
+    return usage_buckets(tenant_id=tenant.pk, width=width, start=start, end=end, **filters)
+
+
+@pytest.mark.django_db
+def test_the_rollup_fills_minute_hour_and_day_buckets_once_even_when_run_again():
+    tenant, key = customer()
+    minute = bucket_floor(timezone.now(), "1m") - timedelta(hours=2)
+    event(key, at=minute + timedelta(seconds=5))
+    event(key, at=minute + timedelta(seconds=50), status="error", cost=0)
+    event(key, at=minute + timedelta(minutes=1), endpoint="embeddings", model=EMBED)
+    assert usage_rollup() == 3 and usage_rollup() == 0
+    by_width = {width: sorted((b.start, b.endpoint, b.requests, b.errors, b.cost_nano)
+                              for b in UsageBucket.objects.filter(tenant=tenant, width=width))
+                for width in ("1m", "1h", "1d")}
+    assert by_width["1m"] == [(minute, "messages", 2, 1, 1000), (minute + timedelta(minutes=1), "embeddings", 1, 0, 1000)]
+    assert by_width["1h"] == [(bucket_floor(minute, "1h"), "embeddings", 1, 0, 1000),
+                              (bucket_floor(minute, "1h"), "messages", 2, 1, 1000)]
+    assert [row[2:] for row in by_width["1d"]] == [(1, 0, 1000), (2, 1, 1000)]
+    assert usage_reconcile() == []
+
+
+@pytest.mark.django_db
+def test_bucket_reads_count_the_rows_not_yet_rolled_up_once_before_and_after_the_rollup():
+    tenant, key = customer()
+    other_tenant, other_key = customer()
+    now = timezone.now()
+    event(key, at=now - timedelta(minutes=5), cache_read=7)
+    usage_rollup()
+    event(key, at=now, cache_write=3)  # the current minute: not rolled up yet
+    event(other_key, at=now)
+    window = (bucket_floor(now, "1d"), bucket_floor(now, "1d") + timedelta(days=1))
+    before = {width: totals(read(tenant, width, *window)) for width in ("1m", "1h", "1d")}
+    assert before["1d"] == {"requests": 2, "errors": 0, "input_tokens": 200, "cost_nano": 2000}
+    assert before["1m"] == before["1h"] == before["1d"]
+    assert {row["start"] for row in read(tenant, "1m", *window)} == {bucket_floor(now - timedelta(minutes=5), "1m"),
+                                                                     bucket_floor(now, "1m")}
+    usage_rollup()
+    assert {width: totals(read(tenant, width, *window)) for width in ("1m", "1h", "1d")} == before
+    assert UsageEvent.objects.filter(tenant=tenant, rolled_up_at__isnull=True).count() == 0
+
+
+@pytest.mark.django_db
+def test_bucket_reads_filter_by_endpoint_kind_key_and_model():
+    tenant, key = customer()
+    second = api_key_issue(tenant=tenant, name="second").api_key
+    now = timezone.now()
+    event(key, at=now)
+    event(second, at=now, model="claude-haiku-4-5")
+    event(key, at=now, endpoint="rerank", model=EMBED)
+    usage_rollup()
+    event(second, at=now, endpoint="embeddings", model=EMBED)
+    window = (bucket_floor(now, "1h"), bucket_floor(now, "1h") + timedelta(hours=1))
+    assert totals(read(tenant, "1h", *window, embeddings=True))["requests"] == 2
+    assert totals(read(tenant, "1h", *window, embeddings=False))["requests"] == 2
+    assert totals(read(tenant, "1h", *window, key_public_ids=[second.public_id]))["requests"] == 2
+    assert totals(read(tenant, "1h", *window, models=[SONNET, EMBED]))["requests"] == 3
+    assert read(tenant, "1h", window[1], window[1] + timedelta(hours=1)) == []
+
+
+@pytest.mark.django_db
+def test_reconcile_reports_a_tampered_bucket():
+    tenant, key = customer()
+    event(key, at=timezone.now())
+    usage_rollup()
+    UsageBucket.objects.filter(api_key=key, width="1h").update(cost_nano=F("cost_nano") + 1)
+    UsageBucket.objects.filter(api_key=key, width="1m").delete()
+    drift = usage_reconcile(since=timezone.now() - timedelta(days=1))
+    assert len(drift) == 2
+    assert drift[0].startswith("1m bucket") and "missing for 1 events" in drift[0]
+    assert drift[1].startswith("1h bucket") and "'cost_nano': 1001" in drift[1]
+
+
+@pytest.mark.django_db
+def test_the_migration_fills_buckets_from_usage_already_rolled_up():
+    import importlib
+
+    from django.apps import apps
+
+    tenant, key = customer()
+    at = timezone.now() - timedelta(days=3)
+    event(key, at=at)
+    event(key, at=at + timedelta(minutes=2), endpoint="embeddings", model=EMBED)
+    usage_rollup()
+    expected = sorted(UsageBucket.objects.filter(tenant=tenant).values_list("width", "start", "endpoint", "requests",
+                                                                            "input_tokens", "cost_nano"))
+    UsageBucket.objects.all().delete()
+    importlib.import_module("billing.migrations.0006_usage_buckets").fill_buckets(apps, None)
+    assert sorted(UsageBucket.objects.filter(tenant=tenant).values_list(
+        "width", "start", "endpoint", "requests", "input_tokens", "cost_nano")) == expected
+    assert len(expected) == 6
