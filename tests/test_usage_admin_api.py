@@ -7,7 +7,9 @@ figures must equal `GET /v1/usage`, the dashboard and the ledger.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from django.db.models import F
@@ -261,3 +263,163 @@ def test_the_migration_fills_buckets_from_usage_already_rolled_up():
     assert sorted(UsageBucket.objects.filter(tenant=tenant).values_list(
         "width", "start", "endpoint", "requests", "input_tokens", "cost_nano")) == expected
     assert len(expected) == 6
+
+
+# --- End to end: the official admin clients against a gateway process --------------------------------------
+
+
+@dataclass
+class Org:
+    tenant: object
+    api_key: object
+    key: str  # an API key's plaintext (sk_cdx_...)
+    admin: str  # a tenant admin key's plaintext (sk_cdx_admin_...)
+    owner: object
+
+
+def new_org(django_db_blocker) -> Org:
+    from accounts.models import Membership
+    from accounts.services import admin_key_issue, membership_set
+
+    from .conftest import make_persona
+    from .dashboard_helpers import make_user
+
+    with django_db_blocker.unblock():
+        persona = make_persona(f"org-{uuid.uuid4().hex[:10]}")
+        owner = make_user(f"{uuid.uuid4().hex[:8]}@example.com")
+        membership_set(tenant=persona.tenant, user=owner, role=Membership.Role.OWNER)
+        admin = admin_key_issue(tenant=persona.tenant, name="finance export", actor=owner).plaintext
+    return Org(tenant=persona.tenant, api_key=persona.api_key, key=persona.key, admin=admin, owner=owner)
+
+
+def openai_admin_client(gateway: str, org: Org, prefix: str = "/v1"):
+    import openai
+
+    return openai.OpenAI(base_url=gateway + prefix, api_key="unused", admin_api_key=org.admin, max_retries=0)
+
+
+def anthropic_get(gateway: str, path: str, key: str, prefix: str = "/v1", **query):
+    import httpx
+
+    return httpx.get(f"{gateway}{prefix}/organizations/{path}", params=query,
+                     headers={"x-api-key": key, "anthropic-version": "2023-06-01"})
+
+
+def run_mixed_workload(gateway: str, org: Org, django_db_blocker) -> list[str]:
+    """Plain, streamed, cut, failed and broken requests, with cache reads and writes, through two protocols."""
+    import asyncio
+
+    import anthropic
+    import openai
+
+    from .test_chat_e2e import chat, usage_row
+    from .test_limits_e2e import HAIKU, _cut_stream, say
+
+    client = openai.OpenAI(base_url=f"{gateway}/v1", api_key=org.key, max_retries=0)
+    ids = [client.chat.completions.with_raw_response.create(model=HAIKU, max_tokens=64, messages=say(20))
+           .headers["x-request-id"]]
+    stream = client.chat.completions.with_raw_response.create(model="gpt-4o", max_tokens=64, stream=True,
+                                                              messages=say(20, ",cache_read=30"))
+    list(stream.parse())
+    ids.append(stream.headers["x-request-id"])
+    ids.append(asyncio.run(_cut_stream(gateway, org.key)))
+    ids.append(chat(gateway, org.key, model=HAIKU, messages=say(2, ",error=529")).headers["x-request-id"])
+    ids.append(chat(gateway, org.key, model=HAIKU, stream=True, messages=say(30, ",midstream_error"))
+               .headers["x-request-id"])
+    messages = anthropic.Anthropic(base_url=gateway, api_key=org.key, max_retries=0)
+    reply = messages.messages.with_raw_response.create(
+        model=SONNET, max_tokens=64, messages=say(10, ",cache_write=40,cache_read=60"))
+    ids.append(reply.headers["x-request-id"])
+    rows = [usage_row(request_id, django_db_blocker) for request_id in ids]
+    assert {row.status for row in rows} == {"ok", "partial", "error"}
+    assert sum(row.cache_read_input_tokens for row in rows) == 90
+    return ids
+
+
+TOKEN_FIELDS = ("requests", "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
+                "cost_nano")
+
+
+def from_v1_usage(gateway: str, org: Org) -> dict[str, int]:
+    import httpx
+
+    report = httpx.get(f"{gateway}/v1/usage", headers={"Authorization": f"Bearer {org.key}"}).json()
+    return {field: sum(row[field] for row in report["data"]) for field in TOKEN_FIELDS}
+
+
+def from_dashboard(org: Org, django_db_blocker) -> dict[str, int]:
+    from django.test import Client
+
+    with django_db_blocker.unblock():
+        browser = Client()
+        browser.force_login(org.owner)
+        context = browser.get("/dashboard/usage/").context
+    return {"requests": context["total_requests"], "cost_nano": context["total_cost"],
+            "tokens": sum(row["tokens"] for row in context["by_model"])}
+
+
+def from_openai(gateway: str, org: Org, since: datetime, width: str, prefix: str = "/v1") -> dict[str, int]:
+    client = openai_admin_client(gateway, org, prefix)
+    usage = client.admin.organization.usage.completions(start_time=int(since.timestamp()), bucket_width=width,
+                                                        group_by=["model", "api_key_id", "project_id"])
+    validate("UsageResponse", usage.model_dump(mode="json", exclude_unset=True))
+    results = [result for bucket in usage.data for result in bucket.results]
+    assert {result.project_id for result in results} == {f"proj_{org.tenant.slug}"}
+    assert {result.api_key_id for result in results} == {f"key_{org.api_key.public_id}"}
+    costs = client.admin.organization.usage.costs(start_time=int(since.timestamp()), group_by=["line_item"])
+    return {"requests": sum(r.num_model_requests for r in results),
+            "input_tokens": sum(r.input_uncached_tokens for r in results),
+            "output_tokens": sum(r.output_tokens for r in results),
+            "cache_creation_input_tokens": sum(r.input_cache_write_tokens for r in results),
+            "cache_read_input_tokens": sum(r.input_cached_tokens for r in results),
+            "cost_nano": sum(int(Decimal(str(r.amount.value)) * 10**9) for b in costs.data for r in b.results)}
+
+
+def from_anthropic(gateway: str, org: Org, since: datetime, width: str, prefix: str = "/v1") -> dict[str, int]:
+    starting_at = since.isoformat().replace("+00:00", "Z")
+    usage = anthropic_get(gateway, "usage_report/messages", org.admin, prefix, starting_at=starting_at,
+                          bucket_width=width, **{"group_by[]": ["model", "api_key_id"]})
+    assert usage.status_code == 200, usage.text
+    results = [result for bucket in usage.json()["data"] for result in bucket["results"]]
+    assert {result["api_key_id"] for result in results} == {f"apikey_{org.api_key.public_id}"}
+    costs = anthropic_get(gateway, "cost_report", org.admin, prefix, starting_at=starting_at)
+    assert costs.status_code == 200, costs.text
+    return {"requests": None,
+            "input_tokens": sum(r["uncached_input_tokens"] for r in results),
+            "output_tokens": sum(r["output_tokens"] for r in results),
+            "cache_creation_input_tokens": sum(r["cache_creation"]["ephemeral_5m_input_tokens"] for r in results),
+            "cache_read_input_tokens": sum(r["cache_read_input_tokens"] for r in results),
+            "cost_nano": sum(int(Decimal(r["amount"]) * 10**7) for b in costs.json()["data"] for r in b["results"])}
+
+
+@pytest.mark.e2e
+def test_usage_and_costs_equal_v1_usage_the_dashboard_and_the_ledger_before_and_after_the_rollup(
+        gateway, django_db_blocker):
+    from django.db.models import Sum
+
+    from billing.models import LedgerEntry
+
+    org = new_org(django_db_blocker)
+    since = bucket_floor(timezone.now(), "1m") - timedelta(minutes=1)
+    run_mixed_workload(gateway, org, django_db_blocker)
+    expected = from_v1_usage(gateway, org)
+    assert min(expected.values()) > 0  # cost, and cache writes and reads among the tokens
+
+    def check(label: str) -> None:
+        for width in ("1m", "1h", "1d"):
+            assert from_openai(gateway, org, since, width) == expected, (label, width)
+            assert from_anthropic(gateway, org, since, width) == {**expected, "requests": None}, (label, width)
+        dashboard = from_dashboard(org, django_db_blocker)
+        assert dashboard == {"requests": expected["requests"], "cost_nano": expected["cost_nano"],
+                             "tokens": expected["input_tokens"] + expected["output_tokens"]}
+
+    check("unrolled")  # the rows the rollup task has not counted yet are read as they are
+    with django_db_blocker.unblock():
+        usage_rollup()
+        debits = LedgerEntry.objects.filter(tenant=org.tenant, kind="debit").aggregate(total=Sum("amount_nano"))
+        assert -debits["total"] == expected["cost_nano"]
+        assert UsageBucket.objects.filter(tenant=org.tenant).exists()
+        assert usage_reconcile() == []
+    check("rolled up")
+    assert from_openai(gateway, org, since, "1d", prefix="/openai/v1") == expected
+    assert from_anthropic(gateway, org, since, "1d", prefix="/anthropic/v1")["cost_nano"] == expected["cost_nano"]
