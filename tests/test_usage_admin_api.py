@@ -423,3 +423,154 @@ def test_usage_and_costs_equal_v1_usage_the_dashboard_and_the_ledger_before_and_
     check("rolled up")
     assert from_openai(gateway, org, since, "1d", prefix="/openai/v1") == expected
     assert from_anthropic(gateway, org, since, "1d", prefix="/anthropic/v1")["cost_nano"] == expected["cost_nano"]
+
+
+@pytest.fixture(scope="module")
+def two_orgs(gateway, django_db_blocker):
+    """acme and globex, each with an admin key and one request of usage."""
+    from .test_chat_e2e import chat, usage_row
+    from .test_limits_e2e import HAIKU, say
+
+    orgs = new_org(django_db_blocker), new_org(django_db_blocker)
+    for org in orgs:
+        usage_row(chat(gateway, org.key, model=HAIKU, max_tokens=16, messages=say(3)).headers["x-request-id"],
+                  django_db_blocker)
+    return orgs
+
+
+@pytest.mark.e2e
+def test_an_admin_key_sees_its_own_organization_only(gateway, two_orgs):
+    acme, globex = two_orgs
+    since = int((timezone.now() - timedelta(hours=1)).timestamp())
+    for org, other in ((acme, globex), (globex, acme)):
+        client = openai_admin_client(gateway, org)
+        usage = client.admin.organization.usage.completions(start_time=since, group_by=["api_key_id"])
+        assert {r.api_key_id for b in usage.data for r in b.results} == {f"key_{org.api_key.public_id}"}
+        embeddings = client.admin.organization.usage.embeddings(start_time=since, bucket_width="1h")
+        validate("UsageResponse", embeddings.model_dump(mode="json", exclude_unset=True))
+        assert [r for b in embeddings.data for r in b.results] == []  # chat only: no embeddings usage
+        # Another organization's key or project filters to nothing, and its project is not found.
+        filtered = client.admin.organization.usage.completions(start_time=since,
+                                                               api_key_ids=[f"key_{other.api_key.public_id}"])
+        assert [r for b in filtered.data for r in b.results] == []
+        assert [r for b in client.admin.organization.usage.costs(
+            start_time=since, project_ids=[f"proj_{other.tenant.slug}"]).data for r in b.results] == []
+        import openai
+
+        with pytest.raises(openai.NotFoundError):
+            client.admin.organization.projects.api_keys.list(f"proj_{other.tenant.slug}")
+        keys = client.admin.organization.projects.api_keys.list(f"proj_{org.tenant.slug}")
+        assert [key.id for key in keys.data] == [f"key_{org.api_key.public_id}"]
+        assert [key.name for key in client.admin.organization.admin_api_keys.list().data] == ["finance export"]
+        listed = anthropic_get(gateway, "api_keys", org.admin, status="active").json()
+        assert [key["id"] for key in listed["data"]] == [f"apikey_{org.api_key.public_id}"]
+        report = anthropic_get(gateway, "usage_report/messages", org.admin,
+                               starting_at=(timezone.now() - timedelta(hours=1)).isoformat(),
+                               **{"group_by[]": "api_key_id", "bucket_width": "1h"}).json()
+        assert {r["api_key_id"] for b in report["data"] for r in b["results"]} == {f"apikey_{org.api_key.public_id}"}
+
+
+@pytest.mark.e2e
+def test_key_lists_validate_against_the_spec_and_the_anthropic_sdk_reads_them(gateway, two_orgs, django_db_blocker):
+    import anthropic
+    import httpx
+
+    from accounts.services import api_key_revoke
+
+    acme, _ = two_orgs
+    with django_db_blocker.unblock():
+        revoked = api_key_issue(tenant=acme.tenant, name="old").api_key
+        api_key_revoke(api_key=revoked)
+    headers = {"Authorization": f"Bearer {acme.admin}"}
+    for path, schema in (("admin_api_keys", "ApiKeyList"), ("projects", "ProjectListResponse"),
+                         (f"projects/proj_{acme.tenant.slug}", "Project"),
+                         (f"projects/proj_{acme.tenant.slug}/api_keys", "ProjectApiKeyListResponse")):
+        response = httpx.get(f"{gateway}/v1/organization/{path}", headers=headers)
+        assert response.status_code == 200, (path, response.text)
+        validate(schema, response.json())
+    project_keys = httpx.get(f"{gateway}/v1/organization/projects/proj_{acme.tenant.slug}/api_keys",
+                             headers=headers).json()
+    assert [key["id"] for key in project_keys["data"]] == [f"key_{acme.api_key.public_id}"]  # revoked keys are gone
+
+    client = anthropic.Anthropic(base_url=gateway, api_key=acme.admin, max_retries=0)
+    keys = client.organization.api_keys.list()
+    assert [(key.id, key.status) for key in keys.data] == [(f"apikey_{acme.api_key.public_id}", "active"),
+                                                         (f"apikey_{revoked.public_id}", "archived")]
+    assert keys.data[0].partial_key_hint == acme.api_key.display
+    assert [key.id for key in client.organization.api_keys.list(status="archived").data] == [
+        f"apikey_{revoked.public_id}"]
+    first = client.organization.api_keys.list(limit=1)
+    assert first.has_more and [key.id for key in client.organization.api_keys.list(
+        after_id=first.data[0].id).data] == [f"apikey_{revoked.public_id}"]
+    assert [key.id for key in client.organization.api_keys.list(before_id=f"apikey_{revoked.public_id}").data] == [
+        f"apikey_{acme.api_key.public_id}"]
+
+
+@pytest.mark.e2e
+def test_credentials_other_than_a_live_admin_key_are_refused_in_each_protocols_shape(gateway, two_orgs,
+                                                                                       django_db_blocker):
+    import httpx
+
+    from accounts.models import AdminKey
+    from accounts.services import admin_key_issue, credential_revoke
+
+    acme, _ = two_orgs
+    with django_db_blocker.unblock():
+        issued = admin_key_issue(tenant=acme.tenant, name="to revoke", actor=acme.owner)
+        credential_revoke(credential=AdminKey.objects.get(pk=issued.credential.pk))
+    since = int(timezone.now().timestamp()) - 60
+    for credential in (None, acme.key, issued.plaintext, "sk_cdx_admin_nonsense"):
+        headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+        response = httpx.get(f"{gateway}/v1/organization/usage/completions", params={"start_time": since},
+                             headers=headers)
+        assert response.status_code == 401, credential
+        validate("ErrorResponse", response.json())
+        for prefix in ("/v1", "/anthropic/v1"):
+            refused = anthropic_get(gateway, "cost_report", credential or "", prefix, starting_at="2026-11-01T00:00:00Z")
+            assert refused.status_code == 401
+            assert refused.json()["type"] == "error" and refused.json()["error"]["type"] == "authentication_error"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("path, query, param", [
+    ("usage/completions", {"start_time": "0"}, "start_time"),
+    ("usage/completions", {"start_time": "1764547200", "limit": str(10**9)}, "limit"),
+    ("usage/embeddings", {"start_time": "1764547200", "bucket_width": "1s"}, "bucket_width"),
+    ("usage/completions", {"start_time": "1764547200", "group_by": "planet"}, "group_by"),
+    ("costs", {"start_time": "1764547200", "bucket_width": "1h"}, "bucket_width"),
+    ("admin_api_keys", {"limit": "-1"}, "limit"),
+])
+def test_bad_openai_queries_are_400s_in_openais_shape(gateway, two_orgs, path, query, param):
+    import httpx
+
+    response = httpx.get(f"{gateway}/v1/organization/{path}", params=query,
+                         headers={"Authorization": f"Bearer {two_orgs[0].admin}"})
+    assert response.status_code == 400
+    validate("ErrorResponse", response.json())
+    assert response.json()["error"]["param"] == param
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("path, query", [
+    ("usage_report/messages", {"starting_at": "0000-01-01T00:00:00Z"}),
+    ("usage_report/messages", {"starting_at": "2026-11-01T00:00:00Z", "limit": str(10**9)}),
+    ("usage_report/messages", {"starting_at": "2026-11-01T00:00:00Z", "group_by[]": "speed"}),
+    ("cost_report", {"starting_at": "2026-11-01T00:00:00Z", "bucket_width": "1m"}),
+    ("api_keys", {"limit": "1001"}),
+    ("api_keys", {"status": "lost"}),
+])
+def test_bad_anthropic_queries_are_400s_in_anthropics_shape(gateway, two_orgs, path, query):
+    response = anthropic_get(gateway, path, two_orgs[0].admin, **query)
+    assert response.status_code == 400
+    assert response.json()["type"] == "error" and response.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.e2e
+def test_unknown_admin_paths_are_404s_in_each_protocols_shape(gateway, two_orgs):
+    import httpx
+
+    openai_404 = httpx.get(f"{gateway}/v1/organization/users", headers={"Authorization": f"Bearer {two_orgs[0].admin}"})
+    assert openai_404.status_code == 404
+    validate("ErrorResponse", openai_404.json())
+    anthropic_404 = anthropic_get(gateway, "workspaces", two_orgs[0].admin)
+    assert anthropic_404.status_code == 404 and anthropic_404.json()["error"]["type"] == "not_found_error"
