@@ -134,13 +134,9 @@ class UsageEvent(models.Model):
         return self.request_id
 
 
-class UsageRollup(models.Model):
-    """Usage per key, model and UTC day, summed from UsageEvents by the rollup task."""
+class UsageSums(models.Model):
+    """What rollups add up from UsageEvents: requests (failed ones among them), tokens and cost."""
 
-    day = models.DateField()
-    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="+")
-    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.PROTECT, related_name="+")
-    model = models.CharField(max_length=128)
     requests = models.PositiveBigIntegerField(default=0)
     errors = models.PositiveBigIntegerField(default=0)
     input_tokens = models.PositiveBigIntegerField(default=0)
@@ -148,6 +144,18 @@ class UsageRollup(models.Model):
     cache_creation_input_tokens = models.PositiveBigIntegerField(default=0)
     cache_read_input_tokens = models.PositiveBigIntegerField(default=0)
     cost_nano = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class UsageRollup(UsageSums):
+    """Usage per key, model and UTC day, summed from UsageEvents by the rollup task."""
+
+    day = models.DateField()
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="+")
+    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.PROTECT, related_name="+")
+    model = models.CharField(max_length=128)
 
     class Meta:
         ordering = ["-day", "tenant", "model"]
@@ -159,7 +167,7 @@ class UsageRollup(models.Model):
         return f"{self.day} {self.api_key_id} {self.model}"
 
 
-class UsageBucket(models.Model):
+class UsageBucket(UsageSums):
     """Usage per UTC minute, hour and day, per key, model and endpoint: what the admin usage and cost APIs
     (gateway/admin_api.py) read, so that a 30-day report sums at most a few thousand rows whatever the
     traffic. Filled by the rollup task in the transaction that rolls the events up, as UsageRollup is."""
@@ -175,13 +183,6 @@ class UsageBucket(models.Model):
     api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.PROTECT, related_name="+")
     model = models.CharField(max_length=128)
     endpoint = models.CharField(max_length=40)
-    requests = models.PositiveBigIntegerField(default=0)
-    errors = models.PositiveBigIntegerField(default=0)
-    input_tokens = models.PositiveBigIntegerField(default=0)
-    output_tokens = models.PositiveBigIntegerField(default=0)
-    cache_creation_input_tokens = models.PositiveBigIntegerField(default=0)
-    cache_read_input_tokens = models.PositiveBigIntegerField(default=0)
-    cost_nano = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["width", "-start"]

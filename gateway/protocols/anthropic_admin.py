@@ -48,17 +48,11 @@ def parse_query(params: q.Params, *, now: datetime, costs: bool = False) -> q.Us
     start = q.single(params, "starting_at")
     if start is None:
         raise invalid("starting_at is required: an RFC 3339 timestamp.", "starting_at")
-    end = q.single(params, "ending_at")
-    width = q.width(params, ("1d",) if costs else tuple(USAGE_LIMITS))
-    page = q.single(params, "page")
-    key_ids = q.values(params, "api_key_ids")
-    return q.query(
-        params, start=_time(start, "starting_at"), end=now if end is None else _time(end, "ending_at"),
-        page=None if page is None else _time(page, "page"), bucket_width=width,
-        count=q.limit(params, width, COSTS_LIMITS if costs else USAGE_LIMITS),
-        groups=q.group_by(params, COSTS_GROUPS if costs else USAGE_GROUPS),
-        key_ids=None if key_ids is None else [k.removeprefix(KEY_PREFIX) for k in key_ids if k.startswith(KEY_PREFIX)],
-        workspace_ids=q.values(params, "workspace_ids"), names=("starting_at", "ending_at"))
+    end, page = q.single(params, "ending_at"), q.single(params, "page")
+    return q.query(params, start=_time(start, "starting_at"), end=now if end is None else _time(end, "ending_at"),
+                   page=None if page is None else _time(page, "page"), limits=COSTS_LIMITS if costs else USAGE_LIMITS,
+                   groups=COSTS_GROUPS if costs else USAGE_GROUPS, key_prefix=KEY_PREFIX,
+                   workspace_param="workspace_ids", names=("starting_at", "ending_at"))
 
 
 def _dimension(row: dict, field: str) -> str | None:

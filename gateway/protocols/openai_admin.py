@@ -45,19 +45,15 @@ def parse_query(params: q.Params, *, now: datetime, costs: bool = False) -> q.Us
     if start is None:
         raise invalid("start_time is required: a Unix time in seconds.", "start_time")
     end = q.integer(params, "end_time")
-    width = q.width(params, ("1d",) if costs else tuple(USAGE_LIMITS))
     page = q.single(params, "page")
     if page is not None:
         if not page.startswith(PAGE_PREFIX) or not page[len(PAGE_PREFIX):].isdigit():
             raise invalid("page is not a next_page of this query.", "page")
         page = _time(int(page[len(PAGE_PREFIX):]), "page")
-    key_ids = q.values(params, "api_key_ids")
-    return q.query(
-        params, start=_time(start, "start_time"), end=now if end is None else _time(end, "end_time"), page=page,
-        bucket_width=width, count=q.limit(params, width, COSTS_LIMITS if costs else USAGE_LIMITS),
-        groups=q.group_by(params, COSTS_GROUPS if costs else USAGE_GROUPS),
-        key_ids=None if key_ids is None else [k.removeprefix(KEY_PREFIX) for k in key_ids if k.startswith(KEY_PREFIX)],
-        workspace_ids=q.values(params, "project_ids"), names=("start_time", "end_time"))
+    return q.query(params, start=_time(start, "start_time"), end=now if end is None else _time(end, "end_time"),
+                   page=page, limits=COSTS_LIMITS if costs else USAGE_LIMITS,
+                   groups=COSTS_GROUPS if costs else USAGE_GROUPS, key_prefix=KEY_PREFIX, workspace_param="project_ids",
+                   names=("start_time", "end_time"))
 
 
 def _dimension(row: dict, field: str, project: str) -> str:

@@ -82,15 +82,21 @@ def in_range(moment: datetime, name: str) -> datetime:
     return moment
 
 
-def query(params: Params, *, start: datetime, end: datetime, page: datetime | None, bucket_width: str, count: int,
-          groups: tuple[str, ...], key_ids: list[str] | None, workspace_ids: list[str] | None,
+def query(params: Params, *, start: datetime, end: datetime, page: datetime | None,
+          limits: Mapping[str, tuple[int, int]], groups: tuple[str, ...], key_prefix: str, workspace_param: str,
           names: tuple[str, str]) -> UsageQuery:
-    """The query of one page; `names` are the protocol's names of the start and end parameters."""
+    """The query of one page, once the protocol has parsed its times: `limits` maps the widths served to
+    their (default, maximum) limits, `names` are the protocol's start and end parameters."""
     if start >= end:
         raise invalid(f"{names[0]} must be before {names[1]}.", names[0])
+    bucket_width = width(params, tuple(limits))
     try:
-        buckets = bucket_page(start=start, end=end, width=bucket_width, limit=count, page=page)
+        buckets = bucket_page(start=start, end=end, width=bucket_width, limit=limit(params, bucket_width, limits),
+                              page=page)
     except ValueError:
         raise invalid("page is not a next_page of this query.", "page") from None
-    return UsageQuery(page=buckets, group_by=groups, key_public_ids=key_ids, models=values(params, "models"),
-                      workspace_ids=workspace_ids)
+    key_ids = values(params, "api_key_ids")
+    return UsageQuery(page=buckets, group_by=group_by(params, groups), models=values(params, "models"),
+                      key_public_ids=None if key_ids is None else [key.removeprefix(key_prefix) for key in key_ids
+                                                                   if key.startswith(key_prefix)],
+                      workspace_ids=values(params, workspace_param))
