@@ -369,3 +369,62 @@ def example_model(api_key: ApiKey | None = None) -> str:
     name = (CatalogModel.objects.filter(enabled=True, capability=CatalogModel.Capability.CHAT)
             .values_list("name", flat=True).first())
     return name or "claude-sonnet-4-6"
+
+
+# --- Admin usage APIs: a tenant's keys as OpenAI and Anthropic list them ---------------------------------
+
+
+def _creators(tenant_id: int, user_ids: set) -> dict[int, dict]:
+    """The creators of a tenant's credentials with their role in the tenant (None: no longer a member)."""
+    from django.contrib.auth import get_user_model
+
+    roles = dict(Membership.objects.filter(tenant_id=tenant_id, user_id__in=user_ids).values_list("user_id", "role"))
+    return {user.pk: {"id": user.pk, "name": user.get_full_name() or user.get_username(), "email": user.email,
+                      "created_at": user.date_joined, "role": roles.get(user.pk)}
+            for user in get_user_model().objects.filter(pk__in=user_ids)}
+
+
+def credentials_listed(rows, *, tenant_id: int, limit: int, after: str | None = None, before: str | None = None,
+                       descending: bool = False, status=lambda item: "active") -> tuple[list[dict], bool]:
+    """A page of `rows` (a tenant's ApiKey or AdminKey queryset) in creation order (newest first when
+    `descending`), after or before the one with that public id (unknown: an empty page), and whether more
+    follow in that direction. `status(item)` names each one's state."""
+    toward_older = descending != bool(before)
+    if after or before:
+        anchor = rows.filter(public_id=after or before).values_list("pk", flat=True).first()
+        if anchor is None:
+            return [], False
+        rows = rows.filter(pk__lt=anchor) if toward_older else rows.filter(pk__gt=anchor)
+    page = list(rows.select_related("created_by").order_by("-pk" if toward_older else "pk")[:limit + 1])
+    has_more = len(page) > limit
+    page = page[:limit]
+    if before:
+        page.reverse()
+    creators = _creators(tenant_id, {item.created_by_id for item in page if item.created_by_id})
+    return [{"public_id": item.public_id, "name": item.name, "display": item.display, "created_at": item.created_at,
+             "last_used_at": item.last_used_at, "creator": creators.get(item.created_by_id), "status": status(item)}
+            for item in page], has_more
+
+
+def api_keys_listed(*, tenant_id: int, limit: int, after: str | None = None, before: str | None = None,
+                    status: str | None = None, now=None) -> tuple[list[dict], bool]:
+    """A tenant's API keys with Anthropic's key status: active, expired, or archived (revoked);
+    `status` keeps one of them (`inactive`, a state our keys do not have, keeps none)."""
+    from django.db.models import Q
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    rows = ApiKey.objects.filter(tenant_id=tenant_id)
+    expired = Q(expires_at__isnull=False, expires_at__lte=now)
+    rows = {None: rows, "active": rows.filter(revoked_at__isnull=True).exclude(expired),
+            "expired": rows.filter(expired, revoked_at__isnull=True), "archived": rows.filter(revoked_at__isnull=False),
+            "inactive": rows.none()}[status]
+    return credentials_listed(rows, tenant_id=tenant_id, limit=limit, after=after, before=before,
+                              status=lambda key: api_key_status(key, now=now).replace("revoked", "archived"))
+
+
+def admin_keys_listed(*, tenant_id: int, limit: int, after: str | None = None,
+                      descending: bool = False) -> tuple[list[dict], bool]:
+    """A tenant's admin keys in use (not revoked)."""
+    rows = AdminKey.objects.filter(tenant_id=tenant_id, revoked_at__isnull=True)
+    return credentials_listed(rows, tenant_id=tenant_id, limit=limit, after=after, descending=descending)

@@ -134,13 +134,9 @@ class UsageEvent(models.Model):
         return self.request_id
 
 
-class UsageRollup(models.Model):
-    """Usage per key, model and UTC day, summed from UsageEvents by the rollup task."""
+class UsageSums(models.Model):
+    """What rollups add up from UsageEvents: requests (failed ones among them), tokens and cost."""
 
-    day = models.DateField()
-    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="+")
-    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.PROTECT, related_name="+")
-    model = models.CharField(max_length=128)
     requests = models.PositiveBigIntegerField(default=0)
     errors = models.PositiveBigIntegerField(default=0)
     input_tokens = models.PositiveBigIntegerField(default=0)
@@ -150,6 +146,18 @@ class UsageRollup(models.Model):
     cost_nano = models.BigIntegerField(default=0)
 
     class Meta:
+        abstract = True
+
+
+class UsageRollup(UsageSums):
+    """Usage per key, model and UTC day, summed from UsageEvents by the rollup task."""
+
+    day = models.DateField()
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="+")
+    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.PROTECT, related_name="+")
+    model = models.CharField(max_length=128)
+
+    class Meta:
         ordering = ["-day", "tenant", "model"]
         constraints = [
             models.UniqueConstraint(fields=["day", "api_key", "model"], name="rollup_unique_day_key_model"),
@@ -157,3 +165,32 @@ class UsageRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.api_key_id} {self.model}"
+
+
+class UsageBucket(UsageSums):
+    """Usage per UTC minute, hour and day, per key, model and endpoint: what the admin usage and cost APIs
+    (gateway/admin_api.py) read, so that a 30-day report sums at most a few thousand rows whatever the
+    traffic. Filled by the rollup task in the transaction that rolls the events up, as UsageRollup is."""
+
+    class Width(models.TextChoices):
+        MINUTE = "1m"
+        HOUR = "1h"
+        DAY = "1d"
+
+    width = models.CharField(max_length=2, choices=Width.choices)
+    start = models.DateTimeField(help_text="The bucket's first instant (UTC); it lasts one `width`.")
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="+")
+    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.PROTECT, related_name="+")
+    model = models.CharField(max_length=128)
+    endpoint = models.CharField(max_length=40)
+
+    class Meta:
+        ordering = ["width", "-start"]
+        constraints = [
+            models.UniqueConstraint(fields=["width", "start", "api_key", "model", "endpoint"],
+                                    name="bucket_unique_width_start_key_model_endpoint"),
+        ]
+        indexes = [models.Index(fields=["tenant", "width", "start"], name="bucket_by_tenant_width_start")]
+
+    def __str__(self) -> str:
+        return f"{self.width} {self.start:%Y-%m-%d %H:%M} {self.api_key_id} {self.model} {self.endpoint}"

@@ -20,7 +20,7 @@ from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
 from django.db.models import Count, F, Q, Sum
-from django.db.models.functions import TruncDate
+from django.db.models.functions import TruncDate, TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 
 from accounts.models import ApiKey, Tenant
@@ -28,9 +28,10 @@ from accounts.services import audit_record
 from config.db import UNREACHABLE, insert_sql, refresh_connections
 from config.outage import db_unavailable
 
+from .buckets import DAY, HOUR, MINUTE, WIDTHS, bucket_floor
 from .live import usage_notifier
+from .models import LedgerEntry, ModelPrice, UsageBucket, UsageEvent, UsageRollup
 from .spool import spool_append
-from .models import LedgerEntry, ModelPrice, UsageEvent, UsageRollup
 
 logger = logging.getLogger(__name__)
 
@@ -273,9 +274,10 @@ _SUMMED = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cach
 
 
 def usage_rollup(*, batch_size: int = 2000) -> int:
-    """Count usage not yet rolled up into the daily rollups and debit its cost to the ledger.
+    """Count usage not yet rolled up into the daily rollups and the minute, hour and day buckets, and
+    debit its cost to the ledger.
 
-    Each batch is one transaction that adds the events to their rollups, posts one debit per tenant,
+    Each batch is one transaction that adds the events to their rollups and buckets, posts one debit per tenant,
     and marks the events with that debit: a crash anywhere rolls all three back, and a marked event
     is never counted again, so running the task twice (or in two workers: SKIP LOCKED) never double-
     counts. Returns how many events were rolled up.
@@ -288,30 +290,45 @@ def usage_rollup(*, batch_size: int = 2000) -> int:
     return total
 
 
+def _zero_sums() -> dict[str, int]:
+    return dict.fromkeys(("requests", "errors", *_SUMMED), 0)
+
+
+def _add(sums: dict[str, int], event: dict) -> None:
+    sums["requests"] += 1
+    sums["errors"] += event["status"] == UsageEvent.Status.ERROR
+    for field in _SUMMED:
+        sums[field] += event[field]
+
+
 @transaction.atomic
 def _rollup_batch(batch_size: int) -> int:
     refresh_connections()
     events = list(
         UsageEvent.objects.select_for_update(skip_locked=True).filter(rolled_up_at__isnull=True).order_by("id")
-        .values("id", "tenant_id", "api_key_id", "model", "created_at", "status", *_SUMMED)[:batch_size]
+        .values("id", "tenant_id", "api_key_id", "model", "endpoint", "created_at", "status", *_SUMMED)[:batch_size]
     )
     if not events:
         return 0
-    groups: dict[tuple, dict[str, int]] = defaultdict(lambda: dict.fromkeys(("requests", "errors", *_SUMMED), 0))
+    groups: dict[tuple, dict[str, int]] = defaultdict(_zero_sums)
+    buckets: dict[tuple, dict[str, int]] = defaultdict(_zero_sums)
     by_tenant: dict[int, list[dict]] = defaultdict(list)
     for event in events:
-        group = groups[(event["created_at"].astimezone(UTC).date(), event["tenant_id"], event["api_key_id"],
-                        event["model"])]
-        group["requests"] += 1
-        group["errors"] += event["status"] == UsageEvent.Status.ERROR
-        for field in _SUMMED:
-            group[field] += event[field]
+        _add(groups[(event["created_at"].astimezone(UTC).date(), event["tenant_id"], event["api_key_id"],
+                     event["model"])], event)
+        for width in WIDTHS:
+            _add(buckets[(width, bucket_floor(event["created_at"], width), event["tenant_id"], event["api_key_id"],
+                          event["model"], event["endpoint"])], event)
         by_tenant[event["tenant_id"]].append(event)
     # Rows are written in one order (sorted), so two overlapping runs queue up instead of deadlocking.
     for (day, tenant_id, api_key_id, model), sums in sorted(groups.items()):
         if not UsageRollup.objects.filter(day=day, api_key_id=api_key_id, model=model).update(
                 **{field: F(field) + value for field, value in sums.items()}):
             UsageRollup.objects.create(day=day, tenant_id=tenant_id, api_key_id=api_key_id, model=model, **sums)
+    for (width, start, tenant_id, api_key_id, model, endpoint), sums in sorted(buckets.items()):
+        where = dict(width=width, start=start, api_key_id=api_key_id, model=model, endpoint=endpoint)
+        if not UsageBucket.objects.filter(**where).update(**{field: F(field) + value for field, value in sums.items()}):
+            UsageBucket.objects.create(tenant_id=tenant_id, **where, **sums)
     now = timezone.now()
     for tenant_id, tenant_events in sorted(by_tenant.items()):
         cost = sum(event["cost_nano"] for event in tenant_events)
@@ -325,7 +342,7 @@ def _rollup_batch(batch_size: int) -> int:
 
 
 def usage_reconcile(*, since: datetime | None = None) -> list[str]:
-    """Compare rollups with the events they count and debits with the costs they bill; log any drift.
+    """Compare rollups and usage buckets with the events they count and debits with the costs they bill; log any drift.
 
     Returns the drift found (empty when the books agree). `since` limits the check to recent days.
     On PostgreSQL all reads see one snapshot (REPEATABLE READ): under READ COMMITTED a rollup batch
@@ -343,6 +360,27 @@ def usage_reconcile(*, since: datetime | None = None) -> list[str]:
         return _reconcile(since)
 
 
+_TRUNCS = {MINUTE: TruncMinute, HOUR: TruncHour, DAY: TruncDay}
+
+
+def _counts_drift(label: str, events, rows, key_fields: tuple[str, ...]) -> list[str]:
+    """Where `rows` (rollups or buckets, as dicts) differ from the sums of the `events` they count."""
+    counted = {
+        tuple(row.pop(field) for field in key_fields): row
+        for row in events.values(*key_fields)
+        .annotate(requests=Count("id"), errors=Count("id", filter=Q(status=UsageEvent.Status.ERROR)),
+                  **{field: Sum(field) for field in _SUMMED})
+    }
+    drift = []
+    for row in rows:
+        key = tuple(row[field] for field in key_fields)
+        expected = counted.pop(key, None)
+        actual = {field: row[field] for field in ("requests", "errors", *_SUMMED)}
+        if expected != actual:
+            drift.append(f"{label} {key}: events say {expected}, {label} says {actual}")
+    return drift + [f"{label} {key} missing for {row['requests']} events" for key, row in counted.items()]
+
+
 def _reconcile(since: datetime | None) -> list[str]:
     drift: list[str] = []
     events = UsageEvent.objects.filter(rolled_up_at__isnull=False)
@@ -351,19 +389,15 @@ def _reconcile(since: datetime | None) -> list[str]:
         events = events.filter(created_at__gte=since.astimezone(UTC).replace(hour=0, minute=0, second=0,
                                                                               microsecond=0))
         rollups = rollups.filter(day__gte=since.astimezone(UTC).date())
-    counted = {
-        (row.pop("day"), row.pop("api_key_id"), row.pop("model")): row
-        for row in events.annotate(day=TruncDate("created_at", tzinfo=UTC)).values("day", "api_key_id", "model")
-        .annotate(requests=Count("id"), errors=Count("id", filter=Q(status=UsageEvent.Status.ERROR)),
-                  **{field: Sum(field) for field in _SUMMED})
-    }
-    for rollup in rollups:
-        key = (rollup.day, rollup.api_key_id, rollup.model)
-        expected = counted.pop(key, None)
-        actual = {field: getattr(rollup, field) for field in ("requests", "errors", *_SUMMED)}
-        if expected != actual:
-            drift.append(f"rollup {key}: events say {expected}, rollup says {actual}")
-    drift += [f"rollup {key} missing for {row['requests']} events" for key, row in counted.items()]
+    drift += _counts_drift("rollup", events.annotate(day=TruncDate("created_at", tzinfo=UTC)),
+                           rollups.values(), ("day", "api_key_id", "model"))
+    for width, trunc in _TRUNCS.items():
+        buckets = UsageBucket.objects.filter(width=width)
+        if since is not None:  # the window starts at a midnight: it holds whole buckets of every width
+            buckets = buckets.filter(start__gte=since.astimezone(UTC).replace(hour=0, minute=0, second=0,
+                                                                               microsecond=0))
+        drift += _counts_drift(f"{width} bucket", events.annotate(start=trunc("created_at", tzinfo=UTC)),
+                               buckets.values(), ("start", "api_key_id", "model", "endpoint"))
 
     debits = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.DEBIT)
     if since is not None:

@@ -2,7 +2,19 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts.views import admin_login
-from gateway.api import anthropic_api, anthropic_root_api, api, gemini_api, gemini_v1_api, jina_api, openai_alias_api
+from gateway.api import (
+    anthropic_admin_alias_api,
+    anthropic_admin_api,
+    anthropic_api,
+    anthropic_root_api,
+    api,
+    gemini_api,
+    gemini_v1_api,
+    jina_api,
+    openai_admin_alias_api,
+    openai_admin_api,
+    openai_alias_api,
+)
 from gateway.views import health, index
 
 urlpatterns = [
@@ -17,7 +29,12 @@ urlpatterns = [
     path("dashboard/", include("billing.urls")),
     path("dashboard/", include("conversations.urls")),
     path("dashboard/", include("gateway.urls")),
-    # The Anthropic SDK's message routes at the root come before the OpenAI API and its catch-all.
+    # The admin usage APIs and the Anthropic SDK's message routes at the root come before the OpenAI API
+    # and its catch-all (and /anthropic/v1/organizations before the Anthropic API's).
+    path("v1/organization/", openai_admin_api.urls),
+    path("openai/v1/organization/", openai_admin_alias_api.urls),
+    path("v1/organizations/", anthropic_admin_api.urls),
+    path("anthropic/v1/organizations/", anthropic_admin_alias_api.urls),
     path("v1/", anthropic_root_api.urls),
     path("v1/", api.urls),
     path("openai/v1/", openai_alias_api.urls),

@@ -8,6 +8,9 @@ Each protocol has its own mount points, key header and error shape; they share o
   when the request carries `anthropic-version`.
 - Gemini: `/gemini/v1beta/models/{model}:{method}` (and `/gemini/v1/...`).
 - Jina: `/jina/v1/embeddings` and `/jina/v1/rerank`, the OpenAI API's operations with OpenAI's errors.
+- Admin usage and cost APIs (tenant admin keys): OpenAI's `/v1/organization/...` (and under `/openai`),
+  Anthropic's `/v1/organizations/...` (and under `/anthropic`), mounted before the APIs whose catch-alls
+  would otherwise answer them.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from config.db import UNREACHABLE
 from config.outage import db_unavailable
 
-from . import conversations_api, models_api
-from .auth import ANTHROPIC_KEY, GOOGLE_KEY, OPENAI_KEY
+from . import admin_usage_api, conversations_api, models_api
+from .auth import ADMIN_KEY, ANTHROPIC_KEY, GOOGLE_KEY, OPENAI_KEY
 from .core import GatewayError, database_unavailable, internal_error, invalid
 from .pipeline import count_tokens, echo_headers, json_response, new_request_id, parse_json_body, serve, serve_oneshot
 from .protocols import anthropic_messages, embeddings, gemini, openai_chat, openai_responses
@@ -204,6 +207,27 @@ def _render_openai(request, error: GatewayError, request_id: str) -> HttpRespons
     return json_response(openai_chat.error_body(error), status=error.status, request_id=request_id)
 
 
+def _admin_router(operations: tuple[tuple[str, Callable], ...]) -> Router:
+    """A read-only admin usage API (tenant admin keys): GET operations, then the catch-all."""
+    router = Router(auth=ADMIN_KEY)
+    for path, view in operations:
+        router.add_api_operation(path, ["GET"], view)
+    _unknown_route(router)
+    return router
+
+
+# OpenAI's Administration API under /v1/organization: usage, costs, admin keys, the project.
+_OPENAI_ADMIN = (
+    ("/usage/completions", admin_usage_api.openai_completions),
+    ("/usage/embeddings", admin_usage_api.openai_embeddings),
+    ("/costs", admin_usage_api.openai_costs),
+    ("/admin_api_keys", admin_usage_api.openai_admin_keys),
+    ("/projects", admin_usage_api.openai_projects),
+    ("/projects/{project_id}", admin_usage_api.openai_project),
+    ("/projects/{project_id}/api_keys", admin_usage_api.openai_project_keys),
+)
+
+
 # --- Anthropic -------------------------------------------------------------------------------------
 
 
@@ -243,6 +267,14 @@ def _anthropic_router(*, full: bool) -> Router:
 
         _unknown_route(router)
     return router
+
+
+# Anthropic's Admin API under /v1/organizations: the usage and cost reports, the API keys.
+_ANTHROPIC_ADMIN = (
+    ("/usage_report/messages", admin_usage_api.anthropic_usage),
+    ("/cost_report", admin_usage_api.anthropic_costs),
+    ("/api_keys", admin_usage_api.anthropic_api_keys),
+)
 
 
 def _render_anthropic(request, error: GatewayError, request_id: str) -> HttpResponse:
@@ -304,3 +336,7 @@ anthropic_api = _build("anthropic", _anthropic_router(full=True), _render_anthro
 anthropic_root_api = _build("anthropic-root", _anthropic_router(full=False), _render_anthropic)
 gemini_api = _build("gemini", _gemini_router(), _render_gemini)
 gemini_v1_api = _build("gemini-v1", _gemini_router(), _render_gemini)  # google-genai's default with a base_url
+openai_admin_api = _build("openai-admin", _admin_router(_OPENAI_ADMIN), _render_openai)
+openai_admin_alias_api = _build("openai-admin-alias", _admin_router(_OPENAI_ADMIN), _render_openai)
+anthropic_admin_api = _build("anthropic-admin", _admin_router(_ANTHROPIC_ADMIN), _render_anthropic)
+anthropic_admin_alias_api = _build("anthropic-admin-alias", _admin_router(_ANTHROPIC_ADMIN), _render_anthropic)

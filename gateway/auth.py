@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from accounts.selectors import KeyPrincipal, api_key_authenticate
+from accounts import keys
+from accounts.selectors import KeyPrincipal, ManagementPrincipal, api_key_authenticate, management_principal_async
 
 
 class ApiKey:
@@ -18,13 +19,28 @@ class ApiKey:
         self.header, self.query, self.how = header, query, how
 
     async def __call__(self, request) -> KeyPrincipal:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        presented = token.strip() if scheme.lower() == "bearer" else None
-        presented = presented or request.headers.get(self.header) or (self.query and request.GET.get(self.query))
+        presented = _presented(request, self.header) or (self.query and request.GET.get(self.query))
         return await api_key_authenticate(presented, how=self.how, address=request.META.get("REMOTE_ADDR", ""))
+
+
+def _presented(request, header: str) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return (token.strip() if scheme.lower() == "bearer" else None) or request.headers.get(header)
+
+
+class AdminKey:
+    """A tenant admin key (`sk_cdx_admin_...`), for the admin usage and cost APIs: `Authorization: Bearer`
+    as OpenAI's admin clients send it, or `x-api-key` as Anthropic's do. API keys are refused."""
+
+    is_async = True
+    openapi_type = "apiKey"
+
+    async def __call__(self, request) -> ManagementPrincipal:
+        return await management_principal_async(_presented(request, "x-api-key"), kinds=(keys.ADMIN,))
 
 
 # The OpenAI API also takes `x-api-key`, so that the Anthropic SDK can list models at our /v1 root.
 OPENAI_KEY = ApiKey(header="x-api-key", how="'Authorization: Bearer sk_cdx_...'")
 ANTHROPIC_KEY = ApiKey(header="x-api-key", how="'x-api-key: sk_cdx_...'")
 GOOGLE_KEY = ApiKey(header="x-goog-api-key", query="key", how="'x-goog-api-key: sk_cdx_...' or '?key=sk_cdx_...'")
+ADMIN_KEY = AdminKey()
