@@ -178,7 +178,7 @@ class Meter:
         cost = 0 if price is None else price.cost_nano(
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             cache_write_tokens=usage.cache_creation_input_tokens, cache_read_tokens=usage.cache_read_input_tokens)
-        await usage_recorder.record(
+        row = usage_recorder.record(
             UsageRecord(
                 request_id=self.request_id,
                 tenant_id=self.principal.tenant_id,
@@ -207,7 +207,12 @@ class Meter:
             {"request_id": self.request_id, "tenant_id": self.principal.tenant_id, "request": self.ireq.params,
              "response": answer} if self.principal.log_requests else None,
         )
-        await admission.settle(self.ticket, tokens=usage.prompt_tokens + usage.output_tokens, cost_nano=cost)
+        # Shielded as one: a client leaving while the row is written must not skip settling the reservation.
+        await asyncio.shield(self._settle_after(row, tokens=usage.prompt_tokens + usage.output_tokens, cost=cost))
+
+    async def _settle_after(self, row, *, tokens: int, cost: int) -> None:
+        await row
+        await admission.settle(self.ticket, tokens=tokens, cost_nano=cost)
 
 
 async def serve(request: HttpRequest, *, codec: ModuleType, endpoint: str,

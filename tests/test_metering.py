@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from datetime import UTC, datetime
 
@@ -120,3 +121,32 @@ def test_last_used_at_is_written_with_usage_at_most_once_a_minute(principal):
     later = record(principal, "req_used_3", created_at=first.created_at + timedelta(seconds=61))
     usage_events_write([later])
     assert ApiKey.objects.get(pk=api_key.pk).last_used_at == later.created_at
+
+
+class _StubMeter:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.finished: list[tuple] = []
+
+    def observe(self, event: dict) -> None:
+        self.seen.append(event["type"])
+
+    async def finish(self, status: str, http_status: int, error_type: str = "", content=None) -> None:
+        self.finished.append((status, http_status, error_type))
+
+
+async def test_a_stream_abandoned_before_its_body_was_sent_closes_upstream_and_is_recorded_client_left():
+    from gateway.pipeline import _Relay
+
+    closed = []
+    exits = contextlib.AsyncExitStack()
+    exits.callback(closed.append, "upstream stream")
+    meter = _StubMeter()
+    first = [{"type": "message_start", "message": {"usage": {"input_tokens": 12}}}, {"type": "message_stop"}]
+    relay = _Relay(exits, None, first, None, meter)
+    aiter(relay)  # as StreamingHttpResponse does: the body generator exists, but the client left before it ran
+    await relay.abandon()
+    await relay.abandon()
+    assert closed == ["upstream stream"]
+    assert meter.seen == ["message_start", "message_stop"]  # billed what the upstream reported
+    assert meter.finished == [(UsageEvent.Status.PARTIAL, 499, "client_left")]
