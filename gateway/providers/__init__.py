@@ -35,7 +35,6 @@ class UpstreamConfig:
     timeout: float = 600.0  # the whole request
 
 
-
 class PoolGauge:
     """Upstream calls in flight on one provider instance, and since when all its connections are taken.
 
@@ -60,8 +59,9 @@ class PoolGauge:
             if self.in_flight < self.limit:
                 self.saturated_since = None
 
-    def saturated_for(self, now: float) -> float:
-        return 0.0 if self.saturated_since is None else now - self.saturated_since
+    def saturated(self, now: float, after: float) -> bool:
+        """Every connection has been taken for `after` seconds or longer."""
+        return self.saturated_since is not None and now - self.saturated_since >= after
 
 
 PROVIDERS = {
@@ -96,8 +96,7 @@ def pool_status() -> dict[str, dict[str, Any]]:
         status = out.setdefault(config.kind, {"in_flight": 0, "limit": 0, "saturated": False})
         status["in_flight"] += pool.in_flight
         status["limit"] += pool.limit
-        status["saturated"] |= (pool.saturated_since is not None
-                                and pool.saturated_for(now) >= settings.UPSTREAM_POOL_SATURATED_SECONDS)
+        status["saturated"] |= pool.saturated(now, settings.UPSTREAM_POOL_SATURATED_SECONDS)
     return out
 
 
