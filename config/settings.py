@@ -212,7 +212,13 @@ ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY", "")
 ANTHROPIC_BASE_URL = env_url("ANTHROPIC_BASE_URL", schemes=("http", "https"))
 UPSTREAM_TIMEOUT_SECONDS = env_float("UPSTREAM_TIMEOUT_SECONDS", 600.0, minimum=1.0)
 UPSTREAM_CONNECT_TIMEOUT_SECONDS = env_float("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+# Until a stream's first event, for models without their own first_token_timeout_seconds: an upstream that
+# accepts and never answers is given up (504, retried or fallen back) long before UPSTREAM_TIMEOUT_SECONDS.
+UPSTREAM_FIRST_BYTE_TIMEOUT_SECONDS = env_float("UPSTREAM_FIRST_BYTE_TIMEOUT_SECONDS", 60.0, minimum=0.1)
+# Per provider credential and process. /health answers 503 once every connection of a pool has been in
+# use for UPSTREAM_POOL_SATURATED_SECONDS.
 UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 512, minimum=1)
+UPSTREAM_POOL_SATURATED_SECONDS = env_float("UPSTREAM_POOL_SATURATED_SECONDS", 5.0, minimum=0.0)
 # Upstream credentials are encrypted with the first of these and decrypted with any (gateway/crypto.py).
 GATEWAY_ENCRYPTION_KEYS = env_list("GATEWAY_ENCRYPTION_KEYS", [SECRET_KEY])
 # Routing (gateway/routing.py): retries of one deployment before the next is tried, and the longest

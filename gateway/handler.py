@@ -12,15 +12,19 @@ What it leaves out, and why that is safe here:
   process-wide sync thread, with one persistent connection. Each unit calls close_old_connections
   itself, which is also why the request_started/finished receivers are skipped for this handler
   (GatewayConfig.ready scopes them to Django's own handlers).
-- The disconnect listener for non-streaming responses. A client that hangs up while we wait for the
-  upstream no longer cancels the request: the upstream call completes and is billed, as it was paid
-  for. Streams still listen, so a hang-up cancels the relay, which closes the upstream stream and
-  settles the usage as partial (gateway.pipeline).
+
+What it adds: a client that disconnects cancels its request at any point, not only while a stream is
+relayed. Waiting for an upstream that hangs must not outlive the client: the cancellation closes the
+upstream call, so its pooled connection is freed (a hung upstream otherwise holds every connection
+until UPSTREAM_TIMEOUT_SECONDS), and gateway.pipeline records the call as `client_left`. A streaming
+response whose client left before its body was sent is given up through its `abandon` coroutine
+(the body generator, never started, could not settle it itself).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 
 from django.conf import settings
@@ -54,31 +58,45 @@ class ApiHandler(ASGIHandler):
             return
         except TimeoutError:
             body_file, timed_out = io.BytesIO(), True
+        # A body cut off by the timeout leaves its rest unread: nothing after it can be told apart from
+        # a hang-up, so that request (answered 408) is not listened to.
+        listening = (asyncio.get_running_loop().create_future() if timed_out
+                     else asyncio.create_task(self.listen_for_disconnect(receive)))
         try:
             set_script_prefix(get_script_prefix(scope))
             request, error_response = self.create_request(scope, body_file)
-            if request is not None:
+            if request is None:
+                response = error_response
+            else:
                 request.gateway_body_timed_out = timed_out
-            response = error_response if request is None else await self.run_get_response(request)
+                if (response := await _until_disconnect(self.run_get_response(request), listening)) is None:
+                    return  # the client left; the view, cancelled, recorded what the call cost
             request_id = new_request_id()  # every API response carries one, not only model calls'
             for header in REQUEST_ID_HEADERS:
                 response.setdefault(header, request_id)
-            if response.streaming:
-                await self._send_stream(response, receive, send)
-            else:
+            if not response.streaming:
                 await self.send_response(response, send)
+            elif listening.done():
+                if (abandon := getattr(response, "abandon", None)) is not None:
+                    await abandon()
+            else:
+                await _until_disconnect(self.send_response(response, send), listening)
             response.close()
         finally:
+            if not listening.done():
+                listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RequestAborted):
+                await listening
             body_file.close()
 
-    async def _send_stream(self, response, receive, send):
-        sending = asyncio.create_task(self.send_response(response, send))
-        listening = asyncio.create_task(self.listen_for_disconnect(receive))
-        await asyncio.wait((sending, listening), return_when=asyncio.FIRST_COMPLETED)
-        for task in (listening, sending):
-            if not task.done():
-                task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, RequestAborted):
-                pass
+
+async def _until_disconnect(work, listening: asyncio.Task):
+    """Run `work` until it finishes (its result) or the client disconnects (None: `work` is cancelled)."""
+    task = asyncio.ensure_future(work)
+    await asyncio.wait((task, listening), return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, RequestAborted):
+        await task
+    return None

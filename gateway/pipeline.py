@@ -7,12 +7,25 @@ A codec is a pure module (see gateway/protocols/) with `decode_request`, `encode
 `StreamEncoder`; a provider comes from gateway/providers/. The caller's key and the model come from
 per-process caches; rate limits, budget and balance are one reservation (gateway/admission.py, one
 Redis round trip). The only database round trip on the path is the usage row, written once at the end
-for every request that reached the upstream — including streams the client cut short, which are
-settled to what was generated so far — after which the reservation is settled to the real cost.
+for every request that reached the upstream, after which the reservation is settled to the real cost.
+
+What a row says when a call did not simply finish (`status`, `error_type`):
+
+- the client left (gateway.handler cancels the request): `partial`, `client_left`, http_status 499 if
+  nothing was sent (200 if a stream was under way). It is billed what the upstream billed as far as we
+  know it: the usage the upstream reported (a stream's message_start, or its whole answer if it had
+  finished but nothing was relayed yet), output estimated from the text generated so far; with nothing
+  reported (a call cancelled before its answer or first event) the input estimate, since the upstream
+  had the prompt.
+- the upstream failed: `error`, with the reason for a transport failure (`upstream_timeout`,
+  `first_byte_timeout`, `upstream_unreachable`, `upstream_cut`: the body or stream broke off,
+  `upstream_malformed`) and otherwise the error's type (`overloaded_error`, `rate_limit_error`, ...);
+  billed only the output generated before the failure (estimated).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -34,7 +47,7 @@ from conversations.services import (TurnRecord, conversation_begin, conversation
 
 from .admission import Ticket, admission
 from .core import (GatewayError, InternalRequest, MessageAccumulator, ResponseContext, Usage, apply_model_limits,
-                   depth_checked, estimate_tokens, internal_error, invalid)
+                   depth_checked, estimate_input_tokens, estimate_tokens, internal_error, invalid)
 from . import routing, url_policy
 from .protocols import embeddings
 from .selectors import DeploymentEntry, ModelEntry, model_resolve
@@ -42,6 +55,12 @@ from .selectors import DeploymentEntry, ModelEntry, model_resolve
 # `x-request-id` for OpenAI clients, `request-id` where the Anthropic SDK looks for it.
 REQUEST_ID_HEADERS = ("x-request-id", "request-id")
 logger = logging.getLogger(__name__)
+
+CLIENT_LEFT = "client_left"
+CLIENT_LEFT_STATUS = 499  # nginx's "client closed request": the client never got an answer
+# GatewayError codes recorded as a failed row's reason instead of the error's type: they say what broke.
+_TRANSPORT_REASONS = frozenset({"upstream_timeout", "first_byte_timeout", "upstream_unreachable", "upstream_cut",
+                                "upstream_malformed"})
 
 
 def new_request_id() -> str:
@@ -159,6 +178,8 @@ class Meter:
             # The upstream billed what it generated before the stream ended; it never told us how
             # much, so estimate from the text we relayed (never below what it did report).
             self.usage.output_tokens = max(self.usage.output_tokens, estimate_tokens(self.generated_chars))
+        if error_type == CLIENT_LEFT and not self.usage.input_tokens:
+            self.usage.input_tokens = estimate_input_tokens(self.ireq.params)  # the upstream had the prompt
         now = time.perf_counter()
         created_at = datetime.now(UTC)
         usage = self.usage
@@ -166,7 +187,7 @@ class Meter:
         cost = 0 if price is None else price.cost_nano(
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             cache_write_tokens=usage.cache_creation_input_tokens, cache_read_tokens=usage.cache_read_input_tokens)
-        await usage_recorder.record(
+        row = usage_recorder.record(
             UsageRecord(
                 request_id=self.request_id,
                 tenant_id=self.principal.tenant_id,
@@ -195,7 +216,12 @@ class Meter:
             {"request_id": self.request_id, "tenant_id": self.principal.tenant_id, "request": self.ireq.params,
              "response": answer} if self.principal.log_requests else None,
         )
-        await admission.settle(self.ticket, tokens=usage.prompt_tokens + usage.output_tokens, cost_nano=cost)
+        # Shielded as one: a client leaving while the row is written must not skip settling the reservation.
+        await asyncio.shield(self._settle_after(row, tokens=usage.prompt_tokens + usage.output_tokens, cost=cost))
+
+    async def _settle_after(self, row, *, tokens: int, cost: int) -> None:
+        await row
+        await admission.settle(self.ticket, tokens=tokens, cost_nano=cost)
 
 
 async def serve(request: HttpRequest, *, codec: ModuleType, endpoint: str,
@@ -352,10 +378,17 @@ async def _conversation_turn(principal: KeyPrincipal, ireq: InternalRequest, req
     return turn if store else None
 
 
+def _reason(error: GatewayError) -> str:
+    return error.code if error.code in _TRANSPORT_REASONS else error.type or ""
+
+
 async def _finish_failed(meter: Meter, exc: BaseException) -> None:
     # Not only GatewayErrors: a bug or a cancellation must still settle the reservation and record the call.
+    if isinstance(exc, asyncio.CancelledError):  # the client left (gateway.handler)
+        await meter.finish(UsageEvent.Status.PARTIAL, CLIENT_LEFT_STATUS, CLIENT_LEFT)
+        return
     error = exc if isinstance(exc, GatewayError) else internal_error()
-    await meter.finish(UsageEvent.Status.ERROR, error.status, error.type or "")
+    await meter.finish(UsageEvent.Status.ERROR, error.status, _reason(error))
 
 
 async def _open_stream(ireq: InternalRequest, encoder, meter: Meter) -> StreamingHttpResponse:
@@ -378,58 +411,88 @@ async def _open_stream(ireq: InternalRequest, encoder, meter: Meter) -> Streamin
     model = meter.model
     try:
         (exits, batches, first), meter.deployment = await routing.call(
-            model, open_upstream, first_byte_timeout=model.first_token_timeout or model.timeout)
+            model, open_upstream, first_byte_timeout=model.first_token_timeout)
     except BaseException as exc:
         await _finish_failed(meter, exc)
         raise
+    relay = _Relay(exits, batches, first, encoder, meter)
     response = StreamingHttpResponse(
-        _relay(exits, batches, first, encoder, meter),
+        relay,
         content_type=getattr(encoder, "content_type", "text/event-stream"),  # Gemini's JSON-array stream differs
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **meter.ticket.headers,
                  **echo_headers(meter.trace)},
     )
+    response.abandon = relay.abandon  # gateway.handler: the client left before the body was sent
     for header in REQUEST_ID_HEADERS:
         response.setdefault(header, meter.request_id)
     return response
 
 
-async def _relay(exits, batches, first: list[dict[str, Any]], encoder, meter: Meter):
-    # Stays PARTIAL when the client hangs up: Django then cancels or closes this generator, and the
-    # `finally` closes the upstream stream and settles what was generated so far.
-    status, http_status, error_type = UsageEvent.Status.PARTIAL, 200, ""
-    recorded = False
-    try:
-        finished = False
-        batch = first
-        while batch is not None:
-            out = []
-            for event in batch:
-                meter.observe(event)
-                out.append(encoder.feed(event))
-                if event.get("type") == "message_stop":
-                    finished, status = True, UsageEvent.Status.OK
-                    out.append(encoder.finish(meter.usage))
-                    if meter.turn is not None and getattr(encoder, "response", None) is not None:
-                        meter.turn.response_body = encoder.response  # a Responses API answer, kept
-            if finished and not recorded:
-                # Recorded before the client sees the end: its next request finds this turn.
-                recorded = True
-                await meter.finish(status, http_status)
-            if data := b"".join(out):
-                yield data
-            batch = await anext(batches, None)
-        if not finished:
-            raise GatewayError(502, "The upstream stream ended before the message was complete.",
-                               type="upstream_error")
-    except GatewayError as exc:
-        status, http_status, error_type = UsageEvent.Status.ERROR, exc.status, exc.type or ""
-        yield encoder.fail(exc)
-    except Exception:
-        # A bug must not look like a normal finish to the client: end with an error chunk.
-        logger.exception("stream relay failed for %s", meter.request_id)
-        status, http_status, error_type = UsageEvent.Status.ERROR, 500, "server_error"
-        yield encoder.fail(internal_error())
-    finally:
-        await exits.aclose()
-        if not recorded:
-            await meter.finish(status, http_status, error_type)
+class _Relay:
+    """A stream's body: the upstream's events encoded for the client, and the usage row once it ends.
+
+    If the client hangs up, Django cancels or closes the body generator and its `finally` closes the
+    upstream stream and settles what was generated so far (`partial`, `client_left`). A client that
+    left before the body was ever iterated gets `abandon()` instead: the generator, never started,
+    cannot run its `finally`.
+    """
+
+    def __init__(self, exits, batches, first: list[dict[str, Any]], encoder, meter: Meter) -> None:
+        self.exits, self.batches, self.first, self.encoder, self.meter = exits, batches, first, encoder, meter
+        self.started = False
+
+    def __aiter__(self):
+        return self._body()
+
+    async def abandon(self) -> None:
+        """Nothing was relayed: close the upstream stream and record what the upstream billed so far."""
+        if self.started:
+            return
+        self.started = True
+        for event in self.first:
+            self.meter.observe(event)
+        try:
+            await self.exits.aclose()
+        finally:
+            await self.meter.finish(UsageEvent.Status.PARTIAL, CLIENT_LEFT_STATUS, CLIENT_LEFT)
+
+    async def _body(self):
+        self.started = True
+        meter, encoder = self.meter, self.encoder
+        status, http_status, error_type = UsageEvent.Status.PARTIAL, 200, CLIENT_LEFT
+        recorded = False
+        try:
+            finished = False
+            batch = self.first
+            while batch is not None:
+                out = []
+                for event in batch:
+                    meter.observe(event)
+                    out.append(encoder.feed(event))
+                    if event.get("type") == "message_stop":
+                        finished, status, error_type = True, UsageEvent.Status.OK, ""
+                        out.append(encoder.finish(meter.usage))
+                        if meter.turn is not None and getattr(encoder, "response", None) is not None:
+                            meter.turn.response_body = encoder.response  # a Responses API answer, kept
+                if finished and not recorded:
+                    # Recorded before the client sees the end: its next request finds this turn.
+                    recorded = True
+                    await meter.finish(status, http_status)
+                if data := b"".join(out):
+                    yield data
+                batch = await anext(self.batches, None)
+            if not finished:
+                raise GatewayError(502, "The upstream stream ended before the message was complete.",
+                                   type="upstream_error", code="upstream_cut")
+        except GatewayError as exc:
+            status, http_status, error_type = UsageEvent.Status.ERROR, exc.status, _reason(exc)
+            yield encoder.fail(exc)
+        except Exception:
+            # A bug must not look like a normal finish to the client: end with an error chunk.
+            logger.exception("stream relay failed for %s", meter.request_id)
+            status, http_status, error_type = UsageEvent.Status.ERROR, 500, "server_error"
+            yield encoder.fail(internal_error())
+        finally:
+            await self.exits.aclose()
+            if not recorded:
+                await meter.finish(status, http_status, error_type)

@@ -63,9 +63,11 @@ async def call(model: ModelEntry, operation: Callable[[object, str, Target], Awa
     """`operation(provider, upstream_model, target)` on the first target that succeeds; the result and
     the deployment that answered. Raises the last failure when every target failed.
 
-    `first_byte_timeout` bounds each attempt (default: the model's whole-request timeout)."""
+    `first_byte_timeout` bounds each attempt (default: the model's whole-request timeout); an attempt
+    that runs out of it is a 504 `first_byte_timeout`, retried and fallen back like any 5xx, and its
+    cancellation closes the upstream connection, so a hung upstream holds none for longer."""
     last: GatewayError | None = None
-    limit = first_byte_timeout or model.timeout
+    limit = min(first_byte_timeout, model.timeout) if first_byte_timeout else model.timeout
     for deployment, target in plan(model, time.monotonic()):
         provider = get_provider(target.config)
         for attempt in range(settings.UPSTREAM_RETRIES + 1):
@@ -75,8 +77,10 @@ async def call(model: ModelEntry, operation: Callable[[object, str, Target], Awa
                 _cooling.pop(target.key, None)  # a probe after a cooldown succeeded
                 return result, deployment
             except TimeoutError:
-                last = GatewayError(504, "The upstream provider timed out.", type="upstream_error",
-                                    code="upstream_timeout")
+                last = (GatewayError(504, f"The upstream provider sent nothing within {limit:g} s.",
+                                     type="upstream_error", code="first_byte_timeout") if first_byte_timeout else
+                        GatewayError(504, "The upstream provider timed out.", type="upstream_error",
+                                     code="upstream_timeout"))
             except GatewayError as exc:
                 if not retryable(exc):
                     raise

@@ -72,7 +72,7 @@ class ModelEntry:
     prices: tuple[PriceEntry, ...] = ()  # newest first
     capability: str = "chat"
     deployments: tuple[DeploymentEntry, ...] = ()  # enabled ones with a usable credential, by priority
-    first_token_timeout: float | None = None
+    first_token_timeout: float | None = None  # until a stream's first event (None: `timeout`)
     timeout: float = 600.0
 
     def price_at(self, when: float) -> PriceEntry | None:
@@ -138,7 +138,7 @@ def _load_catalog() -> Catalog:
             name=row.name,
             capability=row.capability,
             deployments=tuple(sorted(deployments.get(row.pk, ()), key=lambda d: (d.priority, d.id))),
-            first_token_timeout=row.first_token_timeout_seconds,
+            first_token_timeout=row.first_token_timeout_seconds or settings.UPSTREAM_FIRST_BYTE_TIMEOUT_SECONDS,
             timeout=row.timeout_seconds or settings.UPSTREAM_TIMEOUT_SECONDS,
             default_max_tokens=row.default_max_tokens,
             max_output_tokens=row.max_output_tokens,

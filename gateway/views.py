@@ -22,6 +22,7 @@ from .api import openai_error_response
 from .core import GatewayError, database_unavailable
 from .models import CatalogModel
 from .pipeline import json_response, serve
+from .providers import pool_status
 from .protocols import openai_chat
 from .services import playground_key
 
@@ -49,16 +50,20 @@ async def _redis_ok() -> bool:
 
 
 async def health(request):
-    """No auth. 200 when the database (and Redis, if configured) answer and the usage spool is not
-    overflowing; 503 otherwise."""
+    """No auth. 200 when the database (and Redis, if configured) answer, the usage spool is not
+    overflowing and no upstream connection pool of this process has been saturated for
+    UPSTREAM_POOL_SATURATED_SECONDS; 503 otherwise."""
     checks = {"database": sync_to_async(_database_ok, thread_sensitive=True)()}
     if settings.REDIS_URL:
         checks["redis"] = _redis_ok()
     spooled, *answers = await asyncio.gather(sync_to_async(spool.depth, thread_sensitive=False)(), *checks.values())
-    results = dict(zip(checks, answers))
-    healthy = all(results.values()) and spooled <= settings.GATEWAY_USAGE_SPOOL_MAX
-    payload = {"status": "ok" if healthy else "unavailable", "checks": {k: "ok" if v else "down" for k, v in results.items()},
-               "usage_spool": {"depth": spooled}}
+    checks_out = {k: "ok" if v else "down" for k, v in zip(checks, answers)}
+    checks_out["usage_spool"] = "ok" if spooled <= settings.GATEWAY_USAGE_SPOOL_MAX else "overflowing"
+    pools = pool_status()
+    checks_out["upstream_pool"] = "saturated" if any(pool["saturated"] for pool in pools.values()) else "ok"
+    healthy = all(v == "ok" for v in checks_out.values())
+    payload = {"status": "ok" if healthy else "unavailable", "checks": checks_out, "usage_spool": {"depth": spooled},
+               "upstream_pools": pools}
     return json_response(payload, status=200 if healthy else 503)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 import threading
 from datetime import UTC, datetime
@@ -209,3 +210,32 @@ def test_one_tenants_nul_and_a_refused_turn_never_cost_other_tenants_turns_in_th
         assert history.next_seq == 2
     assert Message.objects.get(conversation_id=hostile.conversation_id, seq=0).content[0]["text"] == "evil\ufffdtext"
     assert not Message.objects.filter(conversation_id=refused.conversation_id).exists()
+
+
+class _StubMeter:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.finished: list[tuple] = []
+
+    def observe(self, event: dict) -> None:
+        self.seen.append(event["type"])
+
+    async def finish(self, status: str, http_status: int, error_type: str = "", content=None) -> None:
+        self.finished.append((status, http_status, error_type))
+
+
+async def test_a_stream_abandoned_before_its_body_was_sent_closes_upstream_and_is_recorded_client_left():
+    from gateway.pipeline import _Relay
+
+    closed = []
+    exits = contextlib.AsyncExitStack()
+    exits.callback(closed.append, "upstream stream")
+    meter = _StubMeter()
+    first = [{"type": "message_start", "message": {"usage": {"input_tokens": 12}}}, {"type": "message_stop"}]
+    relay = _Relay(exits, None, first, None, meter)
+    aiter(relay)  # as StreamingHttpResponse does: the body generator exists, but the client left before it ran
+    await relay.abandon()
+    await relay.abandon()
+    assert closed == ["upstream stream"]
+    assert meter.seen == ["message_start", "message_stop"]  # billed what the upstream reported
+    assert meter.finished == [(UsageEvent.Status.PARTIAL, 499, "client_left")]

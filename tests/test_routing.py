@@ -97,4 +97,4 @@ async def test_every_target_failing_raises_the_last_error_and_timeouts_are_504()
     routing._cooling.clear()
     with pytest.raises(GatewayError) as raised:
         await routing.call(model(deployment(1)), operation, first_byte_timeout=0.05)
-    assert (raised.value.status, raised.value.code) == (504, "upstream_timeout")
+    assert (raised.value.status, raised.value.code) == (504, "first_byte_timeout")

@@ -19,7 +19,7 @@ import orjson
 from django.conf import settings
 
 from ..core import GatewayError
-from . import UpstreamConfig
+from . import PoolGauge, UpstreamConfig
 from .errors import upstream_error, upstream_reason
 
 _RAW = httpx2.Response  # `cast_to` this and the SDK hands back the response unparsed
@@ -44,7 +44,7 @@ def _from_sdk_error(exc: anthropic.APIError) -> GatewayError:
 
 def _malformed(exc: Exception) -> GatewayError:
     return GatewayError(502, f"The upstream provider sent a malformed response: {upstream_reason(exc)}",
-                        type="upstream_error")
+                        type="upstream_error", code="upstream_malformed")
 
 
 async def _sse_batches(response) -> AsyncIterator[list[dict[str, Any]]]:
@@ -75,6 +75,7 @@ class AnthropicProvider:
 
     def __init__(self, client: anthropic.AsyncAnthropic) -> None:
         self.client = client
+        self.pool = PoolGauge(settings.UPSTREAM_MAX_CONNECTIONS)
 
     @classmethod
     def from_config(cls, config: UpstreamConfig) -> AnthropicProvider:
@@ -107,7 +108,8 @@ class AnthropicProvider:
 
     async def _post_json(self, path: str, body: dict[str, Any], betas: tuple[str, ...]) -> Any:
         try:
-            response = await self.client.post(path, body=body, cast_to=_RAW, options=_options(betas))
+            with self.pool.held():
+                response = await self.client.post(path, body=body, cast_to=_RAW, options=_options(betas))
         except anthropic.APIError as exc:
             raise _from_sdk_error(exc) from exc
         try:
@@ -118,16 +120,17 @@ class AnthropicProvider:
     @contextlib.asynccontextmanager
     async def stream(self, body: dict[str, Any], *,
                      betas: tuple[str, ...] = ()) -> AsyncIterator[AsyncIterator[list[dict[str, Any]]]]:
-        try:
-            response = await self.client.post("/v1/messages", body={**body, "stream": True}, cast_to=_RAW,
-                                              stream=True, options=_options(betas))
-        except anthropic.APIError as exc:
-            raise _from_sdk_error(exc) from exc
-        try:
-            yield self._events(response)
-        finally:
-            # Closing returns the connection (or drops it mid-body, which stops upstream generation).
-            await response.aclose()
+        with self.pool.held():
+            try:
+                response = await self.client.post("/v1/messages", body={**body, "stream": True}, cast_to=_RAW,
+                                                  stream=True, options=_options(betas))
+            except anthropic.APIError as exc:
+                raise _from_sdk_error(exc) from exc
+            try:
+                yield self._events(response)
+            finally:
+                # Closing returns the connection (or drops it mid-body, which stops upstream generation).
+                await response.aclose()
 
     async def _events(self, response) -> AsyncIterator[list[dict[str, Any]]]:
         try:
@@ -147,7 +150,7 @@ class AnthropicProvider:
             raise _malformed(exc) from exc
         except (httpx2.HTTPError, OSError, TimeoutError) as exc:
             raise GatewayError(502, f"The upstream connection failed mid-stream: {upstream_reason(exc)}",
-                               type="upstream_error") from exc
+                               type="upstream_error", code="upstream_cut") from exc
 
     async def aclose(self) -> None:
         await self.client.close()

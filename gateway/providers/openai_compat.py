@@ -67,10 +67,11 @@ from typing import Any
 
 import aiohttp
 import orjson
+from django.conf import settings
 
 from ..core import WEB_SEARCH_TOOL_TYPE, GatewayError, estimate_input_tokens, estimate_tokens, invalid
 from ..protocols.openai_chat import _tool_id as safe_tool_id
-from . import UpstreamConfig
+from . import PoolGauge, UpstreamConfig
 from .errors import upstream_error, upstream_reason
 
 # ---------------------------------------------------------------------------------------------------
@@ -427,7 +428,7 @@ def _count(value: Any) -> int:
 
 def _malformed(detail: str) -> GatewayError:
     return GatewayError(502, f"The upstream provider sent a malformed response: {upstream_reason(detail)}.",
-                        type="upstream_error")
+                        type="upstream_error", code="upstream_malformed")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -702,7 +703,7 @@ def _unreachable(exc: Exception) -> GatewayError:
 
 def _broken(exc: Exception) -> GatewayError:
     return GatewayError(502, f"The upstream connection failed mid-stream: {upstream_reason(exc)}",
-                        type="upstream_error")
+                        type="upstream_error", code="upstream_cut")
 
 
 _NOT_CHAT = "This model serves embeddings and rerank only; it cannot answer messages or chat completions."
@@ -721,12 +722,14 @@ class OpenAICompatProvider:
         self.first_token_timeout = first_token_timeout
         self.timeout = timeout
         self.max_connections = max_connections
+        self.pool = PoolGauge(max_connections)
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
     def from_config(cls, config: UpstreamConfig) -> OpenAICompatProvider:
         return cls(base_url=config.base_url, api_key=config.api_key, connect_timeout=config.connect_timeout,
-                   first_token_timeout=config.first_token_timeout, timeout=config.timeout)
+                   first_token_timeout=config.first_token_timeout, timeout=config.timeout,
+                   max_connections=settings.UPSTREAM_MAX_CONNECTIONS)
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use: a session belongs to the running event loop.
@@ -767,15 +770,16 @@ class OpenAICompatProvider:
         return response
 
     async def _post_json(self, path: str, payload: dict[str, Any]) -> Any:
-        response = await self._post(path, payload, self._deadline())
-        try:
-            raw = await response.read()
-        except TimeoutError:
-            raise _timed_out() from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise _broken(exc) from exc
-        finally:
-            response.release()
+        with self.pool.held():
+            response = await self._post(path, payload, self._deadline())
+            try:
+                raw = await response.read()
+            except TimeoutError:
+                raise _timed_out() from None
+            except (aiohttp.ClientError, OSError) as exc:
+                raise _broken(exc) from exc
+            finally:
+                response.release()
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -789,6 +793,12 @@ class OpenAICompatProvider:
     @contextlib.asynccontextmanager
     async def stream(self, body: dict[str, Any], *,
                      betas: tuple[str, ...] = ()) -> AsyncIterator[AsyncIterator[list[dict[str, Any]]]]:
+        with self.pool.held():
+            async with self._stream(body) as batches:
+                yield batches
+
+    @contextlib.asynccontextmanager
+    async def _stream(self, body: dict[str, Any]) -> AsyncIterator[AsyncIterator[list[dict[str, Any]]]]:
         request = to_openai_request(body, stream=True)
         deadline = self._deadline()
         response = await self._post("/chat/completions", request, deadline)
