@@ -19,7 +19,7 @@ class UsageFilterForm(forms.Form):
     model = forms.ChoiceField(required=False, label="Model")
 
     def __init__(self, data, *, keys: list[tuple[int, str]], models: list[str], today: date):
-        super().__init__(data)
+        super().__init__(data.copy())  # mutable: clean() fills in the default range, for the picker to show
         self.today = today
         self.fields["key"].choices = [("", "All keys"), *((pk, name or "(unnamed key)") for pk, name in keys)]
         self.fields["model"].choices = [("", "All models"), *((name, name) for name in models)]
@@ -39,6 +39,7 @@ class UsageFilterForm(forms.Form):
         elif (end - start).days + 1 > MAX_DAYS:
             raise ValidationError(f"Choose at most {MAX_DAYS} days.")
         cleaned["start"], cleaned["end"] = start, end
+        self.data["start"], self.data["end"] = start.isoformat(), end.isoformat()
         return cleaned
 
     def window(self) -> tuple[date, date]:

@@ -99,6 +99,7 @@ def usage_context(request, form: UsageFilterForm) -> dict:
         fmt=lambda n: f"{n:,} tokens", short_fmt=_short_tokens)
     return {
         "section": "usage", "form": form, "start": start, "end": end, "days": len(days),
+        "filtered": any(request.GET.get(name) for name in form.fields),
         "query": request.GET.urlencode(),
         "cost_chart": cost_chart, "token_chart": token_chart, "per_day": _per_day(by_model, days),
         "by_model": _totals(by_model, "model", {}), "by_key": _totals(by_key, "api_key", key_names),

@@ -49,6 +49,7 @@ def test_the_date_range_picks_which_days_are_shown(client_for, keys):
     usage(alices, tag="new")
     status, default = page(client_for("owner"))
     assert status == 200 and "req_old" not in default and "req_new" in default and "30 days" in default
+    assert f'value="{(today() - timedelta(days=29)).isoformat()}"' in default  # the picker shows the default range
     start, end = today() - timedelta(days=45), today() - timedelta(days=35)
     status, old = page(client_for("owner"), start=start.isoformat(), end=end.isoformat())
     assert status == 200 and "req_old" in old and "req_new" not in old

@@ -25,7 +25,12 @@ document.addEventListener("change", (event) => {
     pending = true;
     setTimeout(async () => {
       const response = await fetch(live.dataset.liveUrl, {credentials: "same-origin"});
-      if (response.ok) live.innerHTML = await response.text();
+      if (response.ok) {
+        // Keep open what the reader opened (the per-day table) across the refresh.
+        const open = [...live.querySelectorAll("details[open]")].map((d) => d.dataset.testid);
+        live.innerHTML = await response.text();
+        open.forEach((id) => { const d = live.querySelector(`details[data-testid="${id}"]`); if (d) d.open = true; });
+      }
       pending = false;
     }, 300);
   }
