@@ -4,6 +4,7 @@ folder: var/screenshots/<page>.png at 1280 px, <page>-375.png at 375 px)."""
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -189,6 +190,74 @@ def test_playground_by_keyboard_enter_sends_stop_cuts_and_turns_are_kept(new_con
 
 
 def _re_conversation():
-    import re
-
     return re.compile(r"^conv_[0-9a-f]+$")
+
+
+def make_operator(username: str, password: str) -> None:
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_superuser(username, f"{username}@example.com", password)
+
+
+def tenant_id_of(email: str) -> int:
+    from accounts.models import Membership
+
+    return Membership.objects.get(user__email=email).tenant_id
+
+
+def audit_details(tenant_id: int, action: str) -> list[dict]:
+    from accounts.models import AuditEntry
+
+    return list(AuditEntry.objects.filter(tenant_id=tenant_id, action=action).values_list("details", flat=True))
+
+
+def test_operator_grants_credit_and_suspends_from_the_tenants_page(new_context, dashboard, django_db_blocker):
+    customer = new_context().new_page()
+    email = sign_up(customer, django_db_blocker, credit_usd=0)
+    tenant_id = db(django_db_blocker, tenant_id_of, email)
+    username, password = f"op-{tenant_id}", "Operator-pw-42!"
+    db(django_db_blocker, make_operator, username, password)
+
+    page = new_context().new_page()
+    page.goto("/admin/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#site-name")).to_have_text("Gatehouse console")
+    expect(page.locator("#recent-actions-module")).to_contain_text("tenant.create")
+    shot(page, "admin-index")
+
+    page.goto(f"/admin/accounts/tenant/?q={email}")  # found by a member's e-mail
+    page.get_by_role("link", name=re.compile(r"^browser-test-co")).first.click()
+    tenant_page = page.url
+    shot(page, "admin-tenant")
+    page.get_by_role("button", name="Grant credit…").click()
+    page.get_by_label("Amount (USD)").fill("12.50")
+    page.get_by_label("Reason").fill("welcome credit")
+    shot(page, "admin-grant-credit")
+    page.get_by_role("button", name="Grant credit").click()
+    assert page.url == tenant_page
+    expect(page.locator(".messagelist")).to_contain_text("Granted $12.50")
+
+    page.get_by_role("button", name="Suspend…").click()
+    page.get_by_label("Reason").fill("card declined")
+    page.get_by_role("button", name="Suspend").click()
+    assert page.url == tenant_page
+    expect(page.get_by_role("button", name="Resume…")).to_be_visible()
+    assert db(django_db_blocker, audit_details, tenant_id, "tenant.suspend") == [{"reason": "card declined"}]
+
+    # Its records, one click away; the key filter lists this tenant's keys only.
+    page.get_by_role("link", name="Usage", exact=True).click()
+    expect(page).to_have_url(re.compile(rf"tenant__id__exact={tenant_id}"))
+    shot(page, "admin-usage")
+    page.goto("/admin/gateway/catalogmodel/")
+    page.get_by_role("link", name=MODEL, exact=True).click()
+    expect(page.locator(".price-in-force").first).to_be_visible()
+    expect(page.locator('input[name="prices-0-input_usd"]')).to_have_count(0)
+    shot(page, "admin-catalog-model")
+
+    phone = new_context(PHONE, storage_state=page.context.storage_state()).new_page()
+    for url, name in ((tenant_page, "admin-tenant"), ("/admin/", "admin-index"),
+                      ("/admin/gateway/catalogmodel/", "admin-catalog")):
+        phone.goto(url)
+        shot(phone, f"{name}-375")
