@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -14,24 +13,16 @@ from django.utils import timezone
 from django.utils.html import strip_tags
 
 from accounts.models import AuditEntry, Tenant
-from accounts.services import api_key_issue, membership_set, tenant_create, tenant_update
+from accounts.services import api_key_issue, membership_set, tenant_update
 from billing.models import LedgerEntry, UsageEvent, UsageRollup
 from billing.services import credit_grant
+
+from .test_admin_console import acme, globex  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
 TENANTS, KEYS, AUDIT = "/admin/accounts/tenant/", "/admin/accounts/apikey/", "/admin/accounts/auditentry/"
 USAGE, ROLLUPS, LEDGER = "/admin/billing/usageevent/", "/admin/billing/usagerollup/", "/admin/billing/ledgerentry/"
 USD = 10**9
-
-
-@pytest.fixture
-def acme():
-    return tenant_create(slug="op-acme", name="Acme")
-
-
-@pytest.fixture
-def globex():
-    return tenant_create(slug="op-globex", name="Globex")
 
 
 def text(response) -> str:
@@ -132,7 +123,7 @@ def test_tenants_keys_and_audit_entries_are_found_by_a_members_email(admin_clien
                    role="owner")
     api_key_issue(tenant=acme, name="danas-key", created_by=dana)
     tenants = admin_client.get(TENANTS, {"q": "dana.smith@example"})
-    assert [t.slug for t in tenants.context["cl"].result_list] == ["op-acme"]
+    assert [t.slug for t in tenants.context["cl"].result_list] == ["console-acme"]
     keys = admin_client.get(KEYS, {"q": "dana.smith@example.com"})
     assert [k.name for k in keys.context["cl"].result_list] == ["danas-key"]
     assert "e-mail" in text(admin_client.get(TENANTS))  # the search box says what it searches
@@ -161,5 +152,5 @@ def test_the_console_is_branded_and_its_recent_actions_come_from_the_audit_log(a
     assert re.search(r'<div id="site-name"><a href="/admin/">Gatehouse console</a></div>', page)
     assert "Django administration" not in page and "Django site admin" not in page
     recent = page.split('id="recent-actions-module"')[1].split("</div>")[0]
-    assert "ledger.credit" in recent and "op-acme" in recent and "tenant.create" in recent
+    assert "ledger.credit" in recent and "console-acme" in recent and "tenant.create" in recent
     assert "None available" not in page

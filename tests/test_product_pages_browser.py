@@ -12,7 +12,6 @@ import pytest
 
 from .test_dashboard_browser import (  # noqa: F401 (fixtures)
     CHROMIUM,
-    DESKTOP,
     LABEL_PROBLEMS_JS,
     MODEL,
     PHONE,
