@@ -106,8 +106,6 @@ def usd_details(details: dict) -> str:
             amounts = value if isinstance(value, list) else [value]
             value = " → ".join("none" if amount is None else format_usd(amount) for amount in amounts)
             key = key.replace("_nano", "")
-        elif isinstance(value, list) and len(value) == 2:
-            value = f"{value[0]} → {value[1]}"
         return key.replace("_", " "), value
 
     return "; ".join(f"{key}: {value}" for key, value in (shown(k, v) for k, v in (details or {}).items()))
@@ -165,9 +163,6 @@ class TenantKeyFilter(admin.SimpleListFilter):
             return ()
         return [(str(key.pk), f"{key.name or '(unnamed)'} · {key.display}")
                 for key in ApiKey.objects.filter(tenant_id=tenant_id).order_by("name", "pk")]
-
-    def has_output(self):
-        return bool(self.lookup_choices)
 
     def queryset(self, request, queryset):
         value = self.value()
@@ -314,16 +309,16 @@ class TenantAdmin(admin.ModelAdmin):
     @admin.action(description="Suspend selected tenants… (their keys stop working within seconds)",
                   permissions=["change"])
     def suspend(self, request, queryset):
-        return self._set_status(request, queryset, Tenant.Status.SUSPENDED, "Suspend",
+        return self._set_status(request, queryset, Tenant.Status.SUSPENDED, "Suspend", "Suspended",
                                 "Every key of the selected tenants, and their Playground, stop working within "
                                 "seconds (403 account_suspended), until resumed.")
 
     @admin.action(description="Resume selected tenants…", permissions=["change"])
     def resume(self, request, queryset):
-        return self._set_status(request, queryset, Tenant.Status.ACTIVE, "Resume",
+        return self._set_status(request, queryset, Tenant.Status.ACTIVE, "Resume", "Resumed",
                                 "The selected tenants' keys work again within seconds.")
 
-    def _set_status(self, request, queryset, status, verb, description):
+    def _set_status(self, request, queryset, status, verb, done, description):
         form = bound_action_form(request, ReasonForm)
         if not form.is_valid():
             form.fields["reason"].help_text = "Recorded in the audit log."
@@ -333,7 +328,7 @@ class TenantAdmin(admin.ModelAdmin):
         for tenant in tenants:
             tenant_set_status(tenant=tenant, status=status, reason=form.cleaned_data["reason"], actor=request.user,
                               via="admin")
-        self.message_user(request, f"{verb.removesuffix('e')}ed {len(tenants)} tenant(s).", messages.SUCCESS)
+        self.message_user(request, f"{done} {len(tenants)} tenant(s).", messages.SUCCESS)
         return back_to_page(request)
 
     def has_ledger_permission(self, request):

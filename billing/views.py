@@ -45,14 +45,17 @@ def _series(rows: list[dict], by: str, names: dict, days: list, value) -> dict[s
     return series
 
 
+def _add(total: dict, row: dict) -> None:
+    total["requests"] += row["requests"]
+    total["tokens"] += row["input_tokens"] + row["output_tokens"]
+    total["cost_nano"] += row["cost_nano"]
+
+
 def _totals(rows: list[dict], by: str, names: dict) -> list[dict]:
     totals: dict = {}
     for row in rows:
         name = str(names.get(row[by], row[by]))
-        total = totals.setdefault(name, {"name": name, "requests": 0, "tokens": 0, "cost_nano": 0})
-        total["requests"] += row["requests"]
-        total["tokens"] += row["input_tokens"] + row["output_tokens"]
-        total["cost_nano"] += row["cost_nano"]
+        _add(totals.setdefault(name, {"name": name, "requests": 0, "tokens": 0, "cost_nano": 0}), row)
     return sorted(totals.values(), key=lambda t: -t["cost_nano"])
 
 
@@ -60,10 +63,7 @@ def _per_day(rows: list[dict], days: list[date]) -> list[dict]:
     """Every day of the range with its figures (zero days too), for the table under the charts."""
     per_day = {day: {"day": day, "requests": 0, "tokens": 0, "cost_nano": 0} for day in days}
     for row in rows:
-        total = per_day[row["day"]]
-        total["requests"] += row["requests"]
-        total["tokens"] += row["input_tokens"] + row["output_tokens"]
-        total["cost_nano"] += row["cost_nano"]
+        _add(per_day[row["day"]], row)
     return list(per_day.values())
 
 
