@@ -17,15 +17,19 @@ from django.core.exceptions import ValidationError
 from django.db.models import OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.forms.models import BaseInlineFormSet
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from billing.models import LedgerEntry
 from billing.money import format_usd
 from billing.selectors import tenant_available_nano
 from billing.services import credit_grant, ledger_adjust
 
-from .forms import AdjustmentForm, ApiKeySettingsForm, ConfirmForm, CreditForm, RotateKeyForm, TenantForm
+from .forms import AdjustmentForm, ApiKeySettingsForm, ConfirmForm, CreditForm, ReasonForm, RotateKeyForm, TenantForm
 from .models import AdminKey, ApiKey, AuditEntry, Membership, OperatorToken, Tenant
 from .services import (
     api_key_issue,
@@ -44,6 +48,10 @@ from .views import AdminLoginForm
 
 # The console's login refuses, like the dashboard's, after LOGIN_ATTEMPTS failures (accounts.views.admin_login).
 admin.site.login_form = AdminLoginForm
+
+admin.site.site_header = "Gatehouse console"
+admin.site.site_title = "Gatehouse console"
+admin.site.index_title = "Operations"
 
 # --- Shared by the console's admin modules ---------------------------------------------------------------
 
@@ -67,6 +75,7 @@ def action_form_page(modeladmin: admin.ModelAdmin, request, queryset, *, form: f
         "opts": opts,
         "action": request.POST.get("action", ""),
         "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        "return_to": request.POST.get("return_to", ""),
         "media": modeladmin.media + form.media,
     }
     return TemplateResponse(request, "admin/gatehouse/action_form.html", context)
@@ -77,12 +86,57 @@ def bound_action_form(request, form_class: type[forms.Form]) -> forms.Form:
     return form_class(request.POST if "apply" in request.POST else None)
 
 
+def back_to_page(request) -> HttpResponseRedirect | None:
+    """After an action started from an object's page (its buttons send `return_to`), go back there;
+    otherwise (None) the admin returns to the list."""
+    url = request.POST.get("return_to", "")
+    if url and url_has_allowed_host_and_scheme(url, allowed_hosts={request.get_host()}):
+        return HttpResponseRedirect(url)
+    return None
+
+
 def error_text(exc: ValidationError) -> str:
     return " ".join(exc.messages)
 
 
+def usd_details(details: dict) -> str:
+    """An audit entry's details for people: amounts (`*_nano`, alone or as [before, after]) in USD."""
+    def shown(key, value):
+        if "_nano" in key:
+            amounts = value if isinstance(value, list) else [value]
+            value = " → ".join("none" if amount is None else format_usd(amount) for amount in amounts)
+            key = key.replace("_nano", "")
+        return key.replace("_", " "), value
+
+    return "; ".join(f"{key}: {value}" for key, value in (shown(k, v) for k, v in (details or {}).items()))
+
+
+def _usd_display(field):
+    @admin.display(description=field.verbose_name.removesuffix(" nano").replace(" nano ", " "), ordering=field.name)
+    def display(obj):
+        value = getattr(obj, field.name)
+        return "none" if value is None else format_usd(value)
+    return display
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """For append-only records: viewable and filterable, never added, edited or deleted here."""
+    """For append-only records: viewable and filterable, never added, edited or deleted here.
+
+    Amounts show in USD, never as raw nano-USD: each `*_nano` field appears as its `*_usd` display."""
+
+    shown_as: dict[str, str] = {}  # field -> display method shown in its place
+
+    def __init__(self, model, admin_site):
+        super().__init__(model, admin_site)
+        self.shown_as = dict(self.shown_as)
+        for field in model._meta.fields:
+            if field.name.endswith("_nano"):
+                name = field.name.removesuffix("_nano") + "_usd"
+                setattr(self, name, _usd_display(field))
+                self.shown_as[field.name] = name
+
+    def get_fields(self, request, obj=None):
+        return [self.shown_as.get(name, name) for name in super().get_fields(request, obj)]
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -92,6 +146,29 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class TenantKeyFilter(admin.SimpleListFilter):
+    """Filter by key, offering only the keys of the tenant chosen in the tenant filter (or of the chosen
+    key's tenant): every key of every tenant would be a list nobody can use."""
+
+    title = "API key (choose a tenant first)"
+    parameter_name = "api_key__id__exact"
+
+    def lookups(self, request, model_admin):
+        tenant_id = request.GET.get("tenant__id__exact", "")
+        if not tenant_id.isdigit() and (self.value() or "").isdigit():
+            tenant_id = str(ApiKey.objects.filter(pk=self.value()).values_list("tenant_id", flat=True).first() or "")
+        if not tenant_id.isdigit():
+            return ()
+        return [(str(key.pk), f"{key.name or '(unnamed)'} · {key.display}")
+                for key in ApiKey.objects.filter(tenant_id=tenant_id).order_by("name", "pk")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(api_key_id=int(value)) if value.isdigit() else queryset.none()
 
 
 def has_ledger_permission(request) -> bool:
@@ -144,7 +221,8 @@ class TenantAdmin(admin.ModelAdmin):
     form = TenantForm
     list_display = ("slug", "name", "status", "balance", "credit_limit", "created_at")
     list_filter = ("status",)
-    search_fields = ("slug", "name")
+    search_fields = ("slug", "name", "memberships__user__email")
+    search_help_text = "Slug, name or a member's e-mail."
     ordering = ("slug",)
     inlines = [MembershipInline]
     actions = ("suspend", "resume", "grant_credit", "post_adjustment", "delete_conversations")
@@ -160,13 +238,29 @@ class TenantAdmin(admin.ModelAdmin):
             return ("slug", "name", "credit_limit_usd", "store_conversations", "conversation_retention_days",
                     "log_requests")
         limit = "credit_limit_usd" if self.has_change_permission(request, obj) else "credit_limit"
-        return ("slug", "name", "status", limit, "balance", "available", "store_conversations",
+        return ("slug", "name", "status", limit, "balance", "available", "records", "store_conversations",
                 "conversation_retention_days", "log_requests", "created_at")
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
-        return ("slug", "status", "balance", "available", "created_at")
+        return ("slug", "status", "balance", "available", "records", "created_at")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        tenant = self.get_object(request, object_id)
+        actions = [("grant_credit", "Grant credit…"), ("post_adjustment", "Adjust balance…")] \
+            if has_ledger_permission(request) else []
+        if tenant is not None:
+            actions.append(("suspend", "Suspend…") if tenant.status == Tenant.Status.ACTIVE else ("resume", "Resume…"))
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "tenant_actions": actions})
+
+    @admin.display(description="Records")
+    def records(self, tenant):
+        pages = (("Keys", "accounts_apikey"), ("Usage", "billing_usageevent"), ("Daily usage", "billing_usagerollup"),
+                 ("Ledger", "billing_ledgerentry"), ("Audit log", "accounts_auditentry"),
+                 ("Conversations", "conversations_conversation"))
+        return format_html_join(" · ", '<a href="{}?tenant__id__exact={}">{}</a>',
+                                ((reverse(f"admin:{name}_changelist"), tenant.pk, label) for label, name in pages))
 
     def has_delete_permission(self, request, obj=None):
         return False  # keys, usage and the ledger reference tenants; suspend instead
@@ -212,20 +306,30 @@ class TenantAdmin(admin.ModelAdmin):
             # As stored: the row's form may have changed the role in memory too.
             membership_remove(membership=Membership.objects.get(pk=membership.pk), actor=request.user, via="admin")
 
-    @admin.action(description="Suspend selected tenants (their keys stop working within seconds)",
+    @admin.action(description="Suspend selected tenants… (their keys stop working within seconds)",
                   permissions=["change"])
     def suspend(self, request, queryset):
-        self._set_status(request, queryset, Tenant.Status.SUSPENDED, "Suspended")
+        return self._set_status(request, queryset, Tenant.Status.SUSPENDED, "Suspend", "Suspended",
+                                "Every key of the selected tenants, and their Playground, stop working within "
+                                "seconds (403 account_suspended), until resumed.")
 
-    @admin.action(description="Resume selected tenants", permissions=["change"])
+    @admin.action(description="Resume selected tenants…", permissions=["change"])
     def resume(self, request, queryset):
-        self._set_status(request, queryset, Tenant.Status.ACTIVE, "Resumed")
+        return self._set_status(request, queryset, Tenant.Status.ACTIVE, "Resume", "Resumed",
+                                "The selected tenants' keys work again within seconds.")
 
-    def _set_status(self, request, queryset, status, verb):
+    def _set_status(self, request, queryset, status, verb, done, description):
+        form = bound_action_form(request, ReasonForm)
+        if not form.is_valid():
+            form.fields["reason"].help_text = "Recorded in the audit log."
+            return action_form_page(self, request, queryset, form=form, title=f"{verb} tenants",
+                                    description=description, submit_label=verb)
         tenants = list(queryset.exclude(status=status))
         for tenant in tenants:
-            tenant_set_status(tenant=tenant, status=status, actor=request.user, via="admin")
-        self.message_user(request, f"{verb} {len(tenants)} tenant(s).", messages.SUCCESS)
+            tenant_set_status(tenant=tenant, status=status, reason=form.cleaned_data["reason"], actor=request.user,
+                              via="admin")
+        self.message_user(request, f"{done} {len(tenants)} tenant(s).", messages.SUCCESS)
+        return back_to_page(request)
 
     def has_ledger_permission(self, request):
         return has_ledger_permission(request)
@@ -273,7 +377,7 @@ class TenantAdmin(admin.ModelAdmin):
                 continue
             self.message_user(request, f"{verb} {format_usd(amount)} for {tenant}: ledger entry #{entry.seq}, "
                                        f"balance {format_usd(entry.balance_after_nano)}.", messages.SUCCESS)
-        return None
+        return back_to_page(request)
 
 
 # --- API keys --------------------------------------------------------------------------------------------
@@ -319,7 +423,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ("display", "name", "tenant", "created_at", "last_used_at", "expires_at", "limits", "status")
     list_filter = (KeyStatusFilter, "tenant")
     list_select_related = ("tenant",)
-    search_fields = ("public_id", "name", "tenant__slug")
+    search_fields = ("public_id", "name", "tenant__slug", "created_by__email")
+    search_help_text = "Public id, name, tenant slug or the creator's e-mail."
     ordering = ("-created_at",)
     actions = ("revoke", "rotate")
 
@@ -474,8 +579,14 @@ class AdminKeyAdmin(ManagementCredentialAdmin):
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "action", "via", "actor", "tenant", "api_key", "details")
+    list_display = ("created_at", "action", "via", "actor", "tenant", "api_key", "details_shown")
     list_filter = ("action", "via", "tenant")
     list_select_related = ("actor", "tenant", "api_key")
-    search_fields = ("action", "tenant__slug", "actor__username", "api_key__public_id")
+    search_fields = ("action", "tenant__slug", "actor__username", "actor__email", "api_key__public_id")
+    search_help_text = "Action, tenant slug, the actor's user name or e-mail, or a key's public id."
     date_hierarchy = "created_at"
+    shown_as = {"details": "details_shown"}
+
+    @admin.display(description="Details")
+    def details_shown(self, entry):
+        return usd_details(entry.details)

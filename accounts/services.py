@@ -73,13 +73,14 @@ def tenant_create(*, slug: str, name: str = "", credit_limit_nano: int | None = 
 
 
 @transaction.atomic
-def tenant_set_status(*, tenant: Tenant, status: str, actor=None, via: str = "system") -> Tenant:
+def tenant_set_status(*, tenant: Tenant, status: str, reason: str = "", actor=None, via: str = "system") -> Tenant:
+    """Suspend or resume; the operator's `reason`, if given, is kept in the audit entry."""
     if status not in Tenant.Status.values:
         raise ValidationError(f"Unknown tenant status {status!r}.")
     Tenant.objects.filter(pk=tenant.pk).update(status=status)
     tenant.status = status
     audit_record(action="tenant.suspend" if status == Tenant.Status.SUSPENDED else "tenant.resume", via=via,
-                 actor=actor, tenant=tenant)
+                 actor=actor, tenant=tenant, details={"reason": reason} if reason else None)
     return tenant
 
 

@@ -6,7 +6,14 @@ The only write is "Reverse selected entries…", which posts correcting entries 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
-from accounts.admin import ReadOnlyAdmin, action_form_page, bound_action_form, error_text, has_ledger_permission
+from accounts.admin import (
+    ReadOnlyAdmin,
+    TenantKeyFilter,
+    action_form_page,
+    bound_action_form,
+    error_text,
+    has_ledger_permission,
+)
 from accounts.forms import ReasonForm
 
 from .models import LedgerEntry, UsageEvent, UsageRollup
@@ -20,7 +27,7 @@ class UsageEventAdmin(ReadOnlyAdmin):
 
     list_display = ("created_at", "request_id", "tenant", "api_key", "model", "stream", "status",
                     "input_tokens", "output_tokens", "cost", "latency_ms")
-    list_filter = ("status", "stream", "model", "endpoint", "tenant", "api_key")
+    list_filter = ("status", "stream", "model", "endpoint", "tenant", TenantKeyFilter)
     search_fields = ("request_id",)
     date_hierarchy = "created_at"
     list_select_related = ("tenant", "api_key")
@@ -34,7 +41,7 @@ class UsageEventAdmin(ReadOnlyAdmin):
 class UsageRollupAdmin(ReadOnlyAdmin):
     list_display = ("day", "tenant", "api_key", "model", "requests", "errors", "input_tokens", "output_tokens",
                     "cache_creation_input_tokens", "cache_read_input_tokens", "cost")
-    list_filter = ("model", "tenant", "api_key")
+    list_filter = ("model", "tenant", TenantKeyFilter)
     date_hierarchy = "day"
     list_select_related = ("tenant", "api_key")
 

@@ -3,6 +3,8 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from .money import format_usd
+
 
 class ModelPrice(models.Model):
     """Prices of a catalog model per million tokens, in nano-USD, from `effective_from` on.
@@ -75,7 +77,7 @@ class LedgerEntry(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.tenant} #{self.seq} {self.kind} {self.amount_nano}"
+        return f"{self.tenant} #{self.seq} {self.kind} {format_usd(self.amount_nano)}"
 
 
 class UsageEvent(models.Model):

@@ -35,6 +35,12 @@ def format_usd(nano: int, places: int = 2) -> str:
     return f"{'-' if nano < 0 else ''}${shown:f}"
 
 
+def format_usd_exact(nano: int) -> str:
+    """For prices: every significant decimal, at least two ("$3.00", "$0.075"), never rounded away."""
+    places = max(2, -nano_to_usd(nano).normalize().as_tuple().exponent)
+    return format_usd(nano, places=places)
+
+
 def usd_string(nano: int) -> str:
     """For machines: the exact amount as a decimal string ("0.000123"), never a float."""
     text = f"{nano_to_usd(nano):.9f}".rstrip("0")

@@ -12,6 +12,8 @@ from .money import usd_string
 
 COLUMNS = ("date", "model", "requests", "errors", "input_tokens", "output_tokens", "cache_creation_input_tokens",
            "cache_read_input_tokens", "cost_usd")
+# The dashboard's export is per day, key and model: the key's name and public id come first.
+DASHBOARD_COLUMNS = ("date", "key", "key_id", *COLUMNS[1:])
 
 
 def rows_payload(rows: list[dict]) -> list[dict]:
@@ -20,14 +22,14 @@ def rows_payload(rows: list[dict]) -> list[dict]:
          "input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"],
          "cache_creation_input_tokens": row["cache_creation_input_tokens"],
          "cache_read_input_tokens": row["cache_read_input_tokens"], "cost_usd": usd_string(row["cost_nano"]),
-         "cost_nano": row["cost_nano"]}
+         "cost_nano": row["cost_nano"], **{field: row[field] for field in ("key", "key_id") if field in row}}
         for row in rows
     ]
 
 
-def csv_response(data: list[dict], start: date, end: date) -> HttpResponse:
+def csv_response(data: list[dict], start: date, end: date, columns: tuple[str, ...] = COLUMNS) -> HttpResponse:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(data)
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")

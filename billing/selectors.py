@@ -46,17 +46,20 @@ def key_spend_nano(api_key_id: int, since: datetime) -> int:
 
 
 def usage_by_day_and_model(*, tenant_id: int, start: date, end: date, key_ids: list[int] | None = None,
-                           by: str = "model") -> list[dict]:
-    """Usage and cost per UTC day and model (or `by="api_key"`: per key), `start` to `end` inclusive, from
-    the usage rows themselves (not the rollups, which lag by up to a minute); `key_ids` limits the keys."""
+                           model: str | None = None, by: tuple[str, ...] = ("model",)) -> list[dict]:
+    """Usage and cost per UTC day and model (or per `by`, e.g. `("api_key",)` or `("api_key", "model")`),
+    `start` to `end` inclusive, from the usage rows themselves (not the rollups, which lag by up to a
+    minute); `key_ids` limits the keys, `model` the model."""
     since = datetime(start.year, start.month, start.day, tzinfo=UTC)
     until = datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
     rows = UsageEvent.objects.filter(tenant_id=tenant_id, created_at__gte=since, created_at__lt=until)
     if key_ids is not None:
         rows = rows.filter(api_key_id__in=key_ids)
+    if model is not None:
+        rows = rows.filter(model=model)
     return list(
         rows.annotate(day=TruncDate("created_at", tzinfo=UTC))
-        .values("day", by)
+        .values("day", *by)
         .annotate(
             requests=Count("id"),
             errors=Count("id", filter=Q(status=UsageEvent.Status.ERROR)),
@@ -66,7 +69,7 @@ def usage_by_day_and_model(*, tenant_id: int, start: date, end: date, key_ids: l
             cache_read_input_tokens=Sum("cache_read_input_tokens"),
             cost_nano=Sum("cost_nano"),
         )
-        .order_by("day", by)
+        .order_by("day", *by)
     )
 
 
@@ -74,11 +77,18 @@ RECENT_FIELDS = ("request_id", "created_at", "api_key_id", "api_key__name", "end
                  "input_tokens", "output_tokens", "cost_nano", "latency_ms")
 
 
-def usage_recent(*, tenant_id: int, key_ids: list[int] | None = None, limit: int = 20) -> list[dict]:
-    """The tenant's latest requests, newest first."""
+def usage_recent(*, tenant_id: int, key_ids: list[int] | None = None, model: str | None = None,
+                 since: datetime | None = None, until: datetime | None = None, limit: int = 20) -> list[dict]:
+    """The tenant's latest requests (in [since, until), if given), newest first."""
     rows = UsageEvent.objects.filter(tenant_id=tenant_id)
     if key_ids is not None:
         rows = rows.filter(api_key_id__in=key_ids)
+    if model is not None:
+        rows = rows.filter(model=model)
+    if since is not None:
+        rows = rows.filter(created_at__gte=since)
+    if until is not None:
+        rows = rows.filter(created_at__lt=until)
     return list(rows.order_by("-created_at", "-id").values(*RECENT_FIELDS)[:limit])
 
 

@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
-from .models import RequestLog
+from django.db.models import Count, JSONField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+
+from .models import Message, RequestLog
+
+
+def conversations_summarised(conversations: QuerySet) -> QuerySet:
+    """The conversations annotated for a list: `first_content` (the first user message's blocks),
+    `model` (the latest answer's) and `turns` (user messages), in one query with the page."""
+    messages = Message.objects.filter(conversation=OuterRef("pk"))
+    users = messages.filter(role=Message.Role.USER)
+    return conversations.annotate(
+        first_content=Subquery(users.order_by("seq").values("content")[:1], output_field=JSONField()),
+        model=Subquery(messages.filter(role=Message.Role.ASSISTANT).exclude(model="").order_by("-seq")
+                       .values("model")[:1]),
+        turns=Coalesce(Subquery(users.values("conversation").annotate(n=Count("pk")).values("n")), 0),
+    )
 
 
 def request_logs_get(*, tenant_id: int, request_ids: list[str]) -> dict[str, tuple[dict, list]]:

@@ -13,9 +13,11 @@ from accounts.dashboard import dashboard_view, is_manager, visible_keys
 from gateway.core import GatewayError
 
 from .models import Conversation, Message
+from .selectors import conversations_summarised
 from .services import conversation_delete
 
 PAGE_SIZE = 50
+PREVIEW_CHARS = 90
 
 
 def _conversations(request):
@@ -49,10 +51,18 @@ def _display(block: dict) -> tuple[str, str]:
     return kind, f"[{kind}]"
 
 
+def _preview(content) -> str:
+    """The first words of a message, to tell conversations apart in a list."""
+    text = " ".join(" ".join(_display(block)[1].split()) for block in content or () if isinstance(block, dict))
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS].rsplit(" ", 1)[0] + "…"
+
+
 @dashboard_view()
 def conversation_list(request):
-    page = Paginator(_conversations(request).select_related("api_key").order_by("-last_activity_at"),
-                     PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = conversations_summarised(_conversations(request).select_related("api_key"))
+    page = Paginator(rows.order_by("-last_activity_at"), PAGE_SIZE).get_page(request.GET.get("page"))
+    for conversation in page.object_list:
+        conversation.preview = _preview(conversation.first_content)
     return render(request, "dashboard/conversations.html", {"section": "conversations", "page": page,
                                                              "retention": request.tenant.conversation_retention_days})
 

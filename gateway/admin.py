@@ -3,11 +3,12 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.forms.models import BaseInlineFormSet
-from django.utils import timezone
+from django.utils import formats, timezone
+from django.utils.html import format_html
 
 from accounts.forms import UsdField
 from billing.models import ModelPrice
-from billing.money import usd_string
+from billing.money import format_usd_exact, usd_string
 from billing.services import model_price_add
 
 from .models import CatalogModel, Credential, Deployment, ModelAlias, Provider
@@ -88,6 +89,18 @@ PRICE_FIELDS = {
 }
 
 
+class ShownAsText(forms.Widget):
+    """A price in force is a fact, not an input: its value as text (the field is disabled, so the
+    admin ignores anything posted for it)."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.text = text
+
+    def render(self, name, value, attrs=None, renderer=None):
+        return format_html('<span class="price-in-force">{}</span>', self.text)
+
+
 class ModelPriceForm(forms.ModelForm):
     """A price row in USD per million tokens. A price in force is read-only: usage was charged at it."""
 
@@ -109,8 +122,13 @@ class ModelPriceForm(forms.ModelForm):
             for field, attr in PRICE_FIELDS.items():
                 self.initial[field] = usd_string(getattr(self.instance, attr))
         if self.in_force:
-            for field in self.fields.values():
+            shown = {"effective_from": formats.localize(timezone.template_localtime(self.instance.effective_from)) + " UTC",
+                     **{field: format_usd_exact(getattr(self.instance, attr)) for field, attr in PRICE_FIELDS.items()}}
+            # A plain field in place of the split date and time one: its value is shown, not entered.
+            self.fields["effective_from"] = forms.DateTimeField(required=False)
+            for name, field in self.fields.items():
                 field.disabled = True
+                field.widget = ShownAsText(shown[name])
 
     def clean_effective_from(self):
         value = self.cleaned_data.get("effective_from")
@@ -137,6 +155,7 @@ class ModelPriceFormSet(BaseInlineFormSet):
         super().add_fields(form, index)
         if getattr(form, "in_force", False) and "DELETE" in form.fields:
             form.fields["DELETE"].disabled = True
+            form.fields["DELETE"].widget = ShownAsText("in force")
 
 
 class ModelPriceInline(admin.TabularInline):

@@ -110,4 +110,5 @@ def playground_usage(request, request_id: str):
     if row is None:
         raise Http404("No such request.")
     return json_response({"input_tokens": row.input_tokens + row.cache_creation_input_tokens + row.cache_read_input_tokens,
-                          "output_tokens": row.output_tokens, "cost": format_usd(row.cost_nano)})
+                          "output_tokens": row.output_tokens, "cost": format_usd(row.cost_nano),
+                          "status": row.status})

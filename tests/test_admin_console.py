@@ -87,16 +87,22 @@ def test_tenant_list_shows_status_balance_and_credit_limit_in_usd(admin_client, 
     assert "Suspended" in globex_row and "none (invoiced)" in globex_row
 
 
-def test_suspend_and_resume_go_through_the_service_as_the_operator(admin_client, admin_user, acme):
-    assert act(admin_client, TENANTS, "suspend", [acme]).status_code == 302
+def test_suspend_and_resume_go_through_the_service_as_the_operator_with_a_reason(admin_client, admin_user, acme):
+    page = text(act(admin_client, TENANTS, "suspend", [acme]))
+    assert 'name="reason"' in page and Tenant.objects.get(pk=acme.pk).status == Tenant.Status.ACTIVE
+    response = act(admin_client, TENANTS, "suspend", [acme], reason="")
+    assert response.status_code == 200 and "This field is required." in text(response)
+    assert Tenant.objects.get(pk=acme.pk).status == Tenant.Status.ACTIVE
+
+    assert act(admin_client, TENANTS, "suspend", [acme], reason="chargeback #7").status_code == 302
     assert Tenant.objects.get(pk=acme.pk).status == Tenant.Status.SUSPENDED
     entry = audit("tenant.suspend", tenant=acme)
-    assert (entry.actor, entry.via) == (admin_user, "admin")
+    assert (entry.actor, entry.via, entry.details) == (admin_user, "admin", {"reason": "chargeback #7"})
 
-    act(admin_client, TENANTS, "suspend", [acme])  # already suspended: nothing to do, nothing recorded
+    act(admin_client, TENANTS, "suspend", [acme], reason="again")  # already suspended: nothing recorded
     assert AuditEntry.objects.filter(action="tenant.suspend", tenant=acme).count() == 1
 
-    act(admin_client, TENANTS, "resume", [acme])
+    act(admin_client, TENANTS, "resume", [acme], reason="paid")
     assert Tenant.objects.get(pk=acme.pk).status == Tenant.Status.ACTIVE
     assert audit("tenant.resume", tenant=acme).actor == admin_user
 
@@ -389,10 +395,12 @@ def test_prices_in_force_are_shown_in_usd_and_cannot_be_edited_or_deleted(admin_
     launch = ModelPrice.objects.get(model=sonnet)
     url = f"/admin/gateway/catalogmodel/{sonnet.pk}/change/"
     page = text(admin_client.get(url))
-    for name, value in (("input_usd", "3.0"), ("output_usd", "15.0"), ("cache_read_usd", "0.3")):
-        tag = input_tag(page, f"prices-0-{name}")
-        assert f'value="{value}"' in tag and "disabled" in tag
-    assert "disabled" in input_tag(page, "prices-0-DELETE")
+    for name in ("input_usd", "output_usd", "cache_read_usd", "effective_from_0", "DELETE"):
+        assert f'name="prices-0-{name}"' not in page  # text, not a disabled input
+    row = page.split('id="prices-0"')[1].split("</tr>")[0]
+    shown = re.findall(r'<span class="price-in-force">([^<]*)</span>', row)
+    assert shown[1:] == ["$3.00", "$15.00", "$3.75", "$0.30", "in force"], shown
+    assert shown[0].endswith("UTC")
 
     tampered = {"id": launch.pk, "model": sonnet.pk, **new_price("2025-01-01 00:00:00", input_usd="99"),
                 "DELETE": "on"}
@@ -502,7 +510,7 @@ def test_reversing_ledger_entries_needs_a_reason_and_posts_opposite_entries(admi
 
 
 def test_audit_log_is_read_only_and_filters_by_action_via_and_tenant(admin_client, acme, globex):
-    act(admin_client, TENANTS, "suspend", [acme, globex])
+    act(admin_client, TENANTS, "suspend", [acme, globex], reason="audit test")
     suspended = audit("tenant.suspend", tenant=acme)
     assert results(admin_client, f"{AUDIT}?action=tenant.suspend&via=admin&tenant__id__exact={acme.pk}") == [suspended]
     assert {entry.action for entry in results(admin_client, f"{AUDIT}?via=system")} == {"tenant.create"}

@@ -87,10 +87,12 @@ def test_health_checks_the_configured_redis():
 def test_admin_suspends_tenants_and_revokes_keys(admin_client):
     tenant = tenant_create(slug="adminco")
     issued = api_key_issue(tenant=tenant)
-    response = admin_client.post("/admin/accounts/tenant/", {"action": "suspend", "_selected_action": [tenant.pk]})
+    reason = {"apply": "Suspend", "reason": "infrastructure test"}
+    response = admin_client.post("/admin/accounts/tenant/", {"action": "suspend", "_selected_action": [tenant.pk],
+                                                             **reason})
     assert response.status_code == 302
     assert Tenant.objects.get(pk=tenant.pk).status == Tenant.Status.SUSPENDED
-    admin_client.post("/admin/accounts/tenant/", {"action": "resume", "_selected_action": [tenant.pk]})
+    admin_client.post("/admin/accounts/tenant/", {"action": "resume", "_selected_action": [tenant.pk], **reason})
     assert Tenant.objects.get(pk=tenant.pk).status == Tenant.Status.ACTIVE
 
     admin_client.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [issued.api_key.pk]})

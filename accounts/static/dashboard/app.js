@@ -25,7 +25,12 @@ document.addEventListener("change", (event) => {
     pending = true;
     setTimeout(async () => {
       const response = await fetch(live.dataset.liveUrl, {credentials: "same-origin"});
-      if (response.ok) live.innerHTML = await response.text();
+      if (response.ok) {
+        // Keep open what the reader opened (the per-day table) across the refresh.
+        const open = [...live.querySelectorAll("details[open]")].map((d) => d.dataset.testid);
+        live.innerHTML = await response.text();
+        open.forEach((id) => { const d = live.querySelector(`details[data-testid="${id}"]`); if (d) d.open = true; });
+      }
       pending = false;
     }, 300);
   }
@@ -43,14 +48,19 @@ document.addEventListener("change", (event) => {
 })();
 
 // Playground: stream a chat completion through the dashboard's same-origin door, then show the turn's
-// tokens and cost from its usage row.
+// tokens and cost from its usage row. Turns are kept as a stored conversation (continued by its
+// conversation_id, so only the new message is sent); Stop cuts the stream, which the gateway bills as
+// a partial answer, as it does for any client that hangs up.
 (function playground() {
   const form = document.getElementById("playground");
   if (!form) return;
   const transcript = document.getElementById("pg-transcript");
   const input = document.getElementById("pg-input");
+  const send = document.getElementById("pg-send");
+  const stop = document.getElementById("pg-stop");
+  const link = document.getElementById("pg-conversation");
   const csrf = form.querySelector("[name=csrfmiddlewaretoken]").value;
-  let history = [];
+  let conversationId = null, controller = null;
   function turn(role, text) {
     const div = document.createElement("div");
     div.className = "turn " + role;
@@ -58,33 +68,80 @@ document.addEventListener("change", (event) => {
     transcript.appendChild(div);
     return div;
   }
-  document.getElementById("pg-clear").addEventListener("click", () => { history = []; transcript.textContent = ""; });
+  function meta(answer, text) {
+    const span = document.createElement("span");
+    span.className = "meta";
+    span.dataset.testid = "turn-cost";
+    span.textContent = text;
+    answer.appendChild(span);
+  }
+  function showConversation(id) {
+    conversationId = id;
+    link.hidden = !id;
+    if (id) {
+      const a = link.querySelector("a");
+      a.href = form.dataset.conversationUrl.replace("CONVERSATION_ID", id);
+      a.textContent = id;
+    }
+  }
+  async function turnUsage(requestId) {
+    // A stopped stream's row is written once the gateway notices the hang-up: a moment after the stop.
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const response = await fetch(form.dataset.usageUrl.replace("REQUEST_ID", requestId), {credentials: "same-origin"});
+      if (response.ok) return response.json();
+      if (response.status !== 404) return null;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    return null;
+  }
+  document.getElementById("pg-clear").addEventListener("click", () => {
+    if (controller) controller.abort();
+    showConversation(null);
+    transcript.textContent = "";
+    input.focus();
+  });
+  stop.addEventListener("click", () => { if (controller) controller.abort(); });
+  input.addEventListener("keydown", (event) => {
+    // Enter sends, Shift+Enter is a new line; not while an input method is composing a character.
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      form.requestSubmit();
+    } else if (event.key === "Escape" && controller) {
+      controller.abort();
+    }
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const text = input.value.trim();
-    if (!text) return;
+    if (!text || controller) return;
     input.value = "";
     turn("user", text);
-    history.push({role: "user", content: text});
     const system = document.getElementById("pg-system").value.trim();
-    const messages = system ? [{role: "system", content: system}, ...history] : history;
+    const messages = [...(system ? [{role: "system", content: system}] : []), {role: "user", content: text}];
+    const body = {model: document.getElementById("pg-model").value, messages, stream: true,
+                  stream_options: {include_usage: true}};
+    if (conversationId) body.conversation_id = conversationId;
     const answer = turn("assistant", "");
-    const button = document.getElementById("pg-send");
-    button.disabled = true;
+    const reply = document.createElement("span");
+    answer.appendChild(reply);
+    controller = new AbortController();
+    send.disabled = true;
+    stop.disabled = false;
+    transcript.setAttribute("aria-busy", "true");
+    let requestId = null, stopped = false;
     try {
       const response = await fetch(form.action, {
-        method: "POST", credentials: "same-origin",
-        headers: {"Content-Type": "application/json", "X-CSRFToken": csrf},
-        body: JSON.stringify({model: document.getElementById("pg-model").value, messages, stream: true,
-                              stream_options: {include_usage: true}, store: false}),
+        method: "POST", credentials: "same-origin", signal: controller.signal,
+        headers: {"Content-Type": "application/json", "X-CSRFToken": csrf}, body: JSON.stringify(body),
       });
       if (!response.ok) {
-        const body = await response.json().catch(() => ({}));
-        throw new Error((body.error && body.error.message) || response.statusText);
+        const error = await response.json().catch(() => ({}));
+        throw new Error((error.error && error.error.message) || response.statusText);
       }
+      requestId = response.headers.get("request-id");
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
-      let buffer = "", reply = "";
+      let buffer = "";
       for (;;) {
         const {value, done} = await reader.read();
         if (done) break;
@@ -96,27 +153,34 @@ document.addEventListener("change", (event) => {
           if (!line.startsWith("data: ") || line === "data: [DONE]") continue;
           const chunk = JSON.parse(line.slice(6));
           if (chunk.error) throw new Error(chunk.error.message);
+          if (chunk.conversation_id && chunk.conversation_id !== conversationId) showConversation(chunk.conversation_id);
           const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
-          if (delta && delta.content) { reply += delta.content; answer.textContent = reply; }
+          if (delta && delta.content) reply.textContent += delta.content;
         }
       }
-      history.push({role: "assistant", content: reply});
-      const requestId = response.headers.get("request-id");
-      const usage = await fetch(form.dataset.usageUrl.replace("REQUEST_ID", requestId), {credentials: "same-origin"});
-      if (usage.ok) {
-        const u = await usage.json();
-        const meta = document.createElement("span");
-        meta.className = "meta";
-        meta.dataset.testid = "turn-cost";
-        meta.textContent = `${u.input_tokens} tokens in, ${u.output_tokens} out · ${u.cost}`;
-        answer.appendChild(meta);
-      }
     } catch (error) {
-      answer.className = "turn error";
-      answer.textContent = "Error: " + error.message;
-      history.pop();
+      if (error.name === "AbortError") {
+        stopped = true;
+      } else {
+        answer.className = "turn error";
+        answer.textContent = "Error: " + error.message;
+      }
     } finally {
-      button.disabled = false;
+      controller = null;
+      send.disabled = false;
+      stop.disabled = true;
+      transcript.removeAttribute("aria-busy");
+      if (document.activeElement === stop || document.activeElement === document.body) input.focus();
+    }
+    if (!requestId) return;
+    const u = await turnUsage(requestId);
+    const cost = u ? `${u.input_tokens} tokens in, ${u.output_tokens} out · ${u.cost}` : "";
+    if (stopped) {
+      answer.classList.add("stopped");
+      meta(answer, `Stopped: billed as ${u ? u.status : "partial"}${cost ? " · " + cost : ""}. ` +
+                   "This answer is not kept in the conversation.");
+    } else if (cost) {
+      meta(answer, cost);
     }
   });
 })();
