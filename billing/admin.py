@@ -1,7 +1,10 @@
 """Operators' console for usage and the ledger: records to read and filter, never to edit.
 
 The only write is "Reverse selected entries…", which posts correcting entries through ledger_reverse.
+Payments are listed with "Reconcile with Stripe", which compares Stripe's record with the ledger's credits.
 """
+
+from datetime import timedelta
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -16,8 +19,9 @@ from accounts.admin import (
 )
 from accounts.forms import ReasonForm
 
-from .models import LedgerEntry, UsageEvent, UsageRollup
-from .money import format_usd
+from .models import BillingProfile, LedgerEntry, Payment, StripeEvent, UsageEvent, UsageRollup
+from .money import cents_to_nano, format_usd
+from .payments import payments_configured, payments_reconcile
 from .services import ledger_reverse
 
 
@@ -91,3 +95,58 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
             self.message_user(request, f"Reversed {entry.tenant} #{entry.seq} with #{reversal.seq} "
                                        f"({format_usd(reversal.amount_nano)}).", messages.SUCCESS)
         return None
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "tenant", "kind", "amount", "status", "ledger_entry", "refunded", "disputed",
+                    "stripe_payment_intent_id", "failure_message")
+    list_filter = ("status", "kind", "tenant")
+    search_fields = ("stripe_payment_intent_id", "stripe_checkout_session_id", "tenant__slug")
+    date_hierarchy = "created_at"
+    list_select_related = ("tenant", "ledger_entry")
+    actions = ("reconcile",)
+
+    @admin.display(description="Amount", ordering="amount_cents")
+    def amount(self, payment):
+        return format_usd(cents_to_nano(payment.amount_cents))
+
+    @admin.display(description="Refunded")
+    def refunded(self, payment):
+        return format_usd(cents_to_nano(payment.refunded_cents))
+
+    @admin.display(description="Disputed")
+    def disputed(self, payment):
+        return format_usd(cents_to_nano(payment.disputed_cents))
+
+    def has_reconcile_permission(self, request):
+        return has_ledger_permission(request)
+
+    @admin.action(description="Reconcile with Stripe (since the oldest selected)", permissions=["reconcile"])
+    def reconcile(self, request, queryset):
+        if not payments_configured():
+            self.message_user(request, "Stripe is not configured (STRIPE_SECRET_KEY).", messages.ERROR)
+            return
+        # A little slack: Stripe stamps its PaymentIntent a moment after our Payment row.
+        since = min(queryset.values_list("created_at", flat=True)) - timedelta(minutes=5)
+        drift = payments_reconcile(since=since)
+        for line in drift:
+            self.message_user(request, line, messages.ERROR)
+        if not drift:
+            self.message_user(request, f"Stripe and the ledger agree on every payment since {since:%Y-%m-%d %H:%M} UTC.",
+                              messages.SUCCESS)
+
+
+@admin.register(BillingProfile)
+class BillingProfileAdmin(ReadOnlyAdmin):
+    list_display = ("tenant", "stripe_customer_id", "payment_method_id", "auto_recharge_enabled",
+                    "auto_recharge_threshold_nano", "auto_recharge_amount_cents", "auto_recharge_max_per_month")
+    list_filter = ("auto_recharge_enabled",)
+    search_fields = ("tenant__slug", "stripe_customer_id")
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    list_display = ("received_at", "event_id", "type", "payment", "ledger_entry")
+    list_filter = ("type",)
+    search_fields = ("event_id",)

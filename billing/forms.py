@@ -1,12 +1,18 @@
 """The usage page's filters: a date range (validated here, so a bad URL gets a form error, not a 500 or a
-year-long query) and one key and one model."""
+year-long query) and one key and one model. The Billing page's forms: a top-up amount and the
+auto-recharge settings, typed in USD (exact)."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
+
+from accounts.forms import UsdField
+
+from .money import format_usd
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366  # one query per page over the usage rows themselves: a year is the most a page shows
@@ -47,3 +53,20 @@ class UsageFilterForm(forms.Form):
         if self.is_valid():
             return self.cleaned_data["start"], self.cleaned_data["end"]
         return self.today - timedelta(days=DEFAULT_DAYS - 1), self.today
+
+
+class TopupForm(forms.Form):
+    amount = UsdField(label="Amount (USD)")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["amount"]
+        field.min_nano, field.max_nano = settings.TOPUP_MIN_NANO, settings.TOPUP_MAX_NANO
+        field.help_text = f"Between {format_usd(settings.TOPUP_MIN_NANO)} and {format_usd(settings.TOPUP_MAX_NANO)}."
+
+
+class AutoRechargeForm(forms.Form):
+    enabled = forms.BooleanField(required=False, label="Recharge automatically")
+    threshold = UsdField(label="When the balance falls below (USD)", min_nano=0)
+    amount = UsdField(label="Charge the saved card (USD)")
+    max_per_month = forms.IntegerField(label="At most, times a month", min_value=1, max_value=100, initial=3)

@@ -196,3 +196,83 @@ class UsageBucket(UsageSums):
 
     def __str__(self) -> str:
         return f"{self.width} {self.start:%Y-%m-%d %H:%M} {self.api_key_id} {self.model} {self.endpoint}"
+class BillingProfile(models.Model):
+    """A tenant's Stripe side: its Customer, the card saved by its last top-up, and auto-recharge.
+
+    `recharge_claimed_at` is the one-at-a-time lock of auto-recharge: set by a conditional UPDATE
+    (only where it is empty or stale), so of many workers noticing the low balance together exactly one
+    charges the card (billing/payments.py auto_recharge_run).
+    """
+
+    tenant = models.OneToOneField("accounts.Tenant", on_delete=models.CASCADE, related_name="billing_profile")
+    stripe_customer_id = models.CharField(max_length=255, blank=True)
+    payment_method_id = models.CharField(max_length=255, blank=True, help_text="Saved off-session by a top-up.")
+    auto_recharge_enabled = models.BooleanField(default=False)
+    auto_recharge_threshold_nano = models.BigIntegerField(
+        default=0, validators=[MinValueValidator(0)], help_text="Recharge when the available balance falls below this.")
+    auto_recharge_amount_cents = models.PositiveIntegerField(default=0)
+    auto_recharge_max_per_month = models.PositiveSmallIntegerField(default=3)
+    recharge_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.tenant} billing"
+
+
+class Payment(models.Model):
+    """One payment through Stripe: a Checkout top-up or an off-session auto-recharge.
+
+    `ledger_entry` is the credit it bought, set once (under a row lock) by whichever webhook or API
+    answer proves the payment first, so a payment is credited exactly once. Refunds and disputes are
+    negative adjustments in the ledger; `refunded_cents` and `disputed_cents` are Stripe's running totals.
+    """
+
+    class Kind(models.TextChoices):
+        CHECKOUT = "checkout"
+        AUTO_RECHARGE = "auto_recharge"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="payments")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    amount_cents = models.PositiveBigIntegerField(validators=[MinValueValidator(1)])
+    currency = models.CharField(max_length=3, default="usd")
+    stripe_checkout_session_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    stripe_payment_intent_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    ledger_entry = models.OneToOneField(LedgerEntry, null=True, blank=True, on_delete=models.PROTECT,
+                                        related_name="payment")
+    refunded_cents = models.PositiveBigIntegerField(default=0)
+    disputed_cents = models.PositiveBigIntegerField(default=0)
+    failure_code = models.CharField(max_length=64, blank=True)
+    failure_message = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "kind", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.kind} {self.amount_cents / 100:.2f} {self.status}"
+
+
+class StripeEvent(models.Model):
+    """A webhook event processed: its unique id makes a replayed or duplicated delivery a no-op."""
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=64)
+    payment = models.ForeignKey(Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="events")
+    ledger_entry = models.ForeignKey(LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.type}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 NANO_PER_USD = 10**9
+NANO_PER_CENT = 10**7  # Stripe counts USD in integer cents
 TOKENS_PER_PRICE_UNIT = 10**6  # prices are per million tokens
 
 
@@ -20,6 +21,18 @@ def usd_to_nano(value: str | int | Decimal) -> int:
     if nano != nano.to_integral_value():
         raise ValueError(f"{value!r} has more than 9 decimal places.")
     return int(nano)
+
+
+def cents_to_nano(cents: int) -> int:
+    return cents * NANO_PER_CENT
+
+
+def nano_to_cents(nano: int) -> int:
+    """Whole cents of an amount that must be whole cents (a top-up); anything finer is a ValueError."""
+    cents, rest = divmod(nano, NANO_PER_CENT)
+    if rest:
+        raise ValueError(f"{format_usd(nano, 9)} is not a whole number of cents.")
+    return cents
 
 
 def nano_to_usd(nano: int) -> Decimal:

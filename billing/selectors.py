@@ -143,3 +143,9 @@ def usage_buckets(*, tenant_id: int, width: str, start: datetime, end: datetime,
     for row in rows:
         row["start"] = bucket_floor(row["start"], width)
     return rows
+
+
+def tenant_spend_nano(tenant_id: int, since: datetime) -> int:
+    """Cost of the tenant's usage since `since` (billed or not yet)."""
+    return UsageEvent.objects.filter(tenant_id=tenant_id, created_at__gte=since).aggregate(
+        total=Coalesce(Sum("cost_nano"), 0))["total"]

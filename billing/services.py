@@ -28,6 +28,7 @@ from accounts.services import audit_record
 from config.db import UNREACHABLE, insert_sql, refresh_connections
 from config.outage import db_unavailable
 
+from .autorecharge import recharge_watcher
 from .buckets import DAY, HOUR, MINUTE, WIDTHS, bucket_floor
 from .live import usage_notifier
 from .models import LedgerEntry, ModelPrice, UsageBucket, UsageEvent, UsageRollup
@@ -184,7 +185,9 @@ class UsageRecorder:
             for _, _, _, done in batch:
                 if not done.done():
                     done.set_result(None)
-            usage_notifier.notify({record.tenant_id for record, _, _, _ in batch})
+            tenants = {record.tenant_id for record, _, _, _ in batch}
+            usage_notifier.notify(tenants)
+            recharge_watcher.notify(tenants)
 
 
 usage_recorder = UsageRecorder()

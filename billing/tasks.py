@@ -11,7 +11,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from . import services
+from . import payments, services
 
 RECONCILE_WINDOW = timedelta(days=7)
 
@@ -29,3 +29,14 @@ def usage_reconcile() -> list[str]:
 @shared_task
 def budget_periods_reset() -> int:
     return services.budget_periods_reset()
+
+
+@shared_task
+def auto_recharge(tenant_id: int) -> int | None:
+    payment = payments.auto_recharge_run(tenant_id=tenant_id)
+    return payment.pk if payment else None
+
+
+@shared_task
+def auto_recharge_sweep() -> int:
+    return payments.auto_recharge_sweep()

@@ -8,6 +8,7 @@ starts the built-in fake upstream and points ANTHROPIC_BASE_URL at it.
 from pathlib import Path
 
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 
 from .env import database_from_url, env_bool, env_float, env_int, env_list, env_names, env_str, env_url, env_usd_nano
 
@@ -113,9 +114,24 @@ CELERY_BEAT_SCHEDULE: dict = {
                         "options": {"expires": 50 * 60}},
     "conversations-expire": {"task": "conversations.tasks.conversations_expire", "schedule": crontab(minute="*/10"),
                              "options": {"expires": 9 * 60}},
+    # Auto-recharge also starts from the request path (billing/autorecharge.py); this catches the rest.
+    "auto-recharge-sweep": {"task": "billing.tasks.auto_recharge_sweep", "schedule": crontab(),
+                            "options": {"expires": 50}},
     "budget-periods-reset": {"task": "billing.tasks.budget_periods_reset", "schedule": crontab(minute=5, hour=0),
                              "options": {"expires": 23 * 60 * 60}},
 }
+
+# Stripe top-ups and auto-recharge (billing/payments.py). Without STRIPE_SECRET_KEY the Billing page says
+# top-ups are not configured; everything else works. STRIPE_API_BASE points the library at another
+# server (the fake, gateway/fakes/stripe.py); empty: Stripe's own.
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
+STRIPE_API_BASE = env_str("STRIPE_API_BASE")
+STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300, minimum=1)  # seconds a signature stays valid
+TOPUP_MIN_NANO = env_usd_nano("TOPUP_MIN_USD", "5")
+TOPUP_MAX_NANO = env_usd_nano("TOPUP_MAX_USD", "1000")
+if TOPUP_MIN_NANO % 10**7 or TOPUP_MAX_NANO % 10**7 or not 50 * 10**7 <= TOPUP_MIN_NANO <= TOPUP_MAX_NANO:
+    raise ImproperlyConfigured("TOPUP_MIN_USD and TOPUP_MAX_USD must be whole cents, at least 0.50, min <= max")
 
 # Messages live in the server-side session, not a cookie: the admin shows a new key's secret in one.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"

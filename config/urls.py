@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts.views import admin_login
+from billing.payment_views import stripe_webhook
 from gateway.api import (
     anthropic_admin_alias_api,
     anthropic_admin_api,
@@ -24,6 +25,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # The management API (Django REST framework) and its OpenAPI schema and docs, on the full handler.
     path("api/", include("management.urls")),
+    path("billing/stripe/webhook", stripe_webhook, name="stripe-webhook"),
     # The self-serve dashboard: each domain app serves its own pages.
     path("", include("accounts.urls")),
     path("dashboard/", include("billing.urls")),

@@ -47,6 +47,18 @@ document.addEventListener("change", (event) => {
   connect();
 })();
 
+// Billing page: its live part (balance, payments, ledger) is fetched again every few seconds while the page
+// is visible, so a payment confirmed by Stripe's webhook shows up without a reload.
+(function pollLive() {
+  const live = document.querySelector("[data-poll-url]");
+  if (!live) return;
+  setInterval(async () => {
+    if (document.hidden) return;
+    const response = await fetch(live.dataset.pollUrl, {credentials: "same-origin"});
+    if (response.ok) live.innerHTML = await response.text();
+  }, 2000);
+})();
+
 // Playground: stream a chat completion through the dashboard's same-origin door, then show the turn's
 // tokens and cost from its usage row. Turns are kept as a stored conversation (continued by its
 // conversation_id, so only the new message is sent); Stop cuts the stream, which the gateway bills as
