@@ -105,6 +105,12 @@ def fake_openai_upstream():
     yield from _fake_server("gateway.fakes.openai_compat")
 
 
+@pytest.fixture(scope="session")
+def fake_stripe():
+    """Base URL of a fake Stripe server process (gateway/fakes/stripe.py); webhooks go where a test says."""
+    yield from _fake_server("gateway.fakes.stripe")
+
+
 @dataclass
 class FaultProxy:
     """A running `gateway.fakes.faults` proxy: its base URL and its control route."""
