@@ -66,6 +66,7 @@ class TopupForm(forms.Form):
 
 
 class AutoRechargeForm(forms.Form):
+    prefix = "recharge"  # on one page with TopupForm: its "amount" needs another id
     enabled = forms.BooleanField(required=False, label="Recharge automatically")
     threshold = UsdField(label="When the balance falls below (USD)", min_nano=0)
     amount = UsdField(label="Charge the saved card (USD)")

@@ -1,7 +1,7 @@
 """The dashboard's Billing page (balance, the ledger, payments, top-ups, auto-recharge) and Stripe's webhook.
 
 Owners and admins only. Views parse, call one service (billing/payments.py), render. The page's live
-part (`?fragment=1`) is fetched again every few seconds while it is open, so a top-up paid in another
+parts (`?fragment=summary`, `?fragment=history`) is fetched again every few seconds while it is open, so a top-up paid in another
 tab shows up without a reload.
 """
 
@@ -25,7 +25,7 @@ from accounts.models import Membership
 
 from .forms import AutoRechargeForm, TopupForm
 from .models import LedgerEntry, Payment
-from .money import cents_to_nano, usd_string
+from .money import cents_to_nano, nano_to_usd
 from .payments import (
     auto_recharge_configure,
     auto_recharge_failures,
@@ -37,14 +37,15 @@ from .payments import (
 from .selectors import budget_period_bounds, tenant_available_nano, tenant_balance_nano, tenant_spend_nano
 
 ADMIN = Membership.Role.ADMIN
+FRAGMENTS = {"summary": "dashboard/_billing_live.html", "history": "dashboard/_billing_history.html"}
 LEDGER_ROWS = 50
 PAYMENT_ROWS = 20
 
 
 def _auto_recharge_form(profile, data=None) -> AutoRechargeForm:
     initial = {"enabled": profile.auto_recharge_enabled, "max_per_month": profile.auto_recharge_max_per_month,
-               "threshold": usd_string(profile.auto_recharge_threshold_nano),
-               "amount": usd_string(cents_to_nano(profile.auto_recharge_amount_cents or 2000))}
+               "threshold": f"{nano_to_usd(profile.auto_recharge_threshold_nano):.2f}",
+               "amount": f"{nano_to_usd(cents_to_nano(profile.auto_recharge_amount_cents or 2000)):.2f}"}
     return AutoRechargeForm(data, initial=initial)
 
 
@@ -67,9 +68,8 @@ def _page(request, *, topup_form=None, recharge_form=None, status=200, template=
 
 @dashboard_view(ADMIN)
 def billing(request):
-    if request.GET.get("fragment"):
-        return _page(request, template="dashboard/_billing_live.html")
-    return _page(request)
+    fragment = FRAGMENTS.get(request.GET.get("fragment", ""))
+    return _page(request, template=fragment) if fragment else _page(request)
 
 
 @dashboard_view(ADMIN)

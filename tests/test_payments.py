@@ -352,6 +352,24 @@ def test_many_workers_crossing_the_threshold_together_charge_once(stripe_on):
     assert tenant_balance_nano(tenant.pk) == 25 * USD
 
 
+@pytest.mark.django_db
+def test_owners_turn_auto_recharge_on_in_the_billing_page_once_a_card_is_saved(stripe_on, client_for, team):
+    owner = client_for("owner")
+    settings_form = {"recharge-enabled": "on", "recharge-threshold": "10", "recharge-amount": "25",
+                     "recharge-max_per_month": "2"}
+    response = owner.post(reverse("billing-auto-recharge"), settings_form)
+    assert response.status_code == 400 and "Top up once by card first" in response.content.decode()
+    _, events = _paid_checkout(stripe_on, team.tenant_a)
+    for event in events:
+        post_event(event)
+    response = owner.post(reverse("billing-auto-recharge"), settings_form)
+    assert response.status_code == 302
+    profile = BillingProfile.objects.get(tenant=team.tenant_a)
+    assert (profile.auto_recharge_enabled, profile.auto_recharge_threshold_nano, profile.auto_recharge_amount_cents,
+            profile.auto_recharge_max_per_month) == (True, 10 * USD, 2500, 2)
+    assert AuditEntry.objects.get(tenant=team.tenant_a, action="billing.auto_recharge").actor == team.alice
+
+
 def test_auto_recharge_settings_need_a_saved_card_and_a_top_up_amount(db, stripe_on):
     from django.core.exceptions import ValidationError
 

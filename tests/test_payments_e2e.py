@@ -151,7 +151,17 @@ browser_mod = pytest.importorskip("playwright.sync_api", reason="needs playwrigh
 @pytest.mark.browser
 def test_an_exhausted_tenant_tops_up_20_dollars_in_the_browser_and_its_key_works_again(
         stripe_gateways, django_db_blocker):
-    from .test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, TIMEOUT_MS, create_key, shot, sign_up
+    from .test_dashboard_browser import (
+        CHROMIUM,
+        CHROMIUM_ARGS,
+        DESKTOP,
+        PHONE,
+        TIMEOUT_MS,
+        check_phone_page,
+        create_key,
+        shot,
+        sign_up,
+    )
 
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's Chromium at /usr/bin/chromium")
@@ -192,6 +202,10 @@ def test_an_exhausted_tenant_tops_up_20_dollars_in_the_browser_and_its_key_works
         expect(page.get_by_test_id("payments")).to_contain_text("succeeded")
         expect(page.get_by_test_id("ledger")).to_contain_text("Stripe payment pi_")
         shot(page, "billing")
+        problems: list[str] = []
+        phone = browser.new_context(base_url=base, viewport=PHONE, storage_state=context.storage_state()).new_page()
+        check_phone_page(phone, "/dashboard/billing/", "billing", problems)
+        assert not problems, "\n".join(problems)
         browser.close()
 
     assert _until(lambda: call().status_code == 200, 10, "the key working again")

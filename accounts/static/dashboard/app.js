@@ -47,15 +47,17 @@ document.addEventListener("change", (event) => {
   connect();
 })();
 
-// Billing page: its live part (balance, payments, ledger) is fetched again every few seconds while the page
-// is visible, so a payment confirmed by Stripe's webhook shows up without a reload.
+// Billing page: its live parts (balance, payments, ledger) are fetched again every few seconds while the
+// page is visible, so a payment confirmed by Stripe's webhook shows up without a reload.
 (function pollLive() {
-  const live = document.querySelector("[data-poll-url]");
-  if (!live) return;
-  setInterval(async () => {
+  const parts = document.querySelectorAll("[data-poll-url]");
+  if (!parts.length) return;
+  setInterval(() => {
     if (document.hidden) return;
-    const response = await fetch(live.dataset.pollUrl, {credentials: "same-origin"});
-    if (response.ok) live.innerHTML = await response.text();
+    parts.forEach(async (part) => {
+      const response = await fetch(part.dataset.pollUrl, {credentials: "same-origin"});
+      if (response.ok) part.innerHTML = await response.text();
+    });
   }, 2000);
 })();
 
