@@ -293,7 +293,10 @@ class FakeStripe(serving.RequestLogControl):
             raise StripeError(401, f"Invalid API Key provided: {key[:8]}{'*' * 8}")
 
     def route(self, operation):
-        return lambda request: self._handle(request, operation)
+        async def handler(request: web.Request) -> web.Response:
+            return await self._handle(request, operation)
+
+        return handler
 
     # --- API operations ---------------------------------------------------------------------------------
 
