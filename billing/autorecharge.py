@@ -9,11 +9,12 @@ in billing/payments.py (auto_recharge_run), not here: this only has to notice.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
 from asgiref.sync import sync_to_async
+
+from .live import PerTenantDebounce
 
 logger = logging.getLogger(__name__)
 CHECK_DELAY = 0.5
@@ -41,23 +42,15 @@ def _check(tenant_id: int, threshold: int) -> None:
         auto_recharge.delay(tenant_id)  # eager in the embedded mode: runs here, on this worker thread
 
 
-class RechargeWatcher:
+class RechargeWatcher(PerTenantDebounce):
+    delay = CHECK_DELAY
+
     def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: set[int] = set()
+        super().__init__()
         self._thresholds: dict[int, int] = {}
         self._read_at = float("-inf")
 
-    def notify(self, tenant_ids: set[int]) -> None:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a new event loop (tests): timers of the old one never fire
-            self._loop, self._pending = loop, set()
-        for tenant_id in tenant_ids - self._pending:
-            self._pending.add(tenant_id)
-            loop.call_later(CHECK_DELAY, lambda t=tenant_id: loop.create_task(self._run(t)))
-
-    async def _run(self, tenant_id: int) -> None:
-        self._pending.discard(tenant_id)
+    async def run(self, tenant_id: int) -> None:
         try:
             if time.monotonic() - self._read_at > PROFILES_TTL:
                 self._read_at = time.monotonic()

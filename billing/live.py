@@ -21,7 +21,12 @@ def usage_group(tenant_id: int) -> str:
     return f"usage-{tenant_id}"
 
 
-class UsageNotifier:
+class PerTenantDebounce:
+    """`run(tenant_id)` on the event loop `delay` seconds after a tenant is notified, once however many
+    notifications came meanwhile (per process)."""
+
+    delay: float
+
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: set[int] = set()
@@ -32,10 +37,20 @@ class UsageNotifier:
             self._loop, self._pending = loop, set()
         for tenant_id in tenant_ids - self._pending:
             self._pending.add(tenant_id)
-            loop.call_later(NOTIFY_DELAY, lambda t=tenant_id: loop.create_task(self._send(t)))
+            loop.call_later(self.delay, lambda t=tenant_id: loop.create_task(self._fire(t)))
 
-    async def _send(self, tenant_id: int) -> None:
+    async def _fire(self, tenant_id: int) -> None:
         self._pending.discard(tenant_id)
+        await self.run(tenant_id)
+
+    async def run(self, tenant_id: int) -> None:
+        raise NotImplementedError
+
+
+class UsageNotifier(PerTenantDebounce):
+    delay = NOTIFY_DELAY
+
+    async def run(self, tenant_id: int) -> None:
         try:
             await get_channel_layer().group_send(usage_group(tenant_id), {"type": "usage.new"})
         except Exception:  # a dashboard missing an update is not worth failing anything for

@@ -1,3 +1,5 @@
+import uuid
+
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -213,6 +215,8 @@ class BillingProfile(models.Model):
     auto_recharge_amount_cents = models.PositiveIntegerField(default=0)
     auto_recharge_max_per_month = models.PositiveSmallIntegerField(default=3)
     recharge_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Stripe's Idempotency-Key for creating the Customer: unique across databases sharing a Stripe account.
+    idempotency_key = models.UUIDField(default=uuid.uuid4, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -251,6 +255,9 @@ class Payment(models.Model):
     failure_message = models.CharField(max_length=500, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
+    # Stripe's Idempotency-Key for the charge or session: a retried call never pays twice, and ids reused by
+    # another database on the same Stripe account (staging, a restored backup) never replay our answer.
+    idempotency_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     succeeded_at = models.DateTimeField(null=True, blank=True)
 

@@ -7,13 +7,14 @@ arrives twice, late or in another order. Events are also recorded by their uniqu
 delivery does nothing at all. Amounts are Stripe's integer cents, converted exactly (money.cents_to_nano).
 
 Stripe calls run outside any database transaction: a slow Stripe never holds a lock or a connection
-in a transaction, and a charge is always recorded first as a pending Payment whose id is the
+in a transaction, and a charge is always recorded first as a pending Payment whose key is the
 Idempotency-Key, so a retried call can never charge twice.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import stripe
@@ -35,7 +36,9 @@ logger = logging.getLogger(__name__)
 
 VIA = "stripe"
 CURRENCY = "usd"
-METADATA_KEY = "gatehouse_payment"  # on every Checkout Session and PaymentIntent we create: our Payment's id
+# On every Checkout Session and PaymentIntent we create: our Payment's key (a UUID, not its row id, so another
+# database on the same Stripe account never takes our payments for its own).
+METADATA_KEY = "gatehouse_payment"
 # A claim older than this belongs to a worker that died mid-charge; the Idempotency-Key makes retrying safe.
 RECHARGE_CLAIM_TIMEOUT = timedelta(minutes=5)
 RECHARGE_RETRY_AFTER_FAILURE = timedelta(hours=1)  # a declined card is not retried on every request
@@ -70,7 +73,7 @@ def _customer_id(client: stripe.StripeClient, tenant: Tenant) -> str:
     if not profile.stripe_customer_id:
         customer = client.v1.customers.create(
             params={"name": tenant.name, "metadata": {"tenant": tenant.slug, "tenant_id": str(tenant.pk)}},
-            options={"idempotency_key": f"gatehouse-customer-{tenant.pk}"})
+            options={"idempotency_key": f"gatehouse-customer-{profile.idempotency_key}"})
         # Two first top-ups at once get the same Customer (one idempotency key); either write is right.
         BillingProfile.objects.filter(pk=profile.pk).update(stripe_customer_id=customer.id)
         profile.stripe_customer_id = customer.id
@@ -90,7 +93,7 @@ def checkout_start(*, tenant: Tenant, amount_nano: int, actor, success_url: str,
     client = stripe_client()
     customer = _customer_id(client, tenant)
     payment = Payment.objects.create(tenant=tenant, kind=Payment.Kind.CHECKOUT, amount_cents=cents, created_by=actor)
-    metadata = {METADATA_KEY: str(payment.pk), "tenant_id": str(tenant.pk)}
+    metadata = {METADATA_KEY: str(payment.idempotency_key), "tenant_id": str(tenant.pk)}
     session = client.v1.checkout.sessions.create(params={
         "mode": "payment", "customer": customer, "client_reference_id": str(tenant.pk),
         "line_items": [{"quantity": 1, "price_data": {"currency": CURRENCY, "unit_amount": cents,
@@ -98,7 +101,7 @@ def checkout_start(*, tenant: Tenant, amount_nano: int, actor, success_url: str,
         "payment_intent_data": {"setup_future_usage": "off_session", "metadata": metadata,
                                 "description": f"Gatehouse credit for {tenant.slug}"},
         "metadata": metadata, "success_url": success_url, "cancel_url": cancel_url,
-    }, options={"idempotency_key": f"gatehouse-payment-{payment.pk}"})
+    }, options={"idempotency_key": f"gatehouse-payment-{payment.idempotency_key}"})
     Payment.objects.filter(pk=payment.pk).update(stripe_checkout_session_id=session.id)
     audit_record(action="payment.checkout", via=via, actor=actor, tenant=tenant,
                  details={"payment": payment.pk, "amount_cents": cents, "session": session.id})
@@ -113,8 +116,11 @@ def _payment_for(obj: dict, *, intent_id: str | None = None, session_id: str | N
     then by the Stripe ids we stored."""
     payments = Payment.objects.select_for_update()
     ours = (obj.get("metadata") or {}).get(METADATA_KEY)
-    if ours and str(ours).isdigit():
-        payment = payments.filter(pk=int(ours)).first()
+    if ours:
+        try:
+            payment = payments.filter(idempotency_key=uuid.UUID(str(ours))).first()
+        except ValueError:
+            payment = None
         if payment is not None:
             return payment
     lookups = Q(pk__in=[])
@@ -203,10 +209,18 @@ def _on_intent_failed(intent: dict) -> tuple[Payment | None, LedgerEntry | None]
     return payment, None
 
 
+def _on_session_expired(session: dict) -> tuple[Payment | None, LedgerEntry | None]:
+    payment = _payment_for(session, session_id=session["id"])
+    if payment is not None:
+        _payment_failed(payment, intent_id=None, code="expired", message="The checkout was left unpaid and expired.")
+    return payment, None
+
+
 EVENT_HANDLERS = {
     "payment_intent.succeeded": _on_intent_succeeded,
     "checkout.session.completed": _on_session_completed,
     "checkout.session.async_payment_succeeded": _on_session_completed,
+    "checkout.session.expired": _on_session_expired,
     "payment_intent.payment_failed": _on_intent_failed,
     "charge.refunded": _on_charge_refunded,
     "charge.dispute.created": _on_dispute_created,
@@ -301,13 +315,13 @@ def _charge(profile: BillingProfile) -> Payment:
     tenant = profile.tenant
     payment = Payment.objects.create(tenant=tenant, kind=Payment.Kind.AUTO_RECHARGE,
                                      amount_cents=profile.auto_recharge_amount_cents)
-    metadata = {METADATA_KEY: str(payment.pk), "tenant_id": str(tenant.pk)}
+    metadata = {METADATA_KEY: str(payment.idempotency_key), "tenant_id": str(tenant.pk)}
     try:
         intent = stripe_client().v1.payment_intents.create(params={
             "amount": payment.amount_cents, "currency": CURRENCY, "customer": profile.stripe_customer_id,
             "payment_method": profile.payment_method_id, "off_session": True, "confirm": True,
             "metadata": metadata, "description": f"Gatehouse auto-recharge for {tenant.slug}",
-        }, options={"idempotency_key": f"gatehouse-payment-{payment.pk}"})
+        }, options={"idempotency_key": f"gatehouse-payment-{payment.idempotency_key}"})
     except stripe.CardError as exc:
         error = exc.error
         intent_id = getattr(error.payment_intent, "id", None) if error and error.payment_intent else None
@@ -343,7 +357,8 @@ def _payment_failed(payment: Payment, *, intent_id: str | None, code: str, messa
     payment.status, payment.failure_code, payment.failure_message = Payment.Status.FAILED, code[:64], message[:500]
     payment.stripe_payment_intent_id = payment.stripe_payment_intent_id or intent_id
     payment.save()
-    logger.warning("auto-recharge payment %s of tenant %s failed: %s %s", payment.pk, payment.tenant_id, code, message)
+    logger.warning("%s payment %s of tenant %s failed: %s %s", payment.kind, payment.pk, payment.tenant_id, code,
+                   message)
 
 
 def auto_recharge_candidates() -> list[int]:
@@ -394,7 +409,7 @@ def payments_reconcile(*, since: datetime | None = None) -> list[str]:
                          f"{format_usd(payment.ledger_entry.amount_nano)}")
     for intent in at_stripe.values():
         drift.append(f"Stripe PaymentIntent {intent.id} took {format_usd(cents_to_nano(intent.amount_received))} "
-                     f"(payment {intent.metadata[METADATA_KEY]}) but no ledger credit records it")
+                     f"(payment key {intent.metadata[METADATA_KEY]}) but no ledger credit records it")
     for line in drift:
         logger.error("payments drift: %s", line)
     return drift

@@ -515,6 +515,7 @@ def test_beat_schedule_runs_rollup_every_minute_reconcile_hourly_and_budget_rese
     assert {name: entry["task"] for name, entry in schedule.items()} == {
         "usage-rollup": "billing.tasks.usage_rollup", "usage-reconcile": "billing.tasks.usage_reconcile",
         "budget-periods-reset": "billing.tasks.budget_periods_reset",
+        "auto-recharge-sweep": "billing.tasks.auto_recharge_sweep",
         "conversations-expire": "conversations.tasks.conversations_expire"}
     for entry in schedule.values():
         assert import_string(entry["task"]).name == entry["task"]  # the registered task, not a typo
@@ -535,6 +536,7 @@ def test_beat_schedule_runs_rollup_every_minute_reconcile_hourly_and_budget_rese
 
     start = datetime(2025, 3, 1, 23, 0, 30, tzinfo=UTC)
     assert len(runs("usage-rollup", start, 2)) == 120
+    assert len(runs("auto-recharge-sweep", start, 2)) == 120
     assert runs("usage-reconcile", start, 3) == ["01 23:30", "02 00:30", "02 01:30"]
     assert runs("budget-periods-reset", start, 48) == ["02 00:05", "03 00:05"]
 
@@ -638,7 +640,7 @@ def test_embedded_scheduler_runs_the_due_beat_entries_on_its_own_thread(committe
     finally:
         runner.close(wait=True)
     assert _scheduler_ran(caplog) == ["usage-rollup", "usage-reconcile", "conversations-expire",
-                                      "budget-periods-reset"]
+                                      "auto-recharge-sweep", "budget-periods-reset"]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert 0 < wait <= 60
     assert_books_agree(tenant, credited=0)

@@ -206,6 +206,20 @@ def test_refunds_and_disputes_take_money_back_once_whatever_the_order(stripe_on)
 
 
 @pytest.mark.django_db
+def test_an_expired_checkout_marks_its_payment_failed_and_credits_nothing(stripe_on):
+    tenant = _tenant()
+    url = checkout_start(tenant=tenant, amount_nano=10 * USD, actor=None, success_url="http://t/ok",
+                         cancel_url="http://t/no")
+    session = stripe_client().v1.checkout.sessions.retrieve(url.rsplit("/", 1)[1])
+    expired = {"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": "checkout.session.expired",
+               "data": {"object": {**session.to_dict(), "status": "expired"}}}
+    assert post_event(expired).status_code == 200
+    payment = Payment.objects.get(stripe_checkout_session_id=session.id)
+    assert (payment.status, payment.failure_code) == ("failed", "expired")
+    assert _credits(tenant) == []
+
+
+@pytest.mark.django_db
 def test_an_event_for_a_payment_that_is_not_ours_is_recorded_and_ignored(stripe_on):
     """Another product on the same Stripe account: its payments never credit a tenant."""
     session = stripe_client().v1.checkout.sessions.create(params={
@@ -290,7 +304,7 @@ def test_auto_recharge_charges_the_saved_card_off_session_below_the_threshold_on
     assert tenant_balance_nano(tenant.pk) == 29 * USD
     intent = stripe_client().v1.payment_intents.retrieve(payment.stripe_payment_intent_id)
     assert intent.customer == BillingProfile.objects.get(tenant=tenant).stripe_customer_id
-    assert intent.metadata["gatehouse_payment"] == str(payment.pk)
+    assert intent.metadata["gatehouse_payment"] == str(payment.idempotency_key)
     # Its webhook, arriving after the API answer, changes nothing.
     for event in _events(stripe_on, {intent.id}):
         post_event(event)
@@ -399,7 +413,7 @@ def test_reconcile_agrees_then_names_a_payment_stripe_took_but_the_ledger_never_
     assert payments_reconcile(since=since) == []
     lost, _ = _paid_checkout(stripe_on, tenant, usd=6)  # its webhooks never arrive
     drift = payments_reconcile(since=since)
-    assert len(drift) == 1 and "took $6.00" in drift[0] and f"(payment {lost.pk})" in drift[0]
+    assert len(drift) == 1 and "took $6.00" in drift[0] and f"(payment key {lost.idempotency_key})" in drift[0]
     response = admin_client.post(reverse("admin:billing_payment_changelist"),
                                  {"action": "reconcile", "_selected_action": [lost.pk]}, follow=True)
-    assert f"(payment {lost.pk}) but no ledger credit records it" in response.content.decode()
+    assert f"(payment key {lost.idempotency_key}) but no ledger credit records it" in response.content.decode()
