@@ -94,14 +94,18 @@ def checkout_start(*, tenant: Tenant, amount_nano: int, actor, success_url: str,
     customer = _customer_id(client, tenant)
     payment = Payment.objects.create(tenant=tenant, kind=Payment.Kind.CHECKOUT, amount_cents=cents, created_by=actor)
     metadata = {METADATA_KEY: str(payment.idempotency_key), "tenant_id": str(tenant.pk)}
-    session = client.v1.checkout.sessions.create(params={
-        "mode": "payment", "customer": customer, "client_reference_id": str(tenant.pk),
-        "line_items": [{"quantity": 1, "price_data": {"currency": CURRENCY, "unit_amount": cents,
-                                                      "product_data": {"name": "Gatehouse credit"}}}],
-        "payment_intent_data": {"setup_future_usage": "off_session", "metadata": metadata,
-                                "description": f"Gatehouse credit for {tenant.slug}"},
-        "metadata": metadata, "success_url": success_url, "cancel_url": cancel_url,
-    }, options={"idempotency_key": f"gatehouse-payment-{payment.idempotency_key}"})
+    try:
+        session = client.v1.checkout.sessions.create(params={
+            "mode": "payment", "customer": customer, "client_reference_id": str(tenant.pk),
+            "line_items": [{"quantity": 1, "price_data": {"currency": CURRENCY, "unit_amount": cents,
+                                                          "product_data": {"name": "Gatehouse credit"}}}],
+            "payment_intent_data": {"setup_future_usage": "off_session", "metadata": metadata,
+                                    "description": f"Gatehouse credit for {tenant.slug}"},
+            "metadata": metadata, "success_url": success_url, "cancel_url": cancel_url,
+        }, options={"idempotency_key": f"gatehouse-payment-{payment.idempotency_key}"})
+    except stripe.StripeError as exc:
+        _payment_failed_locked(payment.pk, intent_id=None, code=type(exc).__name__, message=str(exc)[:500])
+        raise
     Payment.objects.filter(pk=payment.pk).update(stripe_checkout_session_id=session.id)
     audit_record(action="payment.checkout", via=via, actor=actor, tenant=tenant,
                  details={"payment": payment.pk, "amount_cents": cents, "session": session.id})

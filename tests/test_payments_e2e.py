@@ -19,7 +19,7 @@ import uuid
 import httpx
 import pytest
 
-from .conftest import ROOT, _stop, _wait_http, free_port, make_persona, start_gateway
+from .conftest import ROOT, _stop, free_port, make_persona, start_gateway
 from .test_limits_e2e import HAIKU, burst, say
 
 pytestmark = pytest.mark.e2e
