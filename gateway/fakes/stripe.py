@@ -559,17 +559,16 @@ def build_app(*, log_requests: bool = True, api_key: str | None = None, webhook_
            ("POST", "/v1/refunds", fake.refund_create), ("GET", "/v1/refunds/{id}", fake.refund_get))
     for method, path, operation in api:
         app.router.add_route(method, path, fake.route(operation))
-    app.router.add_get("/checkout/{id}", fake.checkout_page)
-    app.router.add_post("/checkout/{id}/pay", fake.checkout_pay)
-    app.router.add_post("/_fake/checkout/{id}/pay", fake.control_pay)
-    app.router.add_post("/_fake/webhook", fake.control_webhook)
-    app.router.add_post("/_fake/delivery", fake.control_delivery)
-    app.router.add_get("/_fake/events", fake.control_events)
-    app.router.add_get("/_fake/deliveries", fake.control_deliveries)
-    app.router.add_post("/_fake/events/{id}/resend", fake.control_resend)
-    app.router.add_post("/_fake/decline", fake.control_decline)
-    app.router.add_post("/_fake/charges/{id}/dispute", fake.control_dispute)
-    app.router.add_get("/_fake/wait_deliveries", fake.control_wait)
+    pages_and_control = (
+        ("GET", "/checkout/{id}", fake.checkout_page), ("POST", "/checkout/{id}/pay", fake.checkout_pay),
+        ("POST", "/_fake/checkout/{id}/pay", fake.control_pay), ("POST", "/_fake/webhook", fake.control_webhook),
+        ("POST", "/_fake/delivery", fake.control_delivery), ("GET", "/_fake/events", fake.control_events),
+        ("GET", "/_fake/deliveries", fake.control_deliveries),
+        ("POST", "/_fake/events/{id}/resend", fake.control_resend), ("POST", "/_fake/decline", fake.control_decline),
+        ("POST", "/_fake/charges/{id}/dispute", fake.control_dispute),
+        ("GET", "/_fake/wait_deliveries", fake.control_wait))
+    for method, path, handler in pages_and_control:
+        app.router.add_route(method, path, handler)
     fake.add_control_routes(app)
     app.router.add_route("*", "/{tail:.*}", fake.not_found)
     return app
