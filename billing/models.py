@@ -198,6 +198,8 @@ class UsageBucket(UsageSums):
 
     def __str__(self) -> str:
         return f"{self.width} {self.start:%Y-%m-%d %H:%M} {self.api_key_id} {self.model} {self.endpoint}"
+
+
 class BillingProfile(models.Model):
     """A tenant's Stripe side: its Customer, the card saved by its last top-up, and auto-recharge.
 

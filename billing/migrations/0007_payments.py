@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0004_request_logging'),
-        ('billing', '0005_usage_provider_and_trace'),
+        ('billing', '0006_usage_buckets'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
