@@ -2,7 +2,9 @@
 
 Stripe is the fake (gateway/fakes/stripe.py) as a process, driven through the real `stripe` library.
 Its events are read from its `/_fake/events` and posted to our webhook signed with Stripe's scheme, so
-each test decides exactly which deliveries arrive, how often and in which order.
+each test decides exactly which deliveries arrive, how often and in which order. The concurrency tests
+commit (`db_access`, each in a tenant of its own) instead of flushing the database afterwards, which
+would take the catalog the migrations seeded from every later test.
 """
 
 from __future__ import annotations
@@ -148,8 +150,7 @@ def test_out_of_order_events_of_one_payment_credit_it_once(stripe_on, order):
 
 
 @requires_postgres
-@pytest.mark.django_db(transaction=True)
-def test_concurrent_deliveries_of_the_same_events_credit_once(stripe_on):
+def test_concurrent_deliveries_of_the_same_events_credit_once(stripe_on, db_access):
     tenant = _tenant()
     _, events = _paid_checkout(stripe_on, tenant, usd=9)
     statuses, barrier = [], threading.Barrier(12)
@@ -342,8 +343,7 @@ def test_a_declined_auto_recharge_is_recorded_shown_and_not_retried_at_once(stri
 
 
 @requires_postgres
-@pytest.mark.django_db(transaction=True)
-def test_many_workers_crossing_the_threshold_together_charge_once(stripe_on):
+def test_many_workers_crossing_the_threshold_together_charge_once(stripe_on, db_access):
     from django.db import connections
 
     tenant = _recharging_tenant(stripe_on, balance_usd=5)
