@@ -1,9 +1,6 @@
 """The dashboard's keys and account state (issue 20): keys edited in place, the models pick list, one key per
 form token, the banner saying why requests fail, budgets (settled, reserved, over), case-insensitive login,
-revoked_api_key, the styled error pages.
-
-Personas (tests/dashboard_helpers.py): alice owns tenant A, bob is its admin, carol a member; charlie owns
-tenant B.
+revoked_api_key, the styled error pages. Personas as in tests/dashboard_helpers.py.
 """
 
 from __future__ import annotations
@@ -34,21 +31,11 @@ from .dashboard_helpers import (  # noqa: F401 (client_for and team are fixtures
     make_user,
     team,
 )
+from .test_dashboard_accounts import _own_cache_and_fast_hasher, text  # noqa: F401 (an autouse fixture)
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
 MODEL = "claude-sonnet-4-6"
-
-
-@pytest.fixture(autouse=True)
-def _own_cache_and_fast_hasher(settings):
-    settings.PASSWORD_HASHERS = FAST_HASHERS
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-                                   "LOCATION": f"dashboard-keys-{uuid.uuid4().hex}"}}
-
-
-def text(response) -> str:
-    return response.content.decode()
 
 
 def key_of(team, user, name="k", **limits) -> ApiKey:

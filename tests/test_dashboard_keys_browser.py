@@ -16,7 +16,6 @@ import pytest
 
 from .test_dashboard_browser import (  # noqa: F401 (browser, dashboard and new_context are fixtures)
     CHROMIUM,
-    DESKTOP,
     LABEL_PROBLEMS_JS,
     MODEL,
     PASSWORD,
