@@ -5,26 +5,22 @@ revoked_api_key, the styled error pages. Personas as in tests/dashboard_helpers.
 
 from __future__ import annotations
 
-import threading
 import uuid
-from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
-from django.db import connection, connections
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import ApiKey, AuditEntry, Tenant
 from accounts.selectors import api_key_authenticate, key_cache
-from accounts.services import api_key_issue, api_key_revoke, api_key_update, membership_set, tenant_set_status
+from accounts.services import api_key_issue, api_key_revoke, api_key_update, tenant_set_status
 from billing.models import UsageEvent
 from billing.services import credit_grant
 
 from .dashboard_helpers import (  # noqa: F401 (client_for and team are fixtures)
-    FAST_HASHERS,
     PASSWORD,
     assert_roles,
     client_for,
@@ -207,38 +203,6 @@ def test_the_create_form_carries_a_fresh_token_each_time(client_for):
     assert len(tokens) == 2
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="concurrent writes: PostgreSQL")
-def test_two_parallel_posts_of_one_form_create_one_key(settings):
-    settings.PASSWORD_HASHERS = FAST_HASHERS
-    from accounts.services import tenant_create
-
-    tenant = tenant_create(slug=f"par-{uuid.uuid4().hex[:8]}")
-    owner = make_user(f"owner-{uuid.uuid4().hex[:8]}@example.com")
-    membership_set(tenant=tenant, user=owner, role="owner")
-    form = {"name": "parallel", "form_token": uuid.uuid4().hex, "budget_period": "month"}
-    statuses, barrier = [], threading.Barrier(4)
-
-    def post():
-        client = Client()
-        client.force_login(owner)
-        barrier.wait()
-        try:
-            statuses.append(client.post(reverse("key-create"), form).url)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=post) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert ApiKey.objects.filter(tenant=tenant, name="parallel").count() == 1
-    key = ApiKey.objects.get(tenant=tenant, name="parallel")
-    assert sorted(statuses) == sorted([reverse("key-created")] + [f"{reverse('key-created')}?key={key.pk}"] * 3)
-    assert AuditEntry.objects.filter(action="key.issue", api_key=key).count() == 1
-
-
 # --- Account state: the banner and the key status (item 4), budgets (item 5) --------------------------------
 
 
@@ -286,44 +250,6 @@ def test_a_key_at_its_budget_is_over_budget_in_the_list_and_the_banner_names_it(
     api_key_update(api_key=over, budget_nano=2 * 10**9)
     page = text(client_for("member").get(reverse("keys")))
     assert 'data-alert="budget-reached"' not in page and "over budget" not in page
-
-
-@pytest.mark.django_db(transaction=True)
-def test_the_budget_bar_shows_what_requests_in_flight_reserved(settings):
-    """A real admission (Redis or the local counters, whichever this run has) not yet settled."""
-    from accounts.selectors import key_principal
-    from accounts.services import tenant_create
-    from gateway.admission import admission
-    from gateway.selectors import catalog_forget, model_resolve
-
-    settings.PASSWORD_HASHERS = FAST_HASHERS
-    tenant = tenant_create(slug=f"fly-{uuid.uuid4().hex[:8]}", credit_limit_nano=None)
-    owner = make_user(f"fly-{uuid.uuid4().hex[:8]}@example.com")
-    membership_set(tenant=tenant, user=owner, role="owner")
-    api_key = api_key_issue(tenant=tenant, name="busy", budget_nano=10**9).api_key
-    spend(api_key, 100_000_000)
-    from billing.models import ModelPrice
-    from gateway.models import CatalogModel
-
-    catalog_model, _ = CatalogModel.objects.get_or_create(name=MODEL)  # a transactional test starts empty
-    ModelPrice.objects.get_or_create(model=catalog_model, defaults={
-        "effective_from": timezone.now() - timedelta(days=1), "input_nano_per_mtok": 3 * 10**9,
-        "output_nano_per_mtok": 15 * 10**9, "cache_write_nano_per_mtok": 0, "cache_read_nano_per_mtok": 0})
-    catalog_forget()
-    model = async_to_sync(model_resolve)(MODEL)
-    # 10,000 output tokens at $15 per million: $0.15 reserved.
-    ticket = async_to_sync(admission.admit)(key_principal(api_key.public_id), model,
-                                           {"max_tokens": 10_000, "messages": []})
-    client = Client()
-    client.force_login(owner)
-    try:
-        page = text(client.get(reverse("keys")))
-        assert "$0.10 spent of $1.00 this month (10%)" in page
-        assert "$0.15 reserved by requests in flight" in page
-    finally:
-        async_to_sync(admission.settle)(ticket, tokens=0, cost_nano=0)
-        async_to_sync(admission.drain)()
-    assert "reserved by requests in flight" not in text(client.get(reverse("keys")))
 
 
 def test_revoked_keys_can_be_hidden(client_for, team):
