@@ -6,6 +6,7 @@ USD and converted exactly to integer nano-USD (billing.money), never through a f
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -128,7 +129,10 @@ class ApiKeySettingsForm(ServiceModelForm):
                                    help_text="Empty: unlimited.")
     budget_usd = forms.DecimalField(
         required=False, max_digits=19, decimal_places=9, max_value=Decimal(MAX_AMOUNT_NANO // NANO_PER_USD),
-        label="Budget (USD)", help_text="Spend allowed per budget period. Empty: no budget.",
+        label="Budget (USD)", help_text=(
+            "Spend allowed per budget period. Empty: no budget. Each request first reserves its largest possible "
+            "cost (max_tokens at the model's price) and is refused once the spend reaches the budget, so requests "
+            "in flight can take a key over its budget by at most one request's reservation."),
     )
 
     class Meta:
@@ -262,11 +266,45 @@ class WorkspaceForm(forms.Form):
 
 
 class DashboardKeyForm(ApiKeySettingsForm):
-    """ApiKeySettingsForm with a date picker for the expiry (browsers send 2025-01-31T12:00, parsed as UTC)."""
+    """ApiKeySettingsForm with a date picker for the expiry (browsers send 2025-01-31T12:00, parsed as UTC)
+    and the models as a pick list of the enabled catalog, prices shown (key_settings_validate still checks
+    whatever is posted)."""
+
+    models = forms.MultipleChoiceField(
+        required=False, label="Models", widget=forms.CheckboxSelectMultiple,
+        help_text="The models this key may call, by id or alias. None ticked: every model.",
+    )
 
     class Meta(ApiKeySettingsForm.Meta):
         widgets = {"expires_at": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")}
         labels = {"expires_at": "Expires (UTC)"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from gateway.selectors import model_choices
+
+        super().__init__(*args, **kwargs)
+        choices = model_choices()
+        if self.instance.pk:
+            self.initial["models"] = list(self.instance.allowed_models)
+            # A model disabled since it was allowed stays listed, so that saving other changes keeps it.
+            offered = {name for name, _ in choices}
+            choices += [(name, f"{name} (disabled in the catalog)") for name in self.instance.allowed_models
+                        if name not in offered]
+        self.fields["models"].choices = choices
+
+    def clean_models(self) -> list[str]:
+        return list(self.cleaned_data["models"])
+
+
+class DashboardKeyCreateForm(DashboardKeyForm):
+    """The create form carries a one-time token: a form sent twice (a double click, a retried POST) makes
+    one key (api_key_issue's idempotency_key), never a second one whose secret would hide the first."""
+
+    form_token = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["form_token"].initial = secrets.token_urlsafe(24)
 
 
 class MemberInviteForm(forms.Form):

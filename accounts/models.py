@@ -84,12 +84,15 @@ class ApiKey(models.Model):
     budget_period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The issuing request's one-time token (the dashboard's create form): the same token twice is one key.
+    idempotency_key = models.CharField(max_length=64, null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = "API key"
         constraints = [
             models.CheckConstraint(condition=models.Q(budget_nano__isnull=True) | models.Q(budget_nano__gt=0),
                                    name="apikey_budget_positive"),
+            models.UniqueConstraint(fields=["tenant", "idempotency_key"], name="apikey_unique_idempotency_key"),
         ]
 
     def __str__(self) -> str:

@@ -241,7 +241,10 @@ def principal_check(principal: KeyPrincipal, wall: float) -> KeyPrincipal:
     """The refusals every way into the request path applies to a known key, whether its secret was
     presented (the APIs) or not (the dashboard's playground): revoked, expired, tenant suspended."""
     if principal.revoked:
-        raise GatewayError(401, _INVALID_KEY, code="invalid_api_key", type="authentication_error")
+        # Said plainly only to a caller who presented the right secret (or the key's own user): an unknown
+        # or wrong key still gets the one invalid_api_key answer, at the same cost.
+        raise GatewayError(401, "This API key has been revoked. Create a new one in the dashboard.",
+                           code="revoked_api_key", type="authentication_error")
     if principal.expires is not None and wall >= principal.expires:
         raise GatewayError(401, "This API key has expired. Create a new one in the dashboard.",
                            code="expired_api_key", type="authentication_error")
@@ -349,15 +352,16 @@ def login_refused(*, username: str, address: str) -> bool:
     return any(count >= settings.LOGIN_ATTEMPTS for count in counts.values())
 
 
-def api_key_status(api_key: ApiKey, *, now=None) -> str:
-    """active, revoked or expired, as customers see it."""
+def api_key_status(api_key: ApiKey, *, now=None, over_budget: bool = False) -> str:
+    """active, revoked, expired or over budget (its requests refused until the period resets or the budget
+    is raised), as customers see it; `over_budget` from billing.selectors.key_budget_states."""
     from django.utils import timezone
 
     if api_key.is_revoked:
         return "revoked"
     if api_key.expires_at is not None and api_key.expires_at <= (now or timezone.now()):
         return "expired"
-    return "active"
+    return "over budget" if over_budget else "active"
 
 
 def example_model(api_key: ApiKey | None = None) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import validate_slug
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
@@ -170,20 +170,41 @@ def key_settings_validate(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+class KeyAlreadyIssued(Exception):
+    """api_key_issue was given an idempotency key it already issued a key for (whose secret is gone)."""
+
+    def __init__(self, api_key: ApiKey) -> None:
+        super().__init__(f"{api_key.display} was already issued for this request.")
+        self.api_key = api_key
+
+
 @transaction.atomic
 def api_key_issue(*, tenant: Tenant, name: str = "", created_by=None, via: str = "system",
-                  **settings: Any) -> IssuedKey:
-    """A new key for `tenant`, with optional limits (see KEY_SETTINGS)."""
+                  idempotency_key: str | None = None, **settings: Any) -> IssuedKey:
+    """A new key for `tenant`, with optional limits (see KEY_SETTINGS).
+
+    With an `idempotency_key` the same key twice (even concurrently) issues one key: the second call raises
+    KeyAlreadyIssued, as the secret of the first can be returned only once.
+    """
     if tenant.status != Tenant.Status.ACTIVE:
         raise ValidationError(f"Tenant {tenant.slug!r} is {tenant.status}; no keys can be issued.")
     settings = key_settings_validate({"name": name, **settings})
     if settings.get("expires_at") is not None and settings["expires_at"] <= timezone.now():
         raise ValidationError({"expires_at": "The expiry must be in the future."})
     plaintext, public_id, secret = keys.generate()
-    api_key = ApiKey.objects.create(
-        tenant=tenant, public_id=public_id, secret_digest=keys.digest(secret), last4=secret[-4:],
-        created_by=created_by, **settings,
-    )
+    try:
+        # The unique constraint decides between concurrent calls: the second insert waits for the first's
+        # commit, then fails here.
+        with transaction.atomic():
+            api_key = ApiKey.objects.create(
+                tenant=tenant, public_id=public_id, secret_digest=keys.digest(secret), last4=secret[-4:],
+                created_by=created_by, idempotency_key=idempotency_key or None, **settings,
+            )
+    except IntegrityError:
+        existing = idempotency_key and ApiKey.objects.filter(tenant=tenant, idempotency_key=idempotency_key).first()
+        if not existing:
+            raise
+        raise KeyAlreadyIssued(existing) from None
     audit_record(action="key.issue", via=via, actor=created_by, api_key=api_key,
                  details={k: _jsonable(v) for k, v in settings.items() if v not in (None, [], "")})
     return IssuedKey(api_key=api_key, plaintext=plaintext)

@@ -20,6 +20,7 @@ urlpatterns = [
     path("dashboard/keys/", views.key_list, name="keys"),
     path("dashboard/keys/new/", views.key_create, name="key-create"),
     path("dashboard/keys/created/", views.key_created, name="key-created"),
+    path("dashboard/keys/<int:key_id>/edit/", views.key_edit, name="key-edit"),
     path("dashboard/keys/<int:key_id>/revoke/", views.key_revoke, name="key-revoke"),
     path("dashboard/keys/<int:key_id>/rotate/", views.key_rotate, name="key-rotate"),
     path("dashboard/admin-keys/new/", views.admin_key_create, name="admin-key-create"),

@@ -19,14 +19,16 @@ from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_POST
 
-from billing.money import format_usd
+from billing.selectors import key_budget_states
 
-from .dashboard import SESSION_TENANT, dashboard_view, is_manager, visible_keys
+from .dashboard import SESSION_TENANT, attach_membership, dashboard_view, is_manager, visible_keys
 from .forms import (
     AdminKeyForm,
+    DashboardKeyCreateForm,
     DashboardKeyForm,
     MemberInviteForm,
     MemberRoleForm,
@@ -39,10 +41,12 @@ from .forms import (
 from .models import AdminKey, Membership
 from .selectors import api_key_status, example_model, login_refused
 from .services import (
+    KeyAlreadyIssued,
     admin_key_issue,
     api_key_issue,
     api_key_revoke,
     api_key_rotate,
+    api_key_update,
     credential_revoke,
     login_failure_record,
     login_success_record,
@@ -87,7 +91,7 @@ def signup_view(request):
         except ValidationError as exc:
             _form_error(form, exc)
         else:
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            login(request, user, backend="accounts.backends.EmailBackend")
             messages.success(request, "Welcome to Gatehouse! Create your first API key to start.")
             return redirect("keys")
     return render(request, "registration/signup.html", {"form": form})
@@ -205,11 +209,17 @@ def tenant_switch(request):
 
 @dashboard_view()
 def key_list(request):
-    keys = visible_keys(request).select_related("created_by").order_by("-created_at")
-    rows = [{"key": key, "status": api_key_status(key),
-             "budget": format_usd(key.budget_nano) if key.budget_nano is not None else None} for key in keys]
+    keys = list(visible_keys(request).select_related("created_by").order_by("-created_at"))
+    hide_revoked = request.GET.get("revoked") == "hide"
+    revoked = sum(1 for key in keys if key.is_revoked)
+    if hide_revoked:
+        keys = [key for key in keys if not key.is_revoked]
+    budgets = key_budget_states([key for key in keys if not key.is_revoked])
+    rows = [{"key": key, "budget": budgets.get(key.pk),
+             "status": api_key_status(key, over_budget=key.pk in budgets and budgets[key.pk].over)} for key in keys]
     manager = is_manager(request.membership)
-    context = {"section": "keys", "rows": rows, "show_owner": manager}
+    context = {"section": "keys", "rows": rows, "revoked": revoked, "hide_revoked": hide_revoked,
+               "show_owner": manager}
     if manager:
         context["admin_keys"] = (AdminKey.objects.filter(tenant=request.tenant).select_related("created_by")
                                  .order_by("revoked_at", "-created_at"))
@@ -244,16 +254,44 @@ def admin_key_revoke(request, key_id: int):
 
 @dashboard_view()
 def key_create(request):
-    form = DashboardKeyForm(request.POST or None)
+    form = DashboardKeyCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            issued = api_key_issue(tenant=request.tenant, created_by=request.user, via=VIA, **form.key_settings())
+            issued = api_key_issue(tenant=request.tenant, created_by=request.user, via=VIA,
+                                   idempotency_key=form.cleaned_data["form_token"], **form.key_settings())
+        except KeyAlreadyIssued as already:
+            # The form was sent twice. The session is left alone: the first request stores the secret there,
+            # and rewriting the session here could drop it.
+            return redirect(f"{reverse('key-created')}?key={already.api_key.pk}")
         except ValidationError as exc:
             _form_error(form, exc)
         else:
             _show_once(request, issued, rotated=False)
             return redirect("key-created")
     return render(request, "dashboard/keys_new.html", {"section": "keys", "form": form})
+
+
+@dashboard_view()
+def key_edit(request, key_id: int):
+    """Change a key's name and limits in place. Members edit their own keys (visible_keys), with the same
+    choices as when they create one; managers every key of the tenant."""
+    api_key = get_object_or_404(visible_keys(request), pk=key_id)
+    if api_key.is_revoked:
+        messages.info(request, f"{api_key.display} is revoked; a revoked key cannot be changed.")
+        return redirect("keys")
+    form = DashboardKeyForm(request.POST or None, instance=api_key)
+    if request.method == "POST" and form.is_valid():
+        try:
+            api_key_update(api_key=api_key, actor=request.user, via=VIA, **form.key_settings())
+        except ValidationError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, f"Saved {api_key.name or api_key.display}. The new limits apply within "
+                                      "seconds.")
+            return redirect("keys")
+    budget = key_budget_states([api_key]).get(api_key.pk)
+    return render(request, "dashboard/keys_edit.html", {"section": "keys", "form": form, "api_key": api_key,
+                                                        "budget": budget}, status=400 if form.errors else 200)
 
 
 def _show_once(request, issued, *, rotated: bool) -> None:
@@ -266,8 +304,14 @@ def key_created(request):
     shown = request.session.pop(SESSION_NEW_KEY, None)
     api_key = shown and visible_keys(request).filter(pk=shown["key_id"]).first()
     if not api_key:
-        messages.info(request, "A key's secret is shown only once, right after it is created or rotated. "
-                               "Rotate the key to get a new secret.")
+        twice = request.GET.get("key", "")
+        if twice.isdigit() and visible_keys(request).filter(pk=int(twice)).exists():
+            messages.info(request, "This key was already created: the form was sent twice, and the key made once. "
+                                   "Its secret was shown on the page that opened first; if you missed it, rotate "
+                                   "the key.")
+        else:
+            messages.info(request, "A key's secret is shown only once, right after it is created or rotated. "
+                                   "Rotate the key to get a new secret.")
         return redirect("keys")
     openai_base = request.build_absolute_uri("/v1")
     anthropic_base = request.build_absolute_uri("/anthropic")
@@ -473,3 +517,20 @@ def account_settings(request):
         "section": "settings", "profile_form": profile_form, "password_form": password_form,
         "tenant_form": tenant_form,
     }, status=400 if which else 200)
+
+
+# --- Error pages (config/urls.py's handler403 and handler404; 500.html is rendered by Django's own) --------
+
+
+def _error_page(request, template: str, status: int):
+    # The navigation of the user's workspace, so that a wrong link is one click from the right page.
+    attach_membership(request)
+    return render(request, template, {"section": None}, status=status)
+
+
+def permission_denied(request, exception=None):
+    return _error_page(request, "403.html", 403)
+
+
+def page_not_found(request, exception=None):
+    return _error_page(request, "404.html", 404)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from django.db.models import Case, Count, F, IntegerField, Q, Sum, Value, When
@@ -43,6 +44,59 @@ def budget_period_bounds(period: str, now: datetime) -> tuple[datetime, datetime
 def key_spend_nano(api_key_id: int, since: datetime) -> int:
     return UsageEvent.objects.filter(api_key_id=api_key_id, created_at__gte=since).aggregate(
         total=Coalesce(Sum("cost_nano"), 0))["total"]
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    """A key's budget this period, for people: settled spend (usage rows), reserved by requests in flight,
+    and whether it is used up (the gateway then refuses the key's requests with 429)."""
+
+    budget_nano: int
+    spent_nano: int
+    reserved_nano: int
+    period: str
+    resets: datetime
+
+    @property
+    def percent(self) -> int:
+        return round(self.spent_nano * 100 / self.budget_nano)
+
+    @property
+    def over(self) -> bool:
+        return self.spent_nano >= self.budget_nano  # admission's rule: refused once used >= budget
+
+    @property
+    def settled_width(self) -> int:
+        """Bar widths in % of the budget, capped so that both segments fit the bar."""
+        return min(100, self.percent)
+
+    @property
+    def reserved_width(self) -> int:
+        return min(100 - self.settled_width, round(self.reserved_nano * 100 / self.budget_nano))
+
+
+def key_budget_states(keys, now: datetime | None = None) -> dict[int, BudgetState]:
+    """BudgetState of each of `keys` that has a budget: one spend query per budget period in use."""
+    from gateway.admission import admission  # the gateway's admission imports this module
+
+    now = now or datetime.now(UTC)
+    with_budget = [key for key in keys if key.budget_nano is not None]
+    spent: dict[int, int] = {}
+    bounds = {}
+    for period in {key.budget_period for key in with_budget}:
+        bounds[period] = budget_period_bounds(period, now)
+        ids = [key.pk for key in with_budget if key.budget_period == period]
+        spent |= dict(UsageEvent.objects.filter(api_key_id__in=ids, created_at__gte=bounds[period][0])
+                      .values("api_key_id").annotate(total=Sum("cost_nano")).values_list("api_key_id", "total"))
+    states = {}
+    for key in with_budget:
+        settled = spent.get(key.pk) or 0
+        states[key.pk] = BudgetState(
+            budget_nano=key.budget_nano, spent_nano=settled, period=key.budget_period,
+            reserved_nano=admission.budget_in_flight_nano(key_id=key.pk, budget_period=key.budget_period,
+                                                          spent_nano=settled),
+            resets=bounds[key.budget_period][1])
+    return states
 
 
 def usage_by_day_and_model(*, tenant_id: int, start: date, end: date, key_ids: list[int] | None = None,

@@ -159,11 +159,15 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 # The self-serve dashboard (accounts, billing, conversations and gateway views under /dashboard/).
 LOGIN_URL = "login"
+AUTHENTICATION_BACKENDS = ["accounts.backends.EmailBackend"]
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 # Prepaid credit a new sign-up's workspace starts with, so a customer can try the API without an operator
 # (0: none; the workspace then needs credit from an operator before its first request).
 SIGNUP_CREDIT_NANO = env_usd_nano("SIGNUP_CREDIT_USD", "5")
+# The dashboard warns every member that the balance is low once less than this is left before requests are
+# refused (the balance plus the credit limit).
+DASHBOARD_LOW_BALANCE_NANO = env_usd_nano("DASHBOARD_LOW_BALANCE_USD", "1")
 # Failed logins per username and per client address within the window before further tries are refused.
 LOGIN_ATTEMPTS = env_int("LOGIN_ATTEMPTS", 5, minimum=1)
 LOGIN_ATTEMPTS_WINDOW_SECONDS = env_int("LOGIN_ATTEMPTS_WINDOW_SECONDS", 300, minimum=1)

@@ -45,3 +45,7 @@ urlpatterns = [
     path("gemini/v1/", gemini_v1_api.urls),
     path("jina/v1/", jina_api.urls),
 ]
+
+# Styled error pages with the dashboard's navigation (templates/403.html, 404.html, 500.html).
+handler403 = "accounts.views.permission_denied"
+handler404 = "accounts.views.page_not_found"

@@ -336,10 +336,17 @@ class RedisCounters:
         while self._flusher is not None and not self._flusher.done():
             await self._flusher
 
-    def balance_changed(self, tenant_id: int, delta: int) -> None:
+    def _sync_client(self) -> redis.Redis:
         if self._sync is None:
             self._sync = redis.Redis.from_url(self.url, socket_connect_timeout=0.25, socket_timeout=0.5)
-        self._sync.eval(_CREDIT_LUA, 1, f"{settings.GATEWAY_REDIS_PREFIX}balance:{tenant_id}", delta)
+        return self._sync
+
+    def balance_changed(self, tenant_id: int, delta: int) -> None:
+        self._sync_client().eval(_CREDIT_LUA, 1, f"{settings.GATEWAY_REDIS_PREFIX}balance:{tenant_id}", delta)
+
+    def counter(self, key: str) -> int | None:
+        value = self._sync_client().get(key)
+        return None if value is None else int(value)
 
 
 def _arg(value) -> str | int:
@@ -502,6 +509,24 @@ class Admission:
                 self.redis.balance_changed(tenant_id, delta)
             except (redis.RedisError, OSError):
                 logger.warning("Redis unreachable: tenant %s's balance counter catches up within an hour", tenant_id)
+
+    def budget_in_flight_nano(self, *, key_id: int, budget_period: str, spent_nano: int) -> int:
+        """What requests in flight hold reserved in a key's budget now (sync; the dashboard's budget bars).
+
+        The budget counter is the settled spend plus the reservations not yet settled, so the difference
+        from `spent_nano` (the usage rows) is what is in flight. Approximate by design: a settle rides
+        along with the next admission (up to SETTLE_DELAY_SECONDS late). 0 when nothing is counted yet.
+        """
+        now = time.time()
+        period, _ = _period(budget_period, int(now // 86400))
+        key = f"{settings.GATEWAY_REDIS_PREFIX}budget:{key_id}:{period}"
+        if self._backend(now) is self.local:
+            return max(0, self.local.reserved.get(key, 0))
+        try:
+            counted = self.redis.counter(key)
+        except (redis.RedisError, OSError):
+            return 0
+        return 0 if counted is None else max(0, counted - spent_nano)
 
     def _backend(self, now: float):
         if self.redis is not None and now >= self._redis_down_until:

@@ -154,6 +154,20 @@ def _load_catalog() -> Catalog:
     return Catalog(models=tuple(entries), by_name=by_name)
 
 
+def model_choices(now: float | None = None) -> list[tuple[str, str]]:
+    """(name, label) of every enabled model and alias, with the price in force, for the dashboard's key form."""
+    from billing.money import format_usd
+
+    choices = []
+    for entry in _load_catalog().models:
+        price = entry.price_at(time.time() if now is None else now)
+        cost = (f"{format_usd(price.input)} in, {format_usd(price.output)} out per million tokens" if price
+                else "no price set")
+        choices.append((entry.name, f"{entry.name} · {entry.capability} · {cost}"))
+        choices += [(alias, f"{alias} (alias of {entry.name}) · {cost}") for alias in entry.aliases]
+    return choices
+
+
 _load_catalog_async = db_unit(_load_catalog)
 _catalog_loads = SingleFlight()
 _cached: tuple[float, Catalog] | None = None

@@ -198,3 +198,16 @@ document.addEventListener("change", (event) => {
     }
   });
 })();
+
+// Forms that create something are sent once: a double click does not send a second POST (the server
+// also makes one key per form token, for requests that arrive twice anyway).
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (!form.matches("[data-submit-once]")) return;
+  if (form.dataset.sent) { event.preventDefault(); return; }
+  form.dataset.sent = "1";
+});
+// A page restored by the back button may be sent again.
+window.addEventListener("pageshow", () => {
+  document.querySelectorAll("form[data-sent]").forEach((form) => { delete form.dataset.sent; });
+});
