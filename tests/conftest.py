@@ -7,7 +7,9 @@ session outside any test transaction, so the server process sees it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -55,6 +57,11 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         process.kill()
+        process.wait()
+    # Server processes start in a session of their own: a granian worker left behind by a killed
+    # master would hold the SQLite test database (and a port) for the rest of the run.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def database_url_for_current_connection() -> str:
@@ -86,7 +93,8 @@ def django_db_setup(django_test_environment, django_db_blocker, django_db_keepdb
 def _fake_server(module: str):
     """Run `python -m <module>` (a fake upstream, request log on) on a free port; yields its base URL."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT)
+    process = subprocess.Popen([sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
+                               start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     _wait_http(url + "/_fake/health", process)
     yield url
@@ -137,7 +145,7 @@ class FaultProxy:
 def _fault_proxy_process(upstream: str):
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "gateway.fakes.faults", "--upstream", upstream,
-                                "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT)
+                                "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     _wait_http(url + "/_fault/health", process)
     yield FaultProxy(url)
@@ -225,7 +233,8 @@ def start_gateway(db_url: str, upstream: str, *, log: Path | None = None, **extr
            "GATEWAY_AUTH_FAILURES": "1000000", **extra_env}
     output = open(log, "ab") if log is not None else None  # noqa: SIM115 - the child keeps its own copy
     process = subprocess.Popen([sys.executable, "-m", "gateway.serve", "--host", "127.0.0.1", "--port", str(port)],
-                               cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT if output else None)
+                               cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT if output else None,
+                               start_new_session=True)
     if output is not None:
         output.close()
     url = f"http://127.0.0.1:{port}"
