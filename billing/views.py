@@ -16,7 +16,7 @@ from .charts import stacked_bars
 from .forms import UsageFilterForm
 from .money import format_usd
 from .reports import DASHBOARD_COLUMNS, csv_response, rows_payload
-from .selectors import budget_period_bounds, key_spend_nano, tenant_available_nano, usage_by_day_and_model, usage_recent
+from .selectors import key_budget_states, tenant_available_nano, usage_by_day_and_model, usage_recent
 
 
 def _filters(request) -> UsageFilterForm:
@@ -72,14 +72,11 @@ def _short_tokens(n: int) -> str:
 
 
 def _budgets(request) -> list[dict]:
-    now = datetime.now(UTC)
-    budgets = []
-    for key in visible_keys(request).filter(budget_nano__isnull=False, revoked_at__isnull=True):
-        since, until = budget_period_bounds(key.budget_period, now)
-        spent = key_spend_nano(key.pk, since)
-        budgets.append({"key": key, "spent": spent, "percent": min(100, round(spent * 100 / key.budget_nano)),
-                        "resets": until})
-    return budgets
+    """The visible keys with a budget and their state: the same bar as the keys page (settled, reserved,
+    over budget past 100 %)."""
+    keys = list(visible_keys(request).filter(budget_nano__isnull=False, revoked_at__isnull=True))
+    states = key_budget_states(keys)
+    return [{"key": key, "budget": states[key.pk]} for key in keys]
 
 
 def _day_start(day: date) -> datetime:

@@ -99,7 +99,12 @@ def test_budget_burn_down_shows_spend_against_the_keys_budget(world, django_db_b
         api_key_update(api_key=world.alice_key, budget_nano=10 * 10**9, budget_period="month")
         usage(world.alice_key, cost=2_500_000_000)
         page = world.client(world.alice).get("/dashboard/usage/").content.decode()
-    assert "$2.50 of $10.00 this month" in page and 'value="25"' in page
+    assert "$2.50 spent of $10.00 this month (25%)" in page and 'data-percent="25"' in page
+    assert "Over budget" not in page
+    with django_db_blocker.unblock():
+        usage(world.alice_key, cost=11 * 10**9)  # 135 %: shown as such, not as a full bar
+        page = world.client(world.alice).get("/dashboard/usage/").content.decode()
+    assert "$13.50 spent of $10.00 this month (135%)" in page and "Over budget" in page
 
 
 def test_conversations_pages_list_show_and_delete_within_the_tenant(world, django_db_blocker):
