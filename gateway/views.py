@@ -49,22 +49,59 @@ async def _redis_ok() -> bool:
         await client.aclose()
 
 
-async def health(request):
-    """No auth. 200 when the database (and Redis, if configured) answer, the usage spool is not
-    overflowing and no upstream connection pool of this process has been saturated for
-    UPSTREAM_POOL_SATURATED_SECONDS; 503 otherwise."""
+_migrations_applied = False  # once true it stays true: migrations do not come undone under a running process
+
+
+def _migrations_ok() -> bool:
+    """No migration of the code's left unapplied; computed until it first succeeds, then cached."""
+    global _migrations_applied
+    if not _migrations_applied:
+        from django.db.migrations.executor import MigrationExecutor
+
+        refresh_connections()
+        try:
+            executor = MigrationExecutor(connection)
+            _migrations_applied = not executor.migration_plan(executor.loader.graph.leaf_nodes())
+        except Exception:
+            return False
+    return _migrations_applied
+
+
+async def _readiness(*, migrations: bool):
+    """The checks /health and /health/ready share: the database (and Redis, if configured) answer, the
+    usage spool is not overflowing, no upstream connection pool of this process has been saturated for
+    UPSTREAM_POOL_SATURATED_SECONDS, and (`migrations`) every migration is applied."""
     checks = {"database": sync_to_async(_database_ok, thread_sensitive=True)()}
     if settings.REDIS_URL:
         checks["redis"] = _redis_ok()
+    if migrations:
+        checks["migrations"] = sync_to_async(_migrations_ok, thread_sensitive=True)()
     spooled, *answers = await asyncio.gather(sync_to_async(spool.depth, thread_sensitive=False)(), *checks.values())
     checks_out = {k: "ok" if v else "down" for k, v in zip(checks, answers)}
     checks_out["usage_spool"] = "ok" if spooled <= settings.GATEWAY_USAGE_SPOOL_MAX else "overflowing"
     pools = pool_status()
     checks_out["upstream_pool"] = "saturated" if any(pool["saturated"] for pool in pools.values()) else "ok"
     healthy = all(v == "ok" for v in checks_out.values())
-    payload = {"status": "ok" if healthy else "unavailable", "checks": checks_out, "usage_spool": {"depth": spooled},
-               "upstream_pools": pools}
+    payload = {"status": "ok" if healthy else "unavailable", "checks": checks_out,
+               "usage_spool": {"depth": spooled, "max": settings.GATEWAY_USAGE_SPOOL_MAX}, "upstream_pools": pools}
     return json_response(payload, status=200 if healthy else 503)
+
+
+async def health(request):
+    """No auth. 200 when every check of `_readiness` but migrations passes; 503 otherwise."""
+    return await _readiness(migrations=False)
+
+
+async def health_ready(request):
+    """No auth. As /health, and the database has every migration of this code: a load balancer's (or
+    Kubernetes') cue to send traffic here."""
+    return await _readiness(migrations=True)
+
+
+async def health_live(request):
+    """No auth, no I/O: the process is up and its event loop answers. A database outage must not get
+    every pod restarted, so this checks nothing else."""
+    return json_response({"status": "ok"})
 
 
 def index(request):
