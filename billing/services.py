@@ -168,6 +168,11 @@ class UsageRecorder:
         # Shielded: a client hang-up cancels the request, not the write it is waiting for.
         await asyncio.shield(done)
 
+    async def drain(self) -> None:
+        """Wait for every row handed over so far to be written (or spooled): the last act at shutdown."""
+        if self._loop is asyncio.get_running_loop() and self._flusher is not None:
+            await asyncio.shield(self._flusher)
+
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []

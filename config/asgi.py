@@ -43,6 +43,7 @@ async def application(scope, receive, send):
 
 async def _lifespan(receive, send):
     from billing import scheduler, spool
+    from billing.services import usage_recorder
     from gateway.admission import admission
     from gateway.providers import close_providers
 
@@ -57,6 +58,7 @@ async def _lifespan(receive, send):
         elif message["type"] == "lifespan.shutdown":
             if billing_scheduler is not None:
                 await scheduler.stop(billing_scheduler)
+            await usage_recorder.drain()  # rows of the last requests, before the spool's last replay
             await spool.stop(spool_replayer)
             await admission.drain()
             await close_providers()

@@ -3,6 +3,10 @@
 Granian (Rust HTTP front, uvloop) was chosen by measurement over uvicorn and daphne; see
 docs/performance.md. `--server uvicorn` needs the bench extra (`pip install -e ".[bench]"`).
 WEB_CONCURRENCY sets the worker count (one process per core is typical).
+
+On SIGTERM the server stops accepting, lets open requests and streams finish, runs the ASGI lifespan
+shutdown (config/asgi.py: the usage writer and the spool are flushed) and exits; a worker still busy
+after SHUTDOWN_GRACE_SECONDS is killed, so a stuck stream cannot hold a rollout up.
 """
 
 from __future__ import annotations
@@ -27,16 +31,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=_env_count("WEB_CONCURRENCY", 1))
     parser.add_argument("--server", choices=("granian", "uvicorn"), default=os.environ.get("GATEWAY_SERVER", "granian"))
     args = parser.parse_args()
+    grace = str(_env_count("SHUTDOWN_GRACE_SECONDS", 30))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     if args.server == "granian":
         argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--host", args.host, "--port", str(args.port),
-                "--workers", str(args.workers), "--loop", "uvloop", "config.asgi:application"]
+                "--workers", str(args.workers), "--loop", "uvloop", "--workers-kill-timeout", grace,
+                "config.asgi:application"]
         static_root = Path(__file__).resolve().parent.parent / "var" / "static"
         if static_root.is_dir():  # filled by `manage.py collectstatic`: the admin's CSS and JS
             argv[3:3] = ["--static-path-route", "/static", "--static-path-mount", str(static_root)]
     else:
         argv = [sys.executable, "-m", "uvicorn", "--host", args.host, "--port", str(args.port), "--workers", str(args.workers),
                 "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--lifespan", "on",
+                "--timeout-graceful-shutdown", grace,
                 "config.asgi:application"]
     os.execv(sys.executable, argv)
 

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import time
+
+import httpx
 import pytest
 from django.db.migrations.recorder import MigrationRecorder
 
 from gateway import views
+
+from .conftest import start_gateway
+from .test_chat_e2e import marker
 
 
 def test_health_live_answers_without_touching_the_database(client):
@@ -48,3 +56,67 @@ def test_health_ready_is_unavailable_when_the_spool_overflows(client, settings):
         spool.depth = depth
     assert response.status_code == 503
     assert response.json()["status"] == "unavailable"
+
+
+def _stream_request(client: httpx.AsyncClient, key: str, tag: str):
+    return client.post("/v1/messages", headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+                       json={"model": "claude-haiku-4-5", "max_tokens": 1000, "stream": True,
+                             "messages": [{"role": "user", "content": f"{tag} [[fake:words=200, chunk_delay_ms=20]]"}]})
+
+
+def test_sigterm_lets_open_streams_finish_and_writes_every_usage_row(gateway_db_url, fake_upstream, persona,
+                                                                      db_access, tmp_path):
+    tag = marker()
+    url, process = start_gateway(gateway_db_url, fake_upstream, log=tmp_path / "gateway.log", SHUTDOWN_GRACE_SECONDS="60")
+    answers: list[httpx.Response | Exception] = []
+
+    async def run():
+        async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=200)) as client:
+            async def one():
+                try:
+                    response = await _stream_request(client, persona.key, tag)
+                    answers.append(response)
+                except httpx.HTTPError as exc:
+                    answers.append(exc)
+
+            tasks = [asyncio.create_task(one()) for _ in range(100)]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # every stream open at the upstream, then the signal
+                seen = [r for r in httpx.get(f"{fake_upstream}/_fake/requests").json() if tag in str(r["body"])]
+                if len(seen) == 100:
+                    break
+                await asyncio.sleep(0.1)
+            process.send_signal(signal.SIGTERM)
+            await asyncio.gather(*tasks)
+
+    try:
+        asyncio.run(run())
+        process.wait(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    reached = [r for r in httpx.get(f"{fake_upstream}/_fake/requests").json() if tag in str(r["body"])]
+    assert len(reached) == 100
+    completed = [a for a in answers if isinstance(a, httpx.Response) and a.status_code == 200 and "message_stop" in a.text]
+    assert len(completed) == 100, [str(a)[:200] for a in answers if a not in completed][:3]
+    from billing.models import UsageEvent
+
+    assert UsageEvent.objects.filter(tenant_id=persona.tenant.pk).count() == 100
+
+
+def test_sigterm_stops_a_worker_whose_stream_outlasts_the_grace_period(gateway_db_url, fake_upstream, persona,
+                                                                       tmp_path):
+    tag = marker()
+    url, process = start_gateway(gateway_db_url, fake_upstream, log=tmp_path / "gateway.log", SHUTDOWN_GRACE_SECONDS="1")
+    try:
+        with httpx.Client(base_url=url, timeout=300) as client, client.stream(
+                "POST", "/v1/messages", headers={"x-api-key": persona.key, "anthropic-version": "2023-06-01"},
+                json={"model": "claude-haiku-4-5", "max_tokens": 5000, "stream": True, "messages": [
+                    {"role": "user", "content": f"{tag} [[fake:words=4000, chunk_delay_ms=50]]"}]}) as response:
+            next(response.iter_lines())  # a 200 s stream is open
+            process.send_signal(signal.SIGTERM)
+            # Without the grace period the worker would wait for the stream's end, minutes from now.
+            process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
