@@ -41,6 +41,7 @@ class KeyPrincipal:
     credit_limit_nano: int | None = None  # None: the tenant's balance is not checked
     store_conversations: bool = True
     log_requests: bool = False
+    public_id: str = ""  # for the access log
 
     def secret_matches(self, secret: str, now: float) -> bool:
         if keys.matches(secret, self.secret_digest):
@@ -112,6 +113,7 @@ def key_principal(public_id: str) -> KeyPrincipal | None:
         credit_limit_nano=key.tenant.credit_limit_nano,
         store_conversations=key.tenant.store_conversations,
         log_requests=key.tenant.log_requests,
+        public_id=key.public_id,
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from .logging import logging_config
 from .env import database_from_url, env_bool, env_float, env_int, env_list, env_names, env_str, env_url, env_usd_nano
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -184,12 +185,10 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Gatehouse <noreply@localhost
 # The gateway checks request sizes itself (GATEWAY_MAX_BODY_BYTES) to answer in the protocol's error shape.
 DATA_UPLOAD_MAX_MEMORY_SIZE = None
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
-}
+LOG_FORMAT = env_str("LOG_FORMAT", "text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, got {LOG_FORMAT!r}")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env_str("LOG_LEVEL", "WARNING"))
 
 # --- Management API (/api/v1/, Django REST framework) -----------------------------------------------
 MANAGEMENT_PAGE_SIZE = env_int("MANAGEMENT_PAGE_SIZE", 50, minimum=1)

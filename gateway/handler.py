@@ -33,6 +33,7 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.urls import set_script_prefix
 
+from . import observability
 from .pipeline import REQUEST_ID_HEADERS, new_request_id
 
 
@@ -62,6 +63,7 @@ class ApiHandler(ASGIHandler):
         # a hang-up, so that request (answered 408) is not listened to.
         listening = (asyncio.get_running_loop().create_future() if timed_out
                      else asyncio.create_task(self.listen_for_disconnect(receive)))
+        access = observability.request_started()
         try:
             set_script_prefix(get_script_prefix(scope))
             request, error_response = self.create_request(scope, body_file)
@@ -82,6 +84,7 @@ class ApiHandler(ASGIHandler):
             else:
                 await _until_disconnect(self.send_response(response, send), listening)
             response.close()
+            observability.request_finished(access, request, response)
         finally:
             if not listening.done():
                 listening.cancel()

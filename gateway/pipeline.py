@@ -48,7 +48,7 @@ from conversations.services import (TurnRecord, conversation_begin, conversation
 from .admission import Ticket, admission
 from .core import (GatewayError, InternalRequest, MessageAccumulator, ResponseContext, Usage, apply_model_limits,
                    depth_checked, estimate_input_tokens, estimate_tokens, internal_error, invalid)
-from . import routing, url_policy
+from . import observability, routing, url_policy
 from .protocols import embeddings
 from .selectors import DeploymentEntry, ModelEntry, model_resolve
 
@@ -143,6 +143,7 @@ class Meter:
         self.usage = Usage()
         self.generated_chars = 0  # streamed text we saw, to estimate output of a cut stream
         self.first_token_at: float | None = None
+        observability.metered()
 
     def observe(self, event: dict[str, Any]) -> None:
         if self.answer is not None:
@@ -187,35 +188,36 @@ class Meter:
         cost = 0 if price is None else price.cost_nano(
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             cache_write_tokens=usage.cache_creation_input_tokens, cache_read_tokens=usage.cache_read_input_tokens)
+        record = UsageRecord(
+            request_id=self.request_id,
+            tenant_id=self.principal.tenant_id,
+            api_key_id=self.principal.key_id,
+            endpoint=self.endpoint,
+            requested_model=self.ireq.model[:128],
+            model=self.model.name,
+            upstream_model=self.deployment.upstream_model if self.deployment else "",
+            provider=self.deployment.provider if self.deployment else "",
+            stream=self.ireq.stream,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_creation_input_tokens=usage.cache_creation_input_tokens,
+            cache_read_input_tokens=usage.cache_read_input_tokens,
+            cost_nano=cost,
+            price_id=None if price is None else price.id,
+            status=status,
+            http_status=http_status,
+            error_type=error_type[:64],
+            latency_ms=round((now - self.started) * 1000),
+            ttft_ms=None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000),
+            created_at=created_at,
+            **self.trace,
+        )
         row = usage_recorder.record(
-            UsageRecord(
-                request_id=self.request_id,
-                tenant_id=self.principal.tenant_id,
-                api_key_id=self.principal.key_id,
-                endpoint=self.endpoint,
-                requested_model=self.ireq.model[:128],
-                model=self.model.name,
-                upstream_model=self.deployment.upstream_model if self.deployment else "",
-                provider=self.deployment.provider if self.deployment else "",
-                stream=self.ireq.stream,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_creation_input_tokens=usage.cache_creation_input_tokens,
-                cache_read_input_tokens=usage.cache_read_input_tokens,
-                cost_nano=cost,
-                price_id=None if price is None else price.id,
-                status=status,
-                http_status=http_status,
-                error_type=error_type[:64],
-                latency_ms=round((now - self.started) * 1000),
-                ttft_ms=None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000),
-                created_at=created_at,
-                **self.trace,
-            ),
-            turn,
+            record, turn,
             {"request_id": self.request_id, "tenant_id": self.principal.tenant_id, "request": self.ireq.params,
              "response": answer} if self.principal.log_requests else None,
         )
+        observability.model_call_finished(self, record)
         # Shielded as one: a client leaving while the row is written must not skip settling the reservation.
         await asyncio.shield(self._settle_after(row, tokens=usage.prompt_tokens + usage.output_tokens, cost=cost))
 

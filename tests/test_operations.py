@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 
@@ -111,12 +112,47 @@ def test_sigterm_stops_a_worker_whose_stream_outlasts_the_grace_period(gateway_d
     try:
         with httpx.Client(base_url=url, timeout=300) as client, client.stream(
                 "POST", "/v1/messages", headers={"x-api-key": persona.key, "anthropic-version": "2023-06-01"},
-                json={"model": "claude-haiku-4-5", "max_tokens": 5000, "stream": True, "messages": [
-                    {"role": "user", "content": f"{tag} [[fake:words=4000, chunk_delay_ms=50]]"}]}) as response:
-            next(response.iter_lines())  # a 200 s stream is open
+                json={"model": "claude-haiku-4-5", "max_tokens": 2000, "stream": True, "messages": [
+                    {"role": "user", "content": f"{tag} [[fake:words=1000, chunk_delay_ms=500]]"}]}) as response:
+            next(response.iter_lines())  # a 500 s stream is open
             process.send_signal(signal.SIGTERM)
             # Without the grace period the worker would wait for the stream's end, minutes from now.
             process.wait(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_json_access_log_has_one_line_per_request_and_no_prompt_answer_or_secret(gateway_db_url, fake_upstream,
+                                                                                  persona, tmp_path):
+    log = tmp_path / "gateway.log"
+    url, process = start_gateway(gateway_db_url, fake_upstream, log=log, LOG_FORMAT="json")
+    prompt = f"secret-prompt-{marker()}"
+    headers = {"x-api-key": persona.key, "anthropic-version": "2023-06-01"}
+    try:
+        plain = httpx.post(f"{url}/v1/messages", headers=headers, timeout=30, json={
+            "model": "claude-haiku-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": prompt}]})
+        answer = plain.json()["content"][0]["text"]
+        streamed = httpx.post(f"{url}/v1/messages", headers=headers, timeout=30, json={
+            "model": "claude-haiku-4-5", "max_tokens": 100, "stream": True,
+            "messages": [{"role": "user", "content": prompt}]})
+        refused = httpx.post(f"{url}/v1/messages", headers={**headers, "x-api-key": persona.key + "x"}, timeout=30,
+                             json={"model": "claude-haiku-4-5", "max_tokens": 100,
+                                   "messages": [{"role": "user", "content": prompt}]})
+        assert (plain.status_code, streamed.status_code, refused.status_code) == (200, 200, 401)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    text = log.read_text()
+    assert prompt not in text and answer not in text and persona.key not in text
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    access = {line["request_id"]: line for line in lines if line["logger"] == "gatehouse.access"}
+    assert set(access) == {plain.headers["request-id"], streamed.headers["request-id"], refused.headers["request-id"]}
+    ok = access[plain.headers["request-id"]]
+    assert ok["tenant"] == persona.tenant.slug and ok["key"] == persona.api_key.public_id
+    assert (ok["endpoint"], ok["model"], ok["provider"], ok["status"], ok["outcome"]) == (
+        "messages", "claude-haiku-4-5", "anthropic", 200, "ok")
+    assert ok["input_tokens"] > 0 and ok["output_tokens"] > 0 and ok["cost_nano_usd"] > 0 and ok["latency_ms"] >= 0
+    assert access[streamed.headers["request-id"]]["ttft_ms"] is not None
+    denied = access[refused.headers["request-id"]]
+    assert (denied["status"], denied["outcome"], denied["tenant"]) == (401, "error", None)
