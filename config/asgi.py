@@ -44,6 +44,7 @@ async def application(scope, receive, send):
 async def _lifespan(receive, send):
     from billing import scheduler, spool
     from billing.services import usage_recorder
+    from gateway import tracing
     from gateway.admission import admission
     from gateway.providers import close_providers
 
@@ -51,6 +52,7 @@ async def _lifespan(receive, send):
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            tracing.configure()  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set
             spool_replayer = spool.start()  # usage the database could not take, from this run or the last
             if settings.CELERY_TASK_ALWAYS_EAGER:  # embedded mode: no broker, no beat; run the schedule here
                 billing_scheduler = scheduler.start()

@@ -33,7 +33,7 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.urls import set_script_prefix
 
-from . import observability
+from . import observability, tracing
 from .pipeline import REQUEST_ID_HEADERS, new_request_id
 
 
@@ -45,7 +45,8 @@ class ApiHandler(ASGIHandler):
         self._middleware_chain = convert_exception_to_response(self._get_response_async)
 
     async def __call__(self, scope, receive, send):
-        await self.handle(scope, receive, send)
+        with tracing.request_span(scope):
+            await self.handle(scope, receive, send)
 
     async def handle(self, scope, receive, send):
         timed_out = False

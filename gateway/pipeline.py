@@ -48,7 +48,7 @@ from conversations.services import (TurnRecord, conversation_begin, conversation
 from .admission import Ticket, admission
 from .core import (GatewayError, InternalRequest, MessageAccumulator, ResponseContext, Usage, apply_model_limits,
                    depth_checked, estimate_input_tokens, estimate_tokens, internal_error, invalid)
-from . import observability, routing, url_policy
+from . import observability, routing, tracing, url_policy
 from .protocols import embeddings
 from .selectors import DeploymentEntry, ModelEntry, model_resolve
 
@@ -222,7 +222,8 @@ class Meter:
         await asyncio.shield(self._settle_after(row, tokens=usage.prompt_tokens + usage.output_tokens, cost=cost))
 
     async def _settle_after(self, row, *, tokens: int, cost: int) -> None:
-        await row
+        with tracing.span("gateway.usage_write"):
+            await row
         await admission.settle(self.ticket, tokens=tokens, cost_nano=cost)
 
 
@@ -246,7 +247,8 @@ async def serve(request: HttpRequest, *, codec: ModuleType, endpoint: str,
     ctx = ResponseContext(request_id=request_id, created=int(time.time()), model=model.name, options=ireq.options,
                           conversation_id=turn.conversation_id if turn else None)
     try:
-        ticket = await admission.admit(principal, model, ireq.params)
+        with tracing.span("gateway.admission"):
+            ticket = await admission.admit(principal, model, ireq.params)
     except GatewayError:
         if turn is not None and not turn.created:
             await _release_async(conversation_id=turn.conversation_id)

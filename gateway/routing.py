@@ -29,6 +29,7 @@ from typing import TypeVar
 
 from django.conf import settings
 
+from . import tracing
 from .core import GatewayError
 from .providers import get_provider
 from .selectors import DeploymentEntry, ModelEntry, Target
@@ -72,8 +73,10 @@ async def call(model: ModelEntry, operation: Callable[[object, str, Target], Awa
         provider = get_provider(target.config)
         for attempt in range(settings.UPSTREAM_RETRIES + 1):
             try:
-                async with asyncio.timeout(limit):
-                    result = await operation(provider, deployment.upstream_model, target)
+                with tracing.span("gateway.upstream_attempt", provider=deployment.provider,
+                                  upstream_model=deployment.upstream_model, attempt=attempt):
+                    async with asyncio.timeout(limit):
+                        result = await operation(provider, deployment.upstream_model, target)
                 _cooling.pop(target.key, None)  # a probe after a cooldown succeeded
                 return result, deployment
             except TimeoutError:

@@ -9,6 +9,8 @@ import time
 
 import httpx
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
 from django.db.migrations.recorder import MigrationRecorder
 
 from gateway import views
@@ -105,24 +107,6 @@ def test_sigterm_lets_open_streams_finish_and_writes_every_usage_row(gateway_db_
     assert UsageEvent.objects.filter(tenant_id=persona.tenant.pk).count() == 100
 
 
-def test_sigterm_stops_a_worker_whose_stream_outlasts_the_grace_period(gateway_db_url, fake_upstream, persona,
-                                                                       tmp_path):
-    tag = marker()
-    url, process = start_gateway(gateway_db_url, fake_upstream, log=tmp_path / "gateway.log", SHUTDOWN_GRACE_SECONDS="1")
-    try:
-        with httpx.Client(base_url=url, timeout=300) as client, client.stream(
-                "POST", "/v1/messages", headers={"x-api-key": persona.key, "anthropic-version": "2023-06-01"},
-                json={"model": "claude-haiku-4-5", "max_tokens": 2000, "stream": True, "messages": [
-                    {"role": "user", "content": f"{tag} [[fake:words=1000, chunk_delay_ms=500]]"}]}) as response:
-            next(response.iter_lines())  # a 500 s stream is open
-            process.send_signal(signal.SIGTERM)
-            # Without the grace period the worker would wait for the stream's end, minutes from now.
-            process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-
-
 def test_json_access_log_has_one_line_per_request_and_no_prompt_answer_or_secret(gateway_db_url, fake_upstream,
                                                                                   persona, tmp_path):
     log = tmp_path / "gateway.log"
@@ -156,3 +140,55 @@ def test_json_access_log_has_one_line_per_request_and_no_prompt_answer_or_secret
     assert access[streamed.headers["request-id"]]["ttft_ms"] is not None
     denied = access[refused.headers["request-id"]]
     assert (denied["status"], denied["outcome"], denied["tenant"]) == (401, "error", None)
+
+
+def test_traces_continue_the_callers_traceparent_with_admission_upstream_and_usage_spans(
+        fake_upstream, persona, db_access, settings, monkeypatch):
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import config.asgi
+    from gateway import providers, tracing
+
+    exporter = InMemorySpanExporter()
+    monkeypatch.setattr(tracing, "_tracer", None)
+    tracing.configure(exporter)
+    settings.ANTHROPIC_BASE_URL, settings.ANTHROPIC_API_KEY = fake_upstream, "test-upstream-key"
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    tag = marker()
+
+    async def call():
+        try:
+            transport = httpx.ASGITransport(app=config.asgi.application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                return await client.post("/v1/messages", json={
+                    "model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": tag}]},
+                    headers={"x-api-key": persona.key, "anthropic-version": "2023-06-01",
+                             "traceparent": f"00-{trace_id}-{parent_id}-01"})
+        finally:
+            await providers.close_providers()  # its clients belong to this event loop
+            await sync_to_async(connections.close_all)()  # the request path's, so the test database can go
+
+    try:
+        assert asyncio.run(call()).status_code == 200
+    finally:
+        monkeypatch.setattr(tracing, "_tracer", None)
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    request = spans["POST /v1/messages"]
+    assert format(request.context.trace_id, "032x") == trace_id
+    assert format(request.parent.span_id, "016x") == parent_id
+    for child in ("gateway.admission", "gateway.upstream_attempt", "gateway.usage_write"):
+        assert spans[child].parent.span_id == request.context.span_id
+        assert spans[child].context.trace_id == request.context.trace_id
+    upstream = [r for r in httpx.get(f"{fake_upstream}/_fake/requests").json() if tag in str(r["body"])]
+    attempt = spans["gateway.upstream_attempt"].context
+    assert upstream[0]["headers"]["traceparent"] == f"00-{trace_id}-{format(attempt.span_id, '016x')}-01"
+
+
+def test_tracing_is_off_without_an_otlp_endpoint(monkeypatch):
+    from gateway import tracing
+
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.setattr(tracing, "_tracer", None)
+    tracing.configure()
+    assert tracing.span("x") is tracing.request_span({"path": "/v1/messages"}) is tracing._NULL
+    assert tracing.upstream_headers() == {}

@@ -20,7 +20,7 @@ and ``anthropic-version``; if ``FAKE_ANTHROPIC_API_KEY`` is set the key must equ
 
 Test control (no auth): ``GET /_fake/requests[?since=SEQ]`` lists the last 1000 requests, oldest first,
 each ``{"seq", "path", "body", "headers": {"anthropic-version", "anthropic-beta", "x-api-key": bool,
-"authorization": bool}, "stream", "outcome", "status"}`` where outcome is ``in_progress`` while running,
+"authorization": bool, "traceparent"}, "stream", "outcome", "status"}`` where outcome is ``in_progress`` while running,
 then ``completed``, ``aborted`` (client went away), ``error`` (error directive / mid-stream error) or
 ``rejected`` (auth or validation failure), and status is the HTTP status sent (499 if the client left
 during a ``delay_ms``); ``DELETE /_fake/requests`` clears it;
@@ -1265,6 +1265,7 @@ class FakeAnthropic(RequestLogControl):
                 "anthropic-beta": headers.get("anthropic-beta"),
                 "x-api-key": bool(headers.get("x-api-key")),
                 "authorization": bool(headers.get("authorization")),
+                "traceparent": headers.get("traceparent"),
             },
             "stream": False,
             "outcome": "in_progress",

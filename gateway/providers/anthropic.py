@@ -18,6 +18,7 @@ import httpx2  # the SDK's HTTP client package
 import orjson
 from django.conf import settings
 
+from .. import tracing
 from ..core import GatewayError
 from . import PoolGauge, UpstreamConfig
 from .errors import upstream_error, upstream_reason
@@ -67,7 +68,10 @@ _NO_OPTIONS: dict[str, Any] = {}
 
 
 def _options(betas: tuple[str, ...]) -> dict[str, Any]:
-    return {"headers": {"anthropic-beta": ",".join(betas)}} if betas else _NO_OPTIONS
+    headers = tracing.upstream_headers()
+    if betas:
+        headers["anthropic-beta"] = ",".join(betas)
+    return {"headers": headers} if headers else _NO_OPTIONS
 
 
 class AnthropicProvider:

@@ -69,6 +69,7 @@ import aiohttp
 import orjson
 from django.conf import settings
 
+from .. import tracing
 from ..core import WEB_SEARCH_TOOL_TYPE, GatewayError, estimate_input_tokens, estimate_tokens, invalid
 from ..protocols.openai_chat import _tool_id as safe_tool_id
 from . import PoolGauge, UpstreamConfig
@@ -754,7 +755,8 @@ class OpenAICompatProvider:
         """The response head of a POST, raising the client-visible error for a failure status."""
         try:
             async with asyncio.timeout_at(deadline):
-                response = await self._client().post(self.base_url + path, data=orjson.dumps(payload))
+                response = await self._client().post(self.base_url + path, data=orjson.dumps(payload),
+                                                   headers=tracing.upstream_headers() or None)
         except TimeoutError:
             raise _timed_out() from None
         except (aiohttp.ClientError, OSError) as exc:
