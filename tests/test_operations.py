@@ -15,7 +15,7 @@ from django.db.migrations.recorder import MigrationRecorder
 
 from gateway import views
 
-from .conftest import start_gateway
+from .conftest import ROOT, start_gateway
 from .test_chat_e2e import marker
 
 
@@ -192,3 +192,39 @@ def test_tracing_is_off_without_an_otlp_endpoint(monkeypatch):
     tracing.configure()
     assert tracing.span("x") is tracing.request_span({"path": "/v1/messages"}) is tracing._NULL
     assert tracing.upstream_headers() == {}
+
+
+KUBERNETES_VERSION = "1.30.0"  # the oldest version the manifests target (sleep preStop hooks are 1.30)
+
+
+def _manifests() -> dict[tuple[str, str], dict]:
+    import yaml
+
+    resources = {}
+    for path in sorted((ROOT / "deploy" / "kubernetes").rglob("*.yaml")):
+        for resource in yaml.safe_load_all(path.read_text()):
+            resources[resource["kind"], resource["metadata"]["name"]] = resource
+    return resources
+
+
+def test_kubernetes_manifests_validate_against_the_pinned_version():
+    import kubernetes_validate
+
+    resources = _manifests()
+    for resource in resources.values():
+        kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
+    assert {kind for kind, _ in resources} >= {"Deployment", "Service", "ConfigMap", "Secret", "Job",
+                                              "PodDisruptionBudget", "HorizontalPodAutoscaler"}
+
+
+def test_kubernetes_web_probes_the_health_endpoints_and_beat_runs_once():
+    resources = _manifests()
+    web = resources["Deployment", "gatehouse-web"]["spec"]["template"]["spec"]["containers"][0]
+    assert web["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert web["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert web["resources"]["requests"] and resources["ConfigMap", "gatehouse-config"]["data"]["WEB_CONCURRENCY"]
+    beat = resources["Deployment", "gatehouse-beat"]["spec"]
+    assert beat["replicas"] == 1 and beat["strategy"]["type"] == "Recreate"
+    assert "HorizontalPodAutoscaler" not in {kind for kind, name in resources if name == "gatehouse-beat"}
+    grace = int(resources["ConfigMap", "gatehouse-config"]["data"]["SHUTDOWN_GRACE_SECONDS"])
+    assert resources["Deployment", "gatehouse-web"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > grace
