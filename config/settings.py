@@ -10,8 +10,8 @@ from pathlib import Path
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from .logging import logging_config
 from .env import database_from_url, env_bool, env_float, env_int, env_list, env_names, env_str, env_url, env_usd_nano
+from .logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

@@ -54,8 +54,7 @@ def request_finished(state: dict | None, request, response) -> None:
     status = response.status_code
     _write({"request_id": response.get("request-id"), "tenant": getattr(principal, "tenant_slug", None),
             "key": getattr(principal, "public_id", None), "endpoint": request.path, "method": request.method,
-            "status": status,
-            "outcome": "ok" if status < 400 else "error",
+            "status": status, "outcome": "ok" if status < 400 else "error",
             "latency_ms": round((time.perf_counter() - state["started"]) * 1000)})
 
 
