@@ -21,6 +21,9 @@ class ModelPrice(models.Model):
     output_nano_per_mtok = models.BigIntegerField(validators=[MinValueValidator(0)])
     cache_write_nano_per_mtok = models.BigIntegerField(validators=[MinValueValidator(0)])
     cache_read_nano_per_mtok = models.BigIntegerField(validators=[MinValueValidator(0)])
+    # Anthropic bills its web search server tool per search, on top of tokens ($10 per 1,000 searches).
+    web_search_nano = models.BigIntegerField(default=0, validators=[MinValueValidator(0)],
+                                             help_text="nano-USD per web search.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -29,7 +32,8 @@ class ModelPrice(models.Model):
             models.UniqueConstraint(fields=["model", "effective_from"], name="price_unique_model_effective_from"),
             models.CheckConstraint(
                 condition=Q(input_nano_per_mtok__gte=0, output_nano_per_mtok__gte=0,
-                            cache_write_nano_per_mtok__gte=0, cache_read_nano_per_mtok__gte=0),
+                            cache_write_nano_per_mtok__gte=0, cache_read_nano_per_mtok__gte=0,
+                            web_search_nano__gte=0),
                 name="price_not_negative",
             ),
         ]
@@ -108,6 +112,7 @@ class UsageEvent(models.Model):
     output_tokens = models.PositiveBigIntegerField(default=0)
     cache_creation_input_tokens = models.PositiveBigIntegerField(default=0)
     cache_read_input_tokens = models.PositiveBigIntegerField(default=0)
+    web_search_requests = models.PositiveIntegerField(default=0)
     cost_nano = models.BigIntegerField(default=0, validators=[MinValueValidator(0)])
     price = models.ForeignKey(ModelPrice, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     status = models.CharField(max_length=8, choices=Status.choices)
@@ -147,6 +152,7 @@ class UsageSums(models.Model):
     output_tokens = models.PositiveBigIntegerField(default=0)
     cache_creation_input_tokens = models.PositiveBigIntegerField(default=0)
     cache_read_input_tokens = models.PositiveBigIntegerField(default=0)
+    web_search_requests = models.PositiveBigIntegerField(default=0)
     cost_nano = models.BigIntegerField(default=0)
 
     class Meta:

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class PriceEntry:
-    """A ModelPrice row: nano-USD per million tokens from `effective_from` (unix seconds) on."""
+    """A ModelPrice row: nano-USD per million tokens (and per web search) from `effective_from` (unix seconds) on."""
 
     id: int
     effective_from: float
@@ -31,13 +31,15 @@ class PriceEntry:
     output: int
     cache_write: int
     cache_read: int
+    web_search: int = 0  # nano-USD per web search
 
     def cost_nano(self, *, input_tokens: int = 0, output_tokens: int = 0, cache_write_tokens: int = 0,
-                  cache_read_tokens: int = 0) -> int:
+                  cache_read_tokens: int = 0, web_searches: int = 0) -> int:
         return usage_cost_nano(
             input_tokens=input_tokens, output_tokens=output_tokens, cache_write_tokens=cache_write_tokens,
             cache_read_tokens=cache_read_tokens, input_price=self.input, output_price=self.output,
-            cache_write_price=self.cache_write, cache_read_price=self.cache_read)
+            cache_write_price=self.cache_write, cache_read_price=self.cache_read, web_searches=web_searches,
+            web_search_price=self.web_search)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +131,7 @@ def _load_catalog() -> Catalog:
         prices.setdefault(row.model_id, []).append(PriceEntry(
             id=row.pk, effective_from=row.effective_from.timestamp(), input=row.input_nano_per_mtok,
             output=row.output_nano_per_mtok, cache_write=row.cache_write_nano_per_mtok,
-            cache_read=row.cache_read_nano_per_mtok))
+            cache_read=row.cache_read_nano_per_mtok, web_search=row.web_search_nano))
     rows = list(CatalogModel.objects.filter(enabled=True).order_by("name"))
     deployments = _load_deployments({row.pk: row for row in rows})
     entries, by_name = [], {}
