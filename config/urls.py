@@ -16,11 +16,12 @@ from gateway.api import (
     openai_admin_api,
     openai_alias_api,
 )
-from gateway.views import health, index
+from gateway.views import health, index, public_prices
 
 urlpatterns = [
     path("", index, name="index"),
     path("health", health, name="health"),
+    path("pricing/", public_prices, name="public-prices"),
     path("admin/login/", admin_login),  # before the admin's own: the same page, throttled
     path("admin/", admin.site.urls),
     # The management API (Django REST framework) and its OpenAPI schema and docs, on the full handler.

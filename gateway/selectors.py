@@ -76,6 +76,7 @@ class ModelEntry:
     deployments: tuple[DeploymentEntry, ...] = ()  # enabled ones with a usable credential, by priority
     first_token_timeout: float | None = None  # until a stream's first event (None: `timeout`)
     timeout: float = 600.0
+    context_window: int = 200_000
 
     def price_at(self, when: float) -> PriceEntry | None:
         """The price in force at unix time `when` (None: the model has no price yet, usage costs 0)."""
@@ -120,7 +121,8 @@ def _load_deployments(models: dict[int, CatalogModel]) -> dict[int, list[Deploym
     return out
 
 
-def _load_catalog() -> Catalog:
+def catalog_load() -> Catalog:
+    """The enabled catalog from the database (uncached: the request path uses `catalog_get`)."""
     from billing.models import ModelPrice
 
     aliases: dict[int, list[str]] = {}
@@ -144,6 +146,7 @@ def _load_catalog() -> Catalog:
             timeout=row.timeout_seconds or settings.UPSTREAM_TIMEOUT_SECONDS,
             default_max_tokens=row.default_max_tokens,
             max_output_tokens=row.max_output_tokens,
+            context_window=row.context_window,
             owned_by=row.owned_by,
             created=int(row.created_at.timestamp()),
             aliases=tuple(sorted(aliases.get(row.pk, ()))),
@@ -161,7 +164,7 @@ def model_choices(now: float | None = None) -> list[tuple[str, str]]:
     from billing.money import format_usd
 
     choices = []
-    for entry in _load_catalog().models:
+    for entry in catalog_load().models:
         price = entry.price_at(time.time() if now is None else now)
         cost = (f"{format_usd(price.input)} in, {format_usd(price.output)} out per million tokens" if price
                 else "no price set")
@@ -170,7 +173,7 @@ def model_choices(now: float | None = None) -> list[tuple[str, str]]:
     return choices
 
 
-_load_catalog_async = db_unit(_load_catalog)
+_load_catalog_async = db_unit(catalog_load)
 _catalog_loads = SingleFlight()
 _cached: tuple[float, Catalog] | None = None
 
