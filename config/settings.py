@@ -119,6 +119,11 @@ CELERY_BEAT_SCHEDULE: dict = {
                             "options": {"expires": 50}},
     "budget-periods-reset": {"task": "billing.tasks.budget_periods_reset", "schedule": crontab(minute=5, hour=0),
                              "options": {"expires": 23 * 60 * 60}},
+    # Just after the month ends: its ledger is closed, every later entry belongs to the new month.
+    "statements-monthly": {"task": "billing.tasks.statements_monthly",
+                           "schedule": crontab(minute=10, hour=0, day_of_month=1), "options": {"expires": 23 * 60 * 60}},
+    "alert-deliveries-due": {"task": "billing.tasks.alert_deliveries_due", "schedule": crontab(),
+                             "options": {"expires": 50}},
 }
 
 # Stripe top-ups and auto-recharge (billing/payments.py). Without STRIPE_SECRET_KEY the Billing page says
