@@ -5,23 +5,29 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.server
+import os
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
+from django.test import override_settings
 from django.urls import reverse
 
 from accounts.services import api_key_issue
 from billing.alerts import SIGNATURE_HEADER, alert_auto_recharge_failed, alert_deliveries_send_due, alert_rule_create
 from billing.models import AlertDelivery, AlertFiring
 from billing.services import UsageRecord, credit_grant, usage_events_write
-from billing.tasks import usage_rollup
+from billing.tasks import alert_delivery_send, usage_rollup
 from config.celery import app as celery_app
 
+from .conftest import ROOT, free_port, make_persona, requires_postgres
 from .dashboard_helpers import assert_roles, client_for, team  # noqa: F401 (fixtures)
 
 USD = 10**9
@@ -247,3 +253,45 @@ def test_alerts_are_configured_on_the_dashboard_by_owners_and_admins_and_the_sec
     assert client_for("outsider").post(reverse("alert-delete", args=[rule.pk])).status_code == 404
     admin.post(reverse("alert-delete", args=[rule.pk]))
     assert not tenant.alert_rules.exists()
+
+
+@requires_postgres  # the worker process reads the committed delivery from the shared test database
+def test_a_celery_worker_retries_a_failing_webhook_after_its_backoff(gateway_db_url, django_db_blocker, tmp_path):
+    """The production path: a real worker on a real broker (a Redis of the test's own) runs the delivery
+    task, which Celery retries after each failure with the doubling backoff (0.5 s, then 1 s here)."""
+    port = free_port()
+    broker = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL)
+    hook = Receiver([500, 502])
+    url = f"redis://127.0.0.1:{port}/0"
+    env = {**os.environ, "DATABASE_URL": gateway_db_url, "REDIS_URL": url, "DEBUG": "1",
+           "ALERT_WEBHOOK_BACKOFF_SECONDS": "0.5", "DJANGO_SETTINGS_MODULE": "config.settings"}
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
+                               "--concurrency", "1", "--without-heartbeat", "--without-mingle", "--without-gossip",
+                               "--loglevel", "WARNING"], cwd=ROOT, env=env, stdout=open(tmp_path / "worker.log", "wb"),
+                              stderr=subprocess.STDOUT)
+    try:
+        with django_db_blocker.unblock(), override_settings(DEBUG=True):
+            persona = make_persona(f"alerts-{uuid.uuid4().hex[:8]}")
+            rule, _ = alert_rule_create(tenant=persona.tenant, kind="auto_recharge_failed", notify_email=False,
+                                        webhook_url=hook.url)
+            firing = AlertFiring.objects.create(rule=rule, period="pi_worker", payload={"type": rule.kind})
+            delivery = AlertDelivery.objects.create(firing=firing, channel="webhook", target=hook.url,
+                                                    next_attempt_at=datetime.now(UTC))
+            celery_app.conf.task_always_eager = False  # this test's worker runs it (the fixture restores it)
+            with celery_app.connection_for_write(url) as connection:
+                alert_delivery_send.apply_async(args=[delivery.pk], connection=connection)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                delivery.refresh_from_db()
+                if delivery.status in ("sent", "failed"):
+                    break
+                time.sleep(0.1)
+        assert (delivery.status, delivery.attempts, delivery.last_http_status) == ("sent", 3, 200), \
+            (tmp_path / "worker.log").read_text()
+        assert [orjson.loads(body) for _, body in hook.received] == [{"type": "auto_recharge_failed"}] * 3
+    finally:
+        for process in (worker, broker):
+            process.terminate()
+            process.wait(10)
+        hook.close()
