@@ -15,13 +15,15 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from django.contrib.auth import get_user_model
 from django.core import mail
 from django.core.exceptions import ValidationError
 from django.test import override_settings
 from django.urls import reverse
 
-from accounts.services import api_key_issue
-from billing.alerts import SIGNATURE_HEADER, alert_auto_recharge_failed, alert_deliveries_send_due, alert_rule_create
+from accounts.services import api_key_issue, membership_set
+from billing.alerts import (SIGNATURE_HEADER, alert_auto_recharge_failed, alert_deliveries_send_due, alert_rule_create,
+                            alerts_evaluate)
 from billing.models import AlertDelivery, AlertFiring
 from billing.services import UsageRecord, credit_grant, usage_events_write
 from billing.tasks import alert_delivery_send, usage_rollup
@@ -295,3 +297,38 @@ def test_a_celery_worker_retries_a_failing_webhook_after_its_backoff(gateway_db_
             process.terminate()
             process.wait(10)
         hook.close()
+
+
+@requires_postgres  # real concurrent transactions: each thread commits on its own connection
+def test_concurrent_checks_of_one_crossed_threshold_send_one_alert(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        persona = make_persona(f"alerts-{uuid.uuid4().hex[:8]}", credit_nano=USD)
+        owner = get_user_model().objects.create_user(f"{persona.tenant.slug}@example.com",
+                                                     f"{persona.tenant.slug}@example.com")
+        membership_set(tenant=persona.tenant, user=owner, role="owner")
+        rule, _ = alert_rule_create(tenant=persona.tenant, kind="balance_below", threshold_nano=2 * USD)
+    barrier, fired, errors = threading.Barrier(8), [], []
+
+    def check():
+        from django.db import connection
+
+        try:
+            with django_db_blocker.unblock():
+                barrier.wait()
+                fired.append(alerts_evaluate())
+        except Exception as exc:  # reported below: an exception in a thread would pass silently
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=check) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with django_db_blocker.unblock():
+        assert not errors and AlertFiring.objects.filter(rule=rule).count() == 1
+        assert AlertDelivery.objects.get(firing__rule=rule).status == "sent"
+        rule.tenant.alert_rules.all().delete()  # committed rows: leave no rule for other tests' checks
+    assert [email.subject for email in mail.outbox if persona.tenant.name in email.subject] == [
+        f"[Gatehouse] The balance of {persona.tenant.name} is $1.00, below $2.00."]
