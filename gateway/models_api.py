@@ -7,7 +7,7 @@ schema allows extra properties): the canonical model, its aliases, limits and th
 
 from __future__ import annotations
 
-import time
+import time  # the price in force now: the only input not in the catalog
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -40,10 +40,10 @@ def _rfc3339(unix: float) -> str:
     return datetime.fromtimestamp(unix, UTC).isoformat().replace("+00:00", "Z")
 
 
-def model_details(entry: ModelEntry, now: float | None = None) -> dict:
-    """The model's limits and the price in force at `now` (unix seconds; default: the clock), amounts as
-    exact USD decimal strings; `pricing` is null for a model without a price (its usage costs nothing)."""
-    price = entry.price_at(time.time() if now is None else now)
+def model_details(entry: ModelEntry) -> dict:
+    """The model's limits and the price in force now, amounts as exact USD decimal strings; `pricing` is
+    null for a model without a price (its usage costs nothing)."""
+    price = entry.price_at(time.time())
     pricing = None if price is None else {
         "currency": "USD",
         "input_per_mtok": usd_string(price.input),
