@@ -17,7 +17,7 @@ def price_claude_web_search(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0005_usage_provider_and_trace'),
+        ('billing', '0006_usage_buckets'),
         ('gateway', '0005_sonnet_4_6_max_output'),
     ]
 
@@ -38,6 +38,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='usagerollup',
+            name='web_search_requests',
+            field=models.PositiveBigIntegerField(default=0),
+        ),
+        migrations.AddField(
+            model_name='usagebucket',
             name='web_search_requests',
             field=models.PositiveBigIntegerField(default=0),
         ),
