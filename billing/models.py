@@ -292,6 +292,7 @@ class StripeEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.event_id} {self.type}"
 
+
 class Statement(models.Model):
     """A tenant's monthly statement, generated once after the month ends (billing/statements.py).
 

@@ -332,3 +332,16 @@ def test_concurrent_checks_of_one_crossed_threshold_send_one_alert(django_db_set
         rule.tenant.alert_rules.all().delete()  # committed rows: leave no rule for other tests' checks
     assert [email.subject for email in mail.outbox if persona.tenant.name in email.subject] == [
         f"[Gatehouse] The balance of {persona.tenant.name} is $1.00, below $2.00."]
+
+
+def test_a_failed_auto_recharge_payment_fires_the_alert(tenant):
+    from billing.models import Payment
+    from billing.payments import _payment_failed_locked
+
+    alert_rule_create(tenant=tenant, kind="auto_recharge_failed")
+    payment = Payment.objects.create(tenant=tenant, kind=Payment.Kind.AUTO_RECHARGE, amount_cents=2000)
+    committed(_payment_failed_locked, payment_id=payment.pk, intent_id="pi_x", code="card_declined",
+              message="Your card was declined.")
+    assert AlertFiring.objects.get().period == f"payment-{payment.pk}"
+    assert [email.subject for email in mail.outbox] == [
+        "[Gatehouse] Auto-recharge failed for Acme: Your card was declined."]

@@ -17,7 +17,7 @@ def price_claude_web_search(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0006_usage_buckets'),
+        ('billing', '0007_payments'),
         ('gateway', '0005_sonnet_4_6_max_output'),
     ]
 

@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0004_request_logging'),
-        ('billing', '0007_web_search_metering'),
+        ('billing', '0008_web_search_metering'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
