@@ -21,6 +21,9 @@ class ModelPrice(models.Model):
     output_nano_per_mtok = models.BigIntegerField(validators=[MinValueValidator(0)])
     cache_write_nano_per_mtok = models.BigIntegerField(validators=[MinValueValidator(0)])
     cache_read_nano_per_mtok = models.BigIntegerField(validators=[MinValueValidator(0)])
+    # Anthropic bills its web search server tool per search, on top of tokens ($10 per 1,000 searches).
+    web_search_nano = models.BigIntegerField(default=0, validators=[MinValueValidator(0)],
+                                             help_text="nano-USD per web search.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -29,7 +32,8 @@ class ModelPrice(models.Model):
             models.UniqueConstraint(fields=["model", "effective_from"], name="price_unique_model_effective_from"),
             models.CheckConstraint(
                 condition=Q(input_nano_per_mtok__gte=0, output_nano_per_mtok__gte=0,
-                            cache_write_nano_per_mtok__gte=0, cache_read_nano_per_mtok__gte=0),
+                            cache_write_nano_per_mtok__gte=0, cache_read_nano_per_mtok__gte=0,
+                            web_search_nano__gte=0),
                 name="price_not_negative",
             ),
         ]
@@ -108,6 +112,7 @@ class UsageEvent(models.Model):
     output_tokens = models.PositiveBigIntegerField(default=0)
     cache_creation_input_tokens = models.PositiveBigIntegerField(default=0)
     cache_read_input_tokens = models.PositiveBigIntegerField(default=0)
+    web_search_requests = models.PositiveIntegerField(default=0)
     cost_nano = models.BigIntegerField(default=0, validators=[MinValueValidator(0)])
     price = models.ForeignKey(ModelPrice, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     status = models.CharField(max_length=8, choices=Status.choices)
@@ -147,6 +152,7 @@ class UsageSums(models.Model):
     output_tokens = models.PositiveBigIntegerField(default=0)
     cache_creation_input_tokens = models.PositiveBigIntegerField(default=0)
     cache_read_input_tokens = models.PositiveBigIntegerField(default=0)
+    web_search_requests = models.PositiveBigIntegerField(default=0)
     cost_nano = models.BigIntegerField(default=0)
 
     class Meta:
@@ -285,3 +291,122 @@ class StripeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_id} {self.type}"
+
+
+class Statement(models.Model):
+    """A tenant's monthly statement, generated once after the month ends (billing/statements.py).
+
+    Figures are the ledger's, to the nano-USD: `closing_nano` = `opening_nano` + the month's entries, and the
+    usage lines sum to its debits. The PDF and CSV are stored as generated, so a download is always the
+    document first issued.
+    """
+
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="statements")
+    month = models.DateField(help_text="The first day of the month (UTC).")
+    opening_nano = models.BigIntegerField()
+    closing_nano = models.BigIntegerField()
+    credits_nano = models.BigIntegerField()
+    usage_nano = models.BigIntegerField(help_text="The month's debits (negative).")
+    refunds_nano = models.BigIntegerField()
+    adjustments_nano = models.BigIntegerField()
+    pdf = models.BinaryField()
+    csv = models.TextField()
+    generated_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant", "-month"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "month"], name="statement_unique_tenant_month"),
+            models.CheckConstraint(
+                condition=Q(closing_nano=models.F("opening_nano") + models.F("credits_nano") + models.F("usage_nano")
+                            + models.F("refunds_nano") + models.F("adjustments_nano")),
+                name="statement_balances_reconcile"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.month:%Y-%m}"
+
+
+class AlertRule(models.Model):
+    """A tenant's alert: a condition checked after each usage rollup, delivered by email and/or webhook.
+
+    Each rule fires at most once per period (AlertFiring is unique per rule and period): balance below
+    `threshold_nano` once per UTC day, spend above `threshold_nano` once per UTC hour, a key budget at
+    `percent` once per key and budget period, auto-recharge failed once per failed payment.
+    """
+
+    class Kind(models.TextChoices):
+        BALANCE_BELOW = "balance_below", "balance below an amount"
+        KEY_BUDGET = "key_budget", "key budget reached a percentage"
+        HOURLY_SPEND = "hourly_spend", "spend in an hour above an amount"
+        AUTO_RECHARGE_FAILED = "auto_recharge_failed", "auto-recharge failed"
+
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="alert_rules")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    threshold_nano = models.BigIntegerField(null=True, blank=True, validators=[MinValueValidator(0)])
+    percent = models.PositiveSmallIntegerField(null=True, blank=True, choices=[(50, "50 %"), (80, "80 %"),
+                                                                              (100, "100 %")])
+    # key_budget: one key, or empty for every key of the tenant that has a budget.
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    notify_email = models.BooleanField(default=True, help_text="Email the tenant's owners and admins.")
+    webhook_url = models.URLField(blank=True)
+    webhook_secret_encrypted = models.TextField(blank=True, editable=False)
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant", "kind", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(kind__in=["balance_below", "hourly_spend"], threshold_nano__isnull=False)
+                           | Q(kind="key_budget", percent__in=[50, 80, 100])
+                           | Q(kind="auto_recharge_failed")),
+                name="alert_rule_has_its_parameter"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.kind} #{self.pk}"
+
+
+class AlertFiring(models.Model):
+    """One alert sent: the claim that makes a rule fire once per period, whatever the number of checks."""
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="firings")
+    period = models.CharField(max_length=64)
+    payload = models.JSONField()
+    fired_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-fired_at"]
+        constraints = [models.UniqueConstraint(fields=["rule", "period"], name="alert_fires_once_per_period")]
+
+
+class AlertDelivery(models.Model):
+    """The delivery log: one row per firing and channel, with its attempts and outcome."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email"
+        WEBHOOK = "webhook"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RETRYING = "retrying"  # an attempt failed; the next is due at next_attempt_at
+        SENT = "sent"
+        FAILED = "failed"  # out of attempts
+
+    firing = models.ForeignKey(AlertFiring, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    target = models.CharField(max_length=500, help_text="The addresses or the webhook URL.")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(db_index=True)
+    last_http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "alert deliveries"
+        ordering = ["-created_at"]

@@ -61,8 +61,10 @@ def usd_string(nano: int) -> str:
 
 
 def usage_cost_nano(*, input_tokens: int, output_tokens: int, cache_write_tokens: int, cache_read_tokens: int,
-                    input_price: int, output_price: int, cache_write_price: int, cache_read_price: int) -> int:
-    """Cost of one request in nano-USD from prices per million tokens, rounded half up once, on the total."""
+                    input_price: int, output_price: int, cache_write_price: int, cache_read_price: int,
+                    web_searches: int = 0, web_search_price: int = 0) -> int:
+    """Cost of one request in nano-USD from prices per million tokens (and per web search), rounded half up
+    once, on the total."""
     micro = (input_tokens * input_price + output_tokens * output_price + cache_write_tokens * cache_write_price
-             + cache_read_tokens * cache_read_price)
+             + cache_read_tokens * cache_read_price + web_searches * web_search_price * TOKENS_PER_PRICE_UNIT)
     return (micro * 2 + TOKENS_PER_PRICE_UNIT) // (2 * TOKENS_PER_PRICE_UNIT)

@@ -363,6 +363,11 @@ def _payment_failed(payment: Payment, *, intent_id: str | None, code: str, messa
     payment.save()
     logger.warning("%s payment %s of tenant %s failed: %s %s", payment.kind, payment.pk, payment.tenant_id, code,
                    message)
+    if payment.kind == Payment.Kind.AUTO_RECHARGE:
+        from .alerts import alert_auto_recharge_failed
+
+        transaction.on_commit(lambda: alert_auto_recharge_failed(
+            tenant=payment.tenant, reason=message or code, payment_id=f"payment-{payment.pk}"))
 
 
 def auto_recharge_candidates() -> list[int]:

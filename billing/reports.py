@@ -11,7 +11,7 @@ from django.http import HttpResponse
 from .money import usd_string
 
 COLUMNS = ("date", "model", "requests", "errors", "input_tokens", "output_tokens", "cache_creation_input_tokens",
-           "cache_read_input_tokens", "cost_usd")
+           "cache_read_input_tokens", "web_search_requests", "cost_usd")
 # The dashboard's export is per day, key and model: the key's name and public id come first.
 DASHBOARD_COLUMNS = ("date", "key", "key_id", *COLUMNS[1:])
 
@@ -21,7 +21,8 @@ def rows_payload(rows: list[dict]) -> list[dict]:
         {"date": row["day"].isoformat(), "model": row["model"], "requests": row["requests"], "errors": row["errors"],
          "input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"],
          "cache_creation_input_tokens": row["cache_creation_input_tokens"],
-         "cache_read_input_tokens": row["cache_read_input_tokens"], "cost_usd": usd_string(row["cost_nano"]),
+         "cache_read_input_tokens": row["cache_read_input_tokens"],
+         "web_search_requests": row["web_search_requests"], "cost_usd": usd_string(row["cost_nano"]),
          "cost_nano": row["cost_nano"], **{field: row[field] for field in ("key", "key_id") if field in row}}
         for row in rows
     ]

@@ -121,6 +121,7 @@ def usage_by_day_and_model(*, tenant_id: int, start: date, end: date, key_ids: l
             output_tokens=Sum("output_tokens"),
             cache_creation_input_tokens=Sum("cache_creation_input_tokens"),
             cache_read_input_tokens=Sum("cache_read_input_tokens"),
+            web_search_requests=Sum("web_search_requests"),
             cost_nano=Sum("cost_nano"),
         )
         .order_by("day", *by)
@@ -148,8 +149,8 @@ def usage_recent(*, tenant_id: int, key_ids: list[int] | None = None, model: str
 
 TRACE_FIELDS = ("request_id", "created_at", "endpoint", "requested_model", "model", "provider", "upstream_model",
                 "stream", "status", "http_status", "error_type", "input_tokens", "output_tokens",
-                "cache_creation_input_tokens", "cache_read_input_tokens", "cost_nano", "latency_ms", "ttft_ms",
-                "trace_id", "thread_id", "client_request_id")
+                "cache_creation_input_tokens", "cache_read_input_tokens", "web_search_requests", "cost_nano",
+                "latency_ms", "ttft_ms", "trace_id", "thread_id", "client_request_id")
 
 
 def usage_by_trace(*, tenant_id: int, trace_id: str | None = None, thread_id: str | None = None,

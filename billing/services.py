@@ -63,6 +63,7 @@ class UsageRecord:
     trace_id: str = ""
     thread_id: str = ""
     client_request_id: str = ""
+    web_search_requests: int = 0
 
 
 _USAGE_COLUMNS = tuple(f.name for f in fields(UsageRecord))  # UsageEvent field names (attnames for keys)
@@ -261,11 +262,12 @@ def ledger_reverse(*, entry: LedgerEntry, reason: str, actor=None, via: str = "s
 
 @transaction.atomic
 def model_price_add(*, model, effective_from: datetime, input_nano_per_mtok: int, output_nano_per_mtok: int,
-                    cache_write_nano_per_mtok: int, cache_read_nano_per_mtok: int, actor=None,
-                    via: str = "system") -> ModelPrice:
+                    cache_write_nano_per_mtok: int, cache_read_nano_per_mtok: int, web_search_nano: int = 0,
+                    actor=None, via: str = "system") -> ModelPrice:
     """A new price for a catalog model from `effective_from` on (never in the past: usage was charged)."""
     prices = dict(input_nano_per_mtok=input_nano_per_mtok, output_nano_per_mtok=output_nano_per_mtok,
-                  cache_write_nano_per_mtok=cache_write_nano_per_mtok, cache_read_nano_per_mtok=cache_read_nano_per_mtok)
+                  cache_write_nano_per_mtok=cache_write_nano_per_mtok, cache_read_nano_per_mtok=cache_read_nano_per_mtok,
+                  web_search_nano=web_search_nano)
     if any(value < 0 for value in prices.values()):
         raise ValidationError("Prices cannot be negative.")
     if effective_from < timezone.now() - timedelta(minutes=1):
@@ -278,7 +280,8 @@ def model_price_add(*, model, effective_from: datetime, input_nano_per_mtok: int
 
 # --- Rollups and debits (Celery) ----------------------------------------------------------------------
 
-_SUMMED = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cost_nano")
+_SUMMED = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
+           "web_search_requests", "cost_nano")
 
 
 def usage_rollup(*, batch_size: int = 2000) -> int:

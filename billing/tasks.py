@@ -11,14 +11,18 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from . import payments, services
+from . import alerts, payments, services, statements
 
 RECONCILE_WINDOW = timedelta(days=7)
 
 
 @shared_task
 def usage_rollup() -> int:
-    return services.usage_rollup()
+    # Alerts are checked here, after the rollup has debited the minute's usage: off the request path,
+    # against balances and spend as the ledger has them.
+    count = services.usage_rollup()
+    alerts.alerts_evaluate()
+    return count
 
 
 @shared_task
@@ -40,3 +44,26 @@ def auto_recharge(tenant_id: int) -> int | None:
 @shared_task
 def auto_recharge_sweep() -> int:
     return payments.auto_recharge_sweep()
+
+
+@shared_task
+def statements_monthly() -> int:
+    return statements.statements_generate_monthly()
+
+
+@shared_task(bind=True, max_retries=None)
+def alert_delivery_send(self, delivery_id: int) -> str:
+    """One attempt; a failed one is retried after its backoff (doubling from ALERT_WEBHOOK_BACKOFF_SECONDS).
+
+    In the embedded mode tasks run eagerly, where Celery's retry would run again at once: there, and
+    for any retry a worker lost, `alert_deliveries_due` sends the deliveries whose next attempt is due.
+    """
+    status, wait = alerts.alert_delivery_attempt(delivery_id)
+    if wait is not None and not self.request.is_eager:
+        raise self.retry(countdown=wait)
+    return status
+
+
+@shared_task
+def alert_deliveries_due() -> int:
+    return alerts.alert_deliveries_send_due()

@@ -120,6 +120,11 @@ CELERY_BEAT_SCHEDULE: dict = {
                             "options": {"expires": 50}},
     "budget-periods-reset": {"task": "billing.tasks.budget_periods_reset", "schedule": crontab(minute=5, hour=0),
                              "options": {"expires": 23 * 60 * 60}},
+    # Just after the month ends: its ledger is closed, every later entry belongs to the new month.
+    "statements-monthly": {"task": "billing.tasks.statements_monthly",
+                           "schedule": crontab(minute=10, hour=0, day_of_month=1), "options": {"expires": 23 * 60 * 60}},
+    "alert-deliveries-due": {"task": "billing.tasks.alert_deliveries_due", "schedule": crontab(),
+                             "options": {"expires": 50}},
 }
 
 # Stripe top-ups and auto-recharge (billing/payments.py). Without STRIPE_SECRET_KEY the Billing page says
@@ -279,3 +284,10 @@ GATEWAY_USAGE_SPOOL_REPLAY_SECONDS = env_float("GATEWAY_USAGE_SPOOL_REPLAY_SECON
 GATEWAY_USAGE_SPOOL_MAX = env_int("GATEWAY_USAGE_SPOOL_MAX", 100_000, minimum=1)
 # Namespace of the gateway's rate-limit, budget and balance counters in Redis.
 GATEWAY_REDIS_PREFIX = env_str("GATEWAY_REDIS_PREFIX", "gh:")
+# The models-and-prices list at /pricing/ without signing in (the dashboard's Models page always has it).
+PUBLIC_PRICES = env_bool("PUBLIC_PRICES", False)
+# Alert webhooks (billing/alerts.py): how often a failed delivery is retried, the first wait (doubling
+# each time), and each POST's timeout. Plain http:// is refused except to loopback addresses in DEBUG.
+ALERT_WEBHOOK_RETRIES = env_int("ALERT_WEBHOOK_RETRIES", 5, minimum=0)
+ALERT_WEBHOOK_BACKOFF_SECONDS = env_float("ALERT_WEBHOOK_BACKOFF_SECONDS", 30.0, minimum=0.0)
+ALERT_WEBHOOK_TIMEOUT_SECONDS = env_float("ALERT_WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)

@@ -16,13 +16,14 @@ from gateway.api import (
     openai_admin_api,
     openai_alias_api,
 )
-from gateway.views import health, health_live, health_ready, index
+from gateway.views import health, health_live, health_ready, index, public_prices
 
 urlpatterns = [
     path("", index, name="index"),
     path("health", health, name="health"),
     path("health/live", health_live, name="health-live"),
     path("health/ready", health_ready, name="health-ready"),
+    path("pricing/", public_prices, name="public-prices"),
     path("admin/login/", admin_login),  # before the admin's own: the same page, throttled
     path("admin/", admin.site.urls),
     # The management API (Django REST framework) and its OpenAPI schema and docs, on the full handler.

@@ -86,6 +86,7 @@ PRICE_FIELDS = {
     "output_usd": "output_nano_per_mtok",
     "cache_write_usd": "cache_write_nano_per_mtok",
     "cache_read_usd": "cache_read_nano_per_mtok",
+    "web_search_usd": "web_search_nano",
 }
 
 
@@ -108,6 +109,7 @@ class ModelPriceForm(forms.ModelForm):
     output_usd = UsdField(min_nano=0, label="Output $/MTok")
     cache_write_usd = UsdField(min_nano=0, label="Cache write $/MTok")
     cache_read_usd = UsdField(min_nano=0, label="Cache read $/MTok")
+    web_search_usd = UsdField(min_nano=0, label="Web search $/search", required=False)
 
     class Meta:
         model = ModelPrice

@@ -147,12 +147,14 @@ class ResponseContext:
 
 @dataclass(slots=True)
 class Usage:
-    """Token counts exactly as the upstream reported them (Anthropic's four counters)."""
+    """Token counts exactly as the upstream reported them (Anthropic's four counters), and the web
+    searches its server tool ran (`server_tool_use.web_search_requests`, billed per search)."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    web_search_requests: int = 0
 
     def update(self, reported: dict[str, Any] | None) -> None:
         """Take the latest value of each counter present.
@@ -166,6 +168,10 @@ class Usage:
             value = reported.get(name)
             if isinstance(value, int) and value >= 0:
                 setattr(self, name, value)
+        server_tools = reported.get("server_tool_use")
+        searches = server_tools.get("web_search_requests") if isinstance(server_tools, dict) else None
+        if isinstance(searches, int) and searches >= 0:
+            self.web_search_requests = searches
 
     @property
     def prompt_tokens(self) -> int:

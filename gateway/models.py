@@ -26,6 +26,8 @@ class CatalogModel(models.Model):
     default_max_tokens = models.PositiveIntegerField(default=4096, validators=[MinValueValidator(1)],
                                                      help_text="max_tokens when the client sends none.")
     max_output_tokens = models.PositiveIntegerField(default=32000, validators=[MinValueValidator(1)])
+    context_window = models.PositiveIntegerField(default=200_000, validators=[MinValueValidator(1)],
+                                                 help_text="Input plus output tokens the model takes, as published.")
     enabled = models.BooleanField(default=True)
     owned_by = models.CharField(max_length=64, default="anthropic")
     # Empty: the UPSTREAM_*_TIMEOUT_SECONDS settings.

@@ -187,7 +187,8 @@ class Meter:
         price = self.model.price_at(created_at.timestamp())
         cost = 0 if price is None else price.cost_nano(
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-            cache_write_tokens=usage.cache_creation_input_tokens, cache_read_tokens=usage.cache_read_input_tokens)
+            cache_write_tokens=usage.cache_creation_input_tokens, cache_read_tokens=usage.cache_read_input_tokens,
+            web_searches=usage.web_search_requests)
         record = UsageRecord(
             request_id=self.request_id,
             tenant_id=self.principal.tenant_id,
@@ -202,6 +203,7 @@ class Meter:
             output_tokens=usage.output_tokens,
             cache_creation_input_tokens=usage.cache_creation_input_tokens,
             cache_read_input_tokens=usage.cache_read_input_tokens,
+            web_search_requests=usage.web_search_requests,
             cost_nano=cost,
             price_id=None if price is None else price.id,
             status=status,

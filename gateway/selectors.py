@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class PriceEntry:
-    """A ModelPrice row: nano-USD per million tokens from `effective_from` (unix seconds) on."""
+    """A ModelPrice row: nano-USD per million tokens (and per web search) from `effective_from` (unix seconds) on."""
 
     id: int
     effective_from: float
@@ -31,13 +31,15 @@ class PriceEntry:
     output: int
     cache_write: int
     cache_read: int
+    web_search: int = 0  # nano-USD per web search
 
     def cost_nano(self, *, input_tokens: int = 0, output_tokens: int = 0, cache_write_tokens: int = 0,
-                  cache_read_tokens: int = 0) -> int:
+                  cache_read_tokens: int = 0, web_searches: int = 0) -> int:
         return usage_cost_nano(
             input_tokens=input_tokens, output_tokens=output_tokens, cache_write_tokens=cache_write_tokens,
             cache_read_tokens=cache_read_tokens, input_price=self.input, output_price=self.output,
-            cache_write_price=self.cache_write, cache_read_price=self.cache_read)
+            cache_write_price=self.cache_write, cache_read_price=self.cache_read, web_searches=web_searches,
+            web_search_price=self.web_search)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,7 @@ class ModelEntry:
     deployments: tuple[DeploymentEntry, ...] = ()  # enabled ones with a usable credential, by priority
     first_token_timeout: float | None = None  # until a stream's first event (None: `timeout`)
     timeout: float = 600.0
+    context_window: int = 200_000
 
     def price_at(self, when: float) -> PriceEntry | None:
         """The price in force at unix time `when` (None: the model has no price yet, usage costs 0)."""
@@ -118,7 +121,8 @@ def _load_deployments(models: dict[int, CatalogModel]) -> dict[int, list[Deploym
     return out
 
 
-def _load_catalog() -> Catalog:
+def catalog_load() -> Catalog:
+    """The enabled catalog from the database (uncached: the request path uses `catalog_get`)."""
     from billing.models import ModelPrice
 
     aliases: dict[int, list[str]] = {}
@@ -129,7 +133,7 @@ def _load_catalog() -> Catalog:
         prices.setdefault(row.model_id, []).append(PriceEntry(
             id=row.pk, effective_from=row.effective_from.timestamp(), input=row.input_nano_per_mtok,
             output=row.output_nano_per_mtok, cache_write=row.cache_write_nano_per_mtok,
-            cache_read=row.cache_read_nano_per_mtok))
+            cache_read=row.cache_read_nano_per_mtok, web_search=row.web_search_nano))
     rows = list(CatalogModel.objects.filter(enabled=True).order_by("name"))
     deployments = _load_deployments({row.pk: row for row in rows})
     entries, by_name = [], {}
@@ -142,6 +146,7 @@ def _load_catalog() -> Catalog:
             timeout=row.timeout_seconds or settings.UPSTREAM_TIMEOUT_SECONDS,
             default_max_tokens=row.default_max_tokens,
             max_output_tokens=row.max_output_tokens,
+            context_window=row.context_window,
             owned_by=row.owned_by,
             created=int(row.created_at.timestamp()),
             aliases=tuple(sorted(aliases.get(row.pk, ()))),
@@ -159,7 +164,7 @@ def model_choices(now: float | None = None) -> list[tuple[str, str]]:
     from billing.money import format_usd
 
     choices = []
-    for entry in _load_catalog().models:
+    for entry in catalog_load().models:
         price = entry.price_at(time.time() if now is None else now)
         cost = (f"{format_usd(price.input)} in, {format_usd(price.output)} out per million tokens" if price
                 else "no price set")
@@ -168,7 +173,7 @@ def model_choices(now: float | None = None) -> list[tuple[str, str]]:
     return choices
 
 
-_load_catalog_async = db_unit(_load_catalog)
+_load_catalog_async = db_unit(catalog_load)
 _catalog_loads = SingleFlight()
 _cached: tuple[float, Catalog] | None = None
 

@@ -24,6 +24,7 @@ from .models import CatalogModel
 from .pipeline import json_response, serve
 from .providers import pool_status
 from .protocols import openai_chat
+from .selectors import catalog_load
 from .services import playground_key
 
 
@@ -106,6 +107,24 @@ async def health_live(request):
 
 def index(request):
     return render(request, "index.html", {"base_url": request.build_absolute_uri("/v1")})
+
+
+def _prices_context() -> dict:
+    now = time.time()
+    return {"models": [{"entry": entry, "price": entry.price_at(now)} for entry in catalog_load().models]}
+
+
+@dashboard_view()
+def models_prices(request):
+    """Every enabled model with its aliases, limits and the price in force (what `/v1/models` carries)."""
+    return render(request, "dashboard/models.html", {"section": "models", **_prices_context()})
+
+
+def public_prices(request):
+    """The same list without signing in, when the operator publishes it (PUBLIC_PRICES)."""
+    if not settings.PUBLIC_PRICES:
+        raise Http404("Prices are not published.")
+    return render(request, "dashboard/models.html", _prices_context())
 
 
 @dashboard_view()

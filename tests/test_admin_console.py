@@ -399,7 +399,7 @@ def test_prices_in_force_are_shown_in_usd_and_cannot_be_edited_or_deleted(admin_
         assert f'name="prices-0-{name}"' not in page  # text, not a disabled input
     row = page.split('id="prices-0"')[1].split("</tr>")[0]
     shown = re.findall(r'<span class="price-in-force">([^<]*)</span>', row)
-    assert shown[1:] == ["$3.00", "$15.00", "$3.75", "$0.30", "in force"], shown
+    assert shown[1:] == ["$3.00", "$15.00", "$3.75", "$0.30", "$0.01", "in force"], shown
     assert shown[0].endswith("UTC")
 
     tampered = {"id": launch.pk, "model": sonnet.pk, **new_price("2025-01-01 00:00:00", input_usd="99"),

@@ -510,13 +510,16 @@ def test_reconcile_reports_events_and_debits_that_disagree():
 # --- Tasks, schedules and budget periods ---------------------------------------------------------------
 
 
-def test_beat_schedule_runs_rollup_every_minute_reconcile_hourly_and_budget_reset_daily_in_utc(monkeypatch):
+def test_beat_schedule_runs_rollup_every_minute_reconcile_hourly_budget_reset_daily_statements_monthly_in_utc(
+        monkeypatch):
     schedule = settings.CELERY_BEAT_SCHEDULE
     assert {name: entry["task"] for name, entry in schedule.items()} == {
         "usage-rollup": "billing.tasks.usage_rollup", "usage-reconcile": "billing.tasks.usage_reconcile",
         "budget-periods-reset": "billing.tasks.budget_periods_reset",
         "auto-recharge-sweep": "billing.tasks.auto_recharge_sweep",
-        "conversations-expire": "conversations.tasks.conversations_expire"}
+        "conversations-expire": "conversations.tasks.conversations_expire",
+        "statements-monthly": "billing.tasks.statements_monthly",
+        "alert-deliveries-due": "billing.tasks.alert_deliveries_due"}
     for entry in schedule.values():
         assert import_string(entry["task"]).name == entry["task"]  # the registered task, not a typo
         assert isinstance(entry["schedule"], crontab)
@@ -539,6 +542,8 @@ def test_beat_schedule_runs_rollup_every_minute_reconcile_hourly_and_budget_rese
     assert len(runs("auto-recharge-sweep", start, 2)) == 120
     assert runs("usage-reconcile", start, 3) == ["01 23:30", "02 00:30", "02 01:30"]
     assert runs("budget-periods-reset", start, 48) == ["02 00:05", "03 00:05"]
+    assert runs("statements-monthly", datetime(2025, 3, 30, 23, 0, 30, tzinfo=UTC), 72) == ["01 00:10"]
+    assert len(runs("alert-deliveries-due", start, 1)) == 60
 
 
 @pytest.mark.django_db
@@ -640,7 +645,8 @@ def test_embedded_scheduler_runs_the_due_beat_entries_on_its_own_thread(committe
     finally:
         runner.close(wait=True)
     assert _scheduler_ran(caplog) == ["usage-rollup", "usage-reconcile", "conversations-expire",
-                                      "auto-recharge-sweep", "budget-periods-reset"]
+                                      "auto-recharge-sweep", "budget-periods-reset", "statements-monthly",
+                                      "alert-deliveries-due"]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert 0 < wait <= 60
     assert_books_agree(tenant, credited=0)

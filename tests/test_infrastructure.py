@@ -105,6 +105,7 @@ def catalog_form(model, **changes) -> dict:
     """The admin change form of a catalog model as it stands, with `changes` and no alias or price rows."""
     form = {"name": model.name, "capability": model.capability,
             "default_max_tokens": model.default_max_tokens, "max_output_tokens": model.max_output_tokens,
+            "context_window": model.context_window,
             "enabled": "on", "owned_by": model.owned_by, "aliases-TOTAL_FORMS": 0, "aliases-INITIAL_FORMS": 0,
             "prices-TOTAL_FORMS": 0, "prices-INITIAL_FORMS": 0, "deployments-TOTAL_FORMS": 0,
             "deployments-INITIAL_FORMS": 0}
