@@ -72,9 +72,13 @@ def error_response(request, error: GatewayError, render: Renderer) -> HttpRespon
         response[name] = value
     if error.retry_after is not None:
         response["retry-after"] = str(error.retry_after)
-    if error.code == "database_unavailable":
-        # Counted in config.outage's one line per interval instead of Django's line per response.
-        response._has_been_logged = True
+    # An expected failure logs once, with its request id, instead of Django's line per response (which has
+    # no id, and costs a thread hop): a client's mistake (4xx) is the access log's alone (LOG_FORMAT=json),
+    # an unreachable database is config.outage's one line per interval, other 5xx get one line here.
+    if error.status >= 500 and error.code != "database_unavailable":
+        logger.warning("%s %s: %s %s (%s)", request.method, request.path, error.status, error.code or error.type,
+                       request_id)
+    response._has_been_logged = True
     return response
 
 

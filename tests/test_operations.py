@@ -11,6 +11,7 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
+from django.http import HttpResponse
 from django.db.migrations.recorder import MigrationRecorder
 
 from gateway import views
@@ -228,3 +229,25 @@ def test_kubernetes_web_probes_the_health_endpoints_and_beat_runs_once():
     assert "HorizontalPodAutoscaler" not in {kind for kind, name in resources if name == "gatehouse-beat"}
     grace = int(resources["ConfigMap", "gatehouse-config"]["data"]["SHUTDOWN_GRACE_SECONDS"])
     assert resources["Deployment", "gatehouse-web"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > grace
+
+
+@pytest.mark.django_db
+def test_an_api_error_logs_once_with_its_request_id_and_a_clients_mistake_not_at_all(client, caplog):
+    from accounts.services import api_key_issue, tenant_create
+
+    key = api_key_issue(tenant=tenant_create(slug="logs-once")).plaintext
+    with caplog.at_level("INFO"):
+        unknown = client.get("/v1/models/no-such-model", headers={"Authorization": f"Bearer {key}"})
+        refused = client.get("/v1/models", headers={"Authorization": "Bearer sk_cdx_nope"})
+    assert (unknown.status_code, refused.status_code) == (404, 401)
+    assert not [r for r in caplog.records if r.name == "django.request"]  # Django's line per response, id-less
+
+    from gateway.api import error_response
+    from gateway.core import GatewayError
+
+    request = client.get("/health/live").wsgi_request
+    request.gateway_request_id = "req_logged_once"
+    caplog.clear()
+    error_response(request, GatewayError(502, "upstream failed", code="upstream_cut"), lambda *a: HttpResponse())
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "502 upstream_cut" in line and "req_logged_once" in line
