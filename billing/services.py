@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from accounts.models import ApiKey, Tenant
 from accounts.services import audit_record
 from config.db import UNREACHABLE, insert_sql, refresh_connections
 from config.outage import db_unavailable
+from gateway import metrics
 
 from .autorecharge import recharge_watcher
 from .buckets import DAY, HOUR, MINUTE, WIDTHS, bucket_floor
@@ -164,6 +166,7 @@ class UsageRecorder:
             self._loop, self._pending, self._flusher = loop, [], None
         done = loop.create_future()
         self._pending.append((record, turn, log, done))
+        metrics.usage_queue(len(self._pending))
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
         # Shielded: a client hang-up cancels the request, not the write it is waiting for.
@@ -177,6 +180,8 @@ class UsageRecorder:
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
+            metrics.usage_queue(0)
+            started = time.perf_counter()
             records = [record for record, _, _, _ in batch]
             turns = [turn for _, turn, _, _ in batch if turn is not None]
             logs = [log for _, _, log, _ in batch if log is not None]
@@ -188,6 +193,7 @@ class UsageRecorder:
                 unwritten = [*records, *turns, *logs]
             if unwritten:
                 await _spool_async(unwritten)
+            metrics.usage_flushed(started)
             for _, _, _, done in batch:
                 if not done.done():
                     done.set_result(None)
