@@ -244,16 +244,28 @@ def worker_serve() -> None:
 # --- Scrape time ----------------------------------------------------------------------------------------
 
 
+def _lag_family() -> GaugeMetricFamily:
+    return GaugeMetricFamily("gatehouse_usage_rollup_lag_seconds", "Age of the oldest usage row not yet rolled "
+                             "up and debited (0: none).")
+
+
+def _spool_family(**value) -> GaugeMetricFamily:
+    return GaugeMetricFamily("gatehouse_usage_spool_depth", "Entries waiting in the usage spool.", **value)
+
+
 class ScrapeCollector:
     """Values read when Prometheus scrapes, shared by all processes (so not summed across them)."""
+
+    def describe(self):
+        # What registering asks for: without it the registry would collect (query the database) at import.
+        return [_lag_family(), _spool_family()]
 
     def collect(self):
         from billing import spool
         from billing.models import UsageEvent
         from config.db import UNREACHABLE
 
-        lag = GaugeMetricFamily("gatehouse_usage_rollup_lag_seconds", "Age of the oldest usage row not yet "
-                                "rolled up and debited (0: none).")
+        lag = _lag_family()
         try:
             # The partial index usage_not_rolled_up holds only these rows.
             oldest = UsageEvent.objects.filter(rolled_up_at__isnull=True).order_by("created_at").values_list(
@@ -263,8 +275,7 @@ class ScrapeCollector:
         else:
             lag.add_metric([], 0 if oldest is None else max(0.0, time.time() - oldest.timestamp()))
             yield lag
-        yield GaugeMetricFamily("gatehouse_usage_spool_depth", "Entries waiting in the usage spool.",
-                                value=spool.depth())
+        yield _spool_family(value=spool.depth())
 
 
 _scrape = ScrapeCollector()

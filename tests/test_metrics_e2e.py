@@ -7,7 +7,10 @@ launcher prepares); the fake upstream answers, fails with 529 and streams on req
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -21,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from billing.models import UsageEvent
 
-from .conftest import ROOT, _stop, make_persona, start_gateway
+from .conftest import ROOT, _stop, free_port, make_persona, requires_redis, start_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -177,6 +180,7 @@ def dashboard_metric_names() -> set[str]:
     return {name for expr in exprs for name in re.findall(r"\b(gatehouse_[a-z0-9_]+)", expr)}
 
 
+@pytest.mark.django_db
 def test_every_metric_the_dashboard_queries_is_exported(client, settings):
     settings.METRICS_TOKEN = TOKEN
     # In-process: the default registry lists every metric, even those no request has touched yet.
@@ -229,3 +233,28 @@ def test_metrics_in_process_need_the_token_and_count_rollup_lag_and_celery_tasks
                                      {"task": "conversations.tasks.conversations_expire"}) >= 1
     answer = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert answer.status_code == 200 and b"gatehouse_conversations_expired_total" in answer.content
+
+
+@requires_redis
+def test_a_celery_worker_serves_its_task_runs_on_its_metrics_port(gateway_db_url, tmp_path):
+    from billing.tasks import budget_periods_reset
+
+    port, queue = free_port(), f"metrics-{uuid.uuid4().hex}"  # its own queue: the broker is shared
+    env = {**os.environ, "DATABASE_URL": gateway_db_url, "DJANGO_SETTINGS_MODULE": "config.settings",
+           "CELERY_METRICS_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency", "2",
+                               "-Q", queue, "--loglevel", "WARNING"], cwd=ROOT, env=env)
+    try:
+        budget_periods_reset.apply_async(queue=queue)
+        runs = {"task": "billing.tasks.budget_periods_reset", "outcome": "success"}
+        deadline, value = time.monotonic() + 120, 0
+        while value < 1 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                value = total(samples(httpx.get(f"http://127.0.0.1:{port}/metrics").text),
+                              "gatehouse_celery_tasks_total", **runs)
+            except httpx.HTTPError:
+                continue  # not listening yet
+        assert value == 1
+    finally:
+        _stop(worker)
