@@ -166,7 +166,6 @@ class UsageRecorder:
             self._loop, self._pending, self._flusher = loop, [], None
         done = loop.create_future()
         self._pending.append((record, turn, log, done))
-        metrics.usage_queue(len(self._pending))
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
         # Shielded: a client hang-up cancels the request, not the write it is waiting for.
@@ -180,7 +179,7 @@ class UsageRecorder:
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
-            metrics.usage_queue(0)
+            metrics.usage_queue(len(batch))  # per batch, not per request: it is on every request's path
             started = time.perf_counter()
             records = [record for record, _, _, _ in batch]
             turns = [turn for _, turn, _, _ in batch if turn is not None]
@@ -193,7 +192,7 @@ class UsageRecorder:
                 unwritten = [*records, *turns, *logs]
             if unwritten:
                 await _spool_async(unwritten)
-            metrics.usage_flushed(started)
+            metrics.usage_flushed(started, waiting=len(self._pending))
             for _, _, _, done in batch:
                 if not done.done():
                     done.set_result(None)

@@ -66,7 +66,7 @@ FALLBACKS = Counter("gatehouse_upstream_fallbacks_total", "Targets given up for 
 COOLDOWN_UNTIL = Gauge("gatehouse_deployment_cooldown_until_seconds", "Unix time until which a deployment's "
                        "target cools down; in cooldown while it is in the future.",
                        ("deployment", "provider", "model"), multiprocess_mode="livemax")
-USAGE_QUEUE = Gauge("gatehouse_usage_queue_depth", "Usage rows waiting for the writer.",
+USAGE_QUEUE = Gauge("gatehouse_usage_queue_depth", "Usage rows in or waiting for the current write.",
                     multiprocess_mode="livesum")
 USAGE_FLUSH = Histogram("gatehouse_usage_flush_duration_seconds", "One batched write of usage rows.",
                         buckets=_FAST_BUCKETS)
@@ -88,42 +88,55 @@ def _tenant(principal) -> tuple[str, ...]:
     return (principal.tenant_slug,) if _TENANT else ()
 
 
+_children: dict[tuple, object] = {}
+
+
+def _child(metric, *labels: str):
+    """`metric.labels(*labels)`, cached: labels() validates and locks on every call, which made it the
+    largest part of the per-request cost (measured in docs/performance.md, "Metrics")."""
+    key = (metric, labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 # --- The request path -----------------------------------------------------------------------------------
 
 
 def request_started(endpoint: str) -> None:
-    IN_FLIGHT.labels(endpoint).inc()
+    _child(IN_FLIGHT, endpoint).inc()
 
 
 def request_finished(meter, outcome: str, now: float, cost_nano: int) -> None:
     """One model call recorded by pipeline.Meter.finish: its count, latency, TTFT, tokens and cost."""
     model, provider, tenant = meter.model.name, meter.deployment.provider if meter.deployment else "", _tenant(
         meter.principal)
-    IN_FLIGHT.labels(meter.endpoint).dec()
+    _child(IN_FLIGHT, meter.endpoint).dec()
     labels = (meter.endpoint, model, provider, outcome, *tenant)
-    REQUESTS.labels(*labels).inc()
-    REQUEST_DURATION.labels(*labels).observe(now - meter.started)
+    _child(REQUESTS, *labels).inc()
+    _child(REQUEST_DURATION, *labels).observe(now - meter.started)
     if meter.first_token_at is not None:
-        TTFT.labels(meter.endpoint, model, provider, *tenant).observe(meter.first_token_at - meter.started)
+        _child(TTFT, meter.endpoint, model, provider, *tenant).observe(meter.first_token_at - meter.started)
     usage = meter.usage
     for kind, count in (("input", usage.input_tokens), ("output", usage.output_tokens),
                         ("cache_write", usage.cache_creation_input_tokens), ("cache_read", usage.cache_read_input_tokens)):
         if count:
-            TOKENS.labels(kind, model, provider, *tenant).inc(count)
+            _child(TOKENS, kind, model, provider, *tenant).inc(count)
     if cost_nano:
-        COST.labels(model, provider, *tenant).inc(cost_nano)
+        _child(COST, model, provider, *tenant).inc(cost_nano)
 
 
 def stream_opened(endpoint: str) -> None:
-    OPEN_STREAMS.labels(endpoint).inc()
+    _child(OPEN_STREAMS, endpoint).inc()
 
 
 def stream_closed(endpoint: str) -> None:
-    OPEN_STREAMS.labels(endpoint).dec()
+    _child(OPEN_STREAMS, endpoint).dec()
 
 
 def refused(reason: str, principal=None) -> None:
-    REFUSALS.labels(reason, *(_tenant(principal) if principal is not None else ("",) * len(_TENANT))).inc()
+    _child(REFUSALS, reason, *(_tenant(principal) if principal is not None else ("",) * len(_TENANT))).inc()
 
 
 def lease_taken() -> None:
@@ -153,25 +166,25 @@ def error_class(error) -> str:
 
 def upstream_attempt(model, deployment, started: float, error=None) -> None:
     labels = (deployment.provider, model.name)
-    UPSTREAM_DURATION.labels(*labels, "ok" if error is None else error_class(error)).observe(
+    _child(UPSTREAM_DURATION, *labels, "ok" if error is None else error_class(error)).observe(
         time.perf_counter() - started)
     if error is not None:
-        UPSTREAM_ERRORS.labels(*labels, error_class(error)).inc()
+        _child(UPSTREAM_ERRORS, *labels, error_class(error)).inc()
 
 
 def upstream_retry(model, deployment) -> None:
-    RETRIES.labels(deployment.provider, model.name).inc()
+    _child(RETRIES, deployment.provider, model.name).inc()
 
 
 def upstream_cooldown(model, deployment, until_monotonic: float) -> None:
     """A target given up on: a fallback to the next one, and its cooldown's end (as wall-clock time)."""
-    FALLBACKS.labels(deployment.provider, model.name).inc()
-    COOLDOWN_UNTIL.labels(str(deployment.id), deployment.provider, model.name).set(
+    _child(FALLBACKS, deployment.provider, model.name).inc()
+    _child(COOLDOWN_UNTIL, str(deployment.id), deployment.provider, model.name).set(
         time.time() + until_monotonic - time.monotonic())
 
 
 def upstream_recovered(model, deployment) -> None:
-    COOLDOWN_UNTIL.labels(str(deployment.id), deployment.provider, model.name).set(0)
+    _child(COOLDOWN_UNTIL, str(deployment.id), deployment.provider, model.name).set(0)
 
 
 # --- Usage writer, spool, outages ---------------------------------------------------------------------
@@ -181,8 +194,9 @@ def usage_queue(depth: int) -> None:
     USAGE_QUEUE.set(depth)
 
 
-def usage_flushed(started: float) -> None:
+def usage_flushed(started: float, waiting: int) -> None:
     USAGE_FLUSH.observe(time.perf_counter() - started)
+    USAGE_QUEUE.set(waiting)
 
 
 def spooled(count: int) -> None:
@@ -194,7 +208,7 @@ def database_error() -> None:
 
 
 def redis_error(component: str) -> None:
-    REDIS_ERRORS.labels(component).inc()
+    _child(REDIS_ERRORS, component).inc()
 
 
 # --- Background work ------------------------------------------------------------------------------------
