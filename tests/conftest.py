@@ -221,12 +221,10 @@ def personas(django_db_setup, django_db_blocker):
         return {"alice": make_persona("acme"), "bob": make_persona("globex")}
 
 
-def start_gateway(db_url: str, upstream: str, *, log: Path | None = None, startup_timeout: float = 30.0,
-                  **extra_env: str) -> tuple[str, subprocess.Popen]:
+def start_gateway(db_url: str, upstream: str, *, log: Path | None = None, **extra_env: str) -> tuple[str, subprocess.Popen]:
     """A gateway process (the production launcher) on the test database; returns (base URL, process).
 
-    `log`: a file for its output (stdout and stderr), instead of the test's. `startup_timeout`: longer
-    for several workers, which start side by side on a busy machine."""
+    `log`: a file for its output (stdout and stderr), instead of the test's."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": db_url, "ANTHROPIC_BASE_URL": upstream,
            "ANTHROPIC_API_KEY": "test-upstream-key", "DJANGO_SETTINGS_MODULE": "config.settings",
@@ -241,7 +239,7 @@ def start_gateway(db_url: str, upstream: str, *, log: Path | None = None, startu
         output.close()
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_http(url + "/health", process, timeout=startup_timeout)
+        _wait_http(url + "/health", process)
     except RuntimeError:
         _stop(process)
         raise

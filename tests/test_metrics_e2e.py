@@ -41,8 +41,7 @@ def metrics_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def metered_gateway(gateway_db_url, fake_upstream, metrics_dir):
     url, process = start_gateway(gateway_db_url, fake_upstream, WEB_CONCURRENCY="2", METRICS_TOKEN=TOKEN,
-                                 PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), UPSTREAM_RETRIES="1",
-                                 startup_timeout=120)
+                                 PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), UPSTREAM_RETRIES="1")
     yield url
     _stop(process)
 
