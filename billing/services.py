@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from accounts.models import ApiKey, Tenant
 from accounts.services import audit_record
 from config.db import UNREACHABLE, insert_sql, refresh_connections
 from config.outage import db_unavailable
+from gateway import metrics
 
 from .autorecharge import recharge_watcher
 from .buckets import DAY, HOUR, MINUTE, WIDTHS, bucket_floor
@@ -177,6 +179,8 @@ class UsageRecorder:
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
+            metrics.usage_queue(len(batch))  # per batch, not per request: it is on every request's path
+            started = time.perf_counter()
             records = [record for record, _, _, _ in batch]
             turns = [turn for _, turn, _, _ in batch if turn is not None]
             logs = [log for _, _, log, _ in batch if log is not None]
@@ -188,6 +192,7 @@ class UsageRecorder:
                 unwritten = [*records, *turns, *logs]
             if unwritten:
                 await _spool_async(unwritten)
+            metrics.usage_flushed(started, waiting=len(self._pending))
             for _, _, _, done in batch:
                 if not done.done():
                     done.set_result(None)

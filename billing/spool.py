@@ -37,6 +37,7 @@ from django.conf import settings
 from django.db import connections
 
 from config.outage import FailureLog
+from gateway import metrics
 
 logger = logging.getLogger(__name__)
 spooled_log = FailureLog(logger, "usage rows spooled: the database is unreachable")
@@ -205,12 +206,14 @@ def spool_append(items: list) -> None:
     """Keep usage records, turns and request logs the database could not take, until it can."""
     lines = [_encode(item) for item in items]
     spooled_log.failed()
+    metrics.spooled(len(lines))
     spool = _redis()
     if spool is not None:
         try:
             spool.append(lines)
             return
         except (redis.RedisError, OSError) as exc:
+            metrics.redis_error("spool")
             logger.warning("usage spool: Redis failed (%s), spooling %d entries to a file", exc, len(lines))
     _file_spool.append(lines)
 

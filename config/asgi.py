@@ -45,6 +45,7 @@ async def _lifespan(receive, send):
     from billing import scheduler, spool
     from billing.services import usage_recorder
     from gateway import tracing
+    from gateway import metrics
     from gateway.admission import admission
     from gateway.providers import close_providers
 
@@ -64,6 +65,7 @@ async def _lifespan(receive, send):
             await spool.stop(spool_replayer)
             await admission.drain()
             await close_providers()
+            metrics.process_exit()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

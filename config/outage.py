@@ -6,17 +6,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 INTERVAL_SECONDS = 10.0
 
 
 class FailureLog:
-    def __init__(self, logger: logging.Logger, what: str, interval: float = INTERVAL_SECONDS) -> None:
-        self.logger, self.what, self.interval = logger, what, interval
+    def __init__(self, logger: logging.Logger, what: str, interval: float = INTERVAL_SECONDS, *,
+                 count: Callable[[], None] | None = None) -> None:
+        self.logger, self.what, self.interval, self.count = logger, what, interval, count
         self._count, self._next = 0, 0.0
         self._lock = threading.Lock()  # called from the event loop and from the database threads
 
     def failed(self, exc: BaseException | None = None) -> None:
+        if self.count is not None:
+            self.count()  # every failure, where the log line summarises an interval
         with self._lock:
             self._count += 1
             now = time.monotonic()
@@ -28,4 +32,10 @@ class FailureLog:
                             "".join(f": {line}" for line in detail))
 
 
-db_unavailable = FailureLog(logging.getLogger("gatehouse.database"), "database unavailable")
+def _database_error() -> None:
+    from gateway import metrics  # lazily: it reads the settings at import, this module must not
+
+    metrics.database_error()
+
+
+db_unavailable = FailureLog(logging.getLogger("gatehouse.database"), "database unavailable", count=_database_error)

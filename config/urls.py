@@ -16,7 +16,7 @@ from gateway.api import (
     openai_admin_api,
     openai_alias_api,
 )
-from gateway.views import health, health_live, health_ready, index, public_prices
+from gateway.views import health, health_live, health_ready, index, metrics_view, public_prices
 
 urlpatterns = [
     path("", index, name="index"),
@@ -24,6 +24,7 @@ urlpatterns = [
     path("health/live", health_live, name="health-live"),
     path("health/ready", health_ready, name="health-ready"),
     path("pricing/", public_prices, name="public-prices"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/login/", admin_login),  # before the admin's own: the same page, throttled
     path("admin/", admin.site.urls),
     # The management API (Django REST framework) and its OpenAPI schema and docs, on the full handler.

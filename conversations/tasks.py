@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from gateway import metrics
+
 from . import services
 
 
 @shared_task
 def conversations_expire() -> int:
-    return services.conversations_expire()
+    deleted = services.conversations_expire()
+    metrics.conversations_expired(deleted)
+    return deleted

@@ -45,6 +45,7 @@ from config.aio import SingleFlight
 from config.db import UNREACHABLE, db_unit
 from config.outage import db_unavailable
 
+from . import metrics
 from .core import GatewayError, estimate_input_tokens
 from .resp import RespClient, RespError
 from .selectors import ModelEntry
@@ -485,6 +486,7 @@ class Admission:
             backend = self.local
             keys, outcome = await backend.admit(principal, tokens, cost, now)
         if outcome[0] != 0:
+            metrics.refused(outcome[1], principal)
             raise _refusal(principal, outcome[1], outcome[2] if len(outcome) > 2 else -1, tokens)
         return Ticket(principal, tokens, cost, keys, backend, _headers(principal, *outcome[1:]))
 
@@ -536,6 +538,7 @@ class Admission:
     def _redis_failed(self, exc: Exception, now: float) -> None:
         # Any Redis failure, not only a refused connection: an out-of-memory or read-only Redis must
         # not turn into a 500 for every request either.
+        metrics.redis_error("admission")
         if now >= self._redis_down_until:
             logger.warning("Redis failed (%r): limits fall back to per-process counters for %ss", exc,
                            REDIS_RETRY_SECONDS)

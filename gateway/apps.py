@@ -6,6 +6,9 @@ class GatewayConfig(AppConfig):
 
     def ready(self) -> None:
         _scope_connection_signals()
+        from . import metrics
+
+        metrics.connect_celery_signals()
 
 
 def _scope_connection_signals() -> None:

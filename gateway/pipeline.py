@@ -48,7 +48,7 @@ from conversations.services import (TurnRecord, conversation_begin, conversation
 from .admission import Ticket, admission
 from .core import (GatewayError, InternalRequest, MessageAccumulator, ResponseContext, Usage, apply_model_limits,
                    depth_checked, estimate_input_tokens, estimate_tokens, internal_error, invalid)
-from . import observability, routing, tracing, url_policy
+from . import metrics, observability, routing, tracing, url_policy
 from .protocols import embeddings
 from .selectors import DeploymentEntry, ModelEntry, model_resolve
 
@@ -144,6 +144,7 @@ class Meter:
         self.generated_chars = 0  # streamed text we saw, to estimate output of a cut stream
         self.first_token_at: float | None = None
         observability.metered()
+        metrics.request_started(endpoint)
 
     def observe(self, event: dict[str, Any]) -> None:
         if self.answer is not None:
@@ -165,6 +166,8 @@ class Meter:
         """Record the request: its usage row, for a completed answer its conversation turn (`content`: the
         answer's blocks; a stream's are accumulated here), and its log if the tenant keeps them."""
         turn = self.turn
+        if turn is not None and not turn.created:
+            metrics.lease_ended()  # written or released with the usage row
         answer = content if content is not None else self.answer.content() if self.answer else []
         if turn is not None:
             if status == UsageEvent.Status.OK:
@@ -214,6 +217,7 @@ class Meter:
             created_at=created_at,
             **self.trace,
         )
+        metrics.request_finished(self, status, now, cost)
         row = usage_recorder.record(
             record, turn,
             {"request_id": self.request_id, "tenant_id": self.principal.tenant_id, "request": self.ireq.params,
@@ -253,6 +257,7 @@ async def serve(request: HttpRequest, *, codec: ModuleType, endpoint: str,
             ticket = await admission.admit(principal, model, ireq.params)
     except GatewayError:
         if turn is not None and not turn.created:
+            metrics.lease_ended()
             await _release_async(conversation_id=turn.conversation_id)
         raise
     meter = Meter(request_id=request_id, principal=principal, endpoint=endpoint, ireq=ireq, model=model,
@@ -381,6 +386,8 @@ async def _conversation_turn(principal: KeyPrincipal, ireq: InternalRequest, req
         if system == history.system:
             turn.system = None  # unchanged: not stored again
         turn.next_seq = history.next_seq
+        if store:
+            metrics.lease_taken()
     return turn if store else None
 
 
@@ -467,6 +474,7 @@ class _Relay:
         meter, encoder = self.meter, self.encoder
         status, http_status, error_type = UsageEvent.Status.PARTIAL, 200, CLIENT_LEFT
         recorded = False
+        metrics.stream_opened(meter.endpoint)
         try:
             finished = False
             batch = self.first
@@ -499,6 +507,7 @@ class _Relay:
             status, http_status, error_type = UsageEvent.Status.ERROR, 500, "server_error"
             yield encoder.fail(internal_error())
         finally:
+            metrics.stream_closed(meter.endpoint)
             await self.exits.aclose()
             if not recorded:
                 await meter.finish(status, http_status, error_type)

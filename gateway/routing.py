@@ -29,7 +29,7 @@ from typing import TypeVar
 
 from django.conf import settings
 
-from . import tracing
+from . import metrics, tracing
 from .core import GatewayError
 from .providers import get_provider
 from .selectors import DeploymentEntry, ModelEntry, Target
@@ -72,28 +72,35 @@ async def call(model: ModelEntry, operation: Callable[[object, str, Target], Awa
     for deployment, target in plan(model, time.monotonic()):
         provider = get_provider(target.config)
         for attempt in range(settings.UPSTREAM_RETRIES + 1):
+            started = time.perf_counter()
             try:
                 with tracing.span("gateway.upstream_attempt", provider=deployment.provider,
                                   upstream_model=deployment.upstream_model, attempt=attempt):
                     async with asyncio.timeout(limit):
                         result = await operation(provider, deployment.upstream_model, target)
-                _cooling.pop(target.key, None)  # a probe after a cooldown succeeded
+                metrics.upstream_attempt(model, deployment, started)
+                if _cooling.pop(target.key, None) is not None:  # a probe after a cooldown succeeded
+                    metrics.upstream_recovered(model, deployment)
                 return result, deployment
             except TimeoutError:
                 last = (GatewayError(504, f"The upstream provider sent nothing within {limit:g} s.",
                                      type="upstream_error", code="first_byte_timeout") if first_byte_timeout else
                         GatewayError(504, "The upstream provider timed out.", type="upstream_error",
                                      code="upstream_timeout"))
+                metrics.upstream_attempt(model, deployment, started, last)
             except GatewayError as exc:
+                metrics.upstream_attempt(model, deployment, started, exc)
                 if not retryable(exc):
                     raise
                 last = exc
             wait = last.retry_after if last.retry_after is not None else _FIRST_BACKOFF * 2 ** attempt
             if attempt == settings.UPSTREAM_RETRIES or wait > settings.UPSTREAM_MAX_BACKOFF_SECONDS:
                 _cooling[target.key] = time.monotonic() + max(deployment.cooldown_seconds, last.retry_after or 0)
+                metrics.upstream_cooldown(model, deployment, _cooling[target.key])
                 logger.warning("deployment %s (%s:%s) failed with %s; cooling down for %ss", deployment.id,
                                deployment.provider, deployment.upstream_model, last.status, deployment.cooldown_seconds)
                 break
+            metrics.upstream_retry(model, deployment)
             await asyncio.sleep(wait)
     _cooling_prune(time.monotonic())
     assert last is not None

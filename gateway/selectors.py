@@ -13,7 +13,7 @@ from config.aio import SingleFlight
 from config.db import UNREACHABLE, db_unit
 from config.outage import db_unavailable
 
-from . import crypto
+from . import crypto, metrics
 from .core import GatewayError
 from .models import CatalogModel, Credential, Deployment, ModelAlias
 from .providers import UpstreamConfig
@@ -215,6 +215,7 @@ async def model_resolve(name: str, allowed: frozenset[str] = frozenset(), capabi
             type="invalid_request_error",
         )
     if allowed and not allowed & entry.names:
+        metrics.refused("model_not_allowed")
         raise GatewayError(
             403,
             f"This API key is not allowed to use the model '{name}'. Allowed: {', '.join(sorted(allowed))}.",

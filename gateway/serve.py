@@ -7,6 +7,9 @@ WEB_CONCURRENCY sets the worker count (one process per core is typical).
 On SIGTERM the server stops accepting, lets open requests and streams finish, runs the ASGI lifespan
 shutdown (config/asgi.py: the usage writer and the spool are flushed) and exits; a worker still busy
 after SHUTDOWN_GRACE_SECONDS is killed, so a stuck stream cannot hold a rollout up.
+
+With METRICS_TOKEN set, the workers share a Prometheus multiprocess directory (PROMETHEUS_MULTIPROC_DIR,
+a fresh temporary one when unset), emptied here, once, before they start: see gateway/metrics.py.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -22,6 +26,15 @@ def _env_count(name: str, default: int) -> int:
     if not value.isdigit() or int(value) < 1:
         sys.exit(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def prepare_metrics_dir(path: str) -> None:
+    """Create the multiprocess directory, or empty it of a previous run's files (whose counts and dead
+    processes' gauges would otherwise be summed in)."""
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
 
 
 def main() -> None:
@@ -33,6 +46,10 @@ def main() -> None:
     args = parser.parse_args()
     grace = str(_env_count("SHUTDOWN_GRACE_SECONDS", 30))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    if os.environ.get("METRICS_TOKEN", "").strip() and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gatehouse-metrics-")
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        prepare_metrics_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     if args.server == "granian":
         argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--host", args.host, "--port", str(args.port),
                 "--workers", str(args.workers), "--loop", "uvloop", "--workers-kill-timeout", grace,

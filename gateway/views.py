@@ -6,7 +6,7 @@ import time
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
@@ -18,6 +18,7 @@ from billing.money import format_usd
 from config.db import UNREACHABLE, refresh_connections
 from config.outage import db_unavailable
 
+from . import metrics
 from .api import openai_error_response
 from .core import GatewayError, database_unavailable
 from .models import CatalogModel
@@ -103,6 +104,18 @@ async def health_live(request):
     """No auth, no I/O: the process is up and its event loop answers. A database outage must not get
     every pod restarted, so this checks nothing else."""
     return json_response({"status": "ok"})
+
+
+def metrics_view(request):
+    """Prometheus exposition: 404 unless METRICS_TOKEN is set, then 401 without it as a bearer token.
+    Sync: the scrape-time rollup lag is a database query."""
+    if not settings.METRICS_TOKEN:
+        raise Http404("Metrics are off: set METRICS_TOKEN.")
+    if not metrics.authorized(request.headers.get("Authorization", "")):
+        return HttpResponse("A bearer token is required.\n", status=401, content_type="text/plain",
+                            headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    body, content_type = metrics.render()
+    return HttpResponse(body, content_type=content_type)
 
 
 def index(request):
