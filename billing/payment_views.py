@@ -24,7 +24,7 @@ from accounts.dashboard import dashboard_view
 from accounts.models import Membership
 
 from .forms import AutoRechargeForm, TopupForm
-from .models import LedgerEntry, Payment
+from .models import LedgerEntry, Payment, Statement
 from .money import cents_to_nano, nano_to_usd
 from .payments import (
     auto_recharge_configure,
@@ -37,6 +37,7 @@ from .payments import (
 from .selectors import budget_period_bounds, tenant_available_nano, tenant_balance_nano, tenant_spend_nano
 
 ADMIN = Membership.Role.ADMIN
+STATEMENT_ROWS = 3  # the latest months; every one is on the Statements page
 FRAGMENTS = {"summary": "dashboard/_billing_live.html", "history": "dashboard/_billing_history.html"}
 LEDGER_ROWS = 50
 PAYMENT_ROWS = 20
@@ -61,6 +62,7 @@ def _page(request, *, topup_form=None, recharge_form=None, status=200, template=
         "entries": LedgerEntry.objects.filter(tenant=tenant).order_by("-seq")[:LEDGER_ROWS],
         "payments": Payment.objects.filter(tenant=tenant)[:PAYMENT_ROWS],
         "failures": auto_recharge_failures(tenant=tenant, since=month_start)[:5],
+        "statements": Statement.objects.filter(tenant=tenant).defer("pdf", "csv")[:STATEMENT_ROWS],
         "topup_form": topup_form or TopupForm(), "recharge_form": recharge_form or _auto_recharge_form(profile),
     }
     return render(request, template, context, status=status)

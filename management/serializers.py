@@ -15,7 +15,7 @@ from accounts.forms import MAX_AMOUNT_NANO, MAX_LIMIT, REASON_MAX_LENGTH
 from accounts.models import ApiKey, AuditEntry, Membership, Tenant
 from accounts.selectors import api_key_status
 from accounts.services import MAX_ROTATION_GRACE
-from billing.models import LedgerEntry, ModelPrice, UsageEvent
+from billing.models import AlertRule, LedgerEntry, ModelPrice, UsageEvent
 from gateway.models import CatalogModel, Credential, Deployment, Provider
 
 # Dates outside these years are typing mistakes, not plans (and year 9999 overflows on conversion).
@@ -389,3 +389,32 @@ class DeploymentCreateIn(DeploymentUpdateIn):
     model = serializers.SlugRelatedField(slug_field="name", queryset=CatalogModel.objects.all())
     provider = serializers.SlugRelatedField(slug_field="name", queryset=Provider.objects.all())
     upstream_model = Text(max_length=128)
+
+
+# --- Alert rules -----------------------------------------------------------------------------------------
+
+
+class AlertRuleOut(serializers.ModelSerializer):
+    api_key = serializers.CharField(source="api_key.public_id", allow_null=True, default=None)
+    webhook_secret = serializers.SerializerMethodField(help_text="The webhook's signing secret: in the answer "
+                                                                 "that creates the rule, once; null afterwards.")
+
+    class Meta:
+        model = AlertRule
+        fields = ("id", "kind", "threshold_nano", "percent", "api_key", "notify_email", "webhook_url", "enabled",
+                  "created_at", "webhook_secret")
+
+    def get_webhook_secret(self, rule) -> str | None:
+        return self.context.get("webhook_secret")
+
+
+class AlertRuleIn(Input):
+    kind = serializers.ChoiceField(choices=AlertRule.Kind.choices)
+    threshold_nano = WholeNumber(min_value=0, max_value=MAX_AMOUNT_NANO, required=False, allow_null=True,
+                                 help_text="balance_below and hourly_spend: the amount, nano-USD.")
+    percent = serializers.ChoiceField(choices=[50, 80, 100], required=False, allow_null=True,
+                                      help_text="key_budget: the share of the budget.")
+    api_key = Text(max_length=16, required=False, allow_null=True,
+                   help_text="key_budget: one key's public id; absent: every key with a budget.")
+    notify_email = Flag(required=False, default=True)
+    webhook_url = serializers.URLField(max_length=200, required=False, allow_blank=True, default="")

@@ -25,8 +25,9 @@ from rest_framework.response import Response
 
 from accounts import services as accounts
 from accounts.models import ApiKey, AuditEntry, Membership, Tenant
+from billing import alerts
 from billing import services as billing
-from billing.models import LedgerEntry, UsageEvent
+from billing.models import AlertRule, LedgerEntry, UsageEvent
 from billing.selectors import budget_period_bounds, key_spend_nano, tenant_balance_nano, tenant_unbilled_cost_nano
 from gateway import services as gateway
 from gateway.models import CatalogModel, Credential, Deployment, Provider
@@ -646,3 +647,47 @@ class CredentialDetail(Api):
             setattr(credential, field, value)
         credential = gateway.credential_save(credential=credential, secret=secret, actor=self.actor, via=VIA)
         return Response(s.CredentialOut(credential).data)
+
+
+# --- Alert rules -----------------------------------------------------------------------------------------
+
+
+class AlertRuleList(Api):
+    serializer_class = s.AlertRuleOut
+
+    @extend_schema(operation_id="alert_rules_list", summary="A tenant's alert rules")
+    def get(self, request, slug):
+        rules = AlertRule.objects.filter(tenant=self.tenant(slug)).select_related("api_key").order_by("id")
+        return self.page(rules, s.AlertRuleOut)
+
+    @extend_schema(operation_id="alert_rules_create", summary="Add an alert rule (e-mail and/or a signed webhook)",
+                   description="Each rule fires once per period (balance: a UTC day, hourly spend: the hour, key "
+                               "budget: the key's budget period, auto-recharge: each failed payment). A webhook's "
+                               "signing secret is in this answer only.",
+                   request=s.AlertRuleIn, responses={201: s.AlertRuleOut},
+                   examples=[OpenApiExample("low balance", request_only=True,
+                                            value={"kind": "balance_below", "threshold_nano": 5_000_000_000}),
+                             OpenApiExample("budget webhook", request_only=True,
+                                            value={"kind": "key_budget", "percent": 80, "notify_email": False,
+                                                   "webhook_url": "https://hooks.example.com/gatehouse"})])
+    def post(self, request, slug):
+        tenant = self.tenant(slug)
+        data = self.parse(s.AlertRuleIn)
+        key_id = data.pop("api_key", None)
+        api_key = get_object_or_404(ApiKey, tenant=tenant, public_id=key_id) if key_id else None
+
+        def make():
+            rule, secret = alerts.alert_rule_create(tenant=tenant, api_key=api_key, actor=self.actor, via=VIA, **data)
+            return s.AlertRuleOut(rule, context={"webhook_secret": secret}).data
+
+        return self.created(make)
+
+
+class AlertRuleDetail(Api):
+    serializer_class = s.AlertRuleOut
+
+    @extend_schema(operation_id="alert_rules_destroy", summary="Delete an alert rule", responses={204: None})
+    def delete(self, request, slug, rule_id):
+        rule = get_object_or_404(AlertRule, tenant=self.tenant(slug), pk=rule_id)
+        alerts.alert_rule_delete(rule=rule, actor=self.actor, via=VIA)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -257,6 +257,36 @@ def test_tenant_admins_manage_their_keys_settings_and_see_their_money(callers):
     assert Tenant.objects.get(slug=A).credit_limit_nano == 0
 
 
+def test_tenant_admins_manage_alert_rules_and_see_a_webhook_secret_once(callers):
+    from billing.models import AlertRule
+
+    team = callers.team
+    key = api_key_issue(tenant=team.tenant_a, name="budgeted", budget_nano=10**9).api_key
+    low = audited(callers.bob, "post", f"{V1}/tenants/{A}/alert-rules",
+                  {"kind": "balance_below", "threshold_nano": 5 * 10**9}, status=201, action="alert.create").json()
+    assert (low["kind"], low["threshold_nano"], low["notify_email"], low["webhook_secret"]) == (
+        "balance_below", 5 * 10**9, True, None)
+    hooked = audited(callers.bob, "post", f"{V1}/tenants/{A}/alert-rules",
+                     {"kind": "key_budget", "percent": 80, "api_key": key.public_id, "notify_email": False,
+                      "webhook_url": "https://hooks.example.com/gatehouse"}, status=201, action="alert.create").json()
+    assert hooked["webhook_secret"].startswith("whsec_") and hooked["api_key"] == key.public_id
+    listed = call(callers.alice, "get", f"{V1}/tenants/{A}/alert-rules").json()["results"]
+    assert sorted(rule["id"] for rule in listed) == [low["id"], hooked["id"]]
+    assert all(rule["webhook_secret"] is None for rule in listed)  # shown once, at creation
+    for body, field in (({"kind": "key_budget", "percent": 70}, "percent"),
+                        ({"kind": "balance_below"}, "threshold"),
+                        ({"kind": "balance_below", "threshold_nano": 1, "notify_email": False}, None),
+                        ({"kind": "nonsense"}, "kind"),
+                        ({"kind": "hourly_spend", "threshold_nano": 1, "webhook_url": "http://10.0.0.1/x"}, None),
+                        ({"kind": "hourly_spend", "threshold_nano": 1, "extra": 1}, "extra")):
+        response = call(callers.bob, "post", f"{V1}/tenants/{A}/alert-rules", body)
+        assert response.status_code == 400, (body, response.content)
+        assert field is None or field in response.content.decode()
+    assert call(callers.charlie, "delete", f"{V1}/tenants/{A}/alert-rules/{low['id']}").status_code == 404
+    audited(callers.bob, "delete", f"{V1}/tenants/{A}/alert-rules/{low['id']}", status=204, action="alert.delete")
+    assert list(AlertRule.objects.filter(tenant=team.tenant_a).values_list("id", flat=True)) == [hooked["id"]]
+
+
 def test_tenant_admins_invite_and_manage_members_with_their_role(callers):
     team = callers.team
     invited = audited(callers.bob, "post", f"{V1}/tenants/{A}/invitations", {"email": "dave@example.com",
@@ -302,6 +332,7 @@ TENANT_SCOPED = [
     ("get", "", None), ("patch", "", {"log_requests": True}), ("get", "/balance", None), ("get", "/ledger", None),
     ("get", "/usage", None), ("get", "/budgets", None), ("get", "/keys", None), ("post", "/keys", {"name": "x"}),
     ("get", "/members", None), ("post", "/invitations", {"email": "z@example.com", "role": "member"}),
+    ("get", "/alert-rules", None), ("post", "/alert-rules", {"kind": "hourly_spend", "threshold_nano": 10**9}),
 ]
 
 

@@ -137,3 +137,10 @@ def test_statements_are_listed_and_downloaded_by_owners_and_admins_only(october,
         == statement.csv
     assert client_for("member").get(reverse("statement-download", args=[statement.pk, "csv"])).status_code == 403
     assert client_for("outsider").get(reverse("statement-download", args=[statement.pk, "pdf"])).status_code == 404
+
+
+def test_the_billing_page_links_the_latest_statements(october, client_for):
+    assert "first arrives on the 1st" in client_for("owner").get(reverse("billing")).content.decode()
+    statement = statement_generate(tenant=october, month=OCTOBER)
+    page = client_for("admin").get(reverse("billing")).content.decode()
+    assert "October 2026" in page and reverse("statement-download", args=[statement.pk, "pdf"]) in page
