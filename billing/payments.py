@@ -27,7 +27,7 @@ from django.utils import timezone
 from accounts.models import Tenant
 from accounts.services import audit_record
 
-from .models import BillingProfile, LedgerEntry, Payment, StripeEvent
+from .models import AlertRule, BillingProfile, LedgerEntry, Payment, StripeEvent
 from .money import cents_to_nano, format_usd, nano_to_cents
 from .selectors import budget_period_bounds, tenant_available_nano
 from .services import credit_grant, ledger_adjust
@@ -269,6 +269,12 @@ def auto_recharge_configure(*, tenant: Tenant, enabled: bool, threshold_nano: in
     audit_record(action="billing.auto_recharge", via=via, actor=actor, tenant=tenant,
                  details={"enabled": enabled, "threshold_nano": threshold_nano, "amount_cents": cents,
                           "max_per_month": max_per_month})
+    if enabled and not AlertRule.objects.filter(tenant=tenant, kind=AlertRule.Kind.AUTO_RECHARGE_FAILED).exists():
+        from .alerts import alert_rule_create
+
+        # A failed charge must reach the owners without their having to think of it: the alert rule
+        # (e-mail; editable and removable on the Alerts page) comes with turning auto-recharge on.
+        alert_rule_create(tenant=tenant, kind=AlertRule.Kind.AUTO_RECHARGE_FAILED, actor=actor, via=via)
     return profile
 
 

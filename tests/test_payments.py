@@ -323,19 +323,25 @@ def test_auto_recharge_stops_at_its_monthly_maximum(stripe_on):
 
 
 @pytest.mark.django_db
-def test_a_declined_auto_recharge_is_recorded_shown_and_not_retried_at_once(stripe_on, client_for, team):
+def test_a_declined_auto_recharge_is_recorded_shown_notified_and_not_retried_at_once(
+        stripe_on, client_for, team, django_capture_on_commit_callbacks):
     from accounts.models import Membership
+    from billing.models import AlertDelivery
 
     tenant = _recharging_tenant(stripe_on, balance_usd=5)
+    Membership.objects.create(user=team.alice, tenant=tenant, role="owner")
     httpx.post(f"{stripe_on}/_fake/decline", json={"code": "card_declined", "decline_code": "insufficient_funds"})
-    payment = auto_recharge_run(tenant_id=tenant.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        payment = auto_recharge_run(tenant_id=tenant.pk)
+    # Turning auto-recharge on came with its failure alert: the owner is e-mailed.
+    [delivery] = AlertDelivery.objects.filter(firing__rule__tenant=tenant)
+    assert (delivery.channel, delivery.target) == ("email", team.alice.email)
     assert (payment.status, payment.failure_code) == ("failed", "card_declined")
     assert payment.failure_message == "Your card has insufficient funds."
     assert list(auto_recharge_failures(tenant=tenant)) == [payment]
     assert tenant_balance_nano(tenant.pk) == 5 * USD
     httpx.post(f"{stripe_on}/_fake/decline", json={"code": None})
     assert auto_recharge_run(tenant_id=tenant.pk) is None  # not within an hour of the failure
-    Membership.objects.create(user=team.alice, tenant=tenant, role="owner")
     owner = client_for("owner")
     owner.post(reverse("tenant-switch"), {"tenant": tenant.pk})
     page = owner.get(reverse("billing")).content.decode()
