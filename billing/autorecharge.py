@@ -14,6 +14,9 @@ import time
 
 from asgiref.sync import sync_to_async
 
+from config.db import UNREACHABLE
+from config.outage import db_unavailable
+
 from .live import PerTenantDebounce
 
 logger = logging.getLogger(__name__)
@@ -59,6 +62,8 @@ class RechargeWatcher(PerTenantDebounce):
             if threshold is not None:
                 # Not the request path's thread: an eager recharge calls Stripe and must not hold usage writes.
                 await sync_to_async(_check, thread_sensitive=False)(tenant_id, threshold)
+        except UNREACHABLE as exc:  # an outage: its one line per interval, and the minute sweep catches up
+            db_unavailable.failed(exc)
         except Exception:  # the minute sweep (auto-recharge-sweep) catches what this misses
             logger.warning("auto-recharge check failed for tenant %s", tenant_id, exc_info=True)
 
