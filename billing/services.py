@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncDate, TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
@@ -338,13 +338,10 @@ def _rollup_batch(batch_size: int) -> int:
         by_tenant[event["tenant_id"]].append(event)
     # Rows are written in one order (sorted), so two overlapping runs queue up instead of deadlocking.
     for (day, tenant_id, api_key_id, model), sums in sorted(groups.items()):
-        if not UsageRollup.objects.filter(day=day, api_key_id=api_key_id, model=model).update(
-                **{field: F(field) + value for field, value in sums.items()}):
-            UsageRollup.objects.create(day=day, tenant_id=tenant_id, api_key_id=api_key_id, model=model, **sums)
+        _add_to_row(UsageRollup, dict(day=day, api_key_id=api_key_id, model=model), tenant_id, sums)
     for (width, start, tenant_id, api_key_id, model, endpoint), sums in sorted(buckets.items()):
-        where = dict(width=width, start=start, api_key_id=api_key_id, model=model, endpoint=endpoint)
-        if not UsageBucket.objects.filter(**where).update(**{field: F(field) + value for field, value in sums.items()}):
-            UsageBucket.objects.create(tenant_id=tenant_id, **where, **sums)
+        _add_to_row(UsageBucket, dict(width=width, start=start, api_key_id=api_key_id, model=model, endpoint=endpoint),
+                    tenant_id, sums)
     now = timezone.now()
     for tenant_id, tenant_events in sorted(by_tenant.items()):
         cost = sum(event["cost_nano"] for event in tenant_events)
@@ -355,6 +352,20 @@ def _rollup_batch(batch_size: int) -> int:
         UsageEvent.objects.filter(pk__in=[event["id"] for event in tenant_events]).update(
             rolled_up_at=now, ledger_entry=entry)
     return len(events)
+
+
+def _add_to_row(model, where: dict, tenant_id: int, sums: dict[str, int]) -> None:
+    """Add `sums` to the row `where`, creating it if it is new. Two processes' batches (the embedded
+    scheduler runs in every worker) may both find it missing: the second create then fails on the
+    unique constraint, in a savepoint, once the first has committed, and adds to its row instead."""
+    add = {field: F(field) + value for field, value in sums.items()}
+    if model.objects.filter(**where).update(**add):
+        return
+    try:
+        with transaction.atomic():
+            model.objects.create(tenant_id=tenant_id, **where, **sums)
+    except IntegrityError:
+        model.objects.filter(**where).update(**add)
 
 
 def usage_reconcile(*, since: datetime | None = None) -> list[str]:

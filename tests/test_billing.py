@@ -737,3 +737,31 @@ def test_reconcile_reads_one_snapshot_while_a_rollup_commits_in_between(committe
     assert done and drift == []
     assert UsageRollup.objects.get(api_key=key).requests == 2  # the rollup did commit in between
     assert usage_reconcile() == []
+
+
+@pytest.mark.django_db
+def test_a_rollup_row_another_process_created_meanwhile_is_added_to_not_a_failed_batch():
+    """Two workers' rollup batches (the embedded scheduler runs in each) can both find a row missing:
+    the second create hits the unique constraint and adds to the row the first one made."""
+    from django.db import IntegrityError
+
+    from billing.services import _add_to_row
+
+    class Rows:
+        updates = 0
+
+        def filter(self, **where):
+            return self
+
+        def update(self, **add):
+            Rows.updates += 1
+            return 0 if Rows.updates == 1 else 1  # missing at first; there after the other batch committed
+
+        def create(self, **fields):
+            raise IntegrityError('duplicate key value violates unique constraint "rollup_unique_day_key_model"')
+
+    class Racing:
+        objects = Rows()
+
+    _add_to_row(Racing, {"day": "2026-12-02", "api_key_id": 1, "model": "m"}, 1, {"requests": 1})
+    assert Rows.updates == 2
