@@ -27,7 +27,7 @@ AREAS: list[tuple[str, str]] = [
      r"\((accounts/(selectors|keys)\.py|gateway/(auth|selectors)\.py)"),
     ("usage recorder, async side (billing.services)", r"\(billing/services\.py"),
     ("asgiref sync_to_async hop (event-loop side)", r"\(asgiref/"),
-    ("gateway pipeline, codec, provider glue (own code)", r"\((gateway/(pipeline|core|api|protocols/|providers/)|gateway/models_api)"),
+    ("gateway pipeline, codec, provider glue (own code)", r"\(gateway/(pipeline|core|api/|protocols/|providers/)"),
     ("anthropic SDK request building (options, headers, pydantic)",
      r"\((anthropic/(?!_vendor)|pydantic/|pydantic_core/|typing_extensions|anyio/|distro/|sniffio/)"),
     ("httpx2 client layer (request/response models, URL, headers)", r"\(httpx2/"),

@@ -179,7 +179,7 @@ class UsageRollup(UsageSums):
 
 class UsageBucket(UsageSums):
     """Usage per UTC minute, hour and day, per key, model and endpoint: what the admin usage and cost APIs
-    (gateway/admin_api.py) read, so that a 30-day report sums at most a few thousand rows whatever the
+    (gateway/api/admin_usage.py) read, so that a 30-day report sums at most a few thousand rows whatever the
     traffic. Filled by the rollup task in the transaction that rolls the events up, as UsageRollup is."""
 
     class Width(models.TextChoices):

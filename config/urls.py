@@ -3,20 +3,12 @@ from django.urls import include, path
 
 from accounts.views import admin_login
 from billing.payment_views import stripe_webhook
-from gateway.api import (
-    anthropic_admin_alias_api,
-    anthropic_admin_api,
-    anthropic_api,
-    anthropic_root_api,
-    api,
-    gemini_api,
-    gemini_v1_api,
-    jina_api,
-    openai_admin_alias_api,
-    openai_admin_api,
-    openai_alias_api,
-)
-from gateway.views import health, health_live, health_ready, index, metrics_view, public_prices
+from gateway.api.anthropic import anthropic_admin_alias_api, anthropic_admin_api, anthropic_api, anthropic_root_api
+from gateway.api.gemini import gemini_api, gemini_v1_api
+from gateway.api.jina import jina_api
+from gateway.api.openai import api, openai_admin_alias_api, openai_admin_api, openai_alias_api
+from gateway.api.ops import health, health_live, health_ready, metrics_view
+from gateway.views import index, public_prices
 
 urlpatterns = [
     path("", index, name="index"),

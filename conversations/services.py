@@ -327,7 +327,7 @@ def tenant_conversations_delete(*, tenant: Tenant, actor=None, via: str = "syste
     return deleted
 
 
-# --- The Conversations API (items are converted by gateway/conversations_api.py) ----------------------
+# --- The Conversations API (items are converted by gateway/api/conversations.py) ----------------------
 
 METADATA_MAX_KEYS = 16
 

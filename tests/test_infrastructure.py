@@ -65,7 +65,7 @@ def test_readme_has_exactly_the_two_setup_commands():
 
 @pytest.mark.django_db
 def test_health_is_503_when_redis_is_down():
-    from gateway.views import health
+    from gateway.api.ops import health
 
     with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
         response = async_to_sync(health)(RequestFactory().get("/health"))
@@ -76,7 +76,7 @@ def test_health_is_503_when_redis_is_down():
 @requires_redis
 @pytest.mark.django_db
 def test_health_checks_the_configured_redis():
-    from gateway.views import health
+    from gateway.api.ops import health
 
     response = async_to_sync(health)(RequestFactory().get("/health"))
     assert response.status_code == 200

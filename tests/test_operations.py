@@ -14,7 +14,7 @@ from django.db import connections
 from django.http import HttpResponse
 from django.db.migrations.recorder import MigrationRecorder
 
-from gateway import views
+from gateway.api import ops
 
 from .conftest import ROOT, start_gateway
 from .test_chat_e2e import marker
@@ -38,7 +38,7 @@ def test_health_ready_checks_database_migrations_and_spool(client, settings):
 
 @pytest.mark.django_db
 def test_health_ready_is_unavailable_while_a_migration_is_unapplied(client, monkeypatch):
-    monkeypatch.setattr(views, "_migrations_applied", False)
+    monkeypatch.setattr(ops, "_migrations_applied", False)
     last = MigrationRecorder.Migration.objects.filter(app="billing").order_by("-id").first()
     last.delete()
     response = client.get("/health/ready")
@@ -242,7 +242,7 @@ def test_an_api_error_logs_once_with_its_request_id_and_a_clients_mistake_not_at
     assert (unknown.status_code, refused.status_code) == (404, 401)
     assert not [r for r in caplog.records if r.name == "django.request"]  # Django's line per response, id-less
 
-    from gateway.api import error_response
+    from gateway.api.base import error_response
     from gateway.core import GatewayError
 
     request = client.get("/health/live").wsgi_request

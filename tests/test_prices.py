@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from gateway.models import CatalogModel, ModelAlias
-from gateway.models_api import model_list_payload
+from gateway.api.model_lists import model_list_payload
 from gateway.selectors import catalog_load
 
 from .dashboard_helpers import assert_roles, client_for, team  # noqa: F401 (fixtures)

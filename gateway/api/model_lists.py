@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 from billing.money import usd_string
 
-from .core import GatewayError
-from .selectors import Catalog, ModelEntry
+from ..core import GatewayError
+from ..selectors import Catalog, ModelEntry
 
 _GEMINI_METHODS = ["generateContent", "streamGenerateContent", "countTokens"]
 

@@ -11,7 +11,7 @@ from django.http import HttpResponse
 from config.db import db_unit
 from conversations.services import response_delete, response_get
 
-from .pipeline import json_response
+from ..pipeline import json_response
 
 
 _get_async = db_unit(response_get)

@@ -15,9 +15,9 @@ from config.db import db_unit
 from conversations import services
 from conversations.models import Conversation, Message
 
-from .core import GatewayError, ResponseContext, invalid
-from .pipeline import json_response, parse_json_body
-from .protocols import openai_responses
+from ..core import GatewayError, ResponseContext, invalid
+from ..pipeline import json_response, parse_json_body
+from ..protocols import openai_responses
 
 MAX_ITEMS_PER_CALL = 20
 

@@ -7,15 +7,20 @@ rolled up), shape. Every figure is the tenant's own: the admin key's tenant is t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+
+from ninja import Router
 
 from accounts.selectors import admin_keys_listed, api_keys_listed
 from billing.selectors import usage_buckets
 from config.db import db_unit
 
-from .pipeline import json_response
-from .protocols import anthropic_admin, openai_admin
-from .protocols.usage_query import UsageQuery
+from ..auth import ADMIN_KEY
+from ..pipeline import json_response
+from ..protocols import anthropic_admin, openai_admin
+from ..protocols.usage_query import UsageQuery
+from .base import add_unknown_route
 
 _buckets_async = db_unit(usage_buckets)
 _api_keys_async = db_unit(api_keys_listed)
@@ -120,3 +125,12 @@ async def anthropic_api_keys(request):
     keys, has_more = await _api_keys_async(tenant_id=request.auth.tenant.pk, limit=limit, after=after, before=before,
                                            status=status)
     return json_response(anthropic_admin.key_list(keys, has_more=has_more))
+
+
+def admin_router(operations: tuple[tuple[str, Callable], ...]) -> Router:
+    """A read-only admin usage API (tenant admin keys): GET operations, then the catch-all."""
+    router = Router(auth=ADMIN_KEY)
+    for path, view in operations:
+        router.add_api_operation(path, ["GET"], view)
+    add_unknown_route(router)
+    return router

@@ -15,8 +15,8 @@ from billing.selectors import usage_by_day_and_model, usage_by_trace
 from config.db import db_unit
 from conversations.selectors import request_logs_get
 
-from .core import invalid
-from .pipeline import json_response
+from ..core import invalid
+from ..pipeline import json_response
 
 MAX_DAYS = 366
 
