@@ -23,11 +23,12 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.urls import path  # noqa: E402
 
 from billing.consumers import UsageConsumer  # noqa: E402
+from gateway.api.registry import lean_prefixes  # noqa: E402
 from gateway.handler import ApiHandler  # noqa: E402
 
 _full = ASGIHandler()
 _api = ApiHandler()
-_api_prefixes = tuple(settings.GATEWAY_API_PREFIXES)
+_api_prefixes = lean_prefixes()
 _websockets = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([path("ws/usage/", UsageConsumer.as_asgi())])))
 
 

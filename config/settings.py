@@ -40,7 +40,7 @@ INSTALLED_APPS = [
     "management",
 ]
 
-# The full stack serves the admin and the dashboard. API paths (see GATEWAY_API_PREFIXES) skip it:
+# The full stack serves the admin and the dashboard. API paths (gateway/api/registry.py) skip it:
 # under ASGI every MiddlewareMixin costs two sync/async thread hops per request, and the API needs
 # none of sessions, CSRF or messages (config/asgi.py).
 MIDDLEWARE = [
@@ -52,7 +52,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-GATEWAY_API_PREFIXES = ("/v1/", "/openai/v1/", "/anthropic/v1/", "/gemini/", "/jina/v1/", "/health")
 
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"

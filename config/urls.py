@@ -3,10 +3,7 @@ from django.urls import include, path
 
 from accounts.views import admin_login
 from billing.payment_views import stripe_webhook
-from gateway.api.anthropic import anthropic_admin_alias_api, anthropic_admin_api, anthropic_api, anthropic_root_api
-from gateway.api.gemini import gemini_api, gemini_v1_api
-from gateway.api.jina import jina_api
-from gateway.api.openai import api, openai_admin_alias_api, openai_admin_api, openai_alias_api
+from gateway.api import registry
 from gateway.api.ops import health, health_live, health_ready, metrics_view
 from gateway.views import index, public_prices
 
@@ -27,19 +24,9 @@ urlpatterns = [
     path("dashboard/", include("billing.urls")),
     path("dashboard/", include("conversations.urls")),
     path("dashboard/", include("gateway.urls")),
-    # The admin usage APIs and the Anthropic SDK's message routes at the root come before the OpenAI API
-    # and its catch-all (and /anthropic/v1/organizations before the Anthropic API's).
-    path("v1/organization/", openai_admin_api.urls),
-    path("openai/v1/organization/", openai_admin_alias_api.urls),
-    path("v1/organizations/", anthropic_admin_api.urls),
-    path("anthropic/v1/organizations/", anthropic_admin_alias_api.urls),
-    path("v1/", anthropic_root_api.urls),
-    path("v1/", api.urls),
-    path("openai/v1/", openai_alias_api.urls),
-    path("anthropic/v1/", anthropic_api.urls),
-    path("gemini/v1beta/", gemini_api.urls),
-    path("gemini/v1/", gemini_v1_api.urls),
-    path("jina/v1/", jina_api.urls),
+    # Every protocol's APIs (gateway/api/registry.py), in the order that keeps a catch-all from answering
+    # for the mounts under it.
+    *registry.urlpatterns(),
 ]
 
 # Styled error pages with the dashboard's navigation (templates/403.html, 404.html, 500.html).

@@ -39,8 +39,4 @@ class AdminKey:
         return await management_principal_async(_presented(request, "x-api-key"), kinds=(keys.ADMIN,))
 
 
-# The OpenAI API also takes `x-api-key`, so that the Anthropic SDK can list models at our /v1 root.
-OPENAI_KEY = ApiKey(header="x-api-key", how="'Authorization: Bearer sk_cdx_...'")
-ANTHROPIC_KEY = ApiKey(header="x-api-key", how="'x-api-key: sk_cdx_...'")
-GOOGLE_KEY = ApiKey(header="x-goog-api-key", query="key", how="'x-goog-api-key: sk_cdx_...' or '?key=sk_cdx_...'")
-ADMIN_KEY = AdminKey()
+ADMIN_KEY = AdminKey()  # each protocol's ApiKey is in its entry (gateway/api/registry.py)

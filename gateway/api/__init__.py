@@ -2,7 +2,7 @@
 request path (gateway.pipeline), the stored objects and reports they serve (conversations, responses,
 usage, admin_usage, model_lists), and the operations endpoints (ops: health, metrics).
 
-Each protocol has its own mount points, key header and error shape (base.build renders every failure in
-it). The admin usage APIs and the Anthropic SDK's routes at the root are mounted before the OpenAI API,
-whose catch-all would otherwise answer them (config/urls.py).
+Each protocol has its own mount points, key header, error shape and model-list shape: one entry in
+registry.py, from which config/urls.py mounts its APIs (base.build renders every failure in the
+protocol's shape) and config/asgi.py picks the paths for the lean handler.
 """

@@ -8,13 +8,12 @@ from django.conf import settings
 from django.http import HttpResponse
 from ninja import Router
 
-from ..auth import ANTHROPIC_KEY
 from ..core import GatewayError, invalid
 from ..pipeline import count_tokens, json_response, parse_json_body, serve
 from ..protocols import anthropic_messages
 from ..selectors import catalog_get
-from . import admin_usage, model_lists
-from .base import add_unknown_route, build
+from . import admin_usage
+from .base import Protocol, add_unknown_route
 
 
 def _betas(request) -> tuple[str, ...]:
@@ -27,9 +26,26 @@ def _betas(request) -> tuple[str, ...]:
     return flags
 
 
-def anthropic_router(*, full: bool) -> Router:
-    """`full`: the whole API under /anthropic/v1; otherwise only the message routes, for the /v1 root."""
-    router = Router(auth=ANTHROPIC_KEY)
+def router(protocol: Protocol) -> Router:
+    """The whole API, under /anthropic/v1."""
+    router = root_router(protocol)
+
+    @router.get("/models")
+    async def list_models(request):
+        return json_response(protocol.model_list(await catalog_get(), request.auth.allowed_models))
+
+    @router.get("/models/{path:model_id}")
+    async def retrieve_model(request, model_id: str):
+        return json_response(protocol.model(await catalog_get(), model_id, request.auth.allowed_models))
+
+    add_unknown_route(router)
+    return router
+
+
+def root_router(protocol: Protocol) -> Router:
+    """Only the message routes, for an Anthropic SDK whose `base_url` is our root (no catch-all: the OpenAI
+    API's answers the rest of /v1)."""
+    router = Router(auth=protocol.key)
 
     @router.post("/messages")
     async def messages(request):
@@ -41,35 +57,19 @@ def anthropic_router(*, full: bool) -> Router:
         ireq = anthropic_messages.decode_count_request(parse_json_body(request), betas=betas)
         return json_response({"input_tokens": await count_tokens(request, ireq)})
 
-    if full:
-        @router.get("/models")
-        async def list_models(request):
-            return json_response(model_lists.anthropic_model_list(await catalog_get(), request.auth.allowed_models))
-
-        @router.get("/models/{path:model_id}")
-        async def retrieve_model(request, model_id: str):
-            return json_response(model_lists.anthropic_model(await catalog_get(), model_id,
-                                                             request.auth.allowed_models))
-
-        add_unknown_route(router)
     return router
 
 
 # Anthropic's Admin API under /v1/organizations: the usage and cost reports, the API keys.
-ANTHROPIC_ADMIN = (
-    ("/usage_report/messages", admin_usage.anthropic_usage),
-    ("/cost_report", admin_usage.anthropic_costs),
-    ("/api_keys", admin_usage.anthropic_api_keys),
-)
+def admin_router(protocol: Protocol) -> Router:
+    return admin_usage.admin_router((
+        ("/usage_report/messages", admin_usage.anthropic_usage),
+        ("/cost_report", admin_usage.anthropic_costs),
+        ("/api_keys", admin_usage.anthropic_api_keys),
+    ))
 
 
-def render_anthropic(request, error: GatewayError, request_id: str) -> HttpResponse:
+def render(request, error: GatewayError, request_id: str) -> HttpResponse:
     return json_response(anthropic_messages.error_body(error, request_id), request_id=request_id,
                          status=anthropic_messages.error_status(error))
 
-
-anthropic_api = build("anthropic", anthropic_router(full=True), render_anthropic)
-anthropic_root_api = build("anthropic-root", anthropic_router(full=False), render_anthropic)
-anthropic_admin_api = build("anthropic-admin", admin_usage.admin_router(ANTHROPIC_ADMIN), render_anthropic)
-anthropic_admin_alias_api = build("anthropic-admin-alias", admin_usage.admin_router(ANTHROPIC_ADMIN),
-                                  render_anthropic)

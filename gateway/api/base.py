@@ -1,10 +1,12 @@
-"""What every public API shares (django-ninja, async): one error path in the protocol's shape, ninja's own
-failures and 405s rendered the same way, the unknown-route catch-all."""
+"""What every public API shares (django-ninja, async): a protocol's entry (`Protocol`, listed in
+registry.py), one error path in the protocol's shape, ninja's own failures and 405s rendered the same
+way, the unknown-route catch-all."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.http import HttpResponse, HttpResponseNotAllowed
 from ninja import NinjaAPI, Router
@@ -13,13 +15,42 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from config.db import UNREACHABLE
 from config.outage import db_unavailable
 
+from ..auth import ApiKey
 from ..core import GatewayError, database_unavailable, internal_error, invalid
 from ..pipeline import echo_headers, new_request_id, serve_oneshot
 from ..protocols import embeddings
+from ..selectors import Catalog
 
 logger = logging.getLogger(__name__)
 
 Renderer = Callable[[object, GatewayError, str], HttpResponse]
+ModelList = Callable[[Catalog, frozenset[str]], dict]  # (catalog, the key's allowed models) -> the list
+ModelGet = Callable[[Catalog, str, frozenset[str]], dict]  # (catalog, name, allowed) -> one model, or a 404
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One ninja API of a protocol, at `prefix` under the site's root."""
+
+    prefix: str  # "v1/", "gemini/v1beta/"
+    namespace: str  # the API's URL namespace, unique across the registry
+    router: Callable[[Protocol], Router]  # its operations, built from the protocol's entry
+    # The router ends in a catch-all (add_unknown_route): it answers every path under `prefix`, so
+    # every mount whose prefix starts with this one is mounted before it.
+    catch_all: bool = True
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """An ingress protocol: how its SDKs present the key, the shape of its errors and model lists, where
+    its APIs are mounted. Its routers read `key`, `model_list` and `model` from here."""
+
+    name: str
+    key: ApiKey
+    render: Renderer
+    mounts: tuple[Mount, ...]
+    model_list: ModelList | None = None  # None: no /models route
+    model: ModelGet | None = None
 
 
 def add_unknown_route(router: Router) -> None:

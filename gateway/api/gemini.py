@@ -6,17 +6,15 @@ from __future__ import annotations
 from django.http import HttpResponse
 from ninja import Router
 
-from ..auth import GOOGLE_KEY
 from ..core import GatewayError
 from ..pipeline import count_tokens, json_response, parse_json_body, serve
 from ..protocols import gemini
 from ..selectors import catalog_get
-from . import model_lists
-from .base import add_unknown_route, build
+from .base import Protocol, add_unknown_route
 
 
-def gemini_router() -> Router:
-    router = Router(auth=GOOGLE_KEY)
+def router(protocol: Protocol) -> Router:
+    router = Router(auth=protocol.key)
 
     @router.post("/models/{target}")
     async def call(request, target: str):
@@ -37,19 +35,16 @@ def gemini_router() -> Router:
 
     @router.get("/models")
     async def list_models(request):
-        return json_response(model_lists.gemini_model_list(await catalog_get(), request.auth.allowed_models))
+        return json_response(protocol.model_list(await catalog_get(), request.auth.allowed_models))
 
     @router.get("/models/{target}")  # the same path as `call`: one URL pattern answering both methods
     async def retrieve_model(request, target: str):
-        return json_response(model_lists.gemini_model(await catalog_get(), target, request.auth.allowed_models))
+        return json_response(protocol.model(await catalog_get(), target, request.auth.allowed_models))
 
     add_unknown_route(router)
     return router
 
 
-def render_gemini(request, error: GatewayError, request_id: str) -> HttpResponse:
+def render(request, error: GatewayError, request_id: str) -> HttpResponse:
     return json_response(gemini.error_body(error), status=error.status, request_id=request_id)
 
-
-gemini_api = build("gemini", gemini_router(), render_gemini)
-gemini_v1_api = build("gemini-v1", gemini_router(), render_gemini)

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 from ninja import Router
 
-from ..auth import OPENAI_KEY
-from .base import add_embedding_operations, add_unknown_route, build
-from .openai import render_openai
+from .base import Protocol, add_embedding_operations, add_unknown_route
 
 
-def jina_router() -> Router:
-    router = Router(auth=OPENAI_KEY)
+def router(protocol: Protocol) -> Router:
+    router = Router(auth=protocol.key)
     add_embedding_operations(router)
     add_unknown_route(router)
     return router
 
-
-jina_api = build("jina", jina_router(), render_openai)

@@ -10,20 +10,18 @@ from __future__ import annotations
 from django.http import HttpResponse
 from ninja import Router
 
-from ..auth import OPENAI_KEY
 from ..core import GatewayError
 from ..pipeline import json_response, serve
 from ..protocols import openai_chat, openai_responses
 from ..selectors import catalog_get
-from . import admin_usage, conversations, model_lists
-from .anthropic import render_anthropic
-from .base import add_embedding_operations, add_unknown_route, build, error_response
+from . import admin_usage, anthropic, conversations, model_lists
+from .base import Protocol, add_embedding_operations, add_unknown_route, error_response
 from .responses import response_input_items, response_remove, response_retrieve
 from .usage import trace_report, usage_report
 
 
-def openai_router() -> Router:
-    router = Router(auth=OPENAI_KEY)
+def router(protocol: Protocol) -> Router:
+    router = Router(auth=protocol.key)
 
     @router.post("/chat/completions")
     async def chat_completions(request):
@@ -62,12 +60,12 @@ def openai_router() -> Router:
 
     @router.get("/models")
     async def list_models(request):
-        shape = model_lists.anthropic_model_list if _is_anthropic(request) else model_lists.model_list_payload
+        shape = model_lists.anthropic_model_list if _is_anthropic(request) else protocol.model_list
         return json_response(shape(await catalog_get(), request.auth.allowed_models))
 
     @router.get("/models/{path:model_id}")
     async def retrieve_model(request, model_id: str):
-        shape = model_lists.anthropic_model if _is_anthropic(request) else model_lists.model_payload
+        shape = model_lists.anthropic_model if _is_anthropic(request) else protocol.model
         return json_response(shape(await catalog_get(), model_id, request.auth.allowed_models))
 
     add_unknown_route(router)
@@ -78,29 +76,24 @@ def _is_anthropic(request) -> bool:
     return "anthropic-version" in request.headers
 
 
-def render_openai(request, error: GatewayError, request_id: str) -> HttpResponse:
+def render(request, error: GatewayError, request_id: str) -> HttpResponse:
     if _is_anthropic(request):  # the Anthropic SDK listing models at our root
-        return render_anthropic(request, error, request_id)
+        return anthropic.render(request, error, request_id)
     return json_response(openai_chat.error_body(error), status=error.status, request_id=request_id)
 
 
 def openai_error_response(request, error: GatewayError) -> HttpResponse:
-    return error_response(request, error, render_openai)
+    return error_response(request, error, render)
 
 
 # OpenAI's Administration API under /v1/organization: usage, costs, admin keys, the project.
-OPENAI_ADMIN = (
-    ("/usage/completions", admin_usage.openai_completions),
-    ("/usage/embeddings", admin_usage.openai_embeddings),
-    ("/costs", admin_usage.openai_costs),
-    ("/admin_api_keys", admin_usage.openai_admin_keys),
-    ("/projects", admin_usage.openai_projects),
-    ("/projects/{project_id}", admin_usage.openai_project),
-    ("/projects/{project_id}/api_keys", admin_usage.openai_project_keys),
-)
-
-
-api = build("openai", openai_router(), render_openai)
-openai_alias_api = build("openai-alias", openai_router(), render_openai)
-openai_admin_api = build("openai-admin", admin_usage.admin_router(OPENAI_ADMIN), render_openai)
-openai_admin_alias_api = build("openai-admin-alias", admin_usage.admin_router(OPENAI_ADMIN), render_openai)
+def admin_router(protocol: Protocol) -> Router:
+    return admin_usage.admin_router((
+        ("/usage/completions", admin_usage.openai_completions),
+        ("/usage/embeddings", admin_usage.openai_embeddings),
+        ("/costs", admin_usage.openai_costs),
+        ("/admin_api_keys", admin_usage.openai_admin_keys),
+        ("/projects", admin_usage.openai_projects),
+        ("/projects/{project_id}", admin_usage.openai_project),
+        ("/projects/{project_id}/api_keys", admin_usage.openai_project_keys),
+    ))
