@@ -277,7 +277,7 @@ def wait_http_ok(url: str, timeout: float, proc: subprocess.Popen) -> None:
 
 def start_fake(port: int, logdir: Path) -> subprocess.Popen:
     logf = open(logdir / "fake.log", "w")
-    proc = PROCS.start([PY, "-m", "gateway.fakes.anthropic", "--host", "127.0.0.1", "--port", str(port), "--no-log"],
+    proc = PROCS.start([PY, "-m", "fakes.anthropic", "--host", "127.0.0.1", "--port", str(port), "--no-log"],
                        cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT)
     wait_http_ok(f"http://127.0.0.1:{port}/_fake/health", 20, proc)
     return proc

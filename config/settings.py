@@ -128,7 +128,7 @@ CELERY_BEAT_SCHEDULE: dict = {
 
 # Stripe top-ups and auto-recharge (billing/payments.py). Without STRIPE_SECRET_KEY the Billing page says
 # top-ups are not configured; everything else works. STRIPE_API_BASE points the library at another
-# server (the fake, gateway/fakes/stripe.py); empty: Stripe's own.
+# server (the fake, fakes/stripe.py); empty: Stripe's own.
 STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
 STRIPE_API_BASE = env_str("STRIPE_API_BASE")

@@ -104,29 +104,29 @@ def _fake_server(module: str):
 @pytest.fixture(scope="session")
 def fake_upstream():
     """Base URL of a fake Anthropic server process."""
-    yield from _fake_server("gateway.fakes.anthropic")
+    yield from _fake_server("fakes.anthropic")
 
 
 @pytest.fixture(scope="session")
 def fake_openai_upstream():
     """Base URL (without /v1) of a fake OpenAI-compatible server process."""
-    yield from _fake_server("gateway.fakes.openai_compat")
+    yield from _fake_server("fakes.openai_compat")
 
 
 @pytest.fixture(scope="session")
 def fake_stripe():
-    """Base URL of a fake Stripe server process (gateway/fakes/stripe.py); webhooks go where a test says."""
-    yield from _fake_server("gateway.fakes.stripe")
+    """Base URL of a fake Stripe server process (fakes/stripe.py); webhooks go where a test says."""
+    yield from _fake_server("fakes.stripe")
 
 
 @dataclass
 class FaultProxy:
-    """A running `gateway.fakes.faults` proxy: its base URL and its control route."""
+    """A running `fakes.faults` proxy: its base URL and its control route."""
 
     url: str
 
     def set(self, mode: str, **params: int) -> dict:
-        """Switch the proxy to `mode` (see gateway/fakes/faults.py for the modes and their parameters)."""
+        """Switch the proxy to `mode` (see fakes/faults.py for the modes and their parameters)."""
         response = httpx.put(f"{self.url}/_fault", json={"mode": mode, **params})
         response.raise_for_status()
         return response.json()
@@ -144,7 +144,7 @@ class FaultProxy:
 
 def _fault_proxy_process(upstream: str):
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "gateway.fakes.faults", "--upstream", upstream,
+    process = subprocess.Popen([sys.executable, "-m", "fakes.faults", "--upstream", upstream,
                                 "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     _wait_http(url + "/_fault/health", process)

@@ -19,7 +19,7 @@ import pytest
 from pydantic import BaseModel
 
 from billing.models import UsageEvent
-from gateway.fakes.anthropic import build_reply, parse_directives, parse_request
+from fakes.anthropic import build_reply, parse_directives, parse_request
 
 from .test_chat_e2e import marker, upstream_request
 

@@ -1,6 +1,6 @@
 """OpenAI Chat Completions end to end: the official `openai` SDK -> the gateway process -> the fake upstream.
 
-Fake-upstream directives (`[[fake:...]]`, see gateway/fakes/anthropic.py) in the prompt choose the
+Fake-upstream directives (`[[fake:...]]`, see fakes/anthropic.py) in the prompt choose the
 upstream's behaviour. Each test tags its prompt with a unique marker to find its upstream request in
 the fake's request log.
 """

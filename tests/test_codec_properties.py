@@ -1,5 +1,5 @@
 """Property tests: any valid request in an ingress format translates into an upstream request that the
-fake Anthropic API's strict validator (`gateway.fakes.anthropic.parse_request`) accepts.
+fake Anthropic API's strict validator (`fakes.anthropic.parse_request`) accepts.
 
 One strategy and one test per ingress format. A strategy builds well-formed conversations by
 construction (every tool call answered in the next turn, thinking blocks signed, ...) with the awkward
@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fakes.anthropic import ApiError, parse_request
 from gateway.core import ResponseContext, apply_model_limits
-from gateway.fakes.anthropic import ApiError, parse_request
 from gateway.protocols import anthropic_messages, gemini, openai_chat, openai_responses
 
 REQUEST_ID = "req_" + "0" * 24

@@ -152,7 +152,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def outage_upstream():
     """A fake upstream of this module's own, so its request log holds only these tests' requests."""
-    yield from _fake_server("gateway.fakes.anthropic")
+    yield from _fake_server("fakes.anthropic")
 
 
 def seed(cluster: Cluster) -> dict:

@@ -1,4 +1,4 @@
-"""Tests for the fake Anthropic upstream (gateway.fakes.anthropic).
+"""Tests for the fake Anthropic upstream (fakes.anthropic).
 
 No Django needed: run with `python -m pytest -p no:django tests/test_fake_anthropic.py`.
 The fake runs in-process on a free port, on its own event loop in a background thread, and is driven
@@ -24,7 +24,7 @@ import anthropic
 import httpx
 import pytest
 
-from gateway.fakes.anthropic import THINKING_SIGNATURE, THINKING_TEXT, start
+from fakes.anthropic import THINKING_SIGNATURE, THINKING_TEXT, start
 
 API_KEY = "test-key"
 SONNET = "claude-sonnet-4-6"
@@ -759,7 +759,7 @@ def test_no_log_mode(fake):
 def test_command_line_prints_listening_line():
     root = Path(__file__).resolve().parents[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.fakes.anthropic", "--host", "127.0.0.1", "--port", "0", "--no-log"],
+        [sys.executable, "-m", "fakes.anthropic", "--host", "127.0.0.1", "--port", "0", "--no-log"],
         cwd=root,
         stdout=subprocess.PIPE,
         text=True,

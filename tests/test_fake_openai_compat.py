@@ -1,4 +1,4 @@
-"""Tests for the fake OpenAI-compatible upstream (gateway.fakes.openai_compat).
+"""Tests for the fake OpenAI-compatible upstream (fakes.openai_compat).
 
 The fake runs in-process on a free port, on its own event loop in a background thread, and is driven
 through the official `openai` SDK (sync and async) plus raw HTTP for byte-level checks and for Jina's
@@ -27,7 +27,7 @@ import httpx
 import openai
 import pytest
 
-from gateway.fakes.openai_compat import start
+from fakes.openai_compat import start
 
 from .openapi import spec_available, validate
 
@@ -897,7 +897,7 @@ def test_no_log_mode(fake):
 
 def test_command_line_prints_listening_line():
     root = Path(__file__).resolve().parents[1]
-    command = [sys.executable, "-m", "gateway.fakes.openai_compat", "--host", "127.0.0.1", "--port", "0", "--no-log"]
+    command = [sys.executable, "-m", "fakes.openai_compat", "--host", "127.0.0.1", "--port", "0", "--no-log"]
     with subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True) as process:
         try:
             line = process.stdout.readline().strip()

@@ -10,8 +10,8 @@ import pytest
 import stripe
 from aiohttp import web
 
-from gateway.fakes import stripe as fake_stripe
-from gateway.fakes.stripe import parse_form, sign
+from fakes import stripe as fake_stripe
+from fakes.stripe import parse_form, sign
 
 SECRET = "whsec_fake_test"
 

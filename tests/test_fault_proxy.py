@@ -1,4 +1,4 @@
-"""Tests for the fault-injection proxy (gateway.fakes.faults), run as a process in front of the fakes."""
+"""Tests for the fault-injection proxy (fakes.faults), run as a process in front of the fakes."""
 
 from __future__ import annotations
 

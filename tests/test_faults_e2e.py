@@ -1,4 +1,4 @@
-"""What a gateway process does when its upstream misbehaves: the fault proxy (gateway/fakes/faults.py)
+"""What a gateway process does when its upstream misbehaves: the fault proxy (fakes/faults.py)
 between it and the fake Anthropic server hangs, resets, cuts streams and sends garbage on command.
 
 Every request that reached the upstream has exactly one usage row, whose status and error_type say

@@ -18,8 +18,8 @@ import pytest
 from google import genai
 from google.genai import types
 
+from fakes import anthropic as fake
 from gateway.core import ANTHROPIC_REQUEST_FIELDS, GatewayError, ResponseContext, Usage, apply_model_limits, invalid
-from gateway.fakes import anthropic as fake
 from gateway.protocols.gemini import StreamEncoder, decode_request, encode_response, error_body
 from gateway.protocols.openai_chat import JSON_OBJECT_INSTRUCTION, JSON_SCHEMA_INSTRUCTION, _tool_id
 from tests.anthropic_events import anthropic_message as message

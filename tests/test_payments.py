@@ -1,6 +1,6 @@
 """Paying: the Billing page, Stripe's webhook into the ledger, auto-recharge and reconciliation.
 
-Stripe is the fake (gateway/fakes/stripe.py) as a process, driven through the real `stripe` library.
+Stripe is the fake (fakes/stripe.py) as a process, driven through the real `stripe` library.
 Its events are read from its `/_fake/events` and posted to our webhook signed with Stripe's scheme, so
 each test decides exactly which deliveries arrive, how often and in which order. The concurrency tests
 commit (`db_access`, each in a tenant of its own) instead of flushing the database afterwards, which
@@ -32,7 +32,7 @@ from billing.payments import (
 )
 from billing.selectors import tenant_balance_nano
 from billing.services import credit_grant, ledger_adjust
-from gateway.fakes.stripe import sign
+from fakes.stripe import sign
 
 from .conftest import requires_postgres
 from .dashboard_helpers import assert_roles, client_for, team  # noqa: F401 (fixtures)

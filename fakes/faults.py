@@ -6,7 +6,7 @@ proxy process serves a whole test session. It needs no Django.
 
 Run it::
 
-    python -m gateway.fakes.faults --upstream http://127.0.0.1:8100 --host 127.0.0.1 --port 8200
+    python -m fakes.faults --upstream http://127.0.0.1:8100 --host 127.0.0.1 --port 8200
 
 It prints exactly one line, ``fault-proxy listening on http://HOST:PORT`` (port 0 picks a free port). In-process, ``await start(upstream, host, port)``.
 
@@ -61,10 +61,10 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from gateway.fakes import serving
-from gateway.fakes.anthropic import ERROR_TYPES as ANTHROPIC_ERROR_TYPES
-from gateway.fakes.openai_compat import DIRECTIVE_ERRORS as OPENAI_ERRORS
-from gateway.fakes.serving import RequestLogControl
+from fakes import serving
+from fakes.anthropic import ERROR_TYPES as ANTHROPIC_ERROR_TYPES
+from fakes.openai_compat import DIRECTIVE_ERRORS as OPENAI_ERRORS
+from fakes.serving import RequestLogControl
 
 MODES = frozenset({"pass", "hang", "delay", "reset", "garbage", "midstream_close", "echo_credentials"})
 PARAMS = frozenset({"ms", "events", "bytes", "status", "times"})
@@ -271,7 +271,7 @@ async def start(upstream: str, host: str = "127.0.0.1", port: int = 0) -> tuple[
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m gateway.fakes.faults", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m fakes.faults", description=__doc__.splitlines()[0])
     parser.add_argument("--upstream", required=True, help="base URL to forward to, e.g. http://127.0.0.1:8100")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8200)

@@ -8,7 +8,7 @@ fields are accepted, because compatible servers each add their own.
 
 Run it::
 
-    python -m gateway.fakes.openai_compat --host 127.0.0.1 --port 8200 [--no-log]
+    python -m fakes.openai_compat --host 127.0.0.1 --port 8200 [--no-log]
 
 It prints exactly one line, ``fake-openai listening on http://HOST:PORT`` (port 0 picks a free port and
 the real one is printed). In-process, use ``build_app()`` or ``await start(host, port)``.
@@ -109,10 +109,10 @@ from typing import Any, Callable, Iterator
 import orjson
 from aiohttp import web
 
-from gateway.fakes import serving
-from gateway.fakes.serving import RequestLogControl
+from fakes import serving
+from fakes.serving import RequestLogControl
 
-from gateway.fakes.anthropic import (
+from fakes.anthropic import (
     DIRECTIVE_SPLIT_RE,
     DIRECTIVE_TAG_RE,
     JSON_FRAGMENT_CHARS,
@@ -1282,7 +1282,7 @@ async def start(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> tuple[
 
 
 def main(argv: list[str] | None = None) -> None:
-    serving.main(build_app, name="fake-openai", module="gateway.fakes.openai_compat",
+    serving.main(build_app, name="fake-openai", module="fakes.openai_compat",
                  description=__doc__.splitlines()[0], default_port=8200, argv=argv)
 
 

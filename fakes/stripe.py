@@ -8,7 +8,7 @@ replays the first answer, as Stripe does. Everything lives in memory; no Django,
 
 Run it::
 
-    python -m gateway.fakes.stripe --host 127.0.0.1 --port 8300 \
+    python -m fakes.stripe --host 127.0.0.1 --port 8300 \
         --webhook-url http://127.0.0.1:8000/billing/stripe/webhook --webhook-secret whsec_...
 
 It prints ``fake-stripe listening on http://HOST:PORT``. The webhook URL and secret also come from
@@ -587,7 +587,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--webhook-secret")
     known, rest = parser.parse_known_args(argv if argv is not None else sys.argv[1:])
     serving.main(lambda **kwargs: build_app(webhook_url=known.webhook_url, webhook_secret=known.webhook_secret, **kwargs),
-                 name="fake-stripe", module="gateway.fakes.stripe", description=__doc__.splitlines()[0],
+                 name="fake-stripe", module="fakes.stripe", description=__doc__.splitlines()[0],
                  default_port=8300, argv=rest)
 
 

@@ -7,7 +7,7 @@ translation bug in the gateway surfaces as a 400 in tests instead of passing sil
 
 Run it::
 
-    python -m gateway.fakes.anthropic --host 127.0.0.1 --port 8100 [--no-log]
+    python -m fakes.anthropic --host 127.0.0.1 --port 8100 [--no-log]
 
 It prints exactly one line, ``fake-anthropic listening on http://HOST:PORT`` (port 0 picks a free port
 and the real one is printed). In-process, use ``build_app()`` or ``await start(host, port)``.
@@ -98,8 +98,8 @@ from typing import Any, Iterator
 import orjson
 from aiohttp import web
 
-from gateway.fakes import serving
-from gateway.fakes.serving import RequestLogControl
+from fakes import serving
+from fakes.serving import RequestLogControl
 
 # --------------------------------------------------------------------------------------------------
 # Static data
@@ -1449,7 +1449,7 @@ async def start(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> tuple[
 
 
 def main(argv: list[str] | None = None) -> None:
-    serving.main(build_app, name="fake-anthropic", module="gateway.fakes.anthropic",
+    serving.main(build_app, name="fake-anthropic", module="fakes.anthropic",
                  description=__doc__.splitlines()[0], default_port=8100, argv=argv)
 
 
