@@ -21,7 +21,8 @@ from google.genai import types
 from fakes import anthropic as fake
 from gateway.core import ANTHROPIC_REQUEST_FIELDS, GatewayError, ResponseContext, Usage, apply_model_limits, invalid
 from gateway.protocols.gemini import StreamEncoder, decode_request, encode_response, error_body
-from gateway.protocols.openai_chat import JSON_OBJECT_INSTRUCTION, JSON_SCHEMA_INSTRUCTION, _tool_id
+from gateway.protocols._common.tools import tool_id as _tool_id
+from gateway.protocols.openai_chat import JSON_OBJECT_INSTRUCTION, JSON_SCHEMA_INSTRUCTION
 from tests.anthropic_events import anthropic_message as message
 
 MODEL = "claude-sonnet-4-6"

@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.core import GatewayError, MessageAccumulator, Usage, estimate_input_tokens
-from gateway.protocols.openai_chat import _tool_id, decode_request
+from gateway.protocols._common.tools import tool_id as _tool_id
+from gateway.protocols.openai_chat import decode_request
 from gateway.providers import PROVIDERS, UpstreamConfig, close_providers, get_provider
 from gateway.providers.openai_compat import (
     JinaProvider,

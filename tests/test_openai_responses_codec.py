@@ -25,6 +25,7 @@ from gateway.protocols.openai_chat import JSON_OBJECT_INSTRUCTION, JSON_SCHEMA_I
 from gateway.protocols.openai_responses import (
     REDACTED_THINKING_PREFIX,
     StreamEncoder,
+    decode_input_items,
     decode_request,
     encode_response,
     error_body,
@@ -448,6 +449,22 @@ def test_error_messages_read_like_openai():
         "'function_call', 'function_call_output', 'custom_tool_call', 'custom_tool_call_output', 'local_shell_call', "
         "'local_shell_call_output', 'web_search_call' and 'reasoning'."
     )
+
+
+def test_items_decoded_on_their_own_name_the_parameter_they_came_in():
+    with pytest.raises(GatewayError) as caught:
+        decode_input_items([user([{"type": "input_video"}])], param="items")
+    assert caught.value.param == "items[0].content[0].type"
+    # The value list keeps its own names: only the parameter path is the caller's.
+    assert caught.value.message == (
+        "Invalid value for 'items[0].content[0].type': \"input_video\". Supported values are: 'input_text', "
+        "'input_image' and 'input_file'."
+    )
+    with pytest.raises(GatewayError) as caught:
+        decode_input_items([user("  ")], param="items")
+    assert caught.value.param == "items"
+    messages, system = decode_input_items([{"role": "system", "content": "Be brief."}, user("Hi")], param="items")
+    assert messages == [{"role": "user", "content": [text("Hi")]}] and system == ["Be brief."]
 
 
 def test_max_output_tokens_becomes_max_tokens_and_is_left_out_for_the_catalog_default():

@@ -33,18 +33,8 @@ def decode_items(items: Any) -> tuple[list[dict], str | None]:
         raise invalid(f"'items' must be a list of at most {MAX_ITEMS_PER_CALL} items.", "items")
     if not items:
         return [], None
-    try:
-        ireq = openai_responses.decode_request({"model": "-", "input": items})
-    except GatewayError as exc:
-        exc.param = (exc.param or "").replace("input", "items", 1) or "items"
-        exc.message = exc.message.replace("'input", "'items")
-        raise
-    system = ireq.params.get("system")
-    if isinstance(system, list):
-        system = "\n".join(block.get("text", "") for block in system)
-    messages = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], list)
-                 else [{"type": "text", "text": m["content"]}]} for m in ireq.params["messages"]]
-    return messages, system or None
+    messages, system = openai_responses.decode_input_items(items, param="items")
+    return messages, "\n".join(system) or None
 
 
 def message_items(message: Message) -> list[dict]:

@@ -1,8 +1,8 @@
 """Gemini API codec: `models/{model}:generateContent` and `:streamGenerateContent` to and from the internal
 Anthropic Messages shape.
 
-Pure like openai_chat, whose validation helpers, effort table, `json_schema` strategy and turn merging it
-imports: plain dicts, one pass, no I/O, clock or randomness. The model and streaming come from the URL, so
+Pure like openai_chat, with which it shares the validation helpers, effort table, `json_schema` strategy
+and turn merging of gateway/protocols/_common: plain dicts, one pass, no I/O, clock or randomness. The model and streaming come from the URL, so
 the view passes them to `decode_request`. Gemini's REST API is protobuf JSON and accepts camelCase and
 snake_case field names alike (google-genai sends a mix of both, e.g. `inlineData.mime_type`), so every
 field is read under both names; errors name it in camelCase.
@@ -70,28 +70,12 @@ from typing import Any
 import orjson
 
 from gateway.core import MIN_THINKING_BUDGET, GatewayError, InternalRequest, ResponseContext, Usage, invalid
-from gateway.protocols.openai_chat import (
-    _EFFORT_BUDGETS,
-    _IMAGE_MEDIA_TYPES,
-    JSON_OBJECT_INSTRUCTION,
-    _append_blocks,
-    _apply_json_schema,
-    _effort_thinking,
-    _function_name,
-    _function_tool,
-    _is_int,
-    _json_type,
-    _last_tool_turn_lacks_thinking,
-    _missing,
-    _required_dict,
-    _tool_id,
-    _show,
-    _strip_prefill,
-    _text_block,
-    _Turn,
-    _unsupported_value,
-    _wrong_type,
-)
+from gateway.protocols._common.checks import (int_at_least, json_type, missing, number_in_range, optional_bool,
+                                              required_dict, show, unsupported_value, wrong_type)
+from gateway.protocols._common.content import IMAGE_MEDIA_TYPES, Turn, append_blocks, strip_prefill, text_block
+from gateway.protocols._common.structured import JSON_OBJECT_INSTRUCTION, apply_json_schema
+from gateway.protocols._common.thinking import EFFORT_BUDGETS, effort_thinking, last_tool_turn_lacks_thinking
+from gateway.protocols._common.tools import function_name, function_tool, tool_id
 
 _MAX_STOP_SEQUENCES = 5  # Gemini's limit
 _FILES_API = "https://generativelanguage.googleapis.com/"
@@ -155,7 +139,7 @@ def decode_request(
     `request_id` is part of the codec interface; Gemini needs none.
     """
     if not isinstance(body, dict):
-        raise invalid(f"The request body must be a JSON object, but got {_json_type(body)}.")
+        raise invalid(f"The request body must be a JSON object, but got {json_type(body)}.")
     if not model:
         raise invalid("The model name in the URL is empty.", "model")
     if _get(body, "cachedContent") is not None:
@@ -164,7 +148,7 @@ def decode_request(
     messages = _decode_contents(_get(body, "contents"))
     system = _system_texts(_get(body, "systemInstruction"))
     config = _get(body, "generationConfig")
-    config = {} if config is None else _required_dict(config, "generationConfig")
+    config = {} if config is None else required_dict(config, "generationConfig")
     # Gemini clients send their whole history: the conversation store is for the OpenAI APIs.
     options: dict[str, Any] = {"store": False, "sse": sse}
 
@@ -176,7 +160,7 @@ def decode_request(
     thinking, include_thoughts = _requested_thinking(config)
     if include_thoughts:
         options["include_thoughts"] = True
-    if thinking and not _last_tool_turn_lacks_thinking(messages):
+    if thinking and not last_tool_turn_lacks_thinking(messages):
         params["thinking"] = thinking
     _apply_sampling(config, params)
     _apply_tools(body, params)
@@ -202,20 +186,15 @@ def _string(container: dict, key: str, parent: str, *, required: bool = True) ->
     param = f"{parent}.{key}"
     if value is None or value == "":
         if required:
-            raise _missing(param)
+            raise missing(param)
         return None
     if not isinstance(value, str):
-        raise _wrong_type(param, "a string", value)
+        raise wrong_type(param, "a string", value)
     return value
 
 
 def _bool(container: dict, key: str, parent: str) -> bool:
-    value = _get(container, key)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise _wrong_type(parent + key, "a boolean", value)
-    return value
+    return optional_bool(_get(container, key), parent + key)
 
 
 def _integer(container: dict, key: str, parent: str, *, minimum: int) -> int | None:
@@ -225,29 +204,16 @@ def _integer(container: dict, key: str, parent: str, *, minimum: int) -> int | N
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    param = parent + key
-    if not _is_int(value):
-        raise _wrong_type(param, "an integer", value)
-    if value < minimum:
-        raise invalid(f"Invalid '{param}': expected a value >= {minimum}, but got {value}.", param)
-    return value
+    return int_at_least(value, parent + key, minimum)
 
 
-def _number(container: dict, key: str, low: float, high: float) -> float | None:
-    value = _get(container, key)
-    if value is None:
-        return None
-    param = "generationConfig." + key
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise _wrong_type(param, "a number", value)
-    if not low <= value <= high:  # also false for NaN
-        raise invalid(f"Invalid '{param}': expected a value between {low} and {high}, but got {value}.", param)
-    return value
+def _number(config: dict, key: str, low: int, high: int) -> int | float | None:
+    return number_in_range(_get(config, key), "generationConfig." + key, low, high)
 
 
 def _list(value: Any, param: str) -> list:
     if not isinstance(value, list):
-        raise _missing(param) if value is None else _wrong_type(param, "an array", value)
+        raise missing(param) if value is None else wrong_type(param, "an array", value)
     return value
 
 
@@ -261,7 +227,7 @@ class _Call:
 
     def __init__(self, call_id: str, given: str | None, name: str, param: str) -> None:
         self.id = call_id
-        self.given = given  # the client's id, as sent: two ids may only differ in what _tool_id replaces
+        self.given = given  # the client's id, as sent: two ids may only differ in what tool_id replaces
         self.name = name
         self.param = param
 
@@ -284,7 +250,7 @@ class _Contents:
     __slots__ = ("turns", "pending", "results", "used_ids")
 
     def __init__(self) -> None:
-        self.turns: list[_Turn] = []
+        self.turns: list[Turn] = []
         self.pending: list[_Call] = []  # the calls of the last model turn
         self.results: list[_Result] = []  # the results of the user turn after it
         self.used_ids: set[str] = set()
@@ -298,7 +264,7 @@ class _Contents:
         _extend(self.turns, "assistant", blocks)
 
     def add_user(self, results: list[dict], blocks: list[dict]) -> None:
-        _append_blocks(self.turns, "user", results, results=True)
+        append_blocks(self.turns, "user", results, results=True)
         _extend(self.turns, "user", blocks)
 
     def tool_id(self, given: str | None, i: int, j: int) -> str:
@@ -325,7 +291,7 @@ class _Contents:
             # A result with an id of its own can still answer a call that came without one.
             call = next((c for c in pending if c.name == result.name and not (result.given and c.given)), None)
             if call is None:
-                shown = f"{_show(result.name)} (id {_show(result.given)})" if result.given else _show(result.name)
+                shown = f"{show(result.name)} (id {show(result.given)})" if result.given else show(result.name)
                 raise invalid(
                     f"Invalid '{result.param}': the functionResponse {shown} answers no unanswered functionCall "
                     "of the preceding model turn.",
@@ -336,7 +302,7 @@ class _Contents:
         if pending:
             call = pending[0]
             raise invalid(
-                f"Invalid '{call.param}': the functionCall {_show(call.name)} has no functionResponse in the "
+                f"Invalid '{call.param}': the functionCall {show(call.name)} has no functionResponse in the "
                 "next user turn. Answer every function call of a model turn in the turn that follows it.",
                 call.param,
             )
@@ -345,11 +311,11 @@ class _Contents:
     def messages(self) -> list[dict]:
         """The Anthropic messages. Anthropic rejects whitespace-only text blocks: such a text run is
         dropped, a turn left empty goes and its neighbours merge; a prefill loses its trailing whitespace."""
-        turns: list[_Turn] = []
+        turns: list[Turn] = []
         for turn in self.turns:
-            _append_blocks(turns, turn.role, turn.results, results=True)
+            append_blocks(turns, turn.role, turn.results, results=True)
             _extend(turns, turn.role, [b for b in turn.blocks if b["type"] != "text" or not b["text"].isspace()])
-        _strip_prefill(turns)
+        strip_prefill(turns)
         return [turn.as_message() for turn in turns]
 
 
@@ -357,10 +323,10 @@ def _decode_contents(contents: Any) -> list[dict]:
     state = _Contents()
     for i, content in enumerate(_list(contents, "contents")):
         param = f"contents[{i}]"
-        content = _required_dict(content, param)
+        content = required_dict(content, param)
         role = _get(content, "role") or "user"
         if not isinstance(role, str) or role not in _ROLES:
-            raise _unsupported_value(f"{param}.role", role, "'user' and 'model'")
+            raise unsupported_value(f"{param}.role", role, "'user' and 'model'")
         parts = _get(content, "parts")
         parts = [] if parts is None else _list(parts, f"{param}.parts")
         if _ROLES[role] == "assistant":
@@ -375,26 +341,26 @@ def _decode_contents(contents: Any) -> list[dict]:
     return messages
 
 
-def _extend(turns: list[_Turn], role: str, blocks: list[dict]) -> None:
+def _extend(turns: list[Turn], role: str, blocks: list[dict]) -> None:
     """Append to the turn of `role`, joining adjacent model texts: the SDK's chat history holds a streamed
     answer as one content per chunk, and a chunk may be only whitespace, which Anthropic rejects as a block."""
     if blocks and role == "assistant" and turns and turns[-1].role == role:
         last = turns[-1].blocks
         if last and last[-1]["type"] == "text" and blocks[0]["type"] == "text":
-            last[-1] = _text_block(last[-1]["text"] + blocks[0]["text"])
+            last[-1] = text_block(last[-1]["text"] + blocks[0]["text"])
             blocks = blocks[1:]
-    _append_blocks(turns, role, blocks)
+    append_blocks(turns, role, blocks)
 
 
 def _push_text(blocks: list[dict], text: str) -> None:
     if blocks and blocks[-1]["type"] == "text":
-        blocks[-1] = _text_block(blocks[-1]["text"] + text)
+        blocks[-1] = text_block(blocks[-1]["text"] + text)
     else:
-        blocks.append(_text_block(text))
+        blocks.append(text_block(text))
 
 
 def _part(parts: list, i: int, j: int) -> dict:
-    return _required_dict(parts[j], f"contents[{i}].parts[{j}]")
+    return required_dict(parts[j], f"contents[{i}].parts[{j}]")
 
 
 def _model_parts(state: _Contents, parts: list, i: int) -> None:
@@ -406,7 +372,7 @@ def _model_parts(state: _Contents, parts: list, i: int) -> None:
         signature = _get(part, "thoughtSignature")
         if signature is not None:
             if not isinstance(signature, str):
-                raise _wrong_type(f"{param}.thoughtSignature", "a string", signature)
+                raise wrong_type(f"{param}.thoughtSignature", "a string", signature)
             thought = _thought_block(signature)
             if thought is not None:
                 blocks.append(thought)
@@ -415,22 +381,22 @@ def _model_parts(state: _Contents, parts: list, i: int) -> None:
         text = _get(part, "text")
         if text is not None:
             if not isinstance(text, str):
-                raise _wrong_type(f"{param}.text", "a string", text)
+                raise wrong_type(f"{param}.text", "a string", text)
             if text:
                 _push_text(blocks, text)
             continue
         call = _get(part, "functionCall")
         if call is not None:
             param += ".functionCall"
-            call = _required_dict(call, param)
+            call = required_dict(call, param)
             name = _string(call, "name", param)
             given = _string(call, "id", param, required=False)
             args = _get(call, "args")
             if args is None:
                 args = {}
             elif not isinstance(args, dict):
-                raise _wrong_type(f"{param}.args", "an object", args)
-            call_id = state.tool_id(_tool_id(given) if given else None, i, j)
+                raise wrong_type(f"{param}.args", "an object", args)
+            call_id = state.tool_id(tool_id(given) if given else None, i, j)
             blocks.append({"type": "tool_use", "id": call_id, "name": name, "input": args})
             calls.append(_Call(call_id, given, name, param))
             continue
@@ -453,9 +419,9 @@ def _user_parts(state: _Contents, parts: list, i: int) -> None:
         text = _get(part, "text")
         if text is not None:
             if not isinstance(text, str):
-                raise _wrong_type(f"{param}.text", "a string", text)
+                raise wrong_type(f"{param}.text", "a string", text)
             if text and not text.isspace():  # Anthropic rejects whitespace-only text
-                blocks.append(_text_block(text))
+                blocks.append(text_block(text))
             continue
         data = _get(part, "inlineData")
         if data is not None:
@@ -485,19 +451,19 @@ def _check_no_data(part: dict, param: str, signature: Any) -> None:
 
 
 def _tool_result_block(state: _Contents, response: Any, param: str) -> dict:
-    response = _required_dict(response, param)
+    response = required_dict(response, param)
     name = _string(response, "name", param)
     given = _string(response, "id", param, required=False)
-    payload = _required_dict(_get(response, "response"), f"{param}.response")
+    payload = required_dict(_get(response, "response"), f"{param}.response")
     text = orjson.dumps(payload).decode()
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": None, "content": text}  # set by settle()
     state.results.append(_Result(block, given, name, param))
     media = _get(response, "parts")
     if media:  # Gemini 3's multimodal function responses
-        content = [_text_block(text)]
+        content = [text_block(text)]
         for k, part in enumerate(_list(media, f"{param}.parts")):
             part_param = f"{param}.parts[{k}]"
-            part = _required_dict(part, part_param)
+            part = required_dict(part, part_param)
             if _get(part, "inlineData") is not None:
                 content.append(_inline_block(_get(part, "inlineData"), f"{part_param}.inlineData"))
             elif _get(part, "fileData") is not None:
@@ -515,9 +481,9 @@ def _media_type(data: dict, param: str) -> str:
     media_type = _string(data, "mimeType", param).strip().lower()
     if media_type == "image/jpg":
         media_type = "image/jpeg"
-    if media_type not in _IMAGE_MEDIA_TYPES and media_type != "application/pdf":
+    if media_type not in IMAGE_MEDIA_TYPES and media_type != "application/pdf":
         raise invalid(
-            f"Invalid '{param}.mimeType': unsupported type {_show(media_type)}. Supported types are image/jpeg, "
+            f"Invalid '{param}.mimeType': unsupported type {show(media_type)}. Supported types are image/jpeg, "
             "image/png, image/gif, image/webp and application/pdf.",
             f"{param}.mimeType",
         )
@@ -525,7 +491,7 @@ def _media_type(data: dict, param: str) -> str:
 
 
 def _inline_block(data: Any, param: str) -> dict:
-    data = _required_dict(data, param)
+    data = required_dict(data, param)
     media_type = _media_type(data, param)
     payload = _string(data, "data", param)
     if "-" in payload or "_" in payload:  # google-genai encodes bytes in the URL-safe alphabet
@@ -535,7 +501,7 @@ def _inline_block(data: Any, param: str) -> dict:
 
 
 def _file_block(data: Any, param: str) -> dict:
-    data = _required_dict(data, param)
+    data = required_dict(data, param)
     uri = _string(data, "fileUri", param)
     if uri.startswith(_FILES_API):
         raise invalid("Files uploaded with the Files API are not supported; send them as 'inlineData'.",
@@ -553,11 +519,11 @@ def _system_texts(instruction: Any) -> list[str]:
     if isinstance(instruction, str):
         return [instruction] if instruction else []
     param = "systemInstruction"
-    parts = _get(_required_dict(instruction, param), "parts")
+    parts = _get(required_dict(instruction, param), "parts")
     texts = []
     for j, part in enumerate([] if parts is None else _list(parts, f"{param}.parts")):
         part_param = f"{param}.parts[{j}]"
-        text = _get(_required_dict(part, part_param), "text")
+        text = _get(required_dict(part, part_param), "text")
         if not isinstance(text, str):
             raise invalid(f"Invalid '{part_param}': the system instruction can only hold text parts.", part_param)
         if text:
@@ -613,7 +579,7 @@ def _check_output(config: dict) -> None:
     param = "generationConfig.responseModalities"
     for k, modality in enumerate([] if modalities is None else _list(modalities, param)):
         if not isinstance(modality, str) or modality.upper() != "TEXT":
-            raise _unsupported_value(f"{param}[{k}]", modality, "'TEXT'")
+            raise unsupported_value(f"{param}[{k}]", modality, "'TEXT'")
 
 
 def _requested_thinking(config: dict) -> tuple[dict | None, bool]:
@@ -622,7 +588,7 @@ def _requested_thinking(config: dict) -> tuple[dict | None, bool]:
     if thinking_config is None:
         return None, False
     parent = "generationConfig.thinkingConfig"
-    thinking_config = _required_dict(thinking_config, parent)
+    thinking_config = required_dict(thinking_config, parent)
     include = _bool(thinking_config, "includeThoughts", parent + ".")
     level = _get(thinking_config, "thinkingLevel")
     budget = _get(thinking_config, "thinkingBudget")
@@ -630,22 +596,22 @@ def _requested_thinking(config: dict) -> tuple[dict | None, bool]:
         if budget is not None:
             raise invalid("Set either 'thinkingBudget' or 'thinkingLevel', not both.", f"{parent}.thinkingLevel")
         if not isinstance(level, str):
-            raise _wrong_type(f"{parent}.thinkingLevel", "a string", level)
+            raise wrong_type(f"{parent}.thinkingLevel", "a string", level)
         level = level.lower()
         if level == "thinking_level_unspecified":
             level = "medium"
-        if level not in _EFFORT_BUDGETS:
-            raise _unsupported_value(f"{parent}.thinkingLevel", level.upper(),
+        if level not in EFFORT_BUDGETS:
+            raise unsupported_value(f"{parent}.thinkingLevel", level.upper(),
                                      "'MINIMAL', 'LOW', 'MEDIUM', 'HIGH' and 'XHIGH'")
-        return _effort_thinking(level, f"{parent}.thinkingLevel"), include
+        return effort_thinking(level, f"{parent}.thinkingLevel"), include
     budget = _integer(thinking_config, "thinkingBudget", parent + ".", minimum=-1)
     if budget is None:
         # Asking to see thoughts means thinking on, as on Gemini's thinking models.
-        return (_effort_thinking("medium", parent) if include else None), include
+        return (effort_thinking("medium", parent) if include else None), include
     if budget == 0:
         return None, include
     if budget == -1:  # dynamic
-        return _effort_thinking("medium", parent), include
+        return effort_thinking("medium", parent), include
     return {"type": "enabled", "budget_tokens": max(budget, MIN_THINKING_BUDGET)}, include
 
 
@@ -675,7 +641,7 @@ def _stop_sequences(stop: Any) -> list[str]:
                       param)
     for k, sequence in enumerate(stop):
         if not isinstance(sequence, str):
-            raise _wrong_type(f"{param}[{k}]", "a string", sequence)
+            raise wrong_type(f"{param}[{k}]", "a string", sequence)
     return [sequence for sequence in stop if sequence.strip()]  # Anthropic rejects whitespace-only ones
 
 
@@ -683,18 +649,18 @@ def _apply_response_format(config: dict, params: dict, system: list[str], option
     """`responseMimeType` and the response schemas, the way openai_chat handles `response_format`."""
     mime_type = _get(config, "responseMimeType")
     if mime_type is not None and mime_type not in ("text/plain", "application/json"):
-        raise _unsupported_value("generationConfig.responseMimeType", mime_type, "'text/plain' and 'application/json'")
+        raise unsupported_value("generationConfig.responseMimeType", mime_type, "'text/plain' and 'application/json'")
     json_schema = _get(config, "responseJsonSchema")
     schema = _get(config, "responseSchema")
     if json_schema is not None and schema is not None:
         raise invalid("Set either 'responseSchema' or 'responseJsonSchema', not both.",
                       "generationConfig.responseJsonSchema")
     if json_schema is not None:
-        schema = _required_dict(json_schema, "generationConfig.responseJsonSchema")
+        schema = required_dict(json_schema, "generationConfig.responseJsonSchema")
     elif schema is not None:
-        schema = _json_schema(_required_dict(schema, "generationConfig.responseSchema"))
+        schema = _json_schema(required_dict(schema, "generationConfig.responseSchema"))
     if schema is not None:
-        _apply_json_schema({"schema": schema}, params, system, options)
+        apply_json_schema({"schema": schema}, params, system, options, "generationConfig")
     elif mime_type == "application/json":
         system.append(JSON_OBJECT_INSTRUCTION)
 
@@ -737,7 +703,7 @@ def _apply_tools(body: dict, params: dict) -> None:
         names = {tool["name"] for tool in tools}
         for k, name in enumerate(allowed):
             if name not in names:
-                raise invalid(f"Invalid '{param}[{k}]': no function named {_show(name)} is declared.",
+                raise invalid(f"Invalid '{param}[{k}]': no function named {show(name)} is declared.",
                               f"{param}[{k}]")
         tools = [tool for tool in tools if tool["name"] in allowed]
     params["tools"] = tools
@@ -762,10 +728,10 @@ def _decode_tools(tools: Any) -> list[dict]:
     decoded: list[dict] = []
     for k, tool in enumerate(_list(tools, "tools")):
         param = f"tools[{k}]"
-        tool = _required_dict(tool, param)
+        tool = required_dict(tool, param)
         for key, value in tool.items():
             if value is not None and key not in ("functionDeclarations", "function_declarations"):
-                raise invalid(f"Only function tools ('functionDeclarations') are supported, not {_show(key)}.",
+                raise invalid(f"Only function tools ('functionDeclarations') are supported, not {show(key)}.",
                               f"{param}.{key}")
         declarations = _get(tool, "functionDeclarations")
         for m, declaration in enumerate(
@@ -776,42 +742,42 @@ def _decode_tools(tools: Any) -> list[dict]:
 
 
 def _function_declaration(declaration: Any, param: str, decoded: list[dict]) -> dict:
-    declaration = _required_dict(declaration, param)
-    name = _function_name({"name": _get(declaration, "name")}, param)
+    declaration = required_dict(declaration, param)
+    name = function_name({"name": _get(declaration, "name")}, param)
     if any(tool["name"] == name for tool in decoded):
-        raise invalid(f"Invalid 'tools': the function name {_show(name)} is declared twice.", f"{param}.name")
+        raise invalid(f"Invalid 'tools': the function name {show(name)} is declared twice.", f"{param}.name")
     key = "parametersJsonSchema"
     schema = _get(declaration, key)
     if schema is not None:
-        schema = _required_dict(schema, f"{param}.{key}")
+        schema = required_dict(schema, f"{param}.{key}")
     else:
         key = "parameters"
         schema = _get(declaration, key)
         if schema is not None:
-            schema = _json_schema(_required_dict(schema, f"{param}.{key}"))
+            schema = _json_schema(required_dict(schema, f"{param}.{key}"))
     if schema is not None and schema.get("type") != "object":  # Anthropic's input_schema must be an object
         raise invalid(f"Invalid '{param}.{key}': the schema must describe an object (type OBJECT).", f"{param}.{key}")
-    return _function_tool({"parameters": schema, "description": _get(declaration, "description")}, param, name)
+    return function_tool({"parameters": schema, "description": _get(declaration, "description")}, param, name)
 
 
 def _function_calling_config(tool_config: Any) -> tuple[str | None, list[str]]:
     if tool_config is None:
         return None, []
-    config = _get(_required_dict(tool_config, "toolConfig"), "functionCallingConfig")
+    config = _get(required_dict(tool_config, "toolConfig"), "functionCallingConfig")
     if config is None:
         return None, []
     param = "toolConfig.functionCallingConfig"
-    config = _required_dict(config, param)
+    config = required_dict(config, param)
     mode = _get(config, "mode")
     if mode is not None:
         if not isinstance(mode, str) or mode.upper() not in _TOOL_MODES:
-            raise _unsupported_value(f"{param}.mode", mode, "'AUTO', 'ANY', 'NONE' and 'VALIDATED'")
+            raise unsupported_value(f"{param}.mode", mode, "'AUTO', 'ANY', 'NONE' and 'VALIDATED'")
         mode = _TOOL_MODES[mode.upper()]
     allowed = _get(config, "allowedFunctionNames")
     allowed = [] if allowed is None else _list(allowed, f"{param}.allowedFunctionNames")
     for k, name in enumerate(allowed):
         if not isinstance(name, str):
-            raise _wrong_type(f"{param}.allowedFunctionNames[{k}]", "a string", name)
+            raise wrong_type(f"{param}.allowedFunctionNames[{k}]", "a string", name)
     return mode, allowed
 
 

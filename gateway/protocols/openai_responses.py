@@ -1,8 +1,8 @@
 """OpenAI Responses codec: `POST /v1/responses` to and from the internal Anthropic Messages shape.
 
-Pure like openai_chat, whose validation helpers, effort table and `json_schema` strategy it imports so
-that both OpenAI protocols accept, reject and translate alike: plain dicts, one pass, no I/O, clock or
-randomness. Ids derive from `ResponseContext.request_id` (`req_<hex>`): the response is `resp_<hex>`
+Pure like openai_chat, with which it shares the validation helpers, effort table and `json_schema`
+strategy of gateway/protocols/_common, so that both OpenAI protocols accept, reject and translate alike:
+plain dicts, one pass, no I/O, clock or randomness. Ids derive from `ResponseContext.request_id` (`req_<hex>`): the response is `resp_<hex>`
 and output item n is `rs_<hex>_<n>`, `msg_<hex>_<n>` or `fc_<hex>_<n>`, so a streamed answer, its
 final `response.completed` object and `encode_response` of the same message all agree.
 
@@ -90,39 +90,14 @@ import orjson
 
 from gateway.core import WEB_SEARCH_TOOL_TYPE, GatewayError, InternalRequest, ResponseContext, Usage, invalid
 from gateway.protocols import openai_chat
-from gateway.protocols.openai_chat import (
-    _DEFAULT_JSON_TOOL,
-    JSON_OBJECT_INSTRUCTION,
-    _append_blocks,
-    _apply_json_schema,
-    _decode_tool_choice,
-    _decode_thinking_object,
-    _effort_thinking,
-    _function_name,
-    _function_tool,
-    _image_url_block,
-    _is_int,
-    _json_type,
-    _last_tool_turn_lacks_thinking,
-    _missing,
-    _number_in_range,
-    _optional_bool,
-    _parse_arguments,
-    _pdf_data_block,
-    _required_dict,
-    _required_str,
-    _safe_id,
-    _tool_id,
-    _show,
-    _strip_prefill,
-    _text_block,
-    _Turn,
-    _unsupported_value,
-    _wrong_type,
-    custom_input,
-    custom_tool,
-    grammar_of,
-)
+from gateway.protocols._common.checks import (int_at_least, is_int, json_type, missing, number_in_range, optional_bool,
+                                              required_dict, required_str, show, unsupported_value, wrong_type)
+from gateway.protocols._common.content import (Turn, append_blocks, image_url_block, pdf_data_block, strip_prefill,
+                                               text_block)
+from gateway.protocols._common.structured import DEFAULT_JSON_TOOL, JSON_OBJECT_INSTRUCTION, apply_json_schema
+from gateway.protocols._common.thinking import decode_thinking_object, effort_thinking, last_tool_turn_lacks_thinking
+from gateway.protocols._common.tools import (custom_input, custom_tool, decode_tool_choice, function_name, function_tool,
+                                             grammar_of, parse_arguments, safe_id, tool_id)
 
 REDACTED_THINKING_PREFIX = "redacted_thinking:"  # signatures are base64, so never start like this
 
@@ -200,40 +175,33 @@ def decode_request(
     new input under the same rules, and is not part of `options["input_items"]`.
     """
     if not isinstance(body, dict):
-        raise invalid(f"The request body must be a JSON object, but got {_json_type(body)}.")
+        raise invalid(f"The request body must be a JSON object, but got {json_type(body)}.")
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise _missing("model") if model is None else _wrong_type("model", "a non-empty string", model)
-    stream = _optional_bool(body, "stream")
+        raise missing("model") if model is None else wrong_type("model", "a non-empty string", model)
+    stream = optional_bool(body.get("stream"), "stream")
     _reject_unsupported(body)
     options = _storage_options(body)
 
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
-        raise _wrong_type("instructions", "a string", instructions)
+        raise wrong_type("instructions", "a string", instructions)
     options["instructions"] = instructions
     system = [instructions] if instructions else []
-    turns: list[_Turn] = []
+    turns: list[Turn] = []
     for message in history:
         _append_anthropic_message(turns, message)
-    options["input_items"] = _decode_input(body.get("input"), turns, system, _hex(request_id) if request_id else None)
-    _strip_prefill(turns)
-    if not turns:
-        raise invalid("Invalid 'input': at least one user or assistant message with content is required.", "input")
-    messages = [turn.as_message() for turn in turns]
+    hex_id = _hex(request_id) if request_id else None
+    options["input_items"] = _decode_input(body.get("input"), "input", turns, system, hex_id)
+    messages = _messages(turns, "input")
 
     params: dict[str, Any] = {"messages": messages}
     max_tokens = body.get("max_output_tokens")
     if max_tokens is not None:
-        if not _is_int(max_tokens):
-            raise _wrong_type("max_output_tokens", "an integer", max_tokens)
-        if max_tokens < 1:
-            raise invalid(f"Invalid 'max_output_tokens': expected a value >= 1, but got {max_tokens}.",
-                          "max_output_tokens")
-        params["max_tokens"] = max_tokens
+        params["max_tokens"] = int_at_least(max_tokens, "max_output_tokens", 1)
     options["max_output_tokens"] = max_tokens
     thinking = _requested_thinking(body, options)
-    if thinking and not _last_tool_turn_lacks_thinking(messages):
+    if thinking and not last_tool_turn_lacks_thinking(messages):
         params["thinking"] = thinking
     _apply_sampling(body, params, options)
     _apply_tools(body, params, options)
@@ -241,6 +209,22 @@ def decode_request(
     if system:
         params["system"] = "\n".join(system)
     return InternalRequest(model=model, params=params, stream=stream, options=options)
+
+
+def decode_input_items(items: Any, *, param: str) -> tuple[list[dict], list[str]]:
+    """Input items on their own (the Conversations API's `items`), validated as `input` is with errors naming
+    `param`: the Anthropic messages and the system texts."""
+    system: list[str] = []
+    turns: list[Turn] = []
+    _decode_input(items, param, turns, system, None)
+    return _messages(turns, param), system
+
+
+def _messages(turns: list[Turn], param: str) -> list[dict]:
+    strip_prefill(turns)
+    if not turns:
+        raise invalid(f"Invalid '{param}': at least one user or assistant message with content is required.", param)
+    return [turn.as_message() for turn in turns]
 
 
 def _reject_unsupported(body: dict) -> None:
@@ -252,28 +236,28 @@ def _reject_unsupported(body: dict) -> None:
 
 def _storage_options(body: dict) -> dict[str, Any]:
     """What the server needs to store the response and find earlier turns, validated."""
-    options: dict[str, Any] = {"store": True if body.get("store") is None else _optional_bool(body, "store")}
+    options: dict[str, Any] = {"store": True if body.get("store") is None else optional_bool(body["store"], "store")}
     options["metadata"] = _metadata(body.get("metadata"))
     previous = body.get("previous_response_id")
     if previous is not None and (not isinstance(previous, str) or not previous):
-        raise _wrong_type("previous_response_id", "a non-empty string", previous)
+        raise wrong_type("previous_response_id", "a non-empty string", previous)
     options["previous_response_id"] = previous
     conversation = body.get("conversation")
     if isinstance(conversation, dict):
-        conversation = _required_str(conversation, "id", "conversation")
+        conversation = required_str(conversation, "id", "conversation")
     elif conversation is not None and (not isinstance(conversation, str) or not conversation):
-        raise _wrong_type("conversation", "a conversation id or an object with an 'id'", conversation)
+        raise wrong_type("conversation", "a conversation id or an object with an 'id'", conversation)
     if conversation is not None and previous is not None:
         raise invalid("'previous_response_id' and 'conversation' cannot be used together; send only one.",
                       "conversation")
     options["conversation"] = conversation
     truncation = body.get("truncation")
     if truncation is not None and truncation not in _TRUNCATIONS:
-        raise _unsupported_value("truncation", truncation, "'auto' and 'disabled'")
+        raise unsupported_value("truncation", truncation, "'auto' and 'disabled'")
     options["truncation"] = truncation or "disabled"
     user = body.get("user")
     if user is not None and not isinstance(user, str):
-        raise _wrong_type("user", "a string", user)
+        raise wrong_type("user", "a string", user)
     options["user"] = user
     return options
 
@@ -282,44 +266,45 @@ def _metadata(metadata: Any) -> dict[str, str] | None:
     if metadata is None:
         return None
     if not isinstance(metadata, dict):
-        raise _wrong_type("metadata", "an object", metadata)
+        raise wrong_type("metadata", "an object", metadata)
     if len(metadata) > _MAX_METADATA_KEYS:
         raise invalid(f"Invalid 'metadata': at most {_MAX_METADATA_KEYS} keys are allowed, got {len(metadata)}.",
                       "metadata")
     for key, value in metadata.items():
         if len(key) > 64:
-            raise invalid(f"Invalid 'metadata': the key {_show(key)} is longer than 64 characters.", "metadata")
+            raise invalid(f"Invalid 'metadata': the key {show(key)} is longer than 64 characters.", "metadata")
         if not isinstance(value, str):
-            raise _wrong_type(f"metadata.{key}", "a string", value)
+            raise wrong_type(f"metadata.{key}", "a string", value)
         if len(value) > 512:
             raise invalid(f"Invalid 'metadata.{key}': the value is longer than 512 characters.", f"metadata.{key}")
     return metadata
 
 
-def _append_anthropic_message(turns: list[_Turn], message: dict) -> None:
+def _append_anthropic_message(turns: list[Turn], message: dict) -> None:
     """One stored (trusted) Anthropic message, merged like the client's items."""
     content = message["content"]
     if isinstance(content, str):
-        _append_blocks(turns, message["role"], [_text_block(content)] if content else [])
+        append_blocks(turns, message["role"], [text_block(content)] if content else [])
         return
     results = [block for block in content if block.get("type") == "tool_result"]
-    _append_blocks(turns, message["role"], results, results=True)
-    _append_blocks(turns, message["role"], [block for block in content if block.get("type") != "tool_result"])
+    append_blocks(turns, message["role"], results, results=True)
+    append_blocks(turns, message["role"], [block for block in content if block.get("type") != "tool_result"])
 
 
-def _decode_input(value: Any, turns: list[_Turn], system: list[str], hex_id: str | None) -> list[dict]:
+def _decode_input(value: Any, param: str, turns: list[Turn], system: list[str], hex_id: str | None) -> list[dict]:
     """Translate the input into `turns` and `system`; return the items normalised for storage."""
     if isinstance(value, str):
-        _append_blocks(turns, "user", [_text_block(value)] if value else [])
+        append_blocks(turns, "user", [text_block(value)] if value else [])
         item = {"type": "message", "role": "user", "status": "completed",
                 "content": [{"type": "input_text", "text": value}]}
         return [_with_id(item, None, hex_id, 0)]
     if not isinstance(value, list):
-        raise _missing("input") if value is None else _wrong_type("input", "a string or an array", value)
+        raise missing(param) if value is None else wrong_type(param, "a string or an array", value)
     stored = []
+    parent = param
     for n, item in enumerate(value):
-        param = f"input[{n}]"
-        item = _required_dict(item, param)
+        param = f"{parent}[{n}]"
+        item = required_dict(item, param)
         kind = item.get("type", "message")
         if kind == "message":
             normalised = _message_item(item, param, turns, system)
@@ -339,9 +324,9 @@ def _decode_input(value: Any, turns: list[_Turn], system: list[str], hex_id: str
             raise invalid("Item references ('item_reference') are not supported; send the item itself.",
                           f"{param}.type")
         elif not isinstance(kind, str):
-            raise _wrong_type(f"{param}.type", "a string", kind)
+            raise wrong_type(f"{param}.type", "a string", kind)
         else:
-            raise _unsupported_value(f"{param}.type", kind, _ITEM_TYPES)
+            raise unsupported_value(f"{param}.type", kind, _ITEM_TYPES)
         stored.append(_with_id(normalised, item.get("id"), hex_id, n))
     return stored
 
@@ -355,7 +340,7 @@ def _with_id(item: dict, given: Any, hex_id: str | None, n: int) -> dict:
     return {"id": f"{_ID_PREFIXES[item['type']]}_{hex_id}_in{n}", **item}
 
 
-def _message_item(item: dict, param: str, turns: list[_Turn], system: list[str]) -> dict:
+def _message_item(item: dict, param: str, turns: list[Turn], system: list[str]) -> dict:
     role = item.get("role")
     content = item.get("content")
     if isinstance(content, str):
@@ -364,29 +349,29 @@ def _message_item(item: dict, param: str, turns: list[_Turn], system: list[str])
         parts = content
     else:
         param += ".content"
-        raise _missing(param) if content is None else _wrong_type(param, "a string or an array", content)
+        raise missing(param) if content is None else wrong_type(param, "a string or an array", content)
     if role == "user":
         blocks, stored = _user_parts(parts, f"{param}.content")
-        _append_blocks(turns, "user", blocks)
+        append_blocks(turns, "user", blocks)
     elif role == "assistant":
         blocks, stored = _assistant_parts(parts, f"{param}.content")
-        _append_blocks(turns, "assistant", blocks)
+        append_blocks(turns, "assistant", blocks)
     elif role == "system" or role == "developer":
         stored = [{"type": "input_text", "text": _text_part(part, f"{param}.content[{j}]", ("input_text",))}
                   for j, part in enumerate(parts)]
         system.extend(part["text"] for part in stored if part["text"])
     elif role is None:
-        raise _missing(f"{param}.role")
+        raise missing(f"{param}.role")
     else:
-        raise _unsupported_value(f"{param}.role", role, _ROLES)
+        raise unsupported_value(f"{param}.role", role, _ROLES)
     return {"type": "message", "role": role, "status": "completed", "content": stored}
 
 
 def _part_kind(part: Any, param: str) -> Any:
-    kind = _required_dict(part, param).get("type")
+    kind = required_dict(part, param).get("type")
     if not isinstance(kind, str):
         param += ".type"
-        raise _missing(param) if kind is None else _wrong_type(param, "a string", kind)
+        raise missing(param) if kind is None else wrong_type(param, "a string", kind)
     return kind
 
 
@@ -394,8 +379,8 @@ def _text_part(part: Any, param: str, kinds: tuple[str, ...]) -> str:
     """The text of a part that may only hold text (output_text is accepted everywhere input_text is)."""
     kind = _part_kind(part, param)
     if kind not in _TEXT_PARTS:
-        raise _unsupported_value(f"{param}.type", kind, " and ".join(f"'{name}'" for name in kinds))
-    return _required_str(part, "text", param, allow_empty=True)
+        raise unsupported_value(f"{param}.type", kind, " and ".join(f"'{name}'" for name in kinds))
+    return required_str(part, "text", param, allow_empty=True)
 
 
 def _user_parts(parts: list, param: str) -> tuple[list[dict], list[dict]]:
@@ -405,15 +390,15 @@ def _user_parts(parts: list, param: str) -> tuple[list[dict], list[dict]]:
         part_param = f"{param}[{j}]"
         kind = _part_kind(part, part_param)
         if kind in _TEXT_PARTS:
-            text = _required_str(part, "text", part_param, allow_empty=True)
+            text = required_str(part, "text", part_param, allow_empty=True)
             if text:
-                blocks.append(_text_block(text))
+                blocks.append(text_block(text))
             stored.append({"type": "input_text", "text": text})
         elif kind == "input_image":
             blocks.append(_image_block(part, part_param))
             detail = part.get("detail")
             if detail is not None and detail not in _IMAGE_DETAILS:
-                raise _unsupported_value(f"{part_param}.detail", detail, "'auto', 'low', 'high' and 'original'")
+                raise unsupported_value(f"{part_param}.detail", detail, "'auto', 'low', 'high' and 'original'")
             stored.append({"type": "input_image", "image_url": part["image_url"], "file_id": None,
                            "detail": detail or "auto"})
         elif kind == "input_file":
@@ -422,7 +407,7 @@ def _user_parts(parts: list, param: str) -> tuple[list[dict], list[dict]]:
         elif kind == "input_audio":
             raise invalid("Audio input ('input_audio') is not supported by this model.", f"{part_param}.type")
         else:
-            raise _unsupported_value(f"{part_param}.type", kind, "'input_text', 'input_image' and 'input_file'")
+            raise unsupported_value(f"{part_param}.type", kind, "'input_text', 'input_image' and 'input_file'")
     return blocks, stored
 
 
@@ -432,15 +417,15 @@ def _assistant_parts(parts: list, param: str) -> tuple[list[dict], list[dict]]:
         part_param = f"{param}[{j}]"
         kind = _part_kind(part, part_param)
         if kind == "refusal":
-            text = _required_str(part, "refusal", part_param, allow_empty=True)
+            text = required_str(part, "refusal", part_param, allow_empty=True)
             stored.append({"type": "refusal", "refusal": text})
         elif kind in _TEXT_PARTS:
-            text = _required_str(part, "text", part_param, allow_empty=True)
+            text = required_str(part, "text", part_param, allow_empty=True)
             stored.append({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
         else:
-            raise _unsupported_value(f"{part_param}.type", kind, "'output_text' and 'refusal'")
+            raise unsupported_value(f"{part_param}.type", kind, "'output_text' and 'refusal'")
         if text:
-            blocks.append(_text_block(text))
+            blocks.append(text_block(text))
     return blocks, stored
 
 
@@ -451,8 +436,8 @@ def _image_block(part: dict, param: str) -> dict:
                       f"{param}.file_id")
     param += ".image_url"
     if not isinstance(url, str):
-        raise _missing(param) if url is None else _wrong_type(param, "a string", url)
-    return _image_url_block(url, param)
+        raise missing(param) if url is None else wrong_type(param, "a string", url)
+    return image_url_block(url, param)
 
 
 def _document_block(part: dict, param: str) -> dict:
@@ -466,43 +451,43 @@ def _document_block(part: dict, param: str) -> dict:
     if data_url is None and part.get("file_id") is not None:
         raise invalid("Uploaded files ('file_id') are not supported; send the file as 'file_data' or 'file_url'.",
                       f"{param}.file_id")
-    return _pdf_data_block(data_url, param + ".file_data")
+    return pdf_data_block(data_url, param + ".file_data")
 
 
-def _call_item(item: dict, param: str, turns: list[_Turn], kind: str) -> dict:
+def _call_item(item: dict, param: str, turns: list[Turn], kind: str) -> dict:
     """A `function_call` or `custom_tool_call` sent back: its tool_use block, named as in `tools`."""
-    call_id = _required_str(item, "call_id", param)
-    name = _required_str(item, "name", param)
+    call_id = required_str(item, "call_id", param)
+    name = required_str(item, "name", param)
     namespace = item.get("namespace")
     if namespace is not None and not isinstance(namespace, str):
-        raise _wrong_type(f"{param}.namespace", "a string", namespace)
+        raise wrong_type(f"{param}.namespace", "a string", namespace)
     if kind == "function_call":
-        arguments = _required_str(item, "arguments", param, allow_empty=True)
-        tool_input = _parse_arguments(arguments, f"{param}.arguments")
+        arguments = required_str(item, "arguments", param, allow_empty=True)
+        tool_input = parse_arguments(arguments, f"{param}.arguments")
         normalised = {"type": kind, "call_id": call_id, "name": name, "arguments": arguments}
     else:
-        raw = _required_str(item, "input", param, allow_empty=True)
+        raw = required_str(item, "input", param, allow_empty=True)
         tool_input = {"input": raw}
         normalised = {"type": kind, "call_id": call_id, "name": name, "input": raw}
     if namespace:
         normalised["namespace"] = namespace
     anthropic_name = namespaced_name(namespace, name) if namespace else name
-    _append_blocks(turns, "assistant",
-                   [{"type": "tool_use", "id": _tool_id(call_id), "name": anthropic_name, "input": tool_input}])
+    append_blocks(turns, "assistant",
+                   [{"type": "tool_use", "id": tool_id(call_id), "name": anthropic_name, "input": tool_input}])
     normalised["status"] = "completed"
     return normalised
 
 
-def _call_output_item(item: dict, param: str, turns: list[_Turn], kind: str) -> dict:
-    call_id = _required_str(item, "call_id", param)
+def _call_output_item(item: dict, param: str, turns: list[Turn], kind: str) -> dict:
+    call_id = required_str(item, "call_id", param)
     output = item.get("output")
     _append_result(turns, call_id, output, param)
     return {"type": kind, "call_id": call_id, "output": output, "status": "completed"}
 
 
-def _append_result(turns: list[_Turn], call_id: str, output: Any, param: str) -> None:
+def _append_result(turns: list[Turn], call_id: str, output: Any, param: str) -> None:
     """A tool's output (a string or input parts) as a tool_result block."""
-    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": _tool_id(call_id)}
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_id(call_id)}
     if isinstance(output, str):
         if output and not output.isspace():  # Anthropic rejects whitespace-only text
             block["content"] = output
@@ -513,35 +498,35 @@ def _append_result(turns: list[_Turn], call_id: str, output: Any, param: str) ->
             block["content"] = content
     else:
         param += ".output"
-        raise _missing(param) if output is None else _wrong_type(param, "a string or an array", output)
-    _append_blocks(turns, "user", [block], results=True)
+        raise missing(param) if output is None else wrong_type(param, "a string or an array", output)
+    append_blocks(turns, "user", [block], results=True)
 
 
-def _local_shell_call_item(item: dict, param: str, turns: list[_Turn]) -> dict:
+def _local_shell_call_item(item: dict, param: str, turns: list[Turn]) -> dict:
     call_id = item.get("call_id") or item.get("id")
     if not isinstance(call_id, str) or not call_id:
-        raise _missing(f"{param}.call_id") if call_id is None else _wrong_type(f"{param}.call_id", "a string", call_id)
-    action = _required_dict(item.get("action"), f"{param}.action")
+        raise missing(f"{param}.call_id") if call_id is None else wrong_type(f"{param}.call_id", "a string", call_id)
+    action = required_dict(item.get("action"), f"{param}.action")
     if action.get("type", "exec") != "exec":
-        raise _unsupported_value(f"{param}.action.type", action.get("type"), "'exec'")
+        raise unsupported_value(f"{param}.action.type", action.get("type"), "'exec'")
     command = action.get("command")
     if not isinstance(command, list) or not all(isinstance(part, str) for part in command):
-        raise _wrong_type(f"{param}.action.command", "an array of strings", command)
+        raise wrong_type(f"{param}.action.command", "an array of strings", command)
     tool_input = {key: action[key] for key in _SHELL_ACTION_KEYS if action.get(key) is not None}
-    _append_blocks(turns, "assistant",
-                   [{"type": "tool_use", "id": _tool_id(call_id), "name": LOCAL_SHELL_TOOL, "input": tool_input}])
+    append_blocks(turns, "assistant",
+                   [{"type": "tool_use", "id": tool_id(call_id), "name": LOCAL_SHELL_TOOL, "input": tool_input}])
     return {"type": "local_shell_call", "call_id": call_id, "action": _shell_action(tool_input),
             "status": "completed"}
 
 
-def _local_shell_output_item(item: dict, param: str, turns: list[_Turn]) -> dict:
+def _local_shell_output_item(item: dict, param: str, turns: list[Turn]) -> dict:
     # The spec names the call by `id`; clients that mirror function_call_output send `call_id`.
     call_id = item.get("call_id") or item.get("id")
     if not isinstance(call_id, str) or not call_id:
-        raise _missing(f"{param}.call_id") if call_id is None else _wrong_type(f"{param}.call_id", "a string", call_id)
+        raise missing(f"{param}.call_id") if call_id is None else wrong_type(f"{param}.call_id", "a string", call_id)
     output = item.get("output")
     if not isinstance(output, str):
-        raise _missing(f"{param}.output") if output is None else _wrong_type(f"{param}.output", "a string", output)
+        raise missing(f"{param}.output") if output is None else wrong_type(f"{param}.output", "a string", output)
     _append_result(turns, call_id, output, param)
     return {"type": "local_shell_call_output", "call_id": call_id, "output": output, "status": "completed"}
 
@@ -551,50 +536,50 @@ def _web_search_call_item(item: dict, param: str) -> dict:
     `web_search_call` item does not carry. The answer's text, which holds what was found, stays."""
     action = item.get("action")
     if action is not None:
-        _required_dict(action, f"{param}.action")
+        required_dict(action, f"{param}.action")
     return {"type": "web_search_call", "status": item.get("status") or "completed",
             "action": action or {"type": "search"}}
 
 
-def _reasoning_item(item: dict, param: str, turns: list[_Turn]) -> dict:
+def _reasoning_item(item: dict, param: str, turns: list[Turn]) -> dict:
     summary = item.get("summary")
     if summary is None:
         summary = []
     elif not isinstance(summary, list):
-        raise _wrong_type(f"{param}.summary", "an array", summary)
-    texts = [_required_str(_required_dict(part, f"{param}.summary[{k}]"), "text", f"{param}.summary[{k}]",
+        raise wrong_type(f"{param}.summary", "an array", summary)
+    texts = [required_str(required_dict(part, f"{param}.summary[{k}]"), "text", f"{param}.summary[{k}]",
                            allow_empty=True) for k, part in enumerate(summary)]
     encrypted = item.get("encrypted_content")
     if encrypted is not None and not isinstance(encrypted, str):
-        raise _wrong_type(f"{param}.encrypted_content", "a string", encrypted)
+        raise wrong_type(f"{param}.encrypted_content", "a string", encrypted)
     if encrypted and encrypted.startswith(REDACTED_THINKING_PREFIX):
-        _append_blocks(turns, "assistant",
+        append_blocks(turns, "assistant",
                        [{"type": "redacted_thinking", "data": encrypted[len(REDACTED_THINKING_PREFIX):]}])
     elif encrypted:
-        _append_blocks(turns, "assistant", [{"type": "thinking", "thinking": "".join(texts), "signature": encrypted}])
+        append_blocks(turns, "assistant", [{"type": "thinking", "thinking": "".join(texts), "signature": encrypted}])
     return {"type": "reasoning", "summary": [{"type": "summary_text", "text": text} for text in texts],
             "encrypted_content": encrypted, "status": "completed"}
 
 
 def _requested_thinking(body: dict, options: dict) -> dict | None:
-    """`reasoning.effort` through openai_chat's budget table; a `thinking` object (our chat extension) wins."""
+    """`reasoning.effort` through the shared budget table; a `thinking` object (our chat extension) wins."""
     reasoning = body.get("reasoning")
     effort = summary = None
     if reasoning is not None:
-        reasoning = _required_dict(reasoning, "reasoning")
+        reasoning = required_dict(reasoning, "reasoning")
         effort = reasoning.get("effort")
         summary = reasoning.get("summary", reasoning.get("generate_summary"))
         if summary is not None and summary not in _REASONING_SUMMARIES:
-            raise _unsupported_value("reasoning.summary", summary, "'auto', 'concise' and 'detailed'")
+            raise unsupported_value("reasoning.summary", summary, "'auto', 'concise' and 'detailed'")
     options["reasoning"] = {"effort": effort, "summary": summary}
     if body.get("thinking") is not None:
-        return _decode_thinking_object(body["thinking"])
-    return _effort_thinking(effort, "reasoning.effort")
+        return decode_thinking_object(body["thinking"], "thinking")
+    return effort_thinking(effort, "reasoning.effort")
 
 
 def _apply_sampling(body: dict, params: dict, options: dict) -> None:
-    temperature = _number_in_range(body, "temperature", 0, 2)
-    top_p = _number_in_range(body, "top_p", 0, 1)
+    temperature = number_in_range(body.get("temperature"), "temperature", 0, 2)
+    top_p = number_in_range(body.get("top_p"), "top_p", 0, 1)
     options["temperature"] = 1.0 if temperature is None else temperature
     options["top_p"] = 1.0 if top_p is None else top_p
     if "thinking" not in params:  # with thinking, Anthropic only accepts the defaults
@@ -607,7 +592,7 @@ def _apply_sampling(body: dict, params: dict, options: dict) -> None:
 def _apply_tools(body: dict, params: dict, options: dict) -> None:
     parallel = body.get("parallel_tool_calls")
     if parallel is not None and not isinstance(parallel, bool):
-        raise _wrong_type("parallel_tool_calls", "a boolean", parallel)
+        raise wrong_type("parallel_tool_calls", "a boolean", parallel)
     choice = body.get("tool_choice")
     options["parallel_tool_calls"] = parallel is not False
     options["tool_choice"] = "auto" if choice is None else choice
@@ -616,7 +601,7 @@ def _apply_tools(body: dict, params: dict, options: dict) -> None:
     if calls:
         options["tool_calls"] = calls
     # Checked even without tools: it is echoed.
-    tool_choice = _decode_tool_choice(choice, tools, parallel, lambda choice: _forced_name(choice, calls))
+    tool_choice = decode_tool_choice(choice, tools, parallel, lambda choice: _forced_name(choice, calls))
     if not tools:
         return  # tool_choice and parallel_tool_calls mean nothing without tools
     params["tools"] = tools
@@ -641,16 +626,16 @@ def _decode_tools(tools: Any) -> tuple[list[dict], list[dict], dict[str, dict]]:
     if tools is None:
         return [], [], {}
     if not isinstance(tools, list):
-        raise _wrong_type("tools", "an array", tools)
+        raise wrong_type("tools", "an array", tools)
     decoded: list[dict] = []
     echoed: list[dict] = []
     calls: dict[str, dict] = {}
     for k, tool in enumerate(tools):
         param = f"tools[{k}]"
-        tool = _required_dict(tool, param)
+        tool = required_dict(tool, param)
         kind = tool.get("type")
         if kind == "function":
-            name = _function_name(tool, param)
+            name = function_name(tool, param)
             _add_tool(decoded, _responses_function(tool, param, name), param)
             echoed.append({"type": "function", "name": name, "description": tool.get("description"),
                            "parameters": tool.get("parameters"), "strict": tool.get("strict")})
@@ -658,7 +643,7 @@ def _decode_tools(tools: Any) -> tuple[list[dict], list[dict], dict[str, dict]]:
         if kind == "namespace":
             _decode_namespace(tool, param, decoded, calls)
         elif kind == "custom":
-            name = _function_name(tool, param)
+            name = function_name(tool, param)
             _add_tool(decoded, _custom_tool(tool, param, name, name), param)
             calls[name] = {"type": "custom", "name": name}
         elif kind == "local_shell":
@@ -667,13 +652,13 @@ def _decode_tools(tools: Any) -> tuple[list[dict], list[dict], dict[str, dict]]:
         elif kind in _WEB_SEARCH_TYPES:
             _add_tool(decoded, _web_search_tool(tool, param), param)
         elif kind is None:
-            raise _missing(f"{param}.type")
+            raise missing(f"{param}.type")
         elif not isinstance(kind, str):
-            raise _wrong_type(f"{param}.type", "a string", kind)
+            raise wrong_type(f"{param}.type", "a string", kind)
         elif kind in _UNSERVED_TOOLS:
             raise invalid(f"Invalid '{param}.type': {_UNSERVED_TOOLS[kind]}", f"{param}.type")
         else:
-            raise _unsupported_value(f"{param}.type", kind, _TOOL_TYPES)
+            raise unsupported_value(f"{param}.type", kind, _TOOL_TYPES)
         echoed.append(tool)
     return decoded, echoed, calls
 
@@ -689,8 +674,8 @@ def _add_tool(decoded: list[dict], entry: dict, param: str) -> None:
 def _responses_function(tool: dict, param: str, name: str, *, note: str = "") -> dict:
     strict = tool.get("strict")
     if strict is not None and not isinstance(strict, bool):
-        raise _wrong_type(f"{param}.strict", "a boolean", strict)
-    entry = _function_tool(tool, param, name)
+        raise wrong_type(f"{param}.strict", "a boolean", strict)
+    entry = function_tool(tool, param, name)
     if note:
         entry["description"] = f"{entry['description']}\n\n{note}" if entry.get("description") else note
     return entry
@@ -698,22 +683,22 @@ def _responses_function(tool: dict, param: str, name: str, *, note: str = "") ->
 
 def _decode_namespace(tool: dict, param: str, decoded: list[dict], calls: dict[str, dict]) -> None:
     """A namespace's functions and custom tools as Anthropic tools named `<namespace>__<name>`."""
-    namespace = _required_str(tool, "name", param)
+    namespace = required_str(tool, "name", param)
     description = tool.get("description")
     if description is not None and not isinstance(description, str):
-        raise _wrong_type(f"{param}.description", "a string", description)
+        raise wrong_type(f"{param}.description", "a string", description)
     members = tool.get("tools")
     if not isinstance(members, list) or not members:
         param += ".tools"
-        raise _missing(param) if members is None else _wrong_type(param, "a non-empty array", members)
+        raise missing(param) if members is None else wrong_type(param, "a non-empty array", members)
     note = f"Part of the {namespace} tools" + (f": {description}" if description else ".")
     for j, member in enumerate(members):
         member_param = f"{param}.tools[{j}]"
-        member = _required_dict(member, member_param)
+        member = required_dict(member, member_param)
         kind = member.get("type")
         if kind != "function" and kind != "custom":
-            raise _unsupported_value(f"{member_param}.type", kind, "'function' and 'custom'")
-        name = _function_name(member, member_param)
+            raise unsupported_value(f"{member_param}.type", kind, "'function' and 'custom'")
+        name = function_name(member, member_param)
         flat = namespaced_name(namespace, name)
         if len(flat) > _MAX_TOOL_NAME:
             raise invalid(f"Invalid '{member_param}.name': the namespace and name together are longer than "
@@ -727,19 +712,19 @@ def _decode_namespace(tool: dict, param: str, decoded: list[dict], calls: dict[s
 
 def namespaced_name(namespace: str, name: str) -> str:
     """The Anthropic name of a namespace member (also of a `function_call` item sent back with a namespace)."""
-    return _safe_id(f"{namespace}__{name}")
+    return safe_id(f"{namespace}__{name}")
 
 
 def _custom_tool(tool: dict, param: str, anthropic_name: str, name: str, *, note: str = "") -> dict:
-    """A custom tool (openai_chat's `custom_tool`) with the Responses shape of `format`."""
+    """A custom tool (`_common.tools.custom_tool`) with the Responses shape of `format`."""
     grammar = None
     fmt = tool.get("format")
     if fmt is not None:
-        kind = _required_dict(fmt, f"{param}.format").get("type")
+        kind = required_dict(fmt, f"{param}.format").get("type")
         if kind == "grammar":
             grammar = grammar_of(fmt, f"{param}.format")
         elif kind != "text":
-            raise _unsupported_value(f"{param}.format.type", kind, "'text' and 'grammar'")
+            raise unsupported_value(f"{param}.format.type", kind, "'text' and 'grammar'")
     return custom_tool(tool, param, anthropic_name, name, grammar, note)
 
 
@@ -748,20 +733,20 @@ def _web_search_tool(tool: dict, param: str) -> dict:
     entry: dict[str, Any] = {"type": WEB_SEARCH_TOOL_TYPE, "name": WEB_SEARCH_TOOL}
     filters = tool.get("filters")
     if filters is not None:
-        domains = _required_dict(filters, f"{param}.filters").get("allowed_domains")
+        domains = required_dict(filters, f"{param}.filters").get("allowed_domains")
         if domains is not None:
             if not isinstance(domains, list) or not all(isinstance(domain, str) and domain for domain in domains):
-                raise _wrong_type(f"{param}.filters.allowed_domains", "an array of domain names", domains)
+                raise wrong_type(f"{param}.filters.allowed_domains", "an array of domain names", domains)
             if domains:
                 entry["allowed_domains"] = domains
     location = tool.get("user_location")
     if location is not None:
-        location = _required_dict(location, f"{param}.user_location")
+        location = required_dict(location, f"{param}.user_location")
         fields = {}
         for key in ("city", "region", "country", "timezone"):
             value = location.get(key)
             if value is not None and not isinstance(value, str):
-                raise _wrong_type(f"{param}.user_location.{key}", "a string", value)
+                raise wrong_type(f"{param}.user_location.{key}", "a string", value)
             if value:
                 fields[key] = value
         if fields:
@@ -776,8 +761,8 @@ def _forced_name(choice: dict, calls: dict[str, dict]) -> tuple[str, str]:
     if kind in _WEB_SEARCH_CHOICES:
         return WEB_SEARCH_TOOL, "tool_choice.type"
     if kind not in ("function", "custom"):
-        raise _unsupported_value("tool_choice.type", kind, "'function', 'custom' and 'web_search_preview'")
-    name = _required_str(choice, "name", "tool_choice")
+        raise unsupported_value("tool_choice.type", kind, "'function', 'custom' and 'web_search_preview'")
+    name = required_str(choice, "name", "tool_choice")
     call = calls.get(name)
     if call is not None and call["type"] == kind:
         return name, "tool_choice.name"
@@ -786,7 +771,7 @@ def _forced_name(choice: dict, calls: dict[str, dict]) -> tuple[str, str]:
         return matches[0], "tool_choice.name"
     if kind == "function" and call is None:
         return name, "tool_choice.name"  # a plain function, if there is one by that name
-    raise invalid(f"Invalid 'tool_choice.name': no single {kind} tool named {_show(name)} in 'tools'.",
+    raise invalid(f"Invalid 'tool_choice.name': no single {kind} tool named {show(name)} in 'tools'.",
                   "tool_choice.name")
 
 
@@ -795,18 +780,18 @@ def _apply_text(text: Any, params: dict, system: list[str], options: dict) -> No
     if text is None:
         options["text"] = _DEFAULT_TEXT
         return
-    text = _required_dict(text, "text")
+    text = required_dict(text, "text")
     echoed: dict[str, Any] = {"format": _DEFAULT_TEXT["format"]}
     verbosity = text.get("verbosity")
     if verbosity is not None:
         if verbosity not in _VERBOSITIES:
-            raise _unsupported_value("text.verbosity", verbosity, "'low', 'medium' and 'high'")
+            raise unsupported_value("text.verbosity", verbosity, "'low', 'medium' and 'high'")
         echoed["verbosity"] = verbosity
     options["text"] = echoed
     fmt = text.get("format")
     if fmt is None:
         return
-    fmt = _required_dict(fmt, "text.format")
+    fmt = required_dict(fmt, "text.format")
     kind = fmt.get("type")
     if kind == "text":
         return
@@ -815,18 +800,18 @@ def _apply_text(text: Any, params: dict, system: list[str], options: dict) -> No
         system.append(JSON_OBJECT_INSTRUCTION)
         return
     if kind != "json_schema":
-        raise _unsupported_value("text.format.type", kind, "'text', 'json_object' and 'json_schema'")
-    # Checked here so that the shared helper's own checks, which name `response_format`, never fire.
+        raise unsupported_value("text.format.type", kind, "'text', 'json_object' and 'json_schema'")
+    # Required here, unlike chat's `json_schema.schema` (which defaults to any object).
     schema = fmt.get("schema")
     if not isinstance(schema, dict):
         param = "text.format.schema"
-        raise _missing(param) if schema is None else _wrong_type(param, "an object", schema)
+        raise missing(param) if schema is None else wrong_type(param, "an object", schema)
     for key in ("name", "description"):
         if fmt.get(key) is not None and not isinstance(fmt[key], str):
-            raise _wrong_type(f"text.format.{key}", "a string", fmt[key])
+            raise wrong_type(f"text.format.{key}", "a string", fmt[key])
     # The spec requires `name`; a format without one is accepted and echoed with the tool's default name.
-    echoed["format"] = fmt if fmt.get("name") else {**fmt, "name": _DEFAULT_JSON_TOOL}
-    _apply_json_schema(fmt, params, system, options)
+    echoed["format"] = fmt if fmt.get("name") else {**fmt, "name": DEFAULT_JSON_TOOL}
+    apply_json_schema(fmt, params, system, options, "text.format")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -892,7 +877,7 @@ def _status(stop_reason: Any) -> tuple[str, str | None]:
 
 
 def _hex(request_id: str) -> str:
-    return request_id[4:] if request_id.startswith("req_") else _safe_id(request_id)
+    return request_id[4:] if request_id.startswith("req_") else safe_id(request_id)
 
 
 def _response_id(ctx: ResponseContext) -> str:
@@ -1210,7 +1195,7 @@ def _shell_action(tool_input: dict) -> dict:
     return {
         "type": "exec",
         "command": [part if isinstance(part, str) else orjson.dumps(part).decode() for part in command],
-        "timeout_ms": timeout if _is_int(timeout) else None,
+        "timeout_ms": timeout if is_int(timeout) else None,
         "working_directory": directory if isinstance(directory, str) else None,
         "env": {key: value for key, value in env.items() if isinstance(value, str)} if isinstance(env, dict) else {},
         "user": user if isinstance(user, str) else None,

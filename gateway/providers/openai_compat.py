@@ -71,7 +71,7 @@ from django.conf import settings
 
 from .. import tracing
 from ..core import WEB_SEARCH_TOOL_TYPE, GatewayError, estimate_input_tokens, estimate_tokens, invalid
-from ..protocols.openai_chat import _tool_id as safe_tool_id
+from ..protocols._common.tools import tool_id as safe_tool_id
 from . import PoolGauge, UpstreamConfig
 from .errors import upstream_error, upstream_reason
 
