@@ -8,9 +8,7 @@ import orjson
 from .checks import wrong_type
 from .tools import safe_id
 
-
 DEFAULT_JSON_TOOL = "json_response"
-
 JSON_OBJECT_INSTRUCTION = (
     "Respond with exactly one valid JSON object and nothing else: no prose, no Markdown code fences."
 )
