@@ -3,8 +3,8 @@
     wire body -> codec.decode_request -> InternalRequest -> admission -> provider -> events -> codec -> wire
                                                                                        events -> Meter -> UsageEvent
 
-A codec is a pure module (see gateway/protocols/) with `decode_request`, `encode_response` and
-`StreamEncoder`; a provider comes from gateway/providers/. The caller's key and the model come from
+A codec is a pure package (see gateway/protocols/) that is a `Codec`: `decode_request`, `encode_response`
+and `StreamEncoder`; a provider comes from gateway/providers/. The caller's key and the model come from
 per-process caches; rate limits, budget and balance are one reservation (gateway/admission.py, one
 Redis round trip). The only database round trip on the path is the usage row, written once at the end
 for every request that reached the upstream, after which the reservation is settled to the real cost.
@@ -31,7 +31,6 @@ import logging
 import secrets
 import time
 from datetime import UTC, datetime
-from types import ModuleType
 from typing import Any
 
 import orjson
@@ -50,6 +49,7 @@ from .core import (GatewayError, InternalRequest, MessageAccumulator, ResponseCo
                    depth_checked, estimate_input_tokens, estimate_tokens, internal_error, invalid)
 from . import metrics, observability, routing, tracing, url_policy
 from .protocols import embeddings
+from .protocols._common.codec import Codec, Encoder
 from .selectors import DeploymentEntry, ModelEntry, model_resolve
 
 # `x-request-id` for OpenAI clients, `request-id` where the Anthropic SDK looks for it.
@@ -233,7 +233,7 @@ class Meter:
         await admission.settle(self.ticket, tokens=tokens, cost_nano=cost)
 
 
-async def serve(request: HttpRequest, *, codec: ModuleType, endpoint: str,
+async def serve(request: HttpRequest, *, codec: Codec, endpoint: str,
                 **route: Any) -> HttpResponse | StreamingHttpResponse:
     """Answer one model call in `codec`'s protocol for the key already authenticated on `request.auth`.
 
@@ -404,7 +404,7 @@ async def _finish_failed(meter: Meter, exc: BaseException) -> None:
     await meter.finish(UsageEvent.Status.ERROR, error.status, _reason(error))
 
 
-async def _open_stream(ireq: InternalRequest, encoder, meter: Meter) -> StreamingHttpResponse:
+async def _open_stream(ireq: InternalRequest, encoder: Encoder, meter: Meter) -> StreamingHttpResponse:
     # Wait for the upstream's first event before answering, so that failures before any output
     # (429, 529, bad request) reach the client as a proper HTTP error status rather than an SSE error,
     # and so that routing can still retry or fall back: after this, nothing is retried.
@@ -450,7 +450,7 @@ class _Relay:
     cannot run its `finally`.
     """
 
-    def __init__(self, exits, batches, first: list[dict[str, Any]], encoder, meter: Meter) -> None:
+    def __init__(self, exits, batches, first: list[dict[str, Any]], encoder: Encoder, meter: Meter) -> None:
         self.exits, self.batches, self.first, self.encoder, self.meter = exits, batches, first, encoder, meter
         self.started = False
 

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from gateway.core import GatewayError, InternalRequest, ResponseContext, Usage, invalid
+from gateway.protocols._common.stream import StreamEncoderBase
 
 _ROLES = ("user", "assistant")
 
@@ -169,24 +170,25 @@ def error_body(error: GatewayError, request_id: str | None = None) -> dict:
 # ---------------------------------------------------------------------------------------------------
 
 
-class StreamEncoder:
+class StreamEncoder(StreamEncoderBase):
     """Relays Anthropic stream events as Anthropic SSE, renaming the model in `message_start`."""
 
-    __slots__ = ("_model", "_closed")
+    __slots__ = ("_model",)
 
     def __init__(self, ctx: ResponseContext) -> None:
+        super().__init__()
         self._model = ctx.model
-        self._closed = False
 
-    def feed(self, event: dict) -> bytes:
-        if self._closed:
-            return b""
-        kind = event.get("type")
-        if kind == "message_start":
-            event = {**event, "message": {**(event.get("message") or {}), "model": self._model}}
-        elif kind == "message_stop":
-            self._closed = True
-        return _sse(kind, event)
+    def on_message_start(self, event: dict) -> bytes:
+        return _sse("message_start", {**event, "message": {**(event.get("message") or {}), "model": self._model}})
+
+    def on_message_stop(self, event: dict) -> bytes:
+        self._closed = True
+        return _sse("message_stop", event)
+
+    def on_other(self, event: dict) -> bytes:
+        # Every event, ping and new types too, as the upstream sent it (`_sse` inlined: the per-event path).
+        return b"event: " + str(event.get("type")).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
     def finish(self, usage: Usage) -> bytes:
         return b""  # message_stop, relayed by feed, is the end of an Anthropic stream

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from gateway.core import GatewayError, ResponseContext, Usage
+from gateway.protocols._common.stream import StreamEncoderBase
 
 from .decode import _thought_signature
 from .encode import _finish_reason, _usage_metadata, error_body
@@ -27,16 +28,18 @@ class _Block:
         self.block = block
 
 
-class StreamEncoder:
-    """Turns one upstream answer's Anthropic stream events into GenerateContentResponse chunks.
+class StreamEncoder(StreamEncoderBase):
+    """Turns one upstream answer's Anthropic stream events into GenerateContentResponse chunks (b"" for
+    ping and unknown events).
 
     With `options["sse"]` each chunk is an SSE `data:` event, otherwise the stream is one JSON array.
     """
 
     __slots__ = ("_ctx", "_sse", "_include_thoughts", "_json_tool", "_sep", "_end", "_tail", "_blocks",
-                 "_stop_reason", "_closed", "content_type")
+                 "_stop_reason", "content_type")
 
     def __init__(self, ctx: ResponseContext) -> None:
+        super().__init__()
         self._ctx = ctx
         self._sse = bool(ctx.options.get("sse", True))
         self.content_type = "text/event-stream" if self._sse else "application/json"
@@ -50,21 +53,9 @@ class StreamEncoder:
                                b',"responseId":', orjson.dumps(ctx.request_id), b"}", self._end))
         self._blocks: dict[Any, _Block] = {}  # by Anthropic content block index
         self._stop_reason: Any = None
-        self._closed = False
 
-    def feed(self, event: dict) -> bytes:
-        """Zero or more chunks for one Anthropic event (b"" for ping and unknown events)."""
-        if self._closed:
-            return b""
-        kind = event.get("type")
-        if kind == "content_block_delta":
-            return self._on_delta(event)
-        if kind == "content_block_start":
-            return self._on_block_start(event)
-        if kind == "content_block_stop":
-            return self._on_block_stop(event)
-        if kind == "message_delta":
-            self._stop_reason = (event.get("delta") or {}).get("stop_reason")
+    def on_message_delta(self, event: dict) -> bytes:
+        self._stop_reason = (event.get("delta") or {}).get("stop_reason")
         return b""
 
     def finish(self, usage: Usage) -> bytes:
@@ -109,7 +100,7 @@ class StreamEncoder:
     def _thought(self, text: Any) -> bytes:
         return self._part(_THOUGHT_TEXT + orjson.dumps(text) + b"}") if text and self._include_thoughts else b""
 
-    def _on_block_start(self, event: dict) -> bytes:
+    def on_block_start(self, event: dict) -> bytes:
         block = event.get("content_block") or {}
         kind = block.get("type")
         if kind == "text":
@@ -126,7 +117,7 @@ class StreamEncoder:
                 return self._thought(block["thinking"])
         return b""
 
-    def _on_delta(self, event: dict) -> bytes:
+    def on_block_delta(self, event: dict) -> bytes:
         state = self._blocks.get(event.get("index"))
         if state is None:
             return b""
@@ -153,7 +144,7 @@ class StreamEncoder:
             state.pieces.append(text)
         return self._thought(text)
 
-    def _on_block_stop(self, event: dict) -> bytes:
+    def on_block_stop(self, event: dict) -> bytes:
         state = self._blocks.pop(event.get("index"), None)
         if state is None:
             return b""

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from gateway.core import GatewayError, ResponseContext, Usage
+from gateway.protocols._common.stream import StreamEncoderBase
 
 from .encode import _completion_id, _finish_reason, _usage_body, error_body
 
@@ -30,12 +31,14 @@ class _OpenToolCall:
         self.has_arguments = False
 
 
-class StreamEncoder:
-    """Turns one upstream answer's Anthropic stream events into OpenAI `chat.completion.chunk` SSE bytes."""
+class StreamEncoder(StreamEncoderBase):
+    """Turns one upstream answer's Anthropic stream events into OpenAI `chat.completion.chunk` SSE bytes
+    (b"" for ping and unknown events)."""
 
-    __slots__ = ("_ctx", "_json_tool", "_include_usage", "_head", "_end", "_open_calls", "_tool_count", "_closed")
+    __slots__ = ("_ctx", "_json_tool", "_include_usage", "_head", "_end", "_open_calls", "_tool_count")
 
     def __init__(self, ctx: ResponseContext) -> None:
+        super().__init__()
         self._ctx = ctx
         self._json_tool = ctx.options.get("json_tool")
         self._include_usage = bool(ctx.options.get("include_usage"))
@@ -54,25 +57,13 @@ class StreamEncoder:
         self._end = b',"usage":null}\n\n' if self._include_usage else b"}\n\n"
         self._open_calls: dict[int, _OpenToolCall] = {}  # by Anthropic content block index
         self._tool_count = 0
-        self._closed = False
 
-    def feed(self, event: dict) -> bytes:
-        """Zero or more SSE lines for one Anthropic event (b"" for ping and unknown events)."""
-        if self._closed:
-            return b""
-        kind = event.get("type")
-        if kind == "content_block_delta":
-            return self._on_delta(event)
-        if kind == "content_block_start":
-            return self._on_block_start(event)
-        if kind == "content_block_stop":
-            return self._on_block_stop(event)
-        if kind == "message_start":
-            return self._chunk({"role": "assistant", "content": ""})
-        if kind == "message_delta":
-            stop_reason = (event.get("delta") or {}).get("stop_reason")
-            return self._chunk({}, _finish_reason(stop_reason, self._json_tool))
-        return b""
+    def on_message_start(self, event: dict) -> bytes:
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def on_message_delta(self, event: dict) -> bytes:
+        stop_reason = (event.get("delta") or {}).get("stop_reason")
+        return self._chunk({}, _finish_reason(stop_reason, self._json_tool))
 
     def finish(self, usage: Usage) -> bytes:
         """The usage chunk (with `include_usage`) and `[DONE]`, after message_stop."""
@@ -104,7 +95,7 @@ class StreamEncoder:
     def _chunk(self, delta: dict, finish_reason: str | None = None) -> bytes:
         return b"".join((self._head, orjson.dumps(delta), _CHOICE_ENDINGS[finish_reason], self._end))
 
-    def _on_delta(self, event: dict) -> bytes:
+    def on_block_delta(self, event: dict) -> bytes:
         delta = event.get("delta") or {}
         kind = delta.get("type")
         if kind == "text_delta":
@@ -122,7 +113,7 @@ class StreamEncoder:
             return self._text(delta.get("signature"), "reasoning_signature")
         return b""
 
-    def _on_block_start(self, event: dict) -> bytes:
+    def on_block_start(self, event: dict) -> bytes:
         block = event.get("content_block") or {}
         kind = block.get("type")
         if kind == "text":
@@ -141,7 +132,7 @@ class StreamEncoder:
         call = {"index": index, "id": block.get("id"), "type": "function", "function": {"name": name, "arguments": ""}}
         return self._chunk({"tool_calls": [call]})
 
-    def _on_block_stop(self, event: dict) -> bytes:
+    def on_block_stop(self, event: dict) -> bytes:
         call = self._open_calls.pop(event.get("index"), None)
         if call is None or call.has_arguments:
             return b""

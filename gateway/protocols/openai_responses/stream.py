@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.core import GatewayError, ResponseContext, Usage
+from gateway.protocols._common.stream import StreamEncoderBase
 
 from .decode import WEB_SEARCH_TOOL
 from .encode import _Output, _error_object, _response_body, _status
 
 
-class StreamEncoder:
+class StreamEncoder(StreamEncoderBase):
     """Turns one upstream answer's Anthropic stream events into Responses API SSE events.
 
     `response.created` and `response.in_progress` come before anything else, `sequence_number` counts
@@ -18,44 +19,33 @@ class StreamEncoder:
     `response.failed`, carrying the whole Response; `response` holds that object afterwards (for storage).
     """
 
-    __slots__ = ("_ctx", "_output", "_json_tool", "_kinds", "_json_empty", "_stop_reason", "_started", "_closed",
-                 "response")
+    __slots__ = ("_ctx", "_output", "_json_tool", "_kinds", "_json_empty", "_stop_reason", "response")
 
     def __init__(self, ctx: ResponseContext) -> None:
+        super().__init__()
         self._ctx = ctx
         self._output = _Output(ctx, emit=True)
         self._json_tool = ctx.options.get("json_tool")
         self._kinds: dict[Any, str] = {}  # Anthropic block index -> "text", "json", "call" or "thinking"
         self._json_empty = False
         self._stop_reason: Any = None
-        self._started = False
-        self._closed = False
-        self.response: dict | None = None
+        # The two lifecycle events wait in the output until the first feed, finish or fail flushes them.
+        self.response: dict = _response_body(ctx, "in_progress", [])
+        self._lifecycle("response.created")
+        self._lifecycle("response.in_progress")
 
-    def feed(self, event: dict) -> bytes:
-        """Zero or more SSE events for one Anthropic event (b"" for ping and unknown events)."""
-        if self._closed:
-            return b""
-        if not self._started:
-            self._start()
-        kind = event.get("type")
-        if kind == "content_block_delta":
-            self._on_delta(event)
-        elif kind == "content_block_start":
-            self._on_block_start(event)
-        elif kind == "content_block_stop":
-            self._on_block_stop(event)
-        elif kind == "message_delta":
-            self._stop_reason = (event.get("delta") or {}).get("stop_reason")
+    def on_message_delta(self, event: dict) -> bytes:
+        self._stop_reason = (event.get("delta") or {}).get("stop_reason")
         return self._output.flush()
+
+    def on_other(self, event: dict) -> bytes:
+        return self._output.flush()  # the lifecycle events, on the first event
 
     def finish(self, usage: Usage) -> bytes:
         """`response.completed` or `response.incomplete` with the whole Response, after message_stop."""
         if self._closed:
             return b""
         self._closed = True
-        if not self._started:
-            self._start()
         status, reason = _status(self._stop_reason)
         self._output.close(status)
         self.response = _response_body(self._ctx, status, self._output.items, usage=usage, incomplete_reason=reason)
@@ -67,23 +57,15 @@ class StreamEncoder:
         if self._closed:
             return b""
         self._closed = True
-        if not self._started:
-            self._start()
         self._output.close("incomplete")
         self.response = _response_body(self._ctx, "failed", self._output.items, error=_error_object(error))
         self._lifecycle("response.failed")
         return self._output.flush()
 
-    def _start(self) -> None:
-        self._started = True
-        self.response = _response_body(self._ctx, "in_progress", [])
-        self._lifecycle("response.created")
-        self._lifecycle("response.in_progress")
-
     def _lifecycle(self, kind: str) -> None:
         self._output.event(kind, {"type": kind, "response": self.response})
 
-    def _on_block_start(self, event: dict) -> None:
+    def on_block_start(self, event: dict) -> bytes:
         block = event.get("content_block") or {}
         index = event.get("index")
         kind = block.get("type")
@@ -113,8 +95,9 @@ class StreamEncoder:
             output.open_search(index)
         elif kind == "web_search_tool_result":
             output.search_result(block)
+        return output.flush()
 
-    def _on_delta(self, event: dict) -> None:
+    def on_block_delta(self, event: dict) -> bytes:
         index = event.get("index")
         kind = self._kinds.get(index)
         delta = event.get("delta") or {}
@@ -130,15 +113,16 @@ class StreamEncoder:
                 self._json_empty = False
                 output.text(fragment)
         elif output.open_index() != index:
-            return  # a delta for a block we left out or already closed
+            pass  # a delta for a block we left out or already closed
         elif delta_type == "input_json_delta":
             output.arguments(delta.get("partial_json"))
         elif delta_type == "thinking_delta":
             output.thinking(delta.get("thinking"))
         elif delta_type == "signature_delta":
             output.signature(delta.get("signature"))
+        return output.flush()
 
-    def _on_block_stop(self, event: dict) -> None:
+    def on_block_stop(self, event: dict) -> bytes:
         index = event.get("index")
         kind = self._kinds.pop(index, None)
         if kind == "json" and self._json_empty:
@@ -147,3 +131,4 @@ class StreamEncoder:
             self._output.end_text()
         elif kind == "search" and self._output.open_index() == index:
             self._output.searching()
+        return self._output.flush()
