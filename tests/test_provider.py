@@ -31,6 +31,11 @@ async def test_sse_frames_split_across_chunks_and_crlf_are_decoded():
     assert await collect(response) == [[{"type": "message_start"}], [{"type": "ping"}]]
 
 
+async def test_a_crlf_split_between_reads_and_lone_cr_line_ends_are_decoded():
+    response = FakeResponse(b'data: {"type":"a"}\r\n\r', b'\ndata: {"type":"b"}\r\r')
+    assert await collect(response) == [[{"type": "a"}], [{"type": "b"}]]
+
+
 async def test_events_that_arrive_together_form_one_batch():
     response = FakeResponse(b'data: {"type":"a"}\n\ndata: {"type":"b"}\n\ndata: {"ty', b'pe":"c"}\n\n')
     assert await collect(response) == [[{"type": "a"}, {"type": "b"}], [{"type": "c"}]]

@@ -22,6 +22,7 @@ from .. import tracing
 from ..core import GatewayError
 from . import PoolGauge, UpstreamConfig
 from .errors import upstream_error, upstream_reason
+from .sse import SSEDecoder
 
 _RAW = httpx2.Response  # `cast_to` this and the SDK hands back the response unparsed
 
@@ -49,18 +50,11 @@ def _malformed(exc: Exception) -> GatewayError:
 
 
 async def _sse_batches(response) -> AsyncIterator[list[dict[str, Any]]]:
-    """Decode SSE frames into event dicts (the `data` JSON; its `type` names the event), one list per
-    network read, so that events which arrived together can be relayed in one write."""
-    buffer = b""
+    """The stream's events (the `data` JSON; its `type` names the event), one list per network read, so
+    that events which arrived together can be relayed in one write."""
+    feed = SSEDecoder(orjson.loads).feed
     async for chunk in response.aiter_bytes():
-        buffer += chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
-        events = []
-        while (end := buffer.find(b"\n\n")) != -1:
-            frame, buffer = buffer[:end], buffer[end + 2 :]
-            for line in frame.split(b"\n"):
-                if line.startswith(b"data:"):
-                    events.append(orjson.loads(line[5:]))
-        if events:
+        if events := feed(chunk):
             yield events
 
 

@@ -38,21 +38,7 @@ from ..protocols.openai_upstream import (
 )
 from . import PoolGauge, UpstreamConfig
 from .errors import upstream_error, upstream_reason
-
-_DONE = object()
-
-
-def _sse_payloads(frame: bytes) -> list[Any]:
-    """The chunks (or `_DONE`) in one SSE frame; comments (`: keep-alive`) and `event:` lines are ignored."""
-    data = [line[5:] for line in frame.split(b"\n") if line.startswith(b"data:")]
-    if not data:
-        return []
-    value = b"\n".join(data).strip()
-    if not value:
-        return []
-    if value == b"[DONE]":
-        return [_DONE]
-    return [orjson.loads(value)]
+from .sse import SSEDecoder
 
 
 def client_error(exc: UpstreamError) -> GatewayError:
@@ -245,7 +231,7 @@ class OpenAICompatProvider:
     async def _batches(self, response: aiohttp.ClientResponse, translator: StreamTranslator,
                        deadline: float | None, state: dict) -> AsyncIterator[list[dict[str, Any]]]:
         """One list of events per network read, so that events which arrived together go out in one write."""
-        buffer = b""
+        decoder = SSEDecoder()
         waiting = True  # for the first chunk, which the first-token deadline also covers
         while True:
             try:
@@ -260,23 +246,20 @@ class OpenAICompatProvider:
                 raise _broken(exc) from exc
             if not data:
                 break
-            buffer += data
-            if b"\r" in buffer:
-                buffer = buffer.replace(b"\r\n", b"\n")
             events: list[dict[str, Any]] = []
             try:
-                while (end := buffer.find(b"\n\n")) != -1:
-                    frame, buffer = buffer[:end], buffer[end + 2:]
-                    for payload in _sse_payloads(frame):
-                        if payload is _DONE:
-                            events += translator.finish()
-                            state["done"] = True
-                            break
-                        if not isinstance(payload, dict):
-                            raise _malformed("a stream chunk is not a JSON object")
-                        events += translator.feed(payload)
-                    if state["done"]:
+                for value in decoder.feed(data):
+                    value = value.strip()
+                    if not value:
+                        continue
+                    if value == b"[DONE]":
+                        events += translator.finish()
+                        state["done"] = True
                         break
+                    payload = orjson.loads(value)
+                    if not isinstance(payload, dict):
+                        raise _malformed("a stream chunk is not a JSON object")
+                    events += translator.feed(payload)
             except (GatewayError, UpstreamError, orjson.JSONDecodeError) as exc:
                 if events:
                     yield events  # what came before the failure still reaches the client
