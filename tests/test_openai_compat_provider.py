@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.core import GatewayError, estimate_input_tokens
-from gateway.protocols.openai_upstream import StreamTranslator, from_openai_response, to_openai_request
+from gateway.protocols.openai_chat.upstream import StreamTranslator, from_openai_response, to_openai_request
 from gateway.providers import PROVIDERS, UpstreamConfig, close_providers, get_provider
 from gateway.providers.openai_compat import JinaProvider, OpenAICompatProvider, client_errors
 from tests.test_openai_upstream import MODEL, USAGE, check_grammar, chunk, completion

@@ -1,4 +1,4 @@
-"""The pure translation to and from an OpenAI-compatible upstream (gateway.protocols.openai_upstream): the
+"""The pure translation to and from an OpenAI-compatible upstream (gateway.protocols.openai_chat.upstream): the
 request both ways, the answer, and the stream translator's event grammar."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from gateway.core import GatewayError, MessageAccumulator, Usage
 from gateway.protocols._common.tools import tool_id as _tool_id
 from gateway.protocols.openai_chat import decode_request
-from gateway.protocols.openai_upstream import (
+from gateway.protocols.openai_chat.upstream import (
     StreamTranslator,
     UpstreamError,
     error_of,

@@ -2,10 +2,10 @@
 Ollama), plus its `/embeddings` and `/rerank` endpoints.
 
 This is the HTTP client, one aiohttp session per provider instance; what is sent and how the answers
-read is the pure translation in `gateway.protocols.openai_upstream`. `base_url` is the server's API
+read is the pure translation in `gateway.protocols.openai_chat.upstream`. `base_url` is the server's API
 root including `/v1`.
 
-- Usage a server does not report is estimated (see openai_upstream); the input estimate is
+- Usage a server does not report is estimated (see protocols.openai_chat.upstream); the input estimate is
   `core.estimate_input_tokens` of the request.
 - Errors: the translation's `UpstreamError` and the error statuses are mapped here, with the upstream's
   text redacted (`errors.upstream_error`); a 429 `insufficient_quota` is our account's problem, a 502
@@ -28,7 +28,7 @@ from django.conf import settings
 
 from .. import tracing
 from ..core import GatewayError, estimate_input_tokens, invalid
-from ..protocols.openai_upstream import (
+from ..protocols.openai_chat.upstream import (
     StreamTranslator,
     UpstreamError,
     error_of,
