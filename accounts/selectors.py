@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models.functions import Length
 
-from config.aio import SingleFlight
-from config.db import UNREACHABLE, db_unit
-from config.outage import db_unavailable
+from common.aio import SingleFlight
+from common.db import UNREACHABLE, db_unit
+from common.outage import db_unavailable
 
 from gateway.core import GatewayError, database_unavailable
 

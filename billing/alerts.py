@@ -32,7 +32,7 @@ from django.db.models.functions import Coalesce
 
 from accounts.models import ApiKey, Membership, Tenant
 from accounts.services import audit_record
-from gateway import crypto
+from common import crypto
 
 from .models import AlertDelivery, AlertFiring, AlertRule, UsageEvent
 from .money import format_usd, usd_string

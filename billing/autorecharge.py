@@ -14,8 +14,8 @@ import time
 
 from asgiref.sync import sync_to_async
 
-from config.db import UNREACHABLE
-from config.outage import db_unavailable
+from common.db import UNREACHABLE
+from common.outage import db_unavailable
 
 from .live import PerTenantDebounce
 
@@ -25,7 +25,7 @@ PROFILES_TTL = 5.0
 
 
 def _enabled_thresholds() -> dict[int, int]:
-    from config.db import refresh_connections
+    from common.db import refresh_connections
 
     from .models import BillingProfile
 
@@ -35,7 +35,7 @@ def _enabled_thresholds() -> dict[int, int]:
 
 
 def _check(tenant_id: int, threshold: int) -> None:
-    from config.db import refresh_connections
+    from common.db import refresh_connections
 
     from .selectors import tenant_available_nano
     from .tasks import auto_recharge

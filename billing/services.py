@@ -26,9 +26,9 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Tenant
 from accounts.services import audit_record
-from config.db import UNREACHABLE, insert_sql, refresh_connections
-from config.outage import db_unavailable
-from gateway import metrics
+from common.db import UNREACHABLE, insert_sql, refresh_connections
+from common.outage import db_unavailable
+from common import metrics
 
 from .autorecharge import recharge_watcher
 from .buckets import DAY, HOUR, MINUTE, WIDTHS, bucket_floor

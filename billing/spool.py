@@ -36,8 +36,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
 
-from config.outage import FailureLog
-from gateway import metrics
+from common.outage import FailureLog
+from common import metrics
 
 logger = logging.getLogger(__name__)
 spooled_log = FailureLog(logger, "usage rows spooled: the database is unreachable")

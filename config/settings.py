@@ -242,7 +242,7 @@ UPSTREAM_FIRST_BYTE_TIMEOUT_SECONDS = env_float("UPSTREAM_FIRST_BYTE_TIMEOUT_SEC
 # use for UPSTREAM_POOL_SATURATED_SECONDS.
 UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 512, minimum=1)
 UPSTREAM_POOL_SATURATED_SECONDS = env_float("UPSTREAM_POOL_SATURATED_SECONDS", 5.0, minimum=0.0)
-# Upstream credentials are encrypted with the first of these and decrypted with any (gateway/crypto.py).
+# Upstream credentials are encrypted with the first of these and decrypted with any (common/crypto.py).
 GATEWAY_ENCRYPTION_KEYS = env_list("GATEWAY_ENCRYPTION_KEYS", [SECRET_KEY])
 # Routing (gateway/routing.py): retries of one deployment before the next is tried, and the longest
 # wait between them (a longer retry-after skips to the next deployment at once).
@@ -291,7 +291,7 @@ ALERT_WEBHOOK_RETRIES = env_int("ALERT_WEBHOOK_RETRIES", 5, minimum=0)
 ALERT_WEBHOOK_BACKOFF_SECONDS = env_float("ALERT_WEBHOOK_BACKOFF_SECONDS", 30.0, minimum=0.0)
 ALERT_WEBHOOK_TIMEOUT_SECONDS = env_float("ALERT_WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 
-# Prometheus metrics (gateway/metrics.py). GET /metrics is off (404) unless METRICS_TOKEN is set, and then
+# Prometheus metrics (common/metrics.py, exposed by gateway/metrics.py). GET /metrics is off (404) unless METRICS_TOKEN is set, and then
 # needs `Authorization: Bearer <METRICS_TOKEN>`. With several worker processes the launcher points
 # PROMETHEUS_MULTIPROC_DIR at a fresh directory. A tenant label multiplies every per-request series by
 # the number of tenants: off unless asked for.

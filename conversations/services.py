@@ -26,7 +26,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import Tenant
-from config.db import insert_sql
+from common.db import insert_sql
 from gateway.core import GatewayError
 
 from .models import Conversation, ConversationImage, Message, RequestLog, StoredResponse

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from gateway import metrics
+from common import metrics
 
 from . import services
 

@@ -41,13 +41,13 @@ from django.conf import settings
 from accounts.selectors import KeyPrincipal
 from billing.money import format_usd
 from billing.selectors import budget_period_bounds, key_spend_nano, tenant_available_nano
-from config.aio import SingleFlight
-from config.db import UNREACHABLE, db_unit
-from config.outage import db_unavailable
+from common import metrics
+from common.aio import SingleFlight
+from common.db import UNREACHABLE, db_unit
+from common.outage import db_unavailable
+from common.redis_wire import RespClient, RespError
 
-from . import metrics
 from .core import GatewayError, estimate_input_tokens
-from .resp import RespClient, RespError
 from .selectors import ModelEntry
 
 logger = logging.getLogger(__name__)
@@ -249,7 +249,7 @@ def _limits(principal: KeyPrincipal) -> tuple[int | None, int | None, int | None
 
 
 class RedisCounters:
-    """The counters in Redis: one script call (gateway/resp.py) per admission, settles carried along.
+    """The counters in Redis: one script call (common/redis_wire.py) per admission, settles carried along.
 
     A settle waits in the queue for the next admission of this process, which applies it before
     admitting (one round trip for both); without one within SETTLE_DELAY_SECONDS a flush sends the

@@ -6,7 +6,9 @@ class GatewayConfig(AppConfig):
 
     def ready(self) -> None:
         _scope_connection_signals()
-        from . import metrics
+        from common import metrics
+
+        from . import metrics as exposition  # noqa: F401 - registers the scrape-time values in the embedded mode
 
         metrics.connect_celery_signals()
 

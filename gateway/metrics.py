@@ -1,8 +1,5 @@
-"""Prometheus metrics: what the gateway and its background work did, for `GET /metrics`.
-
-Every metric is defined here and the request path calls the small functions below at the points where
-it already knows the outcome (pipeline.Meter, admission, routing, the usage writer, the spool, Celery
-tasks), one line per call site.
+"""The exposition of the metrics defined in common/metrics.py: `GET /metrics`, the values computed at
+scrape time, a Celery worker's own port.
 
 Several worker processes: prometheus-client's multiprocess mode. `gateway.serve` (the launcher, once,
 before the workers start) creates and empties PROMETHEUS_MULTIPROC_DIR; each worker writes its values
@@ -27,226 +24,22 @@ import os
 import time
 
 from django.conf import settings
-from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
-                               generate_latest, multiprocess)
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess,
+                               start_http_server)
 from prometheus_client.core import GaugeMetricFamily
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from billing import spool
+from billing.models import UsageEvent
+from common.db import UNREACHABLE
+from common.metrics import MULTIPROC_ENV, database_error
 
-_TENANT = ("tenant",) if settings.METRICS_TENANT_LABEL else ()
-_REQUEST = ("endpoint", "model", "provider", "outcome", *_TENANT)
-# LLM calls take seconds to minutes; the default buckets stop at 10 s.
-_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
-_FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
-
-REQUESTS = Counter("gatehouse_requests_total", "Model calls that reached routing, by outcome "
-                   "(ok, partial: a stream cut short, error).", _REQUEST)
-REQUEST_DURATION = Histogram("gatehouse_request_duration_seconds", "From the request's arrival to its "
-                             "usage row (for a stream: its end).", _REQUEST, buckets=_LATENCY_BUCKETS)
-TTFT = Histogram("gatehouse_time_to_first_token_seconds", "From the request's arrival to the first "
-                 "generated token.", ("endpoint", "model", "provider", *_TENANT), buckets=_LATENCY_BUCKETS)
-IN_FLIGHT = Gauge("gatehouse_requests_in_flight", "Model calls admitted and not yet recorded.", ("endpoint",),
-                  multiprocess_mode="livesum")
-OPEN_STREAMS = Gauge("gatehouse_open_streams", "Streams being relayed to clients.", ("endpoint",),
-                     multiprocess_mode="livesum")
-TOKENS = Counter("gatehouse_tokens_total", "Tokens billed, by kind (input, output, cache_write, cache_read).",
-                 ("kind", "model", "provider", *_TENANT))
-COST = Counter("gatehouse_cost_nano_usd_total", "Cost charged, in nano-USD.", ("model", "provider", *_TENANT))
-REFUSALS = Counter("gatehouse_admission_refusals_total", "Requests refused before the upstream, by reason "
-                   "(rpm, tpm, budget, balance, model_not_allowed).", ("reason", *_TENANT))
-UPSTREAM_DURATION = Histogram("gatehouse_upstream_request_duration_seconds", "One upstream attempt: to the "
-                              "answer, or for a stream to its first event.", ("provider", "model", "outcome"),
-                              buckets=_LATENCY_BUCKETS)
-UPSTREAM_ERRORS = Counter("gatehouse_upstream_errors_total", "Failed upstream attempts, by class "
-                          "(429, 529, 5xx, timeout, connect, 4xx).", ("provider", "model", "class"))
-RETRIES = Counter("gatehouse_upstream_retries_total", "Upstream attempts retried on the same target.",
-                  ("provider", "model"))
-FALLBACKS = Counter("gatehouse_upstream_fallbacks_total", "Targets given up for the next one after failing.",
-                    ("provider", "model"))
-COOLDOWN_UNTIL = Gauge("gatehouse_deployment_cooldown_until_seconds", "Unix time until which a deployment's "
-                       "target cools down; in cooldown while it is in the future.",
-                       ("deployment", "provider", "model"), multiprocess_mode="livemax")
-USAGE_QUEUE = Gauge("gatehouse_usage_queue_depth", "Usage rows in or waiting for the current write.",
-                    multiprocess_mode="livesum")
-USAGE_FLUSH = Histogram("gatehouse_usage_flush_duration_seconds", "One batched write of usage rows.",
-                        buckets=_FAST_BUCKETS)
-SPOOLED = Counter("gatehouse_usage_spooled_total", "Usage rows, turns and request logs the database could "
-                  "not take, put in the spool.")
-DB_ERRORS = Counter("gatehouse_database_errors_total", "Database operations that failed: unreachable.")
-REDIS_ERRORS = Counter("gatehouse_redis_errors_total", "Redis operations that failed.", ("component",))
-LEASES = Gauge("gatehouse_conversation_leases", "Conversation turns in progress (each holds its "
-               "conversation's lease).", multiprocess_mode="livesum")
-TASKS = Counter("gatehouse_celery_tasks_total", "Celery task runs, by outcome (success, failure).",
-                ("task", "outcome"))
-TASK_DURATION = Histogram("gatehouse_celery_task_duration_seconds", "Celery task run time.", ("task",),
-                          buckets=_LATENCY_BUCKETS)
-CONVERSATIONS_EXPIRED = Counter("gatehouse_conversations_expired_total", "Conversations deleted after their "
-                                "retention.")
-
-
-def _tenant(principal) -> tuple[str, ...]:
-    return (principal.tenant_slug,) if _TENANT else ()
-
-
-_children: dict[tuple, object] = {}
-
-
-def _child(metric, *labels: str):
-    """`metric.labels(*labels)`, cached: labels() validates and locks on every call, which made it the
-    largest part of the per-request cost (measured in docs/performance.md, "Metrics")."""
-    key = (metric, labels)
-    child = _children.get(key)
-    if child is None:
-        child = _children[key] = metric.labels(*labels)
-    return child
-
-
-# --- The request path -----------------------------------------------------------------------------------
-
-
-def request_started(endpoint: str) -> None:
-    _child(IN_FLIGHT, endpoint).inc()
-
-
-def request_finished(meter, outcome: str, now: float, cost_nano: int) -> None:
-    """One model call recorded by pipeline.Meter.finish: its count, latency, TTFT, tokens and cost."""
-    model, provider, tenant = meter.model.name, meter.deployment.provider if meter.deployment else "", _tenant(
-        meter.principal)
-    _child(IN_FLIGHT, meter.endpoint).dec()
-    labels = (meter.endpoint, model, provider, outcome, *tenant)
-    _child(REQUESTS, *labels).inc()
-    _child(REQUEST_DURATION, *labels).observe(now - meter.started)
-    if meter.first_token_at is not None:
-        _child(TTFT, meter.endpoint, model, provider, *tenant).observe(meter.first_token_at - meter.started)
-    usage = meter.usage
-    for kind, count in (("input", usage.input_tokens), ("output", usage.output_tokens),
-                        ("cache_write", usage.cache_creation_input_tokens), ("cache_read", usage.cache_read_input_tokens)):
-        if count:
-            _child(TOKENS, kind, model, provider, *tenant).inc(count)
-    if cost_nano:
-        _child(COST, model, provider, *tenant).inc(cost_nano)
-
-
-def stream_opened(endpoint: str) -> None:
-    _child(OPEN_STREAMS, endpoint).inc()
-
-
-def stream_closed(endpoint: str) -> None:
-    _child(OPEN_STREAMS, endpoint).dec()
-
-
-def refused(reason: str, principal=None) -> None:
-    _child(REFUSALS, reason, *(_tenant(principal) if principal is not None else ("",) * len(_TENANT))).inc()
-
-
-def lease_taken() -> None:
-    LEASES.inc()
-
-
-def lease_ended() -> None:
-    LEASES.dec()
-
-
-# --- Routing --------------------------------------------------------------------------------------------
-
-
-# Providers report an overload (Anthropic's 529, an OpenAI-compatible 503) as a 503 with this code.
-_CLASS_BY_CODE = {"upstream_timeout": "timeout", "first_byte_timeout": "timeout", "upstream_unreachable": "connect",
-                  "upstream_overloaded": "529"}
-
-
-def error_class(error) -> str:
-    """A GatewayError from an upstream attempt -> its class on gatehouse_upstream_errors_total."""
-    if error.code in _CLASS_BY_CODE:
-        return _CLASS_BY_CODE[error.code]
-    if error.status == 429:
-        return "429"
-    return "5xx" if error.status >= 500 else "4xx"
-
-
-def upstream_attempt(model, deployment, started: float, error=None) -> None:
-    labels = (deployment.provider, model.name)
-    _child(UPSTREAM_DURATION, *labels, "ok" if error is None else error_class(error)).observe(
-        time.perf_counter() - started)
-    if error is not None:
-        _child(UPSTREAM_ERRORS, *labels, error_class(error)).inc()
-
-
-def upstream_retry(model, deployment) -> None:
-    _child(RETRIES, deployment.provider, model.name).inc()
-
-
-def upstream_cooldown(model, deployment, until_monotonic: float) -> None:
-    """A target given up on: a fallback to the next one, and its cooldown's end (as wall-clock time)."""
-    _child(FALLBACKS, deployment.provider, model.name).inc()
-    _child(COOLDOWN_UNTIL, str(deployment.id), deployment.provider, model.name).set(
-        time.time() + until_monotonic - time.monotonic())
-
-
-def upstream_recovered(model, deployment) -> None:
-    _child(COOLDOWN_UNTIL, str(deployment.id), deployment.provider, model.name).set(0)
-
-
-# --- Usage writer, spool, outages ---------------------------------------------------------------------
-
-
-def usage_queue(depth: int) -> None:
-    USAGE_QUEUE.set(depth)
-
-
-def usage_flushed(started: float, waiting: int) -> None:
-    USAGE_FLUSH.observe(time.perf_counter() - started)
-    USAGE_QUEUE.set(waiting)
-
-
-def spooled(count: int) -> None:
-    SPOOLED.inc(count)
-
-
-def database_error() -> None:
-    DB_ERRORS.inc()
-
-
-def redis_error(component: str) -> None:
-    _child(REDIS_ERRORS, component).inc()
-
-
-# --- Background work ------------------------------------------------------------------------------------
-
-_task_started: dict[str, float] = {}  # task id -> perf_counter at prerun
-
-
-def _task_prerun(task_id=None, **_) -> None:
-    _task_started[task_id] = time.perf_counter()
-
-
-def _task_postrun(task_id=None, task=None, state=None, **_) -> None:
-    started = _task_started.pop(task_id, None)
-    TASKS.labels(task.name, "success" if state == "SUCCESS" else "failure").inc()
-    if started is not None:
-        TASK_DURATION.labels(task.name).observe(time.perf_counter() - started)
-
-
-def conversations_expired(count: int) -> None:
-    CONVERSATIONS_EXPIRED.inc(count)
-
-
-def connect_celery_signals() -> None:
-    """Count every task run: in a worker, and run eagerly in the embedded mode (the same signals)."""
-    from celery.signals import task_postrun, task_prerun
-
-    task_prerun.connect(_task_prerun, weak=False)
-    task_postrun.connect(_task_postrun, weak=False)
+from .serve import prepare_metrics_dir
 
 
 def worker_serve() -> None:
     """A Celery worker's own /metrics, in its main process, before the pool forks."""
     if not settings.CELERY_METRICS_PORT:
         return
-    from prometheus_client import start_http_server
-
-    from .serve import prepare_metrics_dir
-
     registry = REGISTRY
     if os.environ.get(MULTIPROC_ENV):
         prepare_metrics_dir(os.environ[MULTIPROC_ENV])
@@ -275,10 +68,6 @@ class ScrapeCollector:
         return [_lag_family(), _spool_family()]
 
     def collect(self):
-        from billing import spool
-        from billing.models import UsageEvent
-        from config.db import UNREACHABLE
-
         lag = _lag_family()
         try:
             # The partial index usage_not_rolled_up holds only these rows.

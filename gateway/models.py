@@ -94,7 +94,7 @@ class Provider(models.Model):
 
 
 class Credential(models.Model):
-    """An API key of a provider, encrypted at rest (gateway.crypto); requests spread over a provider's
+    """An API key of a provider, encrypted at rest (common.crypto); requests spread over a provider's
     enabled credentials by weight. An Anthropic provider without credentials uses ANTHROPIC_API_KEY."""
 
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="credentials")

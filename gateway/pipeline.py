@@ -40,14 +40,15 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from accounts.selectors import KeyPrincipal
 from billing.models import UsageEvent
 from billing.services import UsageRecord, usage_recorder
-from config.db import db_unit, json_nul_free
+from common import metrics
+from common.db import db_unit, json_nul_free
 from conversations.services import (TurnRecord, conversation_begin, conversation_release, new_conversation_id,
                                     response_begin)
 
 from .admission import Ticket, admission
 from .core import (GatewayError, InternalRequest, MessageAccumulator, ResponseContext, Usage, apply_model_limits,
                    depth_checked, estimate_input_tokens, estimate_tokens, internal_error, invalid)
-from . import metrics, observability, routing, tracing, url_policy
+from . import observability, routing, tracing, url_policy
 from .protocols import embeddings
 from .protocols._common.codec import Codec, Encoder
 from .selectors import DeploymentEntry, ModelEntry, model_resolve

@@ -29,7 +29,9 @@ from typing import TypeVar
 
 from django.conf import settings
 
-from . import metrics, tracing
+from common import metrics
+
+from . import tracing
 from .core import GatewayError
 from .providers import get_provider
 from .selectors import DeploymentEntry, ModelEntry, Target

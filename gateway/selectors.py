@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from billing.money import usage_cost_nano
-from config.aio import SingleFlight
-from config.db import UNREACHABLE, db_unit
-from config.outage import db_unavailable
+from common import crypto, metrics
+from common.aio import SingleFlight
+from common.db import UNREACHABLE, db_unit
+from common.outage import db_unavailable
 
-from . import crypto, metrics
 from .core import GatewayError
 from .models import CatalogModel, Credential, Deployment, ModelAlias
 from .providers import UpstreamConfig

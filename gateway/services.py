@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Tenant
 from accounts.services import api_key_issue, audit_record
+from common import crypto
 
-from . import crypto
 from .models import CatalogModel, Credential, Deployment, Provider
 
 

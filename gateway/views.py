@@ -15,8 +15,8 @@ from accounts.dashboard import dashboard_view, membership_for, visible_keys
 from accounts.selectors import key_principal, principal_check
 from billing.models import UsageEvent
 from billing.money import format_usd
-from config.db import UNREACHABLE
-from config.outage import db_unavailable
+from common.db import UNREACHABLE
+from common.outage import db_unavailable
 
 from .api.openai import openai_error_response
 from .core import GatewayError, database_unavailable

@@ -6,7 +6,7 @@ class IdempotencyRecord(models.Model):
 
     Keyed by the credential that sent it and the client's key; `fingerprint` is a digest of the method,
     path and body, so the same key with another request is refused instead of replayed. The answer can
-    hold a new key's secret, so it is stored encrypted (gateway.crypto) and dropped after
+    hold a new key's secret, so it is stored encrypted (common.crypto) and dropped after
     MANAGEMENT_IDEMPOTENCY_HOURS.
     """
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gateway import crypto
+from common import crypto
 
 from .models import IdempotencyRecord
 

@@ -143,7 +143,7 @@ def test_admin_refuses_a_provider_kind_that_does_not_exist(admin_client):
 @pytest.mark.django_db
 def test_admin_credentials_are_write_only_and_encrypted(admin_client):
     from accounts.models import AuditEntry
-    from gateway import crypto
+    from common import crypto
     from gateway.models import Credential, Provider
 
     form = {"name": "deepseek", "kind": "openai", "base_url": "https://api.deepseek.com/v1", "cooldown_seconds": 30,

@@ -24,7 +24,7 @@ from accounts.models import ApiKey, AuditEntry, Membership, Tenant
 from accounts.services import admin_key_issue, api_key_issue, credential_revoke, operator_token_issue
 from billing.models import LedgerEntry, ModelPrice
 from billing.services import credit_grant
-from gateway import crypto
+from common import crypto
 from gateway.models import CatalogModel, Credential, Deployment, Provider
 
 from .conftest import requires_postgres

@@ -273,7 +273,7 @@ def test_credentials_are_encrypted_and_spread_by_weight(setup, django_db_blocker
     with django_db_blocker.unblock():
         credential = Credential.objects.get(provider=provider)
     assert "sk-secret-value-1234" not in credential.secret_encrypted and credential.hint == "1234"
-    from gateway import crypto
+    from common import crypto
 
     assert crypto.decrypt(credential.secret_encrypted) == "sk-secret-value-1234"
 

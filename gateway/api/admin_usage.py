@@ -14,7 +14,7 @@ from ninja import Router
 
 from accounts.selectors import admin_keys_listed, api_keys_listed
 from billing.selectors import usage_buckets
-from config.db import db_unit
+from common.db import db_unit
 
 from ..auth import ADMIN_KEY
 from ..pipeline import json_response

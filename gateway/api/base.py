@@ -12,8 +12,8 @@ from django.http import HttpResponse, HttpResponseNotAllowed
 from ninja import NinjaAPI, Router
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from config.db import UNREACHABLE
-from config.outage import db_unavailable
+from common.db import UNREACHABLE
+from common.outage import db_unavailable
 
 from ..auth import ApiKey
 from ..core import GatewayError, database_unavailable, internal_error, invalid
@@ -87,7 +87,7 @@ def error_response(request, error: GatewayError, render: Renderer) -> HttpRespon
         response["retry-after"] = str(error.retry_after)
     # An expected failure logs once, with its request id, instead of Django's line per response (which has
     # no id, and costs a thread hop): a client's mistake (4xx) is the access log's alone (LOG_FORMAT=json),
-    # an unreachable database is config.outage's one line per interval, other 5xx get one line here.
+    # an unreachable database is common.outage's one line per interval, other 5xx get one line here.
     if error.status >= 500 and error.code != "database_unavailable":
         logger.warning("%s %s: %s %s (%s)", request.method, request.path, error.status, error.code or error.type,
                        request_id)

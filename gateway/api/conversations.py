@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from config.db import db_unit
+from common.db import db_unit
 from conversations import services
 from conversations.models import Conversation, Message
 

@@ -11,7 +11,7 @@ from django.db import connection
 from django.http import Http404, HttpResponse
 
 from billing import spool
-from config.db import refresh_connections
+from common.db import refresh_connections
 
 from .. import metrics
 from ..pipeline import json_response

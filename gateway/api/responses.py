@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.http import HttpResponse
 
-from config.db import db_unit
+from common.db import db_unit
 from conversations.services import response_delete, response_get
 
 from ..pipeline import json_response

@@ -12,7 +12,7 @@ from django.http import HttpResponse
 from billing.money import usd_string
 from billing.reports import csv_response, rows_payload
 from billing.selectors import usage_by_day_and_model, usage_by_trace
-from config.db import db_unit
+from common.db import db_unit
 from conversations.selectors import request_logs_get
 
 from ..core import invalid

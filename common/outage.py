@@ -33,7 +33,7 @@ class FailureLog:
 
 
 def _database_error() -> None:
-    from gateway import metrics  # lazily: it reads the settings at import, this module must not
+    from common import metrics  # lazily: it reads the settings at import, this module must not
 
     metrics.database_error()
 

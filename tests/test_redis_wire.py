@@ -1,4 +1,4 @@
-"""The request path's minimal Redis client (gateway/resp.py)."""
+"""The request path's minimal Redis client (common/redis_wire.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from django.conf import settings
 
-from gateway.resp import RespClient, RespError, _Incomplete, encode_command, parse_reply
+from common.redis_wire import RespClient, RespError, _Incomplete, encode_command, parse_reply
 
 from .conftest import free_port, requires_redis
 
