@@ -1,207 +1,28 @@
-"""Usage recording, the ledger, and the rollup task's work.
+"""The ledger, prices, and the rollup task's work.
 
-Usage recording is durable before the response completes, one database round trip per batch.
-
-Requests append their row and wait for it to be committed. A single flush task per event loop
-writes everything pending in one INSERT ... ON CONFLICT DO NOTHING, so under load many requests share
-one round trip and one sync/async thread hop (group commit), while a lone request is written at once.
-The flush runs in its own task, so a request cancelled by a client hang-up still gets its row.
+Usage rows are written on the request path by gateway.metering; this app rolls them up and debits them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections import defaultdict
-from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
-from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncDate, TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 
 from accounts.models import ApiKey, Tenant
 from accounts.services import audit_record
-from common.db import UNREACHABLE, insert_sql, refresh_connections
-from common.outage import db_unavailable
-from common import metrics
+from common.db import refresh_connections
 
-from .autorecharge import recharge_watcher
 from .buckets import DAY, HOUR, MINUTE, WIDTHS, bucket_floor
-from .live import usage_notifier
 from .models import LedgerEntry, ModelPrice, UsageBucket, UsageEvent, UsageRollup
-from .spool import spool_append
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class UsageRecord:
-    request_id: str
-    tenant_id: int
-    api_key_id: int
-    endpoint: str
-    requested_model: str
-    model: str
-    upstream_model: str
-    stream: bool
-    input_tokens: int
-    output_tokens: int
-    cache_creation_input_tokens: int
-    cache_read_input_tokens: int
-    cost_nano: int
-    price_id: int | None
-    status: str
-    http_status: int
-    error_type: str
-    latency_ms: int
-    ttft_ms: int | None
-    created_at: datetime
-    provider: str = ""
-    trace_id: str = ""
-    thread_id: str = ""
-    client_request_id: str = ""
-    web_search_requests: int = 0
-
-
-_USAGE_COLUMNS = tuple(f.name for f in fields(UsageRecord))  # UsageEvent field names (attnames for keys)
-
-# last_used_at is written at most this often per key: a write per request would double the path's queries.
-LAST_USED_RESOLUTION = timedelta(seconds=60)
-_last_used_written: dict[int, datetime] = {}
-
-
-def usage_events_write(records: list[UsageRecord], turns: list | None = None, logs: list | None = None, *,
-                       replay: bool = False) -> list:
-    """Insert the rows; a request id already written is skipped, so a retried write never double-bills.
-
-    `turns` (conversations.services.TurnRecord) are written right after, before the requests waiting on
-    this write go on: a client's next turn always finds the previous one. `logs` (request logs of
-    tenants that keep them) come last. Each kind is one statement for the whole batch; if that fails
-    for a reason of the data, its rows are written one by one, so a bad row (logged and dropped) never
-    takes the others with it. Returns the rows, turns and logs that could not be written because the
-    database is unreachable, for the spool (billing/spool.py). `replay`: they come from the spool, and
-    a turn already written is skipped (turns have no request-id key to conflict on).
-    """
-    from conversations.services import request_logs_write, turns_replay, turns_write
-
-    now = records[-1].created_at if records else timezone.now()
-    return [
-        *_isolated(_usage_write, records, "usage row"),
-        *_isolated(lambda items: (turns_replay if replay else turns_write)(items, now), turns or [],
-                   "conversation turn"),
-        *_isolated(lambda items: request_logs_write(items, now), logs or [], "request log"),
-    ]
-
-
-def _isolated(write, items: list, what: str) -> list:
-    """`write(items)`, then row by row if the batch is refused; returns the items left unwritten because
-    the database is unreachable."""
-    if not items:
-        return []
-    try:
-        try:
-            refresh_connections()
-            write(items)
-        except UNREACHABLE:
-            # A connection broken since the last request (database restart): reconnect and try once more.
-            refresh_connections()
-            write(items)
-    except UNREACHABLE as exc:
-        db_unavailable.failed(exc)
-        return items
-    except DatabaseError as exc:  # about the rows themselves: a value a column refuses, a constraint
-        if len(items) == 1:
-            logger.error("%s refused by the database, dropped (%s): %r", what, exc, items[0])
-            return []
-        unwritten = []
-        for item in items:
-            unwritten += _isolated(write, [item], what)
-        return unwritten
-    return []
-
-
-def _usage_write(records: list[UsageRecord]) -> None:
-    rows = [tuple(getattr(record, name) for name in _USAGE_COLUMNS) for record in records]
-    now = records[-1].created_at
-    stale = {record.api_key_id for record in records
-             if now - _last_used_written.get(record.api_key_id, datetime.min.replace(tzinfo=UTC)) >= LAST_USED_RESOLUTION}
-    statement = insert_sql(UsageEvent, _USAGE_COLUMNS, rows, ignore_conflicts=True)
-    connection = transaction.get_connection()
-    if stale:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(*statement)
-            ApiKey.objects.filter(pk__in=stale).update(last_used_at=now)
-    else:  # the common case: one autocommitted statement, no BEGIN/COMMIT round trips
-        with connection.cursor() as cursor:
-            cursor.execute(*statement)
-    for key_id in stale:
-        _last_used_written[key_id] = now
-    if len(_last_used_written) > 10_000:  # keys idle for a minute need no entry
-        for key_id in [k for k, at in _last_used_written.items() if now - at >= LAST_USED_RESOLUTION]:
-            del _last_used_written[key_id]
-
-
-_write_async = sync_to_async(usage_events_write, thread_sensitive=True)
-_spool_async = sync_to_async(spool_append, thread_sensitive=True)
-
-
-class UsageRecorder:
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: list[tuple[UsageRecord, object, object, asyncio.Future]] = []
-        self._flusher: asyncio.Task | None = None
-
-    async def record(self, record: UsageRecord, turn=None, log: dict | None = None) -> None:
-        """Return once the row (and the request's conversation turn and log, if any) is committed.
-
-        Never raises: what the database cannot take now waits in the spool, a row it refuses is logged.
-        """
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a new event loop (tests): state of the old one is unusable
-            self._loop, self._pending, self._flusher = loop, [], None
-        done = loop.create_future()
-        self._pending.append((record, turn, log, done))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush())
-        # Shielded: a client hang-up cancels the request, not the write it is waiting for.
-        await asyncio.shield(done)
-
-    async def drain(self) -> None:
-        """Wait for every row handed over so far to be written (or spooled): the last act at shutdown."""
-        if self._loop is asyncio.get_running_loop() and self._flusher is not None:
-            await asyncio.shield(self._flusher)
-
-    async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            metrics.usage_queue(len(batch))  # per batch, not per request: it is on every request's path
-            started = time.perf_counter()
-            records = [record for record, _, _, _ in batch]
-            turns = [turn for _, turn, _, _ in batch if turn is not None]
-            logs = [log for _, _, log, _ in batch if log is not None]
-            try:
-                unwritten = await _write_async(records, turns, logs)
-            except Exception:
-                # Not a database error (those are handled inside): the whole batch waits in the spool.
-                logger.exception("usage rows could not be written; spooled")
-                unwritten = [*records, *turns, *logs]
-            if unwritten:
-                await _spool_async(unwritten)
-            metrics.usage_flushed(started, waiting=len(self._pending))
-            for _, _, _, done in batch:
-                if not done.done():
-                    done.set_result(None)
-            tenants = {record.tenant_id for record, _, _, _ in batch}
-            usage_notifier.notify(tenants)
-            recharge_watcher.notify(tenants)
-
-
-usage_recorder = UsageRecorder()
 
 
 # --- Ledger ------------------------------------------------------------------------------------------

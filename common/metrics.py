@@ -3,7 +3,7 @@ the scrape-time values, a Celery worker's own port) is gateway/metrics.py.
 
 Every metric is defined here, below the apps, so billing and conversations count their work too: the
 request path calls the small functions below at the points where it already knows the outcome
-(gateway.metering.Meter, admission, routing, the usage writer, the spool, Celery tasks), one line per call site.
+(gateway.metering.meter.Meter, admission, routing, the usage writer, the spool, Celery tasks), one line per call site.
 
 Several worker processes: prometheus-client's multiprocess mode. `gateway.serve` (the launcher, once,
 before the workers start) creates and empties PROMETHEUS_MULTIPROC_DIR; each worker writes its values
@@ -106,7 +106,7 @@ def request_started(endpoint: str) -> None:
 
 
 def request_finished(meter, outcome: str, now: float, cost_nano: int) -> None:
-    """One model call recorded by pipeline.Meter.finish: its count, latency, TTFT, tokens and cost."""
+    """One model call recorded by gateway.metering.meter.Meter.finish: its count, latency, TTFT, tokens and cost."""
     model, provider, tenant = meter.model.name, meter.deployment.provider if meter.deployment else "", _tenant(
         meter.principal)
     _child(IN_FLIGHT, meter.endpoint).dec()

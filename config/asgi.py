@@ -43,11 +43,11 @@ async def application(scope, receive, send):
 
 
 async def _lifespan(receive, send):
-    from billing import scheduler, spool
-    from billing.services import usage_recorder
-    from gateway import tracing
-    from gateway import metrics
+    from billing import scheduler
+    from gateway import metrics, tracing
     from gateway.admission import admission
+    from gateway.metering import spool
+    from gateway.metering.recorder import usage_recorder
     from gateway.providers import close_providers
 
     billing_scheduler = None

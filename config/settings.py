@@ -274,7 +274,7 @@ GATEWAY_CATALOG_CACHE_SECONDS = env_float("GATEWAY_CATALOG_CACHE_SECONDS", 5.0, 
 # How long a cached key or catalog is still used after its refresh failed because the database is
 # unreachable: a short outage degrades to the last known state instead of failing every request.
 GATEWAY_STALE_GRACE_SECONDS = env_float("GATEWAY_STALE_GRACE_SECONDS", 60.0, minimum=0.0)
-# Usage rows the database cannot take wait in a spool (billing/spool.py): a Redis stream with REDIS_URL,
+# Usage rows the database cannot take wait in a spool (gateway/metering/spool.py): a Redis stream with REDIS_URL,
 # else (and while Redis fails too) files in this directory, which must survive a restart. Each process
 # replays it every GATEWAY_USAGE_SPOOL_REPLAY_SECONDS; /health is 503 while it holds more than
 # GATEWAY_USAGE_SPOOL_MAX entries.

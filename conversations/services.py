@@ -7,8 +7,8 @@ interleave and none is lost. The lease ends when the turn is written or released
 LEASE_SECONDS if the process died mid-turn.
 
 Turns are written after the answer, in the same transaction as the request's usage row
-(billing.services.usage_events_write), so a client that sends its next turn right after the answer
-always finds the previous one.
+(gateway.metering.writes.usage_events_write), so a client that sends its next turn right after the
+answer always finds the previous one.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def turns_write(turns: list[TurnRecord], now: datetime) -> None:
 
 
 def turns_replay(turns: list[TurnRecord], now: datetime) -> None:
-    """Write the turns from the spool (billing/spool.py) that are not written yet.
+    """Write the turns from the spool (gateway/metering/spool.py) that are not written yet.
 
     A turn's first message seq was free when its lease was taken and the lease is still held (it ends
     only when the turn is written), so a message at that seq means this very turn was written already.

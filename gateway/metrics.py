@@ -28,11 +28,11 @@ from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry,
                                start_http_server)
 from prometheus_client.core import GaugeMetricFamily
 
-from billing import spool
 from billing.models import UsageEvent
 from common.db import UNREACHABLE
 from common.metrics import MULTIPROC_ENV, database_error
 
+from .metering import spool
 from .serve import prepare_metrics_dir
 
 

@@ -33,7 +33,7 @@ def metered() -> None:
 
 
 def model_call_finished(meter, record) -> None:
-    """A metered request's line, from its usage record (gateway.pipeline.Meter.finish)."""
+    """A metered request's line, from its usage record (gateway.metering.meter.Meter.finish)."""
     if not access_log.isEnabledFor(logging.INFO):
         return
     _write({"request_id": record.request_id, "tenant": meter.principal.tenant_slug,

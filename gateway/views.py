@@ -20,6 +20,7 @@ from common.outage import db_unavailable
 
 from .api.openai import openai_error_response
 from .core import GatewayError, database_unavailable
+from .metering import spool
 from .models import CatalogModel
 from .pipeline import json_response, serve
 from .protocols import openai_chat

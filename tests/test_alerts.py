@@ -25,9 +25,10 @@ from accounts.services import api_key_issue, membership_set
 from billing.alerts import (SIGNATURE_HEADER, alert_auto_recharge_failed, alert_deliveries_send_due, alert_rule_create,
                             alerts_evaluate)
 from billing.models import AlertDelivery, AlertFiring
-from billing.services import UsageRecord, credit_grant, usage_events_write
+from billing.services import credit_grant
 from billing.tasks import alert_delivery_send, usage_rollup
 from config.celery import app as celery_app
+from gateway.metering.writes import UsageRecord, usage_events_write
 
 from .conftest import ROOT, free_port, make_persona, requires_postgres
 from .dashboard_helpers import assert_roles, client_for, team  # noqa: F401 (fixtures)

@@ -35,16 +35,15 @@ from billing.models import LedgerEntry, UsageEvent, UsageRollup
 from billing.money import format_usd, usage_cost_nano, usd_string, usd_to_nano
 from billing.selectors import tenant_balance_nano
 from billing.services import (
-    UsageRecord,
     budget_periods_reset,
     credit_grant,
     ledger_adjust,
     ledger_post,
     ledger_reverse,
-    usage_events_write,
     usage_reconcile,
     usage_rollup,
 )
+from gateway.metering.writes import UsageRecord, usage_events_write
 
 from .conftest import ROOT, database_url_for_current_connection, requires_postgres
 

@@ -13,8 +13,9 @@ from asgiref.sync import async_to_sync
 
 from accounts.services import api_key_issue, tenant_create
 from billing.models import UsageEvent
-from billing.services import UsageRecord, UsageRecorder, usage_events_write
 from gateway.core import Usage
+from gateway.metering.recorder import UsageRecorder
+from gateway.metering.writes import UsageRecord, usage_events_write
 
 from .conftest import requires_postgres, requires_redis
 
@@ -110,10 +111,10 @@ def test_last_used_at_is_written_with_usage_at_most_once_a_minute(principal):
     from datetime import timedelta
 
     from accounts.models import ApiKey
-    from billing import services
+    from gateway.metering import writes
 
     tenant, api_key = principal
-    services._last_used_written.pop(api_key.pk, None)
+    writes._last_used_written.pop(api_key.pk, None)
     first = record(principal, "req_used_1")
     usage_events_write([first])
     assert ApiKey.objects.get(pk=api_key.pk).last_used_at == first.created_at
@@ -148,7 +149,7 @@ def test_nul_in_a_usage_row_is_stored_as_the_replacement_character(principal):
 @pytest.fixture(params=["file", pytest.param("redis", marks=requires_redis)])
 def spool_backend(request, settings, tmp_path):
     """The spool in a directory of this test's (or, for "redis", the session's Redis namespace)."""
-    from billing import spool
+    from gateway.metering import spool
 
     settings.GATEWAY_USAGE_SPOOL_DIR = str(tmp_path / "spool")
     if request.param == "file":
@@ -162,12 +163,12 @@ def spool_backend(request, settings, tmp_path):
 def test_rows_the_database_cannot_reach_are_spooled_and_replayed_exactly_once(principal, spool_backend, monkeypatch):
     from django.db import OperationalError
 
-    from billing import services, spool
+    from gateway.metering import spool, writes
 
     def unreachable(records):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(services, "_usage_write", unreachable)
+    monkeypatch.setattr(writes, "_usage_write", unreachable)
     recorder = UsageRecorder()
 
     async def three():

@@ -50,7 +50,7 @@ def test_health_ready_is_unavailable_while_a_migration_is_unapplied(client, monk
 @pytest.mark.django_db
 def test_health_ready_is_unavailable_when_the_spool_overflows(client, settings):
     settings.GATEWAY_USAGE_SPOOL_MAX = 1
-    from billing import spool
+    from gateway.metering import spool
 
     depth = spool.depth
     try:

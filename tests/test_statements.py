@@ -15,9 +15,10 @@ from django.utils import timezone
 
 from accounts.services import api_key_issue
 from billing.models import LedgerEntry, Statement, UsageEvent
-from billing.services import UsageRecord, credit_grant, ledger_adjust, ledger_reverse, usage_events_write, usage_rollup
+from billing.services import credit_grant, ledger_adjust, ledger_reverse, usage_rollup
 from billing.statements import previous_month, statement_generate, statements_generate_monthly
 from billing.tasks import statements_monthly
+from gateway.metering.writes import UsageRecord, usage_events_write
 
 from .dashboard_helpers import assert_roles, client_for, team  # noqa: F401 (fixtures)
 

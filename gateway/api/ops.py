@@ -10,10 +10,10 @@ from django.conf import settings
 from django.db import connection
 from django.http import Http404, HttpResponse
 
-from billing import spool
 from common.db import refresh_connections
 
 from .. import metrics
+from ..metering import spool
 from ..pipeline import json_response
 from ..providers import pool_status
 

@@ -1,7 +1,7 @@
 """The usage spool: rows the database could not take, kept durably until it can.
 
 A usage row is money the upstream already billed us for, so an unreachable database must not lose it.
-What `billing.services.usage_events_write` could not write (usage rows, and the same requests'
+What `gateway.metering.writes.usage_events_write` could not write (usage rows, and the same requests'
 conversation turns and request logs) is appended here, and every gateway process replays the spool
 in the background (`run`, started at lifespan startup) once the database answers again, and at its
 next startup after a crash. Replaying is idempotent: usage rows and request logs are keyed by request
@@ -36,8 +36,11 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
 
-from common.outage import FailureLog
 from common import metrics
+from common.outage import FailureLog
+from conversations.services import TurnRecord
+
+from .writes import UsageRecord, usage_events_write
 
 logger = logging.getLogger(__name__)
 spooled_log = FailureLog(logger, "usage rows spooled: the database is unreachable")
@@ -47,20 +50,12 @@ LOCK_SECONDS = 60
 
 
 def _encode(item) -> bytes:
-    from conversations.services import TurnRecord
-
-    from .services import UsageRecord
-
     kind = "usage" if isinstance(item, UsageRecord) else "turn" if isinstance(item, TurnRecord) else "log"
     return orjson.dumps({"kind": kind, "row": item})
 
 
 def _decode(entries: list[bytes]) -> tuple[list, list, list]:
     """Spool entries -> (usage records, turns, logs), as usage_events_write takes them."""
-    from conversations.services import TurnRecord
-
-    from .services import UsageRecord
-
     records, turns, logs = [], [], []
     for raw in entries:
         try:
@@ -80,8 +75,6 @@ def _decode(entries: list[bytes]) -> tuple[list, list, list]:
 
 def _write(entries: list[bytes]) -> bool:
     """Replay entries; True when all are written (or refused for their data, which is logged)."""
-    from .services import usage_events_write
-
     return not usage_events_write(*_decode(entries), replay=True)
 
 
