@@ -19,8 +19,11 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
+from common.hooks import Hook
+
 from . import keys
-from .models import AdminKey, ApiKey, AuditEntry, ManagementCredential, Membership, OperatorToken, Tenant
+from .audit import audit_record
+from .models import AdminKey, ApiKey, ManagementCredential, Membership, OperatorToken, Tenant
 from .selectors import login_attempt_keys
 
 # The key settings operators and customers may change (admin, dashboard, create_key).
@@ -29,6 +32,9 @@ MAX_ROTATION_GRACE = timedelta(days=30)
 DASHBOARD_VIA = "dashboard"
 # The roles that manage a tenant: its team, all its keys, its admin keys.
 MANAGER_ROLES = (Membership.Role.OWNER, Membership.Role.ADMIN)
+# Called with (user=, tenant=, via=) inside signup's transaction, after the workspace exists: billing
+# grants the sign-up credit there (billing.apps), a step this app cannot take without importing billing.
+signed_up = Hook()
 
 
 @dataclass(frozen=True)
@@ -41,12 +47,6 @@ class IssuedKey:
 class IssuedCredential:
     credential: OperatorToken | AdminKey
     plaintext: str  # shown once, never stored
-
-
-def audit_record(*, action: str, via: str, actor=None, tenant: Tenant | None = None, api_key: ApiKey | None = None,
-                 details: dict[str, Any] | None = None) -> AuditEntry:
-    return AuditEntry.objects.create(action=action, via=via, actor=actor, tenant=tenant or (api_key and api_key.tenant),
-                                     api_key=api_key, details=details or {})
 
 
 def _jsonable(value: Any) -> Any:
@@ -364,11 +364,7 @@ def signup(*, email: str, password: str, tenant_name: str, via: str = DASHBOARD_
     user.save()
     audit_record(action="user.signup", via=via, actor=user, details={"user": email})
     membership = workspace_create(user=user, name=tenant_name, via=via)
-    if settings.SIGNUP_CREDIT_NANO:
-        from billing.services import credit_grant  # billing's services import this module
-
-        credit_grant(tenant=membership.tenant, amount_nano=settings.SIGNUP_CREDIT_NANO, reason="sign-up credit",
-                     actor=user, via=via)
+    signed_up(user=user, tenant=membership.tenant, via=via)
     return user
 
 

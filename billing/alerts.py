@@ -31,7 +31,7 @@ from django.db.models import F, Q, Sum
 from django.db.models.functions import Coalesce
 
 from accounts.models import ApiKey, Membership, Tenant
-from accounts.services import audit_record
+from accounts.audit import audit_record
 from common import crypto
 
 from .models import AlertDelivery, AlertFiring, AlertRule, UsageEvent

@@ -25,7 +25,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import Tenant
-from accounts.services import audit_record
+from accounts.audit import audit_record
 
 from .models import AlertRule, BillingProfile, LedgerEntry, Payment, StripeEvent
 from .money import cents_to_nano, format_usd, nano_to_cents

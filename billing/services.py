@@ -9,6 +9,7 @@ import logging
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q, Sum
@@ -16,7 +17,7 @@ from django.db.models.functions import TruncDate, TruncDay, TruncHour, TruncMinu
 from django.utils import timezone
 
 from accounts.models import ApiKey, Tenant
-from accounts.services import audit_record
+from accounts.audit import audit_record
 from common.db import refresh_connections
 
 from .buckets import DAY, HOUR, MINUTE, WIDTHS, bucket_floor
@@ -59,6 +60,13 @@ def credit_grant(*, tenant: Tenant, amount_nano: int, reason: str, actor=None, v
     audit_record(action="ledger.credit", via=via, actor=actor, tenant=tenant,
                  details={"amount_nano": amount_nano, "reason": reason, "entry": entry.seq})
     return entry
+
+
+def signup_credit_grant(*, user, tenant: Tenant, via: str) -> None:
+    """The SIGNUP_CREDIT_NANO a new workspace starts with (accounts.services.signed_up)."""
+    if settings.SIGNUP_CREDIT_NANO:
+        credit_grant(tenant=tenant, amount_nano=settings.SIGNUP_CREDIT_NANO, reason="sign-up credit", actor=user,
+                     via=via)
 
 
 @transaction.atomic

@@ -10,7 +10,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from accounts.admin import ReadOnlyAdmin
-from accounts.services import audit_record
+from accounts.audit import audit_record
 
 from .models import Conversation, Message
 

@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from accounts.audit import audit_record
 from accounts.models import Tenant
 from common.db import insert_sql
 from gateway.core import GatewayError
@@ -314,8 +315,6 @@ def conversations_expire(*, now: datetime | None = None, batch_size: int = EXPIR
 
 def tenant_conversations_delete(*, tenant: Tenant, actor=None, via: str = "system") -> int:
     """Delete all of a tenant's stored conversations (an operator's data deletion), in batches."""
-    from accounts.services import audit_record
-
     deleted = 0
     while ids := list(Conversation.objects.filter(tenant=tenant).values_list("pk", flat=True)[:EXPIRY_BATCH]):
         with transaction.atomic():

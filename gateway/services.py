@@ -8,7 +8,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ApiKey, Tenant
-from accounts.services import api_key_issue, audit_record
+from accounts.audit import audit_record
+from accounts.services import api_key_issue
 from common import crypto
 
 from .models import CatalogModel, Credential, Deployment, Provider
