@@ -12,9 +12,9 @@ from django.db.models.functions import Length
 
 from common.aio import SingleFlight
 from common.db import UNREACHABLE, db_unit
+from common.errors import Forbidden, Throttled, Unauthenticated, database_unavailable
 from common.outage import db_unavailable
 
-from gateway.core import GatewayError, database_unavailable
 
 from . import keys
 from .models import AdminKey, ApiKey, Membership, OperatorToken, Tenant
@@ -189,7 +189,8 @@ _MANAGEMENT_KEY_ON_MODEL_API = ("This is a management credential ({prefix}...): 
 
 async def api_key_authenticate(presented: str | None, *, how: str = "'Authorization: Bearer sk_cdx_...'",
                                address: str = "") -> KeyPrincipal:
-    """The principal for a presented key, or GatewayError 401/403 (429 for an `address` past its failures).
+    """The principal for a presented key, or Unauthenticated / Forbidden (Throttled for an `address` past its
+    failures).
 
     Usually no database round trip; never one for an id this server did not issue (a failed check
     value, or a legacy-shaped id not among the legacy keys). `how` tells a client without a key where
@@ -197,31 +198,24 @@ async def api_key_authenticate(presented: str | None, *, how: str = "'Authorizat
     now = time.monotonic()
     try:
         return await _authenticate(presented, how, now)
-    except GatewayError as error:
-        if error.status != 401:
-            raise
+    except Unauthenticated:
         retry_after = auth_failures.retry_after(address, now)
         auth_failures.record(address, now)
         if retry_after is None:
             raise
-        raise GatewayError(429, f"Too many failed authentications from your address. Retry in {retry_after} s.",
-                           code="too_many_auth_failures", type="rate_limit_error", retry_after=retry_after) from None
+        raise Throttled(f"Too many failed authentications from your address. Retry in {retry_after} s.",
+                        code="too_many_auth_failures", retry_after=retry_after) from None
 
 
 async def _authenticate(presented: str | None, how: str, now: float) -> KeyPrincipal:
     if not presented:
-        raise GatewayError(
-            401,
-            f"You didn't provide an API key. Send it as {how}.",
-            code="missing_api_key",
-            type="authentication_error",
-        )
+        raise Unauthenticated(f"You didn't provide an API key. Send it as {how}.", code="missing_api_key")
     parsed = keys.parse(presented)
     if parsed is None:
         kind = keys.kind_of(presented)
         message = (_MANAGEMENT_KEY_ON_MODEL_API.format(prefix=keys.PREFIXES[kind]) if kind in (keys.ADMIN, keys.OPERATOR)
                    else _INVALID_KEY)
-        raise GatewayError(401, message, code="invalid_api_key", type="authentication_error")
+        raise Unauthenticated(message, code="invalid_api_key")
     public_id, secret = parsed
     hit, principal = key_cache.get(public_id, now)
     if not hit and (await legacy_ids.contains(public_id, now) if keys.is_legacy(public_id)
@@ -235,7 +229,7 @@ async def _authenticate(presented: str | None, how: str, now: float) -> KeyPrinc
             key_cache.put(public_id, principal, now)
     wall = time.time()
     if principal is None or not principal.secret_matches(secret, wall):
-        raise GatewayError(401, _INVALID_KEY, code="invalid_api_key", type="authentication_error")
+        raise Unauthenticated(_INVALID_KEY, code="invalid_api_key")
     return principal_check(principal, wall)
 
 
@@ -245,14 +239,13 @@ def principal_check(principal: KeyPrincipal, wall: float) -> KeyPrincipal:
     if principal.revoked:
         # Said plainly only to a caller who presented the right secret (or the key's own user): an unknown
         # or wrong key still gets the one invalid_api_key answer, at the same cost.
-        raise GatewayError(401, "This API key has been revoked. Create a new one in the dashboard.",
-                           code="revoked_api_key", type="authentication_error")
+        raise Unauthenticated("This API key has been revoked. Create a new one in the dashboard.",
+                              code="revoked_api_key")
     if principal.expires is not None and wall >= principal.expires:
-        raise GatewayError(401, "This API key has expired. Create a new one in the dashboard.",
-                           code="expired_api_key", type="authentication_error")
+        raise Unauthenticated("This API key has expired. Create a new one in the dashboard.",
+                              code="expired_api_key")
     if not principal.tenant_active:
-        raise GatewayError(403, "This account is suspended. Contact your operator.", code="account_suspended",
-                           type="permission_error")
+        raise Forbidden("This account is suspended. Contact your operator.", code="account_suspended")
     return principal
 
 
@@ -287,7 +280,7 @@ _LAST_USED_RESOLUTION_SECONDS = 60
 
 def management_principal(presented: str | None, *,
                          kinds: tuple[str, ...] = (keys.OPERATOR, keys.ADMIN)) -> ManagementPrincipal:
-    """The principal of a presented operator token or tenant admin key, or GatewayError 401/403.
+    """The principal of a presented operator token or tenant admin key, or Unauthenticated / Forbidden.
 
     Looked up on every request (no cache): management traffic is light, and a revocation or a creator's
     lost role takes effect on the next request. API keys are refused with a message saying what to use.
@@ -296,21 +289,19 @@ def management_principal(presented: str | None, *,
 
     accepted = " or ".join(f"{keys.PREFIXES[kind]}..." for kind in kinds)
     if not presented:
-        raise GatewayError(401, f"You didn't provide a management credential ({accepted}). Send it as "
-                                f"'Authorization: Bearer {keys.PREFIXES[kinds[0]]}...'.",
-                           code="missing_api_key", type="authentication_error")
+        raise Unauthenticated(f"You didn't provide a management credential ({accepted}). Send it as "
+                              f"'Authorization: Bearer {keys.PREFIXES[kinds[0]]}...'.", code="missing_api_key")
     kind = keys.kind_of(presented)
     if kind not in kinds:
         message = (f"API keys (sk_cdx_...) call the model APIs only; this API takes {accepted}."
                    if kind == keys.API else f"This API takes {accepted} only.")
-        raise GatewayError(401, message if kind else _INVALID_MANAGEMENT_KEY, code="invalid_api_key",
-                           type="authentication_error")
+        raise Unauthenticated(message if kind else _INVALID_MANAGEMENT_KEY, code="invalid_api_key")
     parsed = keys.credential_parse(presented, kind)
     model = _MANAGEMENT_MODELS[kind]
     credential = parsed and model.objects.filter(public_id=parsed[0]).select_related(
         *(("tenant", "created_by") if kind == keys.ADMIN else ("user",))).first()
     if not credential or not keys.matches(parsed[1], credential.secret_digest) or credential.is_revoked:
-        raise GatewayError(401, _INVALID_MANAGEMENT_KEY, code="invalid_api_key", type="authentication_error")
+        raise Unauthenticated(_INVALID_MANAGEMENT_KEY, code="invalid_api_key")
     if kind == keys.OPERATOR:
         principal = ManagementPrincipal(kind=kind, credential=credential, actor=credential.user,
                                         read_only=credential.read_only)
@@ -318,9 +309,9 @@ def management_principal(presented: str | None, *,
         role = credential.created_by_id and Membership.objects.filter(
             tenant_id=credential.tenant_id, user_id=credential.created_by_id).values_list("role", flat=True).first()
         if role not in (Membership.Role.OWNER, Membership.Role.ADMIN):
-            raise GatewayError(403, "The user who created this admin key is no longer an owner or admin of "
-                                    f"{credential.tenant.slug}; the key has no rights left. Create a new one.",
-                               code="admin_key_creator_not_manager", type="permission_error")
+            raise Forbidden("The user who created this admin key is no longer an owner or admin of "
+                            f"{credential.tenant.slug}; the key has no rights left. Create a new one.",
+                            code="admin_key_creator_not_manager")
         principal = ManagementPrincipal(kind=kind, credential=credential, actor=credential.created_by,
                                         tenant=credential.tenant, role=role)
     now = timezone.now()

@@ -28,7 +28,7 @@ from django.utils import timezone
 from accounts.audit import audit_record
 from accounts.models import Tenant
 from common.db import insert_sql
-from gateway.core import GatewayError
+from common.errors import Conflict, Invalid, NotFound
 
 from .models import Conversation, ConversationImage, Message, RequestLog, StoredResponse
 
@@ -42,9 +42,9 @@ def new_conversation_id() -> str:
     return "conv_" + secrets.token_hex(16)
 
 
-def _not_found(conversation_id: str) -> GatewayError:
-    return GatewayError(404, f"No conversation found with id '{conversation_id}'. It may have expired.",
-                        code="conversation_not_found", param="conversation_id", type="invalid_request_error")
+def _not_found(conversation_id: str) -> NotFound:
+    return NotFound(f"No conversation found with id '{conversation_id}'. It may have expired.",
+                    code="conversation_not_found", param="conversation_id")
 
 
 @dataclass(slots=True)
@@ -65,9 +65,8 @@ def conversation_begin(*, tenant_id: int, conversation_id: str, lease: bool, now
         if not conversations.filter(free).update(busy_until=now + timedelta(seconds=LEASE_SECONDS)):
             if not conversations.exists():
                 raise _not_found(conversation_id)
-            raise GatewayError(409, "Another request is adding a turn to this conversation; retry when it is done.",
-                               code="conversation_busy", param="conversation_id", type="invalid_request_error",
-                               retry_after=1)
+            raise Conflict("Another request is adding a turn to this conversation; retry when it is done.",
+                           code="conversation_busy", param="conversation_id", retry_after=1)
     rows = list(Message.objects.filter(conversation__in=conversations).order_by("seq")
                 .values_list("seq", "role", "content"))
     images_expand(conversation_id, [content for _, _, content in rows])
@@ -241,8 +240,8 @@ def response_begin(*, tenant_id: int, api_key_id: int, response_id: str, lease: 
     stored = (StoredResponse.objects.filter(pk=response_id, tenant_id=tenant_id)
               .values_list("conversation_id", "last_seq", "conversation__message_count").first())
     if stored is None:
-        raise GatewayError(404, f"No response found with id '{response_id}'. It may have expired or been deleted.",
-                           code="response_not_found", param="previous_response_id", type="invalid_request_error")
+        raise NotFound(f"No response found with id '{response_id}'. It may have expired or been deleted.",
+                       code="response_not_found", param="previous_response_id")
     conversation_id, last_seq, count = stored
     if last_seq + 1 < count and lease:
         conversation_id = _fork(conversation_id, last_seq, tenant_id, api_key_id, now)
@@ -274,16 +273,14 @@ def _fork(conversation_id: str, last_seq: int, tenant_id: int, api_key_id: int, 
 def response_get(*, tenant_id: int, response_id: str) -> StoredResponse:
     stored = StoredResponse.objects.filter(pk=response_id, tenant_id=tenant_id).first()
     if stored is None:
-        raise GatewayError(404, f"No response found with id '{response_id}'.", code="response_not_found",
-                           type="invalid_request_error")
+        raise NotFound(f"No response found with id '{response_id}'.", code="response_not_found")
     return stored
 
 
 def response_delete(*, tenant_id: int, response_id: str) -> None:
     """Forget a stored response (its turn stays in the conversation's history)."""
     if not StoredResponse.objects.filter(pk=response_id, tenant_id=tenant_id).delete()[0]:
-        raise GatewayError(404, f"No response found with id '{response_id}'.", code="response_not_found",
-                           type="invalid_request_error")
+        raise NotFound(f"No response found with id '{response_id}'.", code="response_not_found")
 
 
 def conversation_release(*, conversation_id: str) -> None:
@@ -338,8 +335,8 @@ def metadata_validate(metadata: Any) -> dict:
     if (not isinstance(metadata, dict) or len(metadata) > METADATA_MAX_KEYS
             or not all(isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512
                        for k, v in metadata.items())):
-        raise GatewayError(400, "Invalid 'metadata': at most 16 string keys (up to 64 characters) with string "
-                                "values (up to 512 characters).", param="metadata", type="invalid_request_error")
+        raise Invalid("Invalid 'metadata': at most 16 string keys (up to 64 characters) with string values (up to "
+                      "512 characters).", param="metadata")
     return metadata
 
 
@@ -397,8 +394,7 @@ def conversation_message_delete(*, tenant_id: int, conversation_id: str, seq: in
     with transaction.atomic():
         conversation = conversation_get(tenant_id=tenant_id, conversation_id=conversation_id)
         if not Message.objects.filter(conversation=conversation, seq=seq).delete()[0]:
-            raise GatewayError(404, "No such item in this conversation.", code="item_not_found",
-                               type="invalid_request_error")
+            raise NotFound("No such item in this conversation.", code="item_not_found")
         Conversation.objects.filter(pk=conversation.pk).update(message_count=F("message_count") - 1)
     conversation.refresh_from_db()
     return conversation

@@ -10,7 +10,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 
 from accounts.dashboard import dashboard_view, is_manager, visible_keys
-from gateway.core import GatewayError
+from common.errors import NotFound
 
 from .models import Conversation, Message
 from .selectors import conversations_summarised
@@ -83,7 +83,7 @@ def conversation_remove(request, conversation_id: str):
     if request.method == "POST":
         try:
             conversation_delete(tenant_id=request.tenant.pk, conversation_id=conversation.pk)
-        except GatewayError:
+        except NotFound:
             raise Http404("No such conversation.") from None
         messages.success(request, f"Conversation {conversation.pk} deleted.")
         return redirect("conversations")

@@ -9,7 +9,7 @@ from accounts.selectors import KeyPrincipal, ManagementPrincipal, api_key_authen
 class ApiKey:
     """`Authorization: Bearer sk_cdx_...`, or the header (or query parameter) the protocol's SDK uses.
 
-    Errors are GatewayErrors, rendered by each API in its protocol's shape.
+    Refusals are accounts' (common.errors), rendered by each API in its protocol's shape.
     """
 
     is_async = True

@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from common import errors
+
 # Fields of a Messages request body a provider may forward. Anything else is a translation bug.
 ANTHROPIC_REQUEST_FIELDS = frozenset(
     {
@@ -109,13 +111,16 @@ def internal_error() -> GatewayError:
     return GatewayError(500, "The gateway had an internal error. It has been logged.", type="server_error")
 
 
-DATABASE_RETRY_AFTER_SECONDS = 5
+def protocol_error(error: errors.AppError) -> GatewayError:
+    """A domain app's refusal (common.errors) as the protocol error every API renders: the one place the
+    apps' exceptions become the gateway's."""
+    return GatewayError(error.status, error.message, code=error.code, param=error.param, type=error.type,
+                        retry_after=error.retry_after)
 
 
 def database_unavailable() -> GatewayError:
     """What a request that needs the database sees while it is unreachable (the rest keeps working)."""
-    return GatewayError(503, "The gateway's database is temporarily unavailable; retry shortly.",
-                        code="database_unavailable", type="server_error", retry_after=DATABASE_RETRY_AFTER_SECONDS)
+    return protocol_error(errors.database_unavailable())
 
 
 @dataclass(slots=True)

@@ -16,11 +16,11 @@ from accounts.selectors import key_principal, principal_check
 from billing.models import UsageEvent
 from billing.money import format_usd
 from common.db import UNREACHABLE
+from common.errors import AppError
 from common.outage import db_unavailable
 
 from .api.openai import openai_error_response
-from .core import GatewayError, database_unavailable
-from .metering import spool
+from .core import GatewayError, database_unavailable, protocol_error
 from .models import CatalogModel
 from .pipeline import json_response, serve
 from .protocols import openai_chat
@@ -76,6 +76,8 @@ async def playground_chat(request):
         return await serve(request, codec=openai_chat, endpoint="chat.completions")
     except GatewayError as error:  # as the API renders it: OpenAI's shape, retry-after, rate-limit headers
         return openai_error_response(request, error)
+    except AppError as error:  # a refused key, a busy conversation
+        return openai_error_response(request, protocol_error(error))
     except UNREACHABLE as exc:
         db_unavailable.failed(exc)
         return openai_error_response(request, database_unavailable())

@@ -1,7 +1,7 @@
 """DRF authentication for the management API: operator tokens and tenant admin keys.
 
 The credentials themselves are checked by accounts.selectors.management_principal; these classes only
-find the presented secret and turn its GatewayError into DRF's 401/403. `request.user` becomes the
+find the presented secret and turn its refusal (common.errors) into DRF's 401/403. `request.user` becomes the
 ManagementPrincipal (`request.auth` too).
 """
 
@@ -12,7 +12,7 @@ from rest_framework.authentication import BaseAuthentication
 
 from accounts import keys
 from accounts.selectors import ManagementPrincipal, management_principal
-from gateway.core import GatewayError
+from common.errors import AppError, Forbidden
 
 
 def presented_credential(request) -> str | None:
@@ -32,8 +32,8 @@ class ManagementCredentialAuthentication(BaseAuthentication):
             return None  # IsAuthenticated then answers 401 with authenticate_header
         try:
             principal = management_principal(presented, kinds=self.kinds)
-        except GatewayError as exc:
-            error = exceptions.PermissionDenied if exc.status == 403 else exceptions.AuthenticationFailed
+        except AppError as exc:
+            error = exceptions.PermissionDenied if isinstance(exc, Forbidden) else exceptions.AuthenticationFailed
             raise error(exc.message, code=exc.code) from None
         return principal, principal
 

@@ -15,7 +15,7 @@ from accounts import keys
 from accounts.models import ApiKey, Tenant
 from accounts.selectors import api_key_authenticate, auth_failures, key_cache, legacy_ids
 from accounts.services import api_key_issue, api_key_revoke, tenant_create, tenant_set_status
-from gateway.core import GatewayError
+from common.errors import AppError
 
 pytestmark = pytest.mark.django_db
 
@@ -86,7 +86,7 @@ def test_authentication_accepts_a_good_key_and_refuses_a_wrong_secret(acme):
     assert (principal.tenant_id, principal.key_id) == (acme.pk, issued.api_key.pk)
 
     public_id, secret = keys.parse(issued.plaintext)
-    with pytest.raises(GatewayError) as caught:
+    with pytest.raises(AppError) as caught:
         authenticate(f"sk_cdx_{public_id}_{'B' * len(secret)}")
     assert caught.value.status == 401 and caught.value.code == "invalid_api_key"
 
@@ -105,9 +105,9 @@ def test_revocation_and_suspension_apply_once_the_cache_entry_expires(acme):
     tenant_set_status(tenant=acme, status=Tenant.Status.SUSPENDED)
 
     with override_settings(GATEWAY_AUTH_CACHE_SECONDS=0):
-        with pytest.raises(GatewayError) as revoked:
+        with pytest.raises(AppError) as revoked:
             authenticate(issued.plaintext)
-        with pytest.raises(GatewayError) as suspended:
+        with pytest.raises(AppError) as suspended:
             authenticate(other.plaintext)
     assert revoked.value.status == 401
     assert suspended.value.status == 403 and suspended.value.code == "account_suspended"
@@ -115,7 +115,7 @@ def test_revocation_and_suspension_apply_once_the_cache_entry_expires(acme):
 
 def test_missing_and_malformed_keys_are_refused_without_a_query(django_assert_num_queries):
     for presented, code in ((None, "missing_api_key"), ("", "missing_api_key"), ("sk_live_x", "invalid_api_key")):
-        with django_assert_num_queries(0), pytest.raises(GatewayError) as caught:
+        with django_assert_num_queries(0), pytest.raises(AppError) as caught:
             authenticate(presented)
         assert (caught.value.status, caught.value.code) == (401, code)
 
@@ -197,7 +197,7 @@ def test_rotation_keeps_the_old_secret_only_for_its_grace(acme):
     api_key_rotate(api_key=issued.api_key)  # no grace: both earlier secrets stop
     key_cache.clear()
     for old in (issued.plaintext, rotated.plaintext):
-        with pytest.raises(GatewayError):
+        with pytest.raises(AppError):
             authenticate(old)
     with pytest.raises(ValidationError):
         api_key_rotate(api_key=issued.api_key, grace=timedelta(days=31))
@@ -255,9 +255,9 @@ def test_a_cached_key_serves_through_a_database_outage_for_the_stale_grace_then_
     settings.GATEWAY_AUTH_CACHE_SECONDS, settings.GATEWAY_STALE_GRACE_SECONDS = 0, 3600
     assert authenticate(issued.plaintext).key_id == issued.api_key.pk
     settings.GATEWAY_STALE_GRACE_SECONDS = 0
-    with pytest.raises(GatewayError) as expired:
+    with pytest.raises(AppError) as expired:
         authenticate(issued.plaintext)
-    with pytest.raises(GatewayError) as unknown:  # a key this process never saw needs the database
+    with pytest.raises(AppError) as unknown:  # a key this process never saw needs the database
         authenticate(api_key_issue(tenant=acme).plaintext)
     for caught in (expired, unknown):
         assert (caught.value.status, caught.value.code, caught.value.retry_after) == (503, "database_unavailable", 5)
@@ -283,11 +283,11 @@ def test_issued_ids_carry_a_check_value_that_random_ids_fail(settings):
 
 def test_random_well_formed_keys_cost_no_query(acme, django_assert_num_queries):
     api_key_issue(tenant=acme)
-    with pytest.raises(GatewayError):
+    with pytest.raises(AppError):
         authenticate(random_key(keys.LEGACY_PUBLIC_ID_LENGTH))  # loads the set of legacy ids, once
     with django_assert_num_queries(0):
         for length in (keys.PUBLIC_ID_LENGTH, keys.LEGACY_PUBLIC_ID_LENGTH) * 10:
-            with pytest.raises(GatewayError) as caught:
+            with pytest.raises(AppError) as caught:
                 authenticate(random_key(length), address=f"10.0.0.{length}")
             assert caught.value.status == 401
 
@@ -304,12 +304,12 @@ def test_an_address_past_its_failures_gets_429_with_retry_after_and_others_do_no
     issued = api_key_issue(tenant=acme)
     statuses = []
     for _ in range(5):
-        with pytest.raises(GatewayError) as caught:
+        with pytest.raises(AppError) as caught:
             authenticate(random_key(), address="192.0.2.7")
         statuses.append(caught.value.status)
     assert statuses == [401, 401, 401, 429, 429]
     assert caught.value.retry_after == 60 and caught.value.type == "rate_limit_error"
-    with pytest.raises(GatewayError) as caught:
+    with pytest.raises(AppError) as caught:
         authenticate(None, address="192.0.2.8")
     assert caught.value.status == 401
     # A valid key still works from the throttled address (a client behind the same NAT).

@@ -11,10 +11,11 @@ from django.utils import timezone
 
 from accounts.models import AuditEntry
 from accounts.services import api_key_issue, tenant_create
+from common.errors import AppError
 from conversations.models import Conversation, Message
 from conversations.services import (TurnRecord, conversation_begin, conversations_expire, new_conversation_id,
                                     tenant_conversations_delete, turns_write)
-from gateway.core import GatewayError, MessageAccumulator
+from gateway.core import MessageAccumulator
 
 pytestmark = pytest.mark.django_db
 
@@ -53,7 +54,7 @@ def test_a_leased_conversation_refuses_a_second_turn_until_written_or_expired(ac
     cid = stored(acme)
     now = timezone.now()
     conversation_begin(tenant_id=acme.pk, conversation_id=cid, lease=True, now=now)
-    with pytest.raises(GatewayError) as raised:
+    with pytest.raises(AppError) as raised:
         conversation_begin(tenant_id=acme.pk, conversation_id=cid, lease=True, now=now)
     assert (raised.value.status, raised.value.code, raised.value.retry_after) == (409, "conversation_busy", 1)
     conversation_begin(tenant_id=acme.pk, conversation_id=cid, lease=True, now=now + timedelta(hours=1))  # crashed
@@ -62,7 +63,7 @@ def test_a_leased_conversation_refuses_a_second_turn_until_written_or_expired(ac
 def test_another_tenants_conversation_is_not_found(acme):
     cid = stored(tenant_create(slug=f"other-{uuid.uuid4().hex[:6]}"))
     for lease in (True, False):
-        with pytest.raises(GatewayError) as raised:
+        with pytest.raises(AppError) as raised:
             conversation_begin(tenant_id=acme.pk, conversation_id=cid, lease=lease, now=timezone.now())
         assert raised.value.status == 404
 

@@ -265,18 +265,18 @@ def test_revoked_keys_can_be_hidden(client_for, team):
 
 
 def test_a_revoked_key_is_told_it_is_revoked_and_a_wrong_secret_still_is_just_invalid(team, settings):
-    from gateway.core import GatewayError
+    from common.errors import AppError
 
     settings.GATEWAY_AUTH_CACHE_SECONDS = 0
     issued = api_key_issue(tenant=team.tenant_a)
     api_key_revoke(api_key=issued.api_key)
     key_cache.clear()
-    with pytest.raises(GatewayError) as revoked:
+    with pytest.raises(AppError) as revoked:
         async_to_sync(api_key_authenticate)(issued.plaintext)
     assert (revoked.value.status, revoked.value.code) == (401, "revoked_api_key")
     assert "revoked" in str(revoked.value)
     wrong = issued.plaintext[:-4] + ("AAAA" if not issued.plaintext.endswith("AAAA") else "BBBB")
-    with pytest.raises(GatewayError) as invalid:
+    with pytest.raises(AppError) as invalid:
         async_to_sync(api_key_authenticate)(wrong)
     assert invalid.value.code == "invalid_api_key"
 

@@ -16,7 +16,7 @@ from accounts import keys
 from accounts.models import AdminKey, AuditEntry, Membership, OperatorToken
 from accounts.selectors import api_key_authenticate, key_cache
 from accounts.services import admin_key_issue, api_key_issue, credential_revoke, membership_set, operator_token_issue
-from gateway.core import GatewayError
+from common.errors import AppError
 
 from .dashboard_helpers import assert_roles, client_for, team  # noqa: F401 (fixtures)
 
@@ -123,7 +123,7 @@ def test_admin_keys_and_operator_tokens_are_refused_on_the_model_apis(team):
     token = operator_token_issue(name="ops")
     key_cache.clear()
     for plaintext, prefix in ((admin.plaintext, "sk_cdx_admin_"), (token.plaintext, "sk_cdx_op_")):
-        with pytest.raises(GatewayError) as caught:
+        with pytest.raises(AppError) as caught:
             async_to_sync(api_key_authenticate)(plaintext)
         assert caught.value.status == 401 and prefix in caught.value.message and "/api/v1" in caught.value.message
         # Through the OpenAI API as a client sees it.

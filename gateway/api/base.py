@@ -13,10 +13,11 @@ from ninja import NinjaAPI, Router
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from common.db import UNREACHABLE
+from common.errors import AppError
 from common.outage import db_unavailable
 
 from ..auth import ApiKey
-from ..core import GatewayError, database_unavailable, internal_error, invalid
+from ..core import GatewayError, database_unavailable, internal_error, invalid, protocol_error
 from ..pipeline import echo_headers, new_request_id, serve_oneshot
 from ..protocols import embeddings
 from ..selectors import Catalog
@@ -135,6 +136,7 @@ def build(namespace: str, router: Router, render: Renderer) -> NinjaAPI:
         return error_response(request, error, render)
 
     api.exception_handler(GatewayError)(handle)
+    api.exception_handler(AppError)(lambda request, exc: handle(request, protocol_error(exc)))
     api.exception_handler(AuthenticationError)(lambda request, exc: handle(request, GatewayError(
         401, "Invalid authentication.", code="invalid_api_key", type="authentication_error")))
     api.exception_handler(ValidationError)(lambda request, exc: handle(request, invalid(f"Invalid request: {exc.errors}")))
