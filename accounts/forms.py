@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from billing.money import NANO_PER_USD, nano_to_usd, usd_string, usd_to_nano
 
+from . import catalog
 from .models import ApiKey, Membership, Tenant
 from .services import KEY_SETTINGS, MAX_ROTATION_GRACE, key_settings_validate
 
@@ -280,10 +281,8 @@ class DashboardKeyForm(ApiKeySettingsForm):
         labels = {"expires_at": "Expires (UTC)"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from gateway.selectors import model_choices
-
         super().__init__(*args, **kwargs)
-        choices = model_choices()
+        choices = catalog.model_choices()
         if self.instance.pk:
             self.initial["models"] = list(self.instance.allowed_models)
             # A model disabled since it was allowed stays listed, so that saving other changes keeps it.

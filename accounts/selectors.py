@@ -16,7 +16,7 @@ from common.errors import Forbidden, Throttled, Unauthenticated, database_unavai
 from common.outage import db_unavailable
 
 
-from . import keys
+from . import catalog, keys
 from .models import AdminKey, ApiKey, Membership, OperatorToken, Tenant
 
 
@@ -359,13 +359,9 @@ def api_key_status(api_key: ApiKey, *, now=None, over_budget: bool = False) -> s
 
 def example_model(api_key: ApiKey | None = None) -> str:
     """A model id for code snippets: one the key may call, else the first enabled chat model."""
-    from gateway.models import CatalogModel
-
     if api_key is not None and api_key.allowed_models:
         return api_key.allowed_models[0]
-    name = (CatalogModel.objects.filter(enabled=True, capability=CatalogModel.Capability.CHAT)
-            .values_list("name", flat=True).first())
-    return name or "claude-sonnet-4-6"
+    return catalog.first_chat_model() or "claude-sonnet-4-6"
 
 
 # --- Admin usage APIs: a tenant's keys as OpenAI and Anthropic list them ---------------------------------

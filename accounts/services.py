@@ -21,7 +21,7 @@ from django.utils.text import slugify
 
 from common.hooks import Hook
 
-from . import keys
+from . import catalog, keys
 from .audit import audit_record
 from .models import AdminKey, ApiKey, ManagementCredential, Membership, OperatorToken, Tenant
 from .selectors import login_attempt_keys
@@ -137,8 +137,6 @@ def _last_owner(membership: Membership) -> bool:
 
 def key_settings_validate(values: dict[str, Any]) -> dict[str, Any]:
     """Check key settings as the admin, the dashboard and `create_key` all must; returns them normalised."""
-    from gateway.models import CatalogModel, ModelAlias
-
     errors: dict[str, str] = {}
     unknown = set(values) - set(KEY_SETTINGS)
     if unknown:
@@ -151,8 +149,7 @@ def key_settings_validate(values: dict[str, Any]) -> dict[str, Any]:
             errors["allowed_models"] = "A list of model ids or aliases."
         else:
             models = list(dict.fromkeys(m.strip() for m in models))
-            known = set(CatalogModel.objects.filter(name__in=models).values_list("name", flat=True))
-            known |= set(ModelAlias.objects.filter(name__in=models).values_list("name", flat=True))
+            known = catalog.known_models(models)
             if missing := [m for m in models if m not in known]:
                 errors["allowed_models"] = f"Not in the catalog: {', '.join(missing)}."
             values["allowed_models"] = models

@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 from django.db.models import Case, Count, F, IntegerField, Q, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDate
 
+from common.hooks import Provider
+
 from .buckets import bucket_floor
 from .models import LedgerEntry, UsageBucket, UsageEvent
 
@@ -75,10 +77,13 @@ class BudgetState:
         return min(100 - self.settled_width, round(self.reserved_nano * 100 / self.budget_nano))
 
 
+# budget_in_flight_nano(key_id=, budget_period=, spent_nano=) -> what requests in flight hold reserved in
+# the key's budget: the gateway's admission counters know (gateway.apps).
+budget_in_flight_nano = Provider("billing.selectors.budget_in_flight_nano")
+
+
 def key_budget_states(keys, now: datetime | None = None) -> dict[int, BudgetState]:
     """BudgetState of each of `keys` that has a budget: one spend query per budget period in use."""
-    from gateway.admission import admission  # the gateway's admission imports this module
-
     now = now or datetime.now(UTC)
     with_budget = [key for key in keys if key.budget_nano is not None]
     spent: dict[int, int] = {}
@@ -93,8 +98,8 @@ def key_budget_states(keys, now: datetime | None = None) -> dict[int, BudgetStat
         settled = spent.get(key.pk) or 0
         states[key.pk] = BudgetState(
             budget_nano=key.budget_nano, spent_nano=settled, period=key.budget_period,
-            reserved_nano=admission.budget_in_flight_nano(key_id=key.pk, budget_period=key.budget_period,
-                                                          spent_nano=settled),
+            reserved_nano=budget_in_flight_nano(key_id=key.pk, budget_period=key.budget_period,
+                                                spent_nano=settled),
             resets=bounds[key.budget_period][1])
     return states
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, Tenant
 from accounts.audit import audit_record
 from common.db import refresh_connections
+from common.hooks import Hook
 
 from .buckets import DAY, HOUR, MINUTE, WIDTHS, bucket_floor
 from .models import LedgerEntry, ModelPrice, UsageBucket, UsageEvent, UsageRollup
@@ -28,16 +29,19 @@ logger = logging.getLogger(__name__)
 
 # --- Ledger ------------------------------------------------------------------------------------------
 
+# Called with (tenant_id=, delta=) once a credit, refund or adjustment commits: the gateway's admission
+# moves its cached balance by it (gateway.apps).
+balance_changed = Hook()
+
 
 def ledger_post(*, tenant_id: int, kind: str, amount_nano: int, reason: str, created_by=None,
                 reverses: LedgerEntry | None = None) -> LedgerEntry:
     """Append an entry to the tenant's chain (see LedgerEntry). Call inside a transaction.
 
     The tenant row is locked, so concurrent posts for one tenant queue up instead of racing for the
-    next `seq`. The gateways' cached balance moves by the amount once the transaction commits.
+    next `seq`. The gateways' cached balance moves by the amount once the transaction commits
+    (balance_changed).
     """
-    from gateway.admission import admission
-
     if not reason.strip():
         raise ValidationError("A ledger entry needs a reason.")
     Tenant.objects.select_for_update().only("pk").get(pk=tenant_id)
@@ -47,7 +51,7 @@ def ledger_post(*, tenant_id: int, kind: str, amount_nano: int, reason: str, cre
                                        balance_after_nano=last[1] + amount_nano, reason=reason[:500],
                                        created_by=created_by, reverses=reverses)
     if kind != LedgerEntry.Kind.DEBIT:  # debits move usage already counted at settlement into the ledger
-        transaction.on_commit(lambda: admission.balance_changed(tenant_id, amount_nano))
+        transaction.on_commit(lambda: balance_changed(tenant_id=tenant_id, delta=amount_nano))
     return entry
 
 

@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.http import HttpResponse
 from django.shortcuts import render
 
+from accounts import catalog
 from accounts.dashboard import dashboard_view, is_manager, visible_keys
-from gateway.models import CatalogModel
 
 from .charts import stacked_bars
 from .forms import UsageFilterForm
@@ -21,7 +21,7 @@ from .selectors import key_budget_states, tenant_available_nano, usage_by_day_an
 
 def _filters(request) -> UsageFilterForm:
     keys = list(visible_keys(request).order_by("name", "pk").values_list("pk", "name"))
-    models = list(CatalogModel.objects.order_by("name").values_list("name", flat=True))
+    models = catalog.model_names()
     return UsageFilterForm(request.GET, keys=keys, models=models, today=datetime.now(UTC).date())
 
 

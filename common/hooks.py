@@ -9,6 +9,7 @@ transaction.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 
 class Hook:
@@ -23,3 +24,21 @@ class Hook:
     def __call__(self, **kwargs) -> None:
         for callback in self._callbacks:
             callback(**kwargs)
+
+
+class Provider:
+    """One function a lower layer calls and a higher one provides (in its AppConfig.ready()): a read of
+    data the higher layer owns, such as the gateway's catalog or its admission counters."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._function: Callable[..., Any] | None = None
+
+    def provide(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        self._function = function
+        return function
+
+    def __call__(self, *args, **kwargs) -> Any:
+        if self._function is None:
+            raise RuntimeError(f"{self.name} is not provided: its app is not installed or not ready")
+        return self._function(*args, **kwargs)

@@ -546,3 +546,8 @@ class Admission:
 
 
 admission = Admission()
+
+
+def ledger_balance_changed(*, tenant_id: int, delta: int) -> None:
+    """billing.services.balance_changed's receiver (gateway.apps): a credit, refund or adjustment committed."""
+    admission.balance_changed(tenant_id, delta)

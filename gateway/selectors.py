@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from billing.money import usage_cost_nano
+from billing.money import format_usd, usage_cost_nano
 from common import crypto, metrics
 from common.aio import SingleFlight
 from common.db import UNREACHABLE, db_unit
@@ -161,8 +161,6 @@ def catalog_load() -> Catalog:
 
 def model_choices(now: float | None = None) -> list[tuple[str, str]]:
     """(name, label) of every enabled model and alias, with the price in force, for the dashboard's key form."""
-    from billing.money import format_usd
-
     choices = []
     for entry in catalog_load().models:
         price = entry.price_at(time.time() if now is None else now)
@@ -171,6 +169,21 @@ def model_choices(now: float | None = None) -> list[tuple[str, str]]:
         choices.append((entry.name, f"{entry.name} · {entry.capability} · {cost}"))
         choices += [(alias, f"{alias} (alias of {entry.name}) · {cost}") for alias in entry.aliases]
     return choices
+
+
+def known_models(names: list[str]) -> set[str]:
+    """Which of `names` are catalog models or aliases, enabled or not (key settings may name only those)."""
+    known = set(CatalogModel.objects.filter(name__in=names).values_list("name", flat=True))
+    return known | set(ModelAlias.objects.filter(name__in=names).values_list("name", flat=True))
+
+
+def first_chat_model() -> str | None:
+    return (CatalogModel.objects.filter(enabled=True, capability=CatalogModel.Capability.CHAT)
+            .values_list("name", flat=True).first())
+
+
+def model_names() -> list[str]:
+    return list(CatalogModel.objects.order_by("name").values_list("name", flat=True))
 
 
 _load_catalog_async = db_unit(catalog_load)
