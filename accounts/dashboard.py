@@ -11,14 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 
+from common.hooks import Provider
+
 from .models import ApiKey, Membership
 
 SESSION_TENANT = "dashboard_tenant_id"
+# key_budget_states(keys) -> {key id: BudgetState} for the keys pages' budget bars: spend is billing's
+# (billing.selectors, provided in billing.apps).
+key_budget_states = Provider("accounts.dashboard.key_budget_states")
 _RANK = {Membership.Role.MEMBER: 0, Membership.Role.ADMIN: 1, Membership.Role.OWNER: 2}
 
 
@@ -67,13 +71,12 @@ def visible_keys(request):
 
 
 def navigation(request) -> dict:
-    """Template context: the signed-in user's tenants and role (for the navigation), and the banner saying
-    why requests fail, if they do (`alerts`)."""
+    """Template context: the signed-in user's tenants and role, for the navigation (the banner saying why
+    requests fail comes from billing.dashboard.alerts)."""
     membership = getattr(request, "membership", None)
     if membership is None:
         return {}
-    return {"membership": membership, "is_manager": is_manager(membership), "memberships": request.memberships,
-            "alerts": account_alerts(request)}
+    return {"membership": membership, "is_manager": is_manager(membership), "memberships": request.memberships}
 
 
 def attach_membership(request) -> Membership | None:
@@ -86,37 +89,3 @@ def attach_membership(request) -> Membership | None:
     if membership is not None:
         request.membership, request.tenant = membership, membership.tenant
     return membership
-
-
-def account_alerts(request) -> list[dict]:
-    """Why the tenant's requests are refused, or soon will be: [{"level", "code", "text"}], worst first.
-
-    Everyone sees the state (members too: their requests fail the same way); only managers see amounts.
-    """
-    from billing.money import format_usd
-    from billing.selectors import key_budget_states, tenant_available_nano
-
-    tenant, manager = request.tenant, is_manager(request.membership)
-    alerts = []
-    if tenant.status != tenant.Status.ACTIVE:
-        alerts.append({"level": "error", "code": "suspended", "text":
-                       "This workspace is suspended: every request with its keys is refused (403 account_suspended), "
-                       "the Playground too. Contact your operator."})
-    if tenant.credit_limit_nano is not None:
-        headroom = tenant_available_nano(tenant.pk) + tenant.credit_limit_nano
-        amount = f" ({format_usd(headroom - tenant.credit_limit_nano)} available)" if manager else ""
-        if headroom <= 0:
-            alerts.append({"level": "error", "code": "balance-exhausted", "text":
-                           f"The workspace's balance is used up{amount}: requests are refused (429 "
-                           "insufficient_quota) until credit is added."})
-        elif headroom < settings.DASHBOARD_LOW_BALANCE_NANO:
-            alerts.append({"level": "warning", "code": "balance-low", "text":
-                           f"The workspace's balance is low{amount}: requests will be refused once it is used up."})
-    keys = list(visible_keys(request).filter(budget_nano__isnull=False, revoked_at__isnull=True))
-    states = key_budget_states(keys)
-    over = [key.name or key.display for key in keys if states[key.pk].over]
-    if over:
-        alerts.append({"level": "error", "code": "budget-reached", "text":
-                       f"Budget reached for {', '.join(over)}: {'its' if len(over) == 1 else 'their'} requests are "
-                       "refused (429) until the budget period resets or the budget is raised on the Keys page."})
-    return alerts

@@ -1,7 +1,7 @@
 """Forms shared by the operators' console, the operator commands and the customer dashboard.
 
 They parse and check input, then hand plain values to the services; they never write. Money is typed in
-USD and converted exactly to integer nano-USD (billing.money), never through a float.
+USD and converted exactly to integer nano-USD (common.money), never through a float.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from billing.money import NANO_PER_USD, nano_to_usd, usd_string, usd_to_nano
+from common.money import NANO_PER_USD, nano_to_usd, usd_string, usd_to_nano
 
 from . import catalog
 from .models import ApiKey, Membership, Tenant

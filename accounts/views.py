@@ -23,9 +23,8 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_POST
 
-from billing.selectors import key_budget_states
 
-from .dashboard import SESSION_TENANT, attach_membership, dashboard_view, is_manager, visible_keys
+from .dashboard import SESSION_TENANT, attach_membership, dashboard_view, is_manager, key_budget_states, visible_keys
 from .forms import (
     AdminKeyForm,
     DashboardKeyCreateForm,

@@ -18,9 +18,9 @@ from accounts.admin import (
     has_ledger_permission,
 )
 from accounts.forms import ReasonForm
+from common.money import cents_to_nano, format_usd
 
 from .models import BillingProfile, LedgerEntry, Payment, StripeEvent, UsageEvent, UsageRollup
-from .money import cents_to_nano, format_usd
 from .payments import payments_configured, payments_reconcile
 from .services import ledger_reverse
 

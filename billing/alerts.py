@@ -30,12 +30,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
 from django.db.models.functions import Coalesce
 
-from accounts.models import ApiKey, Membership, Tenant
 from accounts.audit import audit_record
+from accounts.models import ApiKey, Membership, Tenant
 from common import crypto
+from common.money import format_usd, usd_string
 
 from .models import AlertDelivery, AlertFiring, AlertRule, UsageEvent
-from .money import format_usd, usd_string
 from .selectors import budget_period_bounds, key_spend_nano, tenant_available_nano
 
 logger = logging.getLogger(__name__)

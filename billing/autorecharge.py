@@ -14,10 +14,13 @@ import time
 
 from asgiref.sync import sync_to_async
 
-from common.db import UNREACHABLE
+from common.db import UNREACHABLE, refresh_connections
 from common.outage import db_unavailable
 
 from .live import PerTenantDebounce
+from .models import BillingProfile
+from .selectors import tenant_available_nano
+from .tasks import auto_recharge
 
 logger = logging.getLogger(__name__)
 CHECK_DELAY = 0.5
@@ -25,21 +28,12 @@ PROFILES_TTL = 5.0
 
 
 def _enabled_thresholds() -> dict[int, int]:
-    from common.db import refresh_connections
-
-    from .models import BillingProfile
-
     refresh_connections()
     return dict(BillingProfile.objects.filter(auto_recharge_enabled=True).exclude(payment_method_id="")
                 .values_list("tenant_id", "auto_recharge_threshold_nano"))
 
 
 def _check(tenant_id: int, threshold: int) -> None:
-    from common.db import refresh_connections
-
-    from .selectors import tenant_available_nano
-    from .tasks import auto_recharge
-
     refresh_connections()
     if tenant_available_nano(tenant_id) < threshold:
         auto_recharge.delay(tenant_id)  # eager in the embedded mode: runs here, on this worker thread

@@ -11,8 +11,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from accounts.forms import UsdField
+from common.money import format_usd
 
-from .money import format_usd
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366  # one query per page over the usage rows themselves: a year is the most a page shows

@@ -5,7 +5,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from .money import format_usd
+from common.money import format_usd
 
 
 class ModelPrice(models.Model):

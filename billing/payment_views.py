@@ -22,10 +22,10 @@ from django.views.decorators.http import require_POST
 
 from accounts.dashboard import dashboard_view
 from accounts.models import Membership
+from common.money import cents_to_nano, nano_to_usd
 
 from .forms import AutoRechargeForm, TopupForm
 from .models import LedgerEntry, Payment, Statement
-from .money import cents_to_nano, nano_to_usd
 from .payments import (
     auto_recharge_configure,
     auto_recharge_failures,

@@ -4,7 +4,7 @@ Money comes in only when Stripe says so: a signed webhook (`stripe_event_process
 own off-session charge (`auto_recharge_run`). Both go through `_payment_succeeded`, which locks the
 Payment row and credits it only if it has no credit yet, so a payment is credited once whatever
 arrives twice, late or in another order. Events are also recorded by their unique id, so a replayed
-delivery does nothing at all. Amounts are Stripe's integer cents, converted exactly (money.cents_to_nano).
+delivery does nothing at all. Amounts are Stripe's integer cents, converted exactly (common.money.cents_to_nano).
 
 Stripe calls run outside any database transaction: a slow Stripe never holds a lock or a connection
 in a transaction, and a charge is always recorded first as a pending Payment whose key is the
@@ -24,11 +24,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from accounts.models import Tenant
 from accounts.audit import audit_record
+from accounts.models import Tenant
+from common.money import cents_to_nano, format_usd, nano_to_cents
 
 from .models import AlertRule, BillingProfile, LedgerEntry, Payment, StripeEvent
-from .money import cents_to_nano, format_usd, nano_to_cents
 from .selectors import budget_period_bounds, tenant_available_nano
 from .services import credit_grant, ledger_adjust
 

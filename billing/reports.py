@@ -8,7 +8,7 @@ from datetime import date
 
 from django.http import HttpResponse
 
-from .money import usd_string
+from common.money import usd_string
 
 COLUMNS = ("date", "model", "requests", "errors", "input_tokens", "output_tokens", "cache_creation_input_tokens",
            "cache_read_input_tokens", "web_search_requests", "cost_usd")

@@ -21,9 +21,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Sum
 
 from accounts.models import Tenant
+from common.money import format_usd, usd_string
 
 from .models import LedgerEntry, Statement, UsageEvent
-from .money import format_usd, usd_string
 
 _KIND_TOTALS = {LedgerEntry.Kind.CREDIT: "credits_nano", LedgerEntry.Kind.DEBIT: "usage_nano",
                 LedgerEntry.Kind.REFUND: "refunds_nano", LedgerEntry.Kind.ADJUSTMENT: "adjustments_nano"}

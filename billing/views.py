@@ -11,10 +11,10 @@ from django.shortcuts import render
 
 from accounts import catalog
 from accounts.dashboard import dashboard_view, is_manager, visible_keys
+from common.money import format_usd
 
 from .charts import stacked_bars
 from .forms import UsageFilterForm
-from .money import format_usd
 from .reports import DASHBOARD_COLUMNS, csv_response, rows_payload
 from .selectors import key_budget_states, tenant_available_nano, usage_by_day_and_model, usage_recent
 

@@ -67,6 +67,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.dashboard.navigation",
+                "billing.dashboard.alerts",
             ],
         },
     },
@@ -291,9 +292,9 @@ ALERT_WEBHOOK_RETRIES = env_int("ALERT_WEBHOOK_RETRIES", 5, minimum=0)
 ALERT_WEBHOOK_BACKOFF_SECONDS = env_float("ALERT_WEBHOOK_BACKOFF_SECONDS", 30.0, minimum=0.0)
 ALERT_WEBHOOK_TIMEOUT_SECONDS = env_float("ALERT_WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 
-# Prometheus metrics (common/metrics.py, exposed by gateway/metrics.py). GET /metrics is off (404) unless METRICS_TOKEN is set, and then
-# needs `Authorization: Bearer <METRICS_TOKEN>`. With several worker processes the launcher points
-# PROMETHEUS_MULTIPROC_DIR at a fresh directory. A tenant label multiplies every per-request series by
+# Prometheus metrics (defined in common/metrics.py, exposed by gateway/metrics.py). GET /metrics is off
+# (404) unless METRICS_TOKEN is set, and then needs `Authorization: Bearer <METRICS_TOKEN>`. With several
+# worker processes the launcher points PROMETHEUS_MULTIPROC_DIR at a fresh directory. A tenant label multiplies every per-request series by
 # the number of tenants: off unless asked for.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 METRICS_TENANT_LABEL = env_bool("METRICS_TENANT_LABEL", False)

@@ -8,7 +8,7 @@ from django.utils.html import format_html
 
 from accounts.forms import UsdField
 from billing.models import ModelPrice
-from billing.money import format_usd_exact, usd_string
+from common.money import format_usd_exact, usd_string
 from billing.services import model_price_add
 
 from .models import CatalogModel, Credential, Deployment, ModelAlias, Provider

@@ -39,7 +39,7 @@ import redis
 from django.conf import settings
 
 from accounts.selectors import KeyPrincipal
-from billing.money import format_usd
+from common.money import format_usd
 from billing.selectors import budget_period_bounds, key_spend_nano, tenant_available_nano
 from common import metrics
 from common.aio import SingleFlight

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from billing.money import format_usd, usage_cost_nano
+from billing.models import ModelPrice
+from common.money import format_usd, usage_cost_nano
 from common import crypto, metrics
 from common.aio import SingleFlight
 from common.db import UNREACHABLE, db_unit
@@ -123,8 +124,6 @@ def _load_deployments(models: dict[int, CatalogModel]) -> dict[int, list[Deploym
 
 def catalog_load() -> Catalog:
     """The enabled catalog from the database (uncached: the request path uses `catalog_get`)."""
-    from billing.models import ModelPrice
-
     aliases: dict[int, list[str]] = {}
     for model_id, alias in ModelAlias.objects.values_list("model_id", "name"):
         aliases.setdefault(model_id, []).append(alias)

@@ -14,9 +14,9 @@ from django.views.decorators.http import require_POST
 from accounts.dashboard import dashboard_view, membership_for, visible_keys
 from accounts.selectors import key_principal, principal_check
 from billing.models import UsageEvent
-from billing.money import format_usd
 from common.db import UNREACHABLE
 from common.errors import AppError
+from common.money import format_usd
 from common.outage import db_unavailable
 
 from .api.openai import openai_error_response

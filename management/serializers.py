@@ -16,7 +16,7 @@ from accounts.models import ApiKey, AuditEntry, Membership, Tenant
 from accounts.selectors import api_key_status
 from accounts.services import MAX_ROTATION_GRACE
 from billing.models import AlertRule, LedgerEntry, ModelPrice, UsageEvent
-from gateway.models import CatalogModel, Credential, Deployment, Provider
+from gateway.models import CatalogModel, Credential, Deployment, Provider, provider_choices
 
 # Dates outside these years are typing mistakes, not plans (and year 9999 overflows on conversion).
 EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
@@ -333,8 +333,6 @@ class ProviderUpdateIn(Input):
     enabled = Flag(required=False)
 
     def __init__(self, *args, **kwargs):
-        from gateway.models import provider_choices
-
         super().__init__(*args, **kwargs)
         self.fields["kind"].choices = [name for name, _ in provider_choices()]
 

@@ -32,7 +32,7 @@ from accounts.models import AuditEntry
 from accounts.services import api_key_issue, tenant_create
 from billing import scheduler, services, tasks
 from billing.models import LedgerEntry, UsageEvent, UsageRollup
-from billing.money import format_usd, usage_cost_nano, usd_string, usd_to_nano
+from common.money import format_usd, usage_cost_nano, usd_string, usd_to_nano
 from billing.selectors import tenant_balance_nano
 from billing.services import (
     budget_periods_reset,

@@ -7,7 +7,7 @@ import openai
 import pytest
 
 from billing.models import ModelPrice, UsageRollup
-from billing.money import usage_cost_nano
+from common.money import usage_cost_nano
 from billing.services import usage_rollup
 from gateway.core import Usage
 

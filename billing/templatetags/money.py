@@ -1,6 +1,6 @@
 from django import template
 
-from billing.money import cents_to_nano, format_usd
+from common.money import cents_to_nano, format_usd
 
 register = template.Library()
 

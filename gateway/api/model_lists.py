@@ -11,7 +11,7 @@ import time  # the price in force now: the only input not in the catalog
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from billing.money import usd_string
+from common.money import usd_string
 
 from ..core import GatewayError
 from ..selectors import Catalog, ModelEntry

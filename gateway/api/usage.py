@@ -9,10 +9,10 @@ from datetime import UTC, date, datetime, timedelta
 
 from django.http import HttpResponse
 
-from billing.money import usd_string
 from billing.reports import csv_response, rows_payload
 from billing.selectors import usage_by_day_and_model, usage_by_trace
 from common.db import db_unit
+from common.money import usd_string
 from conversations.selectors import request_logs_get
 
 from ..core import invalid

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from billing.buckets import WIDTHS, Sums, group_rows
-from billing.money import nano_to_usd
+from common.money import nano_to_usd
 from gateway.core import GatewayError, invalid
 
 from . import usage_query as q

@@ -2,11 +2,10 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.forms import CreditForm
+from accounts.management.commands.create_key import option_errors
 from accounts.models import Tenant
-from billing.money import usd_string
 from billing.services import credit_grant
-
-from .create_key import option_errors
+from common.money import usd_string
 
 OPTIONS = {"amount": "usd", "reason": "--reason"}
 
