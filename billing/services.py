@@ -16,7 +16,7 @@ from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncDate, TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 
-from accounts.models import ApiKey, Tenant
+from accounts.models import Tenant
 from accounts.audit import audit_record
 from common.db import refresh_connections
 from common.hooks import Hook
@@ -274,26 +274,3 @@ def _reconcile(since: datetime | None) -> list[str]:
     for line in drift:
         logger.error("billing drift: %s", line)
     return drift
-
-
-# --- Budget periods (Celery) ----------------------------------------------------------------------------
-
-
-def budget_periods_reset(*, now: datetime | None = None) -> int:
-    """Nothing to reset: log the keys whose budget period starts today, and return how many there are.
-
-    Budgets need no reset by construction (gateway/admission.py). A key's spend counter is named after
-    its period (`budget:<key>:<YYYYMMDD or YYYYMM>`) and seeded from the key's usage rows since the
-    period's start, so the first request of a new period starts a new counter from zero. The old
-    counter is never read again: in Redis it expires at most a minute after its period ends (its TTL),
-    and `LocalCounters` lives in each gateway process, out of a worker's reach. Admission has no method
-    to drop counters, and none is needed. The task stays on the schedule as the one place that says when
-    periods roll over.
-    """
-    now = (now or timezone.now()).astimezone(UTC)
-    periods = [ApiKey.BudgetPeriod.DAY] + ([ApiKey.BudgetPeriod.MONTH] if now.day == 1 else [])
-    count = ApiKey.objects.filter(budget_nano__isnull=False, revoked_at__isnull=True,
-                                  budget_period__in=periods).count()
-    logger.info("budget periods starting %s: %s for %d keys (counters start from zero by themselves)",
-                now.date(), "/".join(periods), count)
-    return count

@@ -31,11 +31,6 @@ def usage_reconcile() -> list[str]:
 
 
 @shared_task
-def budget_periods_reset() -> int:
-    return services.budget_periods_reset()
-
-
-@shared_task
 def auto_recharge(tenant_id: int) -> int | None:
     payment = payments.auto_recharge_run(tenant_id=tenant_id)
     return payment.pk if payment else None

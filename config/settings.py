@@ -118,8 +118,6 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Auto-recharge also starts from the request path (billing/autorecharge.py); this catches the rest.
     "auto-recharge-sweep": {"task": "billing.tasks.auto_recharge_sweep", "schedule": crontab(),
                             "options": {"expires": 50}},
-    "budget-periods-reset": {"task": "billing.tasks.budget_periods_reset", "schedule": crontab(minute=5, hour=0),
-                             "options": {"expires": 23 * 60 * 60}},
     # Just after the month ends: its ledger is closed, every later entry belongs to the new month.
     "statements-monthly": {"task": "billing.tasks.statements_monthly",
                            "schedule": crontab(minute=10, hour=0, day_of_month=1), "options": {"expires": 23 * 60 * 60}},

@@ -2,12 +2,16 @@
 
     wire body -> codec.decode_request -> InternalRequest -> admission -> provider -> events -> codec -> wire
                                                                                        events -> Meter -> UsageEvent
+                                                                                                 (gateway/metering/)
 
 A codec is a pure package (see gateway/protocols/) that is a `Codec`: `decode_request`, `encode_response`
 and `StreamEncoder`; a provider comes from gateway/providers/. The caller's key and the model come from
 per-process caches; rate limits, budget and balance are one reservation (gateway/admission.py, one
-Redis round trip). The only database round trip on the path is the usage row, written once at the end
-for every request that reached the upstream, after which the reservation is settled to the real cost.
+Redis round trip). A new call's one database round trip is its usage row (with its conversation turn and
+request log, if kept), written once at the end for every request that reached the upstream, after which
+the reservation is settled to the real cost. A call that continues a stored conversation or response
+makes one more before the upstream: conversations' `conversation_begin` / `response_begin` reads the
+history and takes the conversation's lease.
 
 What a row says when a call did not simply finish (`status`, `error_type`):
 

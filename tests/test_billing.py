@@ -33,9 +33,8 @@ from accounts.services import api_key_issue, tenant_create
 from billing import scheduler, services, tasks
 from billing.models import LedgerEntry, UsageEvent, UsageRollup
 from common.money import format_usd, usage_cost_nano, usd_string, usd_to_nano
-from billing.selectors import tenant_balance_nano
+from billing.selectors import budget_period_bounds, key_budget_states, key_spend_nano, tenant_balance_nano
 from billing.services import (
-    budget_periods_reset,
     credit_grant,
     ledger_adjust,
     ledger_post,
@@ -509,12 +508,11 @@ def test_reconcile_reports_events_and_debits_that_disagree():
 # --- Tasks, schedules and budget periods ---------------------------------------------------------------
 
 
-def test_beat_schedule_runs_rollup_every_minute_reconcile_hourly_budget_reset_daily_statements_monthly_in_utc(
+def test_beat_schedule_runs_rollup_every_minute_reconcile_hourly_statements_monthly_in_utc(
         monkeypatch):
     schedule = settings.CELERY_BEAT_SCHEDULE
     assert {name: entry["task"] for name, entry in schedule.items()} == {
         "usage-rollup": "billing.tasks.usage_rollup", "usage-reconcile": "billing.tasks.usage_reconcile",
-        "budget-periods-reset": "billing.tasks.budget_periods_reset",
         "auto-recharge-sweep": "billing.tasks.auto_recharge_sweep",
         "conversations-expire": "conversations.tasks.conversations_expire",
         "statements-monthly": "billing.tasks.statements_monthly",
@@ -540,23 +538,25 @@ def test_beat_schedule_runs_rollup_every_minute_reconcile_hourly_budget_reset_da
     assert len(runs("usage-rollup", start, 2)) == 120
     assert len(runs("auto-recharge-sweep", start, 2)) == 120
     assert runs("usage-reconcile", start, 3) == ["01 23:30", "02 00:30", "02 01:30"]
-    assert runs("budget-periods-reset", start, 48) == ["02 00:05", "03 00:05"]
     assert runs("statements-monthly", datetime(2025, 3, 30, 23, 0, 30, tzinfo=UTC), 72) == ["01 00:10"]
     assert len(runs("alert-deliveries-due", start, 1)) == 60
 
 
 @pytest.mark.django_db
-def test_budget_periods_reset_writes_nothing_and_counts_the_keys_whose_period_starts():
-    baseline_first = budget_periods_reset(now=datetime(2025, 3, 1, 0, 5, tzinfo=UTC))
-    baseline_other = budget_periods_reset(now=datetime(2025, 3, 2, 0, 5, tzinfo=UTC))
-    customer("daily", budget_nano=USD, budget_period="day")
-    customer("monthly", budget_nano=USD, budget_period="month")
-    customer("nobudget")
-    audits = AuditEntry.objects.count()
-    assert budget_periods_reset(now=datetime(2025, 3, 1, 0, 5, tzinfo=UTC)) == baseline_first + 2
-    assert budget_periods_reset(now=datetime(2025, 3, 2, 0, 5, tzinfo=UTC)) == baseline_other + 1
-    assert tasks.budget_periods_reset.apply().get() >= 1
-    assert AuditEntry.objects.count() == audits
+def test_a_budget_period_starts_from_zero_with_no_task_to_reset_it():
+    """A key's spend is the sum of its usage since its period's start: nothing is scheduled at midnight."""
+    _, daily = customer("daily", budget_nano=USD, budget_period="day")
+    _, monthly = customer("monthly", budget_nano=USD, budget_period="month")
+    for key in (daily, monthly):
+        event(key, cost=USD, at=datetime(2025, 2, 28, 23, 59, tzinfo=UTC))
+        event(key, cost=3, at=datetime(2025, 3, 1, 0, 1, tzinfo=UTC))
+    march_first = datetime(2025, 3, 1, 0, 5, tzinfo=UTC)
+    for key in (daily, monthly):
+        assert key_spend_nano(key.pk, budget_period_bounds(key.budget_period, march_first)[0]) == 3
+    states = key_budget_states([daily, monthly], now=march_first)
+    assert [states[key.pk].over for key in (daily, monthly)] == [False, False]
+    assert states[daily.pk].resets == datetime(2025, 3, 2, tzinfo=UTC)
+    assert not [entry for entry in settings.CELERY_BEAT_SCHEDULE.values() if "budget" in entry["task"]]
 
 
 # --- Committed rows: other connections (the scheduler's thread, a killed process) ----------------------
@@ -644,7 +644,7 @@ def test_embedded_scheduler_runs_the_due_beat_entries_on_its_own_thread(committe
     finally:
         runner.close(wait=True)
     assert _scheduler_ran(caplog) == ["usage-rollup", "usage-reconcile", "conversations-expire",
-                                      "auto-recharge-sweep", "budget-periods-reset", "statements-monthly",
+                                      "auto-recharge-sweep", "statements-monthly",
                                       "alert-deliveries-due"]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert 0 < wait <= 60
@@ -660,10 +660,10 @@ def test_embedded_scheduler_survives_a_failing_task_and_runs_the_next_ones(monke
         raise RuntimeError("database away")
 
     monkeypatch.setattr(services, "usage_rollup", usage_rollup_failing)
-    monkeypatch.setattr(services, "budget_periods_reset", lambda: ran.append(threading.current_thread().name) or 0)
+    monkeypatch.setattr(services, "usage_reconcile", lambda **_: ran.append(threading.current_thread().name) or [])
     every_second = {
         "rollup": {"task": "billing.tasks.usage_rollup", "schedule": timedelta(seconds=1)},
-        "reset": {"task": "billing.tasks.budget_periods_reset", "schedule": timedelta(seconds=1)},
+        "reconcile": {"task": "billing.tasks.usage_reconcile", "schedule": timedelta(seconds=1)},
     }
     runner = scheduler.Scheduler(every_second)
     runner.last_run = dict.fromkeys(runner.entries, timezone.now() - timedelta(minutes=1))

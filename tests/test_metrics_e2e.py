@@ -236,7 +236,7 @@ def test_metrics_in_process_need_the_token_and_count_rollup_lag_and_celery_tasks
 
 @requires_redis
 def test_a_celery_worker_serves_its_task_runs_on_its_metrics_port(gateway_db_url, tmp_path):
-    from billing.tasks import budget_periods_reset
+    from billing.tasks import usage_reconcile
 
     port, queue = free_port(), f"metrics-{uuid.uuid4().hex}"  # its own queue: the broker is shared
     env = {**os.environ, "DATABASE_URL": gateway_db_url, "DJANGO_SETTINGS_MODULE": "config.settings",
@@ -244,8 +244,8 @@ def test_a_celery_worker_serves_its_task_runs_on_its_metrics_port(gateway_db_url
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency", "2",
                                "-Q", queue, "--loglevel", "WARNING"], cwd=ROOT, env=env)
     try:
-        budget_periods_reset.apply_async(queue=queue)
-        runs = {"task": "billing.tasks.budget_periods_reset", "outcome": "success"}
+        usage_reconcile.apply_async(queue=queue)
+        runs = {"task": "billing.tasks.usage_reconcile", "outcome": "success"}
         deadline, value = time.monotonic() + 120, 0
         while value < 1 and time.monotonic() < deadline:
             time.sleep(0.5)
