@@ -1,4 +1,5 @@
-"""Shared fixtures: the fake upstream and the real gateway as processes, and tenant personas.
+"""Fixtures for every test: the test database, the fake upstreams and the real gateway as processes,
+tenant personas, and the dashboard's team of users. Their helpers live in tests/support/.
 
 End-to-end tests drive a real ASGI server (the production launcher, `python -m gateway.serve`) that
 shares the test database, with the official SDKs as clients. Data they need is created once per
@@ -7,69 +8,24 @@ session outside any test transaction, so the server process sees it.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
-
-import httpx
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.test import Client
 
-ROOT = Path(__file__).resolve().parent.parent
-E2E_MAX_BODY_BYTES = 1024 * 1024  # small, so the 413 path is cheap to test
-# Each test session counts in its own Redis namespace: test databases are recreated, their ids reused.
-REDIS_PREFIX = f"gh-test-{os.getpid()}-{int(time.time())}:"
-PERSONA_CREDIT_NANO = 1000 * 10**9
-
-requires_postgres = pytest.mark.skipif(not settings.IS_POSTGRES, reason="needs PostgreSQL: set DATABASE_URL")
-requires_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis: set REDIS_URL")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_http(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout} s")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    # Server processes start in a session of their own: a granian worker left behind by a killed
-    # master would hold the SQLite test database (and a port) for the rest of the run.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-def database_url_for_current_connection() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{Path(db['NAME']).resolve()}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+from accounts.models import Membership
+from accounts.services import membership_set, tenant_create
+from tests.support.dashboard import FAST_HASHERS, Team, make_user
+from tests.support.e2e import (
+    REDIS_PREFIX,
+    FaultProxy,
+    Persona,
+    fake_server,
+    fault_proxy_process,
+    make_persona,
+    start_gateway,
+    stop_process,
+)
+from tests.support.env import ROOT, database_url_for_current_connection
 
 
 @pytest.fixture(scope="session")
@@ -90,76 +46,32 @@ def django_db_setup(django_test_environment, django_db_blocker, django_db_keepdb
         teardown_databases(config, verbosity=0, keepdb=django_db_keepdb)
 
 
-def _fake_server(module: str):
-    """Run `python -m <module>` (a fake upstream, request log on) on a free port; yields its base URL."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
-                               start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    _wait_http(url + "/_fake/health", process)
-    yield url
-    _stop(process)
-
-
 @pytest.fixture(scope="session")
 def fake_upstream():
     """Base URL of a fake Anthropic server process."""
-    yield from _fake_server("fakes.anthropic")
+    yield from fake_server("fakes.anthropic")
 
 
 @pytest.fixture(scope="session")
 def fake_openai_upstream():
     """Base URL (without /v1) of a fake OpenAI-compatible server process."""
-    yield from _fake_server("fakes.openai_compat")
+    yield from fake_server("fakes.openai_compat")
 
 
 @pytest.fixture(scope="session")
 def fake_stripe():
     """Base URL of a fake Stripe server process (fakes/stripe.py); webhooks go where a test says."""
-    yield from _fake_server("fakes.stripe")
-
-
-@dataclass
-class FaultProxy:
-    """A running `fakes.faults` proxy: its base URL and its control route."""
-
-    url: str
-
-    def set(self, mode: str, **params: int) -> dict:
-        """Switch the proxy to `mode` (see fakes/faults.py for the modes and their parameters)."""
-        response = httpx.put(f"{self.url}/_fault", json={"mode": mode, **params})
-        response.raise_for_status()
-        return response.json()
-
-    def state(self) -> dict:
-        return httpx.get(f"{self.url}/_fault").json()
-
-    def requests(self, since: int = 0) -> list[dict]:
-        return httpx.get(f"{self.url}/_fault/requests", params={"since": since}).json()
-
-    def reset(self) -> None:
-        self.set("pass")
-        httpx.delete(f"{self.url}/_fault/requests").raise_for_status()
-
-
-def _fault_proxy_process(upstream: str):
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "fakes.faults", "--upstream", upstream,
-                                "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    _wait_http(url + "/_fault/health", process)
-    yield FaultProxy(url)
-    _stop(process)
+    yield from fake_server("fakes.stripe")
 
 
 @pytest.fixture(scope="session")
 def _fault_proxy_session(fake_upstream):
-    yield from _fault_proxy_process(fake_upstream)
+    yield from fault_proxy_process(fake_upstream)
 
 
 @pytest.fixture(scope="session")
 def _fault_openai_proxy_session(fake_openai_upstream):
-    yield from _fault_proxy_process(fake_openai_upstream)
+    yield from fault_proxy_process(fake_openai_upstream)
 
 
 @pytest.fixture
@@ -178,31 +90,9 @@ def fault_openai_proxy(_fault_openai_proxy_session) -> FaultProxy:
     _fault_openai_proxy_session.set("pass")
 
 
-@dataclass
-class Persona:
-    tenant: object
-    api_key: object
-    key: str  # plaintext
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _redis_namespace():
     settings.GATEWAY_REDIS_PREFIX = REDIS_PREFIX
-
-
-def make_persona(slug: str, *, credit_nano: int = PERSONA_CREDIT_NANO, **key_settings) -> Persona:
-    """A key of tenant `slug` (created with `credit_nano` of prepaid credit if it doesn't exist)."""
-    from accounts.models import Tenant
-    from accounts.services import api_key_issue, tenant_create
-    from billing.services import credit_grant
-
-    tenant = Tenant.objects.filter(slug=slug).first()
-    if tenant is None:
-        tenant = tenant_create(slug=slug, name=slug.title())
-        if credit_nano:
-            credit_grant(tenant=tenant, amount_nano=credit_nano, reason="test persona")
-    issued = api_key_issue(tenant=tenant, name=f"{slug} key", **key_settings)
-    return Persona(tenant=tenant, api_key=issued.api_key, key=issued.plaintext)
 
 
 @pytest.fixture
@@ -221,31 +111,6 @@ def personas(django_db_setup, django_db_blocker):
         return {"alice": make_persona("acme"), "bob": make_persona("globex")}
 
 
-def start_gateway(db_url: str, upstream: str, *, log: Path | None = None, **extra_env: str) -> tuple[str, subprocess.Popen]:
-    """A gateway process (the production launcher) on the test database; returns (base URL, process).
-
-    `log`: a file for its output (stdout and stderr), instead of the test's."""
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": db_url, "ANTHROPIC_BASE_URL": upstream,
-           "ANTHROPIC_API_KEY": "test-upstream-key", "DJANGO_SETTINGS_MODULE": "config.settings",
-           "GATEWAY_MAX_BODY_BYTES": str(E2E_MAX_BODY_BYTES), "GATEWAY_REDIS_PREFIX": REDIS_PREFIX,
-           # Every test calls from 127.0.0.1, many with bad keys on purpose: no per-address throttle unless asked.
-           "GATEWAY_AUTH_FAILURES": "1000000", **extra_env}
-    output = open(log, "ab") if log is not None else None  # noqa: SIM115 - the child keeps its own copy
-    process = subprocess.Popen([sys.executable, "-m", "gateway.serve", "--host", "127.0.0.1", "--port", str(port)],
-                               cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT if output else None,
-                               start_new_session=True)
-    if output is not None:
-        output.close()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(url + "/health", process)
-    except RuntimeError:
-        _stop(process)
-        raise
-    return url, process
-
-
 @pytest.fixture(scope="session")
 def gateway_db_url(django_db_setup, django_db_blocker) -> str:
     with django_db_blocker.unblock():
@@ -257,7 +122,7 @@ def gateway(gateway_db_url, fake_upstream):
     """Base URL of the gateway served by the production launcher against the test database."""
     url, process = start_gateway(gateway_db_url, fake_upstream)
     yield url
-    _stop(process)
+    stop_process(process)
 
 
 @pytest.fixture(scope="session")
@@ -265,7 +130,7 @@ def second_gateway(gateway_db_url, fake_upstream):
     """Another gateway process on the same database and Redis, as in a deployment with several."""
     url, process = start_gateway(gateway_db_url, fake_upstream)
     yield url
-    _stop(process)
+    stop_process(process)
 
 
 @pytest.fixture
@@ -273,3 +138,36 @@ def db_access(django_db_blocker):
     """Read what the server processes committed, outside a test transaction."""
     with django_db_blocker.unblock():
         yield
+
+
+@pytest.fixture
+def team(db, settings) -> Team:
+    settings.PASSWORD_HASHERS = FAST_HASHERS
+    tenant_a = tenant_create(slug="dash-acme", name="Acme")
+    tenant_b = tenant_create(slug="dash-globex", name="Globex")
+    people = Team(tenant_a=tenant_a, tenant_b=tenant_b, alice=make_user("alice@example.com"),
+                  bob=make_user("bob@example.com"), carol=make_user("carol@example.com"),
+                  charlie=make_user("charlie@example.com"))
+    membership_set(tenant=tenant_a, user=people.alice, role=Membership.Role.OWNER)
+    membership_set(tenant=tenant_a, user=people.bob, role=Membership.Role.ADMIN)
+    membership_set(tenant=tenant_a, user=people.carol, role=Membership.Role.MEMBER)
+    membership_set(tenant=tenant_b, user=people.charlie, role=Membership.Role.OWNER)
+    return people
+
+
+@pytest.fixture
+def client_for(team):
+    """client_for(role) -> a Client signed in as that persona; role None: anonymous.
+
+    Roles: "owner", "admin", "member" (of tenant A) and "outsider" (the owner of tenant B).
+    """
+    clients: dict = {}
+
+    def get(role: str | None) -> Client:
+        if role not in clients:
+            clients[role] = Client()
+            if role is not None:
+                clients[role].force_login(team.user(role))
+        return clients[role]
+
+    return get

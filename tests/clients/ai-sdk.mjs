@@ -1,4 +1,4 @@
-// One Vercel AI SDK call against the gateway, printed as JSON on stdout (tests/test_client_ai_sdk.py).
+// One Vercel AI SDK call against the gateway, printed as JSON on stdout (tests/e2e/test_client_ai_sdk.py).
 // Usage: node ai-sdk.mjs <openai|anthropic> <plain|stream|tool|object> <prompt>
 // Environment: GATEWAY_URL (the gateway's root), GATEWAY_KEY (an sk_cdx_ key), MODEL (a catalog model).
 import { createAnthropic } from '@ai-sdk/anthropic';
