@@ -280,8 +280,11 @@ GATEWAY_STALE_GRACE_SECONDS = env_float("GATEWAY_STALE_GRACE_SECONDS", 60.0, min
 GATEWAY_USAGE_SPOOL_DIR = env_str("GATEWAY_USAGE_SPOOL_DIR", str(BASE_DIR / "var" / "usage-spool"))
 GATEWAY_USAGE_SPOOL_REPLAY_SECONDS = env_float("GATEWAY_USAGE_SPOOL_REPLAY_SECONDS", 1.0, minimum=0.05)
 GATEWAY_USAGE_SPOOL_MAX = env_int("GATEWAY_USAGE_SPOOL_MAX", 100_000, minimum=1)
-# Namespace of the gateway's rate-limit, budget and balance counters in Redis.
+# Namespace of the gateway's rate-limit, budget and balance counters and deployment cooldowns in Redis.
 GATEWAY_REDIS_PREFIX = env_str("GATEWAY_REDIS_PREFIX", "gh:")
+# How old a process's view of the deployment cooldowns in Redis (gateway/cooldowns.py) may be when it
+# routes a request: a cooldown one process starts reaches every other within this time.
+GATEWAY_COOLDOWN_SYNC_SECONDS = env_float("GATEWAY_COOLDOWN_SYNC_SECONDS", 0.5, minimum=0.01)
 # The models-and-prices list at /pricing/ without signing in (the dashboard's Models page always has it).
 PUBLIC_PRICES = env_bool("PUBLIC_PRICES", False)
 # Alert webhooks (billing/alerts.py): how often a failed delivery is retried, the first wait (doubling

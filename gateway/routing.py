@@ -15,7 +15,10 @@ provider's credentials. `call` tries them in order:
 
 Only the part of a call before any byte reaches the client goes through here (for streams: up to
 the first event, see pipeline._open_stream), so nothing is retried once streaming has begun.
-Cooldowns are per process: each gateway process learns of an outage from its own first failure.
+With REDIS_URL set, cooldowns are shared by every process of every instance (gateway/cooldowns.py):
+an outage one of them found is skipped by all within GATEWAY_COOLDOWN_SYNC_SECONDS, and at its end
+one request, of one process, probes the target back. Without Redis (or while it fails) each process
+learns of an outage from its own first failure.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from django.conf import settings
 
 from common import metrics
 
-from . import tracing
+from . import cooldowns, tracing
 from .core import GatewayError
 from .providers import get_provider
 from .selectors import DeploymentEntry, ModelEntry, Target
@@ -47,17 +50,23 @@ def retryable(error: GatewayError) -> bool:
     return error.status == 429 or error.status >= 500
 
 
-def plan(model: ModelEntry, now: float, rng: random.Random | random.SystemRandom = random) -> list[
-        tuple[DeploymentEntry, Target]]:
-    """Every (deployment, target) of `model` in the order to try them."""
+def plan(model: ModelEntry, now: float, rng: random.Random | random.SystemRandom = random,
+         probes: frozenset[tuple[int, int]] = frozenset()) -> list[tuple[DeploymentEntry, Target]]:
+    """Every (deployment, target) of `model` in the order to try them; `probes`, targets whose shared
+    cooldown ended and whose probe this request claimed, first in their priority."""
+    shared = cooldowns.shared if cooldowns.shared is not None and cooldowns.shared.until else None
     ready, cooling = [], []
     for priority in sorted({deployment.priority for deployment in model.deployments}):
         pairs = [(deployment, target) for deployment in model.deployments if deployment.priority == priority
                  for target in deployment.targets]
         # Weighted random order (Efraimidis-Spirakis): a larger weight tends to come first.
         pairs.sort(key=lambda pair: rng.random() ** (1 / (pair[0].weight * pair[1].weight)), reverse=True)
+        if probes:
+            pairs.sort(key=lambda pair: pair[1].key not in probes)
         for pair in pairs:
-            (cooling if _cooling.get(pair[1].key, 0) > now else ready).append(pair)
+            key = pair[1].key
+            (cooling if _cooling.get(key, 0) > now or (shared and shared.blocked(key, now, probes))
+             else ready).append(pair)
     return ready + cooling
 
 
@@ -69,9 +78,27 @@ async def call(model: ModelEntry, operation: Callable[[object, str, Target], Awa
     `first_byte_timeout` bounds each attempt (default: the model's whole-request timeout); an attempt
     that runs out of it is a 504 `first_byte_timeout`, retried and fallen back like any 5xx, and its
     cancellation closes the upstream connection, so a hung upstream holds none for longer."""
-    last: GatewayError | None = None
     limit = min(first_byte_timeout, model.timeout) if first_byte_timeout else model.timeout
-    for deployment, target in plan(model, time.monotonic()):
+    shared, probes = cooldowns.shared, frozenset()
+    if shared is not None:
+        now = time.monotonic()
+        if (pending := shared.fresh(now)) is not None:
+            await pending
+        # Some target cools down somewhere: its probe may fall to this request.
+        if shared.until and _known(model, shared.until) and (wanted := shared.wanted(_priorities(model), now)):
+            probes = await shared.claim(wanted, _probe_seconds(model, limit))
+    try:
+        return await _attempts(model, operation, limit, first_byte_timeout, shared, probes)
+    finally:
+        for key in probes:  # a probe neither answered nor failed (cancelled, a 400, not reached): let go
+            shared.released(key)
+
+
+async def _attempts(model: ModelEntry, operation: Callable[[object, str, Target], Awaitable[T]], limit: float,
+                    first_byte_timeout: float | None, shared: cooldowns.SharedCooldowns | None,
+                    probes: frozenset[tuple[int, int]]) -> tuple[T, DeploymentEntry]:
+    last: GatewayError | None = None
+    for deployment, target in plan(model, time.monotonic(), probes=probes):
         provider = get_provider(target.config)
         for attempt in range(settings.UPSTREAM_RETRIES + 1):
             started = time.perf_counter()
@@ -81,8 +108,10 @@ async def call(model: ModelEntry, operation: Callable[[object, str, Target], Awa
                     async with asyncio.timeout(limit):
                         result = await operation(provider, deployment.upstream_model, target)
                 metrics.upstream_attempt(model, deployment, started)
-                if _cooling.pop(target.key, None) is not None:  # a probe after a cooldown succeeded
+                if _cooling.pop(target.key, None) is not None or target.key in probes:  # a probe succeeded
                     metrics.upstream_recovered(model, deployment)
+                if shared is not None:
+                    shared.recovered(target.key)
                 return result, deployment
             except TimeoutError:
                 last = (GatewayError(504, f"The upstream provider sent nothing within {limit:g} s.",
@@ -97,7 +126,10 @@ async def call(model: ModelEntry, operation: Callable[[object, str, Target], Awa
                 last = exc
             wait = last.retry_after if last.retry_after is not None else _FIRST_BACKOFF * 2 ** attempt
             if attempt == settings.UPSTREAM_RETRIES or wait > settings.UPSTREAM_MAX_BACKOFF_SECONDS:
-                _cooling[target.key] = time.monotonic() + max(deployment.cooldown_seconds, last.retry_after or 0)
+                now = time.monotonic()
+                _cooling[target.key] = now + max(deployment.cooldown_seconds, last.retry_after or 0)
+                if shared is not None:
+                    shared.cooled(target.key, _cooling[target.key], now)
                 metrics.upstream_cooldown(model, deployment, _cooling[target.key])
                 logger.warning("deployment %s (%s:%s) failed with %s; cooling down for %ss", deployment.id,
                                deployment.provider, deployment.upstream_model, last.status, deployment.cooldown_seconds)
@@ -107,6 +139,23 @@ async def call(model: ModelEntry, operation: Callable[[object, str, Target], Awa
     _cooling_prune(time.monotonic())
     assert last is not None
     raise last
+
+
+def _known(model: ModelEntry, until: dict) -> bool:
+    return any(target.key in until for deployment in model.deployments for target in deployment.targets)
+
+
+def _priorities(model: ModelEntry) -> list[list[tuple[int, int]]]:
+    return [[target.key for deployment in model.deployments if deployment.priority == priority
+             for target in deployment.targets] for priority in sorted({d.priority for d in model.deployments})]
+
+
+def _probe_seconds(model: ModelEntry, limit: float) -> float:
+    """How long a probe may take (every attempt and backoff), so that a probe lease outlives it; but no
+    longer than a cooldown, so that a prober that died costs the others one more cooldown at most."""
+    longest = limit * (settings.UPSTREAM_RETRIES + 1) + settings.UPSTREAM_MAX_BACKOFF_SECONDS * settings.UPSTREAM_RETRIES
+    shortest_cooldown = min((d.cooldown_seconds for d in model.deployments), default=1)
+    return max(1.0, min(longest, shortest_cooldown))
 
 
 def _cooling_prune(now: float) -> None:

@@ -29,6 +29,7 @@ def model(*deployments: DeploymentEntry) -> ModelEntry:
 @pytest.fixture(autouse=True)
 def no_cooldowns(monkeypatch, settings):
     monkeypatch.setattr(routing, "_cooling", {})
+    monkeypatch.setattr(routing.cooldowns, "shared", None)  # per process here; shared: test_cooldowns.py
     monkeypatch.setattr(routing, "get_provider", lambda config: config.base_url)
     settings.UPSTREAM_RETRIES = 1
     settings.UPSTREAM_MAX_BACKOFF_SECONDS = 0.01
