@@ -92,6 +92,10 @@ class UsageEvent(models.Model):
     Append-only; `request_id` is unique, so recording the same request twice cannot bill it twice.
     `cost_nano` is fixed at write time from `price`, the price in force then. The rollup task sets
     `rolled_up_at` and `ledger_entry` (the debit that billed it) once, in the transaction that counts it.
+
+    On PostgreSQL the table is partitioned by month of `created_at` (migration 0010), where the database
+    holds one row per request id with UNIQUE (request_id, created_at) and a claim table instead of a
+    unique `request_id` (the migration says why); reads by time range look into their months only.
     """
 
     class Status(models.TextChoices):

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, connections, transaction
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncDate, TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
@@ -19,6 +19,7 @@ from django.utils import timezone
 from accounts.models import Tenant
 from accounts.audit import audit_record
 from common.db import refresh_connections
+from common.partitions import is_partitioned, month_add, month_floor, partition_drop, partitions, partitions_ensure
 from common.hooks import Hook
 
 from .buckets import DAY, HOUR, MINUTE, WIDTHS, bucket_floor
@@ -182,7 +183,10 @@ def _rollup_batch(batch_size: int) -> int:
         if cost:
             entry = ledger_post(tenant_id=tenant_id, kind=LedgerEntry.Kind.DEBIT, amount_nano=-cost,
                                 reason=f"Usage: {len(tenant_events)} requests, up to #{tenant_events[-1]['id']}")
-        UsageEvent.objects.filter(pk__in=[event["id"] for event in tenant_events]).update(
+        # The batch's time range too: the UPDATE then looks into the months it covers, not every partition.
+        UsageEvent.objects.filter(pk__in=[event["id"] for event in tenant_events],
+                                  created_at__gte=min(event["created_at"] for event in tenant_events),
+                                  created_at__lte=max(event["created_at"] for event in tenant_events)).update(
             rolled_up_at=now, ledger_entry=entry)
     return len(events)
 
@@ -274,3 +278,67 @@ def _reconcile(since: datetime | None) -> list[str]:
     for line in drift:
         logger.error("billing drift: %s", line)
     return drift
+
+
+# --- Partitions (Celery) -------------------------------------------------------------------------------
+
+USAGE_TABLE = UsageEvent._meta.db_table
+
+
+def usage_partitions_ensure(*, now: datetime | None = None, using: str = "default") -> list[str]:
+    """Create the usage table's monthly partitions from this month to USAGE_PARTITIONS_AHEAD months ahead
+    (PostgreSQL; nothing to do on SQLite's plain table). Returns the partitions created."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return []
+    this_month = month_floor(now or timezone.now())
+    # One transaction: a month whose rows wait in the DEFAULT partition is moved and attached at once.
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        if not is_partitioned(cursor, USAGE_TABLE):
+            return []
+        return partitions_ensure(cursor, USAGE_TABLE, first=this_month,
+                                 last=month_add(this_month, settings.USAGE_PARTITIONS_AHEAD))
+
+
+def usage_partitions_maintain(*, now: datetime | None = None) -> dict:
+    """The hourly housekeeping of the partitioned usage table: months ahead created, request-id claims older
+    than USAGE_CLAIM_HOURS dropped (billing migration 0010 says why that window suffices), and, with
+    USAGE_RETENTION_DAYS set, whole months older than the retention dropped, once every row in them is
+    rolled up and debited. A month holding a row not billed yet (a spooled row replayed late) is kept and
+    logged: usage rows are the only record of what the rollup still has to bill.
+
+    Each step is short: a DETACH waits at most `lock_timeout` for the table (queries in flight hold it),
+    then gives up until the next run rather than queue the request path's INSERTs behind it.
+    """
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        return {}
+    now = now or timezone.now()
+    created = usage_partitions_ensure(now=now)
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM billing_usageclaim WHERE claimed_at < %s",
+                       [now - timedelta(hours=settings.USAGE_CLAIM_HOURS)])
+        claims = cursor.rowcount
+    dropped, kept = [], []
+    if settings.USAGE_RETENTION_DAYS:
+        horizon = (now - timedelta(days=settings.USAGE_RETENTION_DAYS)).astimezone(UTC).date()
+        with connection.cursor() as cursor:
+            old = [p for p in partitions(cursor, USAGE_TABLE) if p.month is not None and p.end <= horizon]
+        for partition in old:
+            try:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL lock_timeout = '2s'")
+                    # Locked first: no late row can land in the month between the check and the drop.
+                    cursor.execute(f'LOCK TABLE "{partition.name}" IN ACCESS EXCLUSIVE MODE')
+                    cursor.execute(f'SELECT EXISTS (SELECT 1 FROM "{partition.name}" WHERE rolled_up_at IS NULL '
+                                   "OR (ledger_entry_id IS NULL AND cost_nano > 0))")
+                    if cursor.fetchone()[0]:
+                        kept.append(partition.name)
+                        logger.warning("usage partition %s is past retention but holds rows not billed yet: kept",
+                                       partition.name)
+                        continue
+                    partition_drop(cursor, USAGE_TABLE, partition)
+                    dropped.append(partition.name)
+            except OperationalError as exc:  # lock_timeout: the next run tries again
+                logger.warning("usage partition %s not dropped this time: %s", partition.name, exc)
+    return {"created": created, "claims_expired": claims, "dropped": dropped, "kept": kept}

@@ -31,6 +31,11 @@ def usage_reconcile() -> list[str]:
 
 
 @shared_task
+def usage_partitions_maintain() -> dict:
+    return services.usage_partitions_maintain()
+
+
+@shared_task
 def auto_recharge(tenant_id: int) -> int | None:
     payment = payments.auto_recharge_run(tenant_id=tenant_id)
     return payment.pk if payment else None

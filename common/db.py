@@ -65,6 +65,18 @@ def _param(field, value: Any, connection) -> Any:
     return field.get_db_prep_save(value, connection)
 
 
+def typed_values_sql(model, names: tuple[str, ...], rows: list[tuple]) -> tuple[str, str, list]:
+    """(columns, VALUES list, params) of `rows` with each value cast to its column's type, for a VALUES
+    list that has no target column to take its types from (a CTE); NULs as in `insert_sql`."""
+    connection = transaction.get_connection()
+    fields = [model._meta.get_field(name) for name in names]
+    marks = "(" + ", ".join(f"%s::{field.cast_db_type(connection)}" for field in fields) + ")"
+    params = [_json_param(value) if isinstance(field, JSONField) else _param(field, value, connection)
+              for row in rows for field, value in zip(fields, row)]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    return columns, ", ".join([marks] * len(rows)), params
+
+
 def insert_sql(model, names: tuple[str, ...], rows: list[tuple], *,
                ignore_conflicts: bool = False) -> tuple[str, list] | None:
     """A multi-row INSERT of plain values (JSON encoded with orjson) as (sql, params), for the request

@@ -123,7 +123,24 @@ CELERY_BEAT_SCHEDULE: dict = {
                            "schedule": crontab(minute=10, hour=0, day_of_month=1), "options": {"expires": 23 * 60 * 60}},
     "alert-deliveries-due": {"task": "billing.tasks.alert_deliveries_due", "schedule": crontab(),
                              "options": {"expires": 50}},
+    # PostgreSQL's monthly partitions of usage rows and request logs: months ahead, retention (no-ops on SQLite).
+    "usage-partitions": {"task": "billing.tasks.usage_partitions_maintain", "schedule": crontab(minute=15),
+                         "options": {"expires": 50 * 60}},
+    "request-log-partitions": {"task": "conversations.tasks.request_log_partitions_maintain",
+                               "schedule": crontab(minute=20), "options": {"expires": 50 * 60}},
 }
+
+# Usage rows and request logs are partitioned by month on PostgreSQL (billing/services.py
+# usage_partitions_maintain): months created this far ahead, request-id claims kept this long (the window
+# in which a second record of one request id is refused, billing migration 0010), and usage months older
+# than USAGE_RETENTION_DAYS dropped once billed (0: kept forever). Rollups and buckets are never dropped,
+# so the dashboard and usage APIs keep showing those months. At least 31 days when set: the reconciliation
+# compares the last 7 days with their rows, and a statement lists the rows its month's debits billed.
+USAGE_PARTITIONS_AHEAD = env_int("USAGE_PARTITIONS_AHEAD", 3, minimum=1)
+USAGE_CLAIM_HOURS = env_int("USAGE_CLAIM_HOURS", 24, minimum=1)
+USAGE_RETENTION_DAYS = env_int("USAGE_RETENTION_DAYS", 0, minimum=0)
+if 0 < USAGE_RETENTION_DAYS < 31:
+    raise ImproperlyConfigured(f"USAGE_RETENTION_DAYS={USAGE_RETENTION_DAYS}: 0 (keep) or at least 31 days")
 
 # Stripe top-ups and auto-recharge (billing/payments.py). Without STRIPE_SECRET_KEY the Billing page says
 # top-ups are not configured; everything else works. STRIPE_API_BASE points the library at another

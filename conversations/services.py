@@ -17,17 +17,19 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from accounts.audit import audit_record
 from accounts.models import Tenant
 from common.db import insert_sql
+from common.partitions import is_partitioned, month_add, month_floor, partition_drop, partitions, partitions_ensure
 from common.errors import Conflict, Invalid, NotFound
 
 from .models import Conversation, ConversationImage, Message, RequestLog, StoredResponse
@@ -36,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 LEASE_SECONDS = 660  # longer than the upstream timeout of a turn (600 s)
 EXPIRY_BATCH = 500
+
+
+REQUEST_LOG_TABLE = RequestLog._meta.db_table
 
 
 def new_conversation_id() -> str:
@@ -308,6 +313,32 @@ def conversations_expire(*, now: datetime | None = None, batch_size: int = EXPIR
         while ids := list(logs.values_list("pk", flat=True)[:batch_size]):
             RequestLog.objects.filter(pk__in=ids).delete()
     return deleted
+
+
+def request_log_partitions_maintain(*, now: datetime | None = None) -> dict:
+    """Request logs' monthly partitions on PostgreSQL (conversations migration 0006): months ahead created,
+    and whole months dropped once they end before the longest retention of any tenant, where every log in
+    them has expired. `conversations_expire` deletes the expired logs of younger months row by row, by
+    each tenant's own retention; this only takes the bulk of the history away in one statement."""
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        return {}
+    now = now or timezone.now()
+    this_month = month_floor(now)
+    longest = Tenant.objects.aggregate(days=Max("conversation_retention_days"))["days"] or 0
+    horizon = (now - timedelta(days=longest)).astimezone(UTC).date()
+    dropped = []
+    with transaction.atomic(), connection.cursor() as cursor:
+        if not is_partitioned(cursor, REQUEST_LOG_TABLE):
+            return {}
+        created = partitions_ensure(cursor, REQUEST_LOG_TABLE, first=this_month,
+                                    last=month_add(this_month, settings.USAGE_PARTITIONS_AHEAD))
+        cursor.execute("SET LOCAL lock_timeout = '2s'")
+        for partition in partitions(cursor, REQUEST_LOG_TABLE):
+            if partition.month is not None and partition.end <= horizon:
+                partition_drop(cursor, REQUEST_LOG_TABLE, partition)
+                dropped.append(partition.name)
+    return {"created": created, "dropped": dropped}
 
 
 def tenant_conversations_delete(*, tenant: Tenant, actor=None, via: str = "system") -> int:

@@ -14,3 +14,8 @@ def conversations_expire() -> int:
     deleted = services.conversations_expire()
     metrics.conversations_expired(deleted)
     return deleted
+
+
+@shared_task
+def request_log_partitions_maintain() -> dict:
+    return services.request_log_partitions_maintain()

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey
 from billing.models import UsageEvent
-from common.db import UNREACHABLE, insert_sql, refresh_connections
+from common.db import UNREACHABLE, insert_sql, refresh_connections, typed_values_sql
 from common.outage import db_unavailable
 from conversations.services import request_logs_write, turns_replay, turns_write
 
@@ -49,6 +49,7 @@ class UsageRecord:
 
 
 _USAGE_COLUMNS = tuple(f.name for f in fields(UsageRecord))  # UsageEvent field names (attnames for keys)
+_REQUEST_ID = _USAGE_COLUMNS.index("request_id")
 
 # last_used_at is written at most this often per key: a write per request would double the path's queries.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -108,8 +109,11 @@ def _usage_write(records: list[UsageRecord]) -> None:
     now = records[-1].created_at
     stale = {record.api_key_id for record in records
              if now - _last_used_written.get(record.api_key_id, datetime.min.replace(tzinfo=UTC)) >= LAST_USED_RESOLUTION}
-    statement = insert_sql(UsageEvent, _USAGE_COLUMNS, rows, ignore_conflicts=True)
     connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        statement = _claimed_insert_sql(connection, rows)
+    else:  # a plain table: request_id is unique by itself
+        statement = insert_sql(UsageEvent, _USAGE_COLUMNS, rows, ignore_conflicts=True)
     if stale:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(*statement)
@@ -122,3 +126,22 @@ def _usage_write(records: list[UsageRecord]) -> None:
     if len(_last_used_written) > 10_000:  # keys idle for a minute need no entry
         for key_id in [k for k, at in _last_used_written.items() if now - at >= LAST_USED_RESOLUTION]:
             del _last_used_written[key_id]
+
+
+def _claimed_insert_sql(connection, rows: list[tuple]) -> tuple[str, list]:
+    """The rows' INSERT on PostgreSQL, where usage rows are partitioned by month (billing migration 0010):
+    each request id is first claimed in billing_usageclaim, in the same statement, and only the rows whose
+    claim is new are inserted; UNIQUE (request_id, created_at) refuses the same record written again after
+    its claim expired. One request id, one row, whatever the retries (the migration says why both)."""
+    seen, unique_rows = set(), []
+    for row in rows:  # a batch holding one request twice (a replay) would pass the claim with both copies
+        if row[_REQUEST_ID] not in seen:
+            seen.add(row[_REQUEST_ID])
+            unique_rows.append(row)
+    columns, values, params = typed_values_sql(UsageEvent, _USAGE_COLUMNS, unique_rows)
+    table = connection.ops.quote_name(UsageEvent._meta.db_table)
+    return (f"WITH incoming ({columns}) AS (VALUES {values}), "
+            "claimed AS (INSERT INTO billing_usageclaim (request_id, claimed_at) "
+            "SELECT request_id, statement_timestamp() FROM incoming ON CONFLICT DO NOTHING RETURNING request_id) "
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM incoming "
+            "WHERE request_id IN (SELECT request_id FROM claimed) ON CONFLICT DO NOTHING", params)

@@ -515,7 +515,9 @@ def test_beat_schedule_runs_rollup_every_minute_reconcile_hourly_statements_mont
         "auto-recharge-sweep": "billing.tasks.auto_recharge_sweep",
         "conversations-expire": "conversations.tasks.conversations_expire",
         "statements-monthly": "billing.tasks.statements_monthly",
-        "alert-deliveries-due": "billing.tasks.alert_deliveries_due"}
+        "alert-deliveries-due": "billing.tasks.alert_deliveries_due",
+        "usage-partitions": "billing.tasks.usage_partitions_maintain",
+        "request-log-partitions": "conversations.tasks.request_log_partitions_maintain"}
     for entry in schedule.values():
         assert import_string(entry["task"]).name == entry["task"]  # the registered task, not a typo
         assert isinstance(entry["schedule"], crontab)
@@ -644,7 +646,7 @@ def test_embedded_scheduler_runs_the_due_beat_entries_on_its_own_thread(committe
         runner.close(wait=True)
     assert _scheduler_ran(caplog) == ["usage-rollup", "usage-reconcile", "conversations-expire",
                                       "auto-recharge-sweep", "statements-monthly",
-                                      "alert-deliveries-due"]
+                                      "alert-deliveries-due", "usage-partitions", "request-log-partitions"]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert 0 < wait <= 60
     assert_books_agree(tenant, credited=0)
