@@ -43,6 +43,9 @@ def forwards(apps, schema_editor):
         # Rows already written hold their request ids: claim them, so the guarantee covers them too.
         cursor.execute(f"INSERT INTO billing_usageclaim SELECT request_id, now() FROM {TABLE} "
                        "WHERE created_at > now() - interval '1 day' ON CONFLICT DO NOTHING")
+        # The copied months have no statistics yet: without them the rollup's ORDER BY id LIMIT walks
+        # every month's primary key instead of the small index of rows not rolled up (seconds, not ms).
+        cursor.execute(f"ANALYZE {TABLE}")
 
 
 def backwards(apps, schema_editor):

@@ -18,6 +18,7 @@ def forwards(apps, schema_editor):
         return
     with schema_editor.connection.cursor() as cursor:
         partition_by_month(cursor, TABLE, primary_key=("request_id", "created_at"), unique={})
+        cursor.execute(f"ANALYZE {TABLE}")  # the copied months have no statistics yet
 
 
 def backwards(apps, schema_editor):
