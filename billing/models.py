@@ -1,7 +1,7 @@
 import uuid
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -24,6 +24,10 @@ class ModelPrice(models.Model):
     # Anthropic bills its web search server tool per search, on top of tokens ($10 per 1,000 searches).
     web_search_nano = models.BigIntegerField(default=0, validators=[MinValueValidator(0)],
                                              help_text="nano-USD per web search.")
+    # Both vendors bill batch work at half price; what comes off the token cost of a batch item.
+    batch_discount_bp = models.PositiveIntegerField(
+        default=5000, validators=[MaxValueValidator(10_000)],
+        help_text="Discount on batch items' token cost, in basis points (5000 = 50 %).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -33,7 +37,7 @@ class ModelPrice(models.Model):
             models.CheckConstraint(
                 condition=Q(input_nano_per_mtok__gte=0, output_nano_per_mtok__gte=0,
                             cache_write_nano_per_mtok__gte=0, cache_read_nano_per_mtok__gte=0,
-                            web_search_nano__gte=0),
+                            web_search_nano__gte=0, batch_discount_bp__lte=10_000),
                 name="price_not_negative",
             ),
         ]
@@ -129,6 +133,7 @@ class UsageEvent(models.Model):
     trace_id = models.CharField(max_length=128, blank=True)
     thread_id = models.CharField(max_length=128, blank=True)
     client_request_id = models.CharField(max_length=128, blank=True)
+    batch_id = models.CharField(max_length=40, blank=True, help_text="The batch this request was an item of.")
     rolled_up_at = models.DateTimeField(null=True, blank=True)
     ledger_entry = models.ForeignKey(LedgerEntry, null=True, blank=True, on_delete=models.PROTECT,
                                      related_name="usage_events")
@@ -140,6 +145,7 @@ class UsageEvent(models.Model):
             models.Index(fields=["tenant"], condition=Q(rolled_up_at__isnull=True), name="usage_not_rolled_up"),
             models.Index(fields=["tenant", "trace_id"], condition=~Q(trace_id=""), name="usage_by_trace"),
             models.Index(fields=["tenant", "thread_id"], condition=~Q(thread_id=""), name="usage_by_thread"),
+            models.Index(fields=["batch_id"], condition=~Q(batch_id=""), name="usage_by_batch"),
         ]
         constraints = [models.CheckConstraint(condition=Q(cost_nano__gte=0), name="usage_cost_not_negative")]
 

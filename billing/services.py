@@ -102,18 +102,22 @@ def ledger_reverse(*, entry: LedgerEntry, reason: str, actor=None, via: str = "s
 @transaction.atomic
 def model_price_add(*, model, effective_from: datetime, input_nano_per_mtok: int, output_nano_per_mtok: int,
                     cache_write_nano_per_mtok: int, cache_read_nano_per_mtok: int, web_search_nano: int = 0,
-                    actor=None, via: str = "system") -> ModelPrice:
+                    batch_discount_bp: int = 5000, actor=None, via: str = "system") -> ModelPrice:
     """A new price for a catalog model from `effective_from` on (never in the past: usage was charged)."""
     prices = dict(input_nano_per_mtok=input_nano_per_mtok, output_nano_per_mtok=output_nano_per_mtok,
                   cache_write_nano_per_mtok=cache_write_nano_per_mtok, cache_read_nano_per_mtok=cache_read_nano_per_mtok,
                   web_search_nano=web_search_nano)
     if any(value < 0 for value in prices.values()):
         raise ValidationError("Prices cannot be negative.")
+    if not 0 <= batch_discount_bp <= 10_000:
+        raise ValidationError({"batch_discount_bp": "A discount is 0 to 10000 basis points (0 to 100 %)."})
     if effective_from < timezone.now() - timedelta(minutes=1):
         raise ValidationError({"effective_from": "A price cannot start in the past."})
-    price = ModelPrice.objects.create(model=model, effective_from=effective_from, **prices)
+    price = ModelPrice.objects.create(model=model, effective_from=effective_from, batch_discount_bp=batch_discount_bp,
+                                      **prices)
     audit_record(action="price.add", via=via, actor=actor,
-                 details={"model": model.name, "effective_from": effective_from.isoformat(), **prices})
+                 details={"model": model.name, "effective_from": effective_from.isoformat(), **prices,
+                          "batch_discount_bp": batch_discount_bp})
     return price
 
 

@@ -7,6 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 NANO_PER_USD = 10**9
 NANO_PER_CENT = 10**7  # Stripe counts USD in integer cents
 TOKENS_PER_PRICE_UNIT = 10**6  # prices are per million tokens
+BASIS_POINTS = 10_000  # discounts are in basis points: 5000 = 50 %
 
 
 def usd_to_nano(value: str | int | Decimal) -> int:
@@ -62,9 +63,12 @@ def usd_string(nano: int) -> str:
 
 def usage_cost_nano(*, input_tokens: int, output_tokens: int, cache_write_tokens: int, cache_read_tokens: int,
                     input_price: int, output_price: int, cache_write_price: int, cache_read_price: int,
-                    web_searches: int = 0, web_search_price: int = 0) -> int:
+                    web_searches: int = 0, web_search_price: int = 0, discount_bp: int = 0) -> int:
     """Cost of one request in nano-USD from prices per million tokens (and per web search), rounded half up
-    once, on the total."""
-    micro = (input_tokens * input_price + output_tokens * output_price + cache_write_tokens * cache_write_price
-             + cache_read_tokens * cache_read_price + web_searches * web_search_price * TOKENS_PER_PRICE_UNIT)
-    return (micro * 2 + TOKENS_PER_PRICE_UNIT) // (2 * TOKENS_PER_PRICE_UNIT)
+    once, on the total. `discount_bp` (basis points) comes off the token cost, as batch prices do: web
+    searches are charged per search whatever the tier."""
+    tokens = (input_tokens * input_price + output_tokens * output_price + cache_write_tokens * cache_write_price
+              + cache_read_tokens * cache_read_price)
+    scaled = tokens * (BASIS_POINTS - discount_bp) + web_searches * web_search_price * TOKENS_PER_PRICE_UNIT * BASIS_POINTS
+    unit = TOKENS_PER_PRICE_UNIT * BASIS_POINTS
+    return (scaled * 2 + unit) // (2 * unit)

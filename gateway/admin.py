@@ -94,12 +94,12 @@ class ShownAsText(forms.Widget):
     """A price in force is a fact, not an input: its value as text (the field is disabled, so the
     admin ignores anything posted for it)."""
 
-    def __init__(self, text):
+    def __init__(self, text, css_class="price-in-force"):
         super().__init__()
-        self.text = text
+        self.text, self.css_class = text, css_class
 
     def render(self, name, value, attrs=None, renderer=None):
-        return format_html('<span class="price-in-force">{}</span>', self.text)
+        return format_html('<span class="{}">{}</span>', self.css_class, self.text)
 
 
 class ModelPriceForm(forms.ModelForm):
@@ -113,13 +113,16 @@ class ModelPriceForm(forms.ModelForm):
 
     class Meta:
         model = ModelPrice
-        fields = ("effective_from", *PRICE_FIELDS)
+        fields = ("effective_from", *PRICE_FIELDS, "batch_discount_bp")
+        labels = {"batch_discount_bp": "Batch discount (bp)"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.in_force = self.instance.pk is not None and self.instance.effective_from <= timezone.now()
         self.fields["effective_from"].required = False
         self.fields["effective_from"].help_text = "Empty: now."
+        self.fields["batch_discount_bp"].required = False
+        self.fields["batch_discount_bp"].help_text = "Off batch items' token cost; 5000 = 50 % (empty: 5000)."
         if self.instance.pk:
             for field, attr in PRICE_FIELDS.items():
                 self.initial[field] = usd_string(getattr(self.instance, attr))
@@ -130,7 +133,8 @@ class ModelPriceForm(forms.ModelForm):
             self.fields["effective_from"] = forms.DateTimeField(required=False)
             for name, field in self.fields.items():
                 field.disabled = True
-                field.widget = ShownAsText(shown[name])
+                field.widget = ShownAsText(shown[name]) if name in shown else ShownAsText(
+                    f"{self.instance.batch_discount_bp / 100:g} % off batches", "batch-discount-in-force")
 
     def clean_effective_from(self):
         value = self.cleaned_data.get("effective_from")
@@ -142,6 +146,10 @@ class ModelPriceForm(forms.ModelForm):
             raise ValidationError("A price cannot start in the past: usage until now was charged at the price "
                                   "then in force. Leave it empty to start now.")
         return value
+
+    def clean_batch_discount_bp(self):
+        value = self.cleaned_data.get("batch_discount_bp")
+        return ModelPrice._meta.get_field("batch_discount_bp").default if value is None else value
 
     def clean(self):
         cleaned = super().clean()
@@ -166,7 +174,7 @@ class ModelPriceInline(admin.TabularInline):
     model = ModelPrice
     form = ModelPriceForm
     formset = ModelPriceFormSet
-    fields = ("effective_from", *PRICE_FIELDS)
+    fields = ("effective_from", *PRICE_FIELDS, "batch_discount_bp")
     extra = 1
     verbose_name = "price (USD per million tokens)"
     verbose_name_plural = "prices (USD per million tokens; prices in force are read-only)"
@@ -190,7 +198,8 @@ class CatalogModelAdmin(admin.ModelAdmin):
         formset.save(commit=False)  # new rows only: prices in force are read-only, scheduled ones editable
         for price in formset.new_objects:
             model_price_add(model=form.instance, effective_from=price.effective_from, actor=request.user,
-                            via="admin", **{attr: getattr(price, attr) for attr in PRICE_FIELDS.values()})
+                            via="admin", batch_discount_bp=price.batch_discount_bp,
+                            **{attr: getattr(price, attr) for attr in PRICE_FIELDS.values()})
         for price, _ in formset.changed_objects:
             price.save()
         for price in formset.deleted_objects:

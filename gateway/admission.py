@@ -195,12 +195,15 @@ def _refusal(principal: KeyPrincipal, kind: str, value: int, tokens: int) -> Gat
                         headers={"x-should-retry": "false"})
 
 
-def plan_request(principal: KeyPrincipal, model: ModelEntry, params: dict, now: float) -> tuple[int, int]:
-    """(tokens, cost_nano) to reserve: the input estimate plus max_tokens, at the model's current price."""
+def plan_request(principal: KeyPrincipal, model: ModelEntry, params: dict, now: float, *,
+                 batch: bool = False) -> tuple[int, int]:
+    """(tokens, cost_nano) to reserve: the input estimate plus max_tokens, at the model's current price (its
+    batch price for a batch item)."""
     input_tokens = estimate_input_tokens(params)
     tokens = input_tokens + int(params.get("max_tokens") or 0)
     price = model.price_at(now)
-    cost = 0 if price is None else price.cost_nano(input_tokens=input_tokens, output_tokens=tokens - input_tokens)
+    cost = 0 if price is None else price.cost_nano(input_tokens=input_tokens, output_tokens=tokens - input_tokens,
+                                                   batch=batch)
     return tokens, cost
 
 
@@ -467,10 +470,11 @@ class Admission:
         self.redis = RedisCounters(settings.REDIS_URL) if settings.REDIS_URL else None
         self._redis_down_until = 0.0
 
-    async def admit(self, principal: KeyPrincipal, model: ModelEntry, params: dict) -> Ticket:
-        """Reserve for one request, or raise the 429 that refuses it."""
+    async def admit(self, principal: KeyPrincipal, model: ModelEntry, params: dict, *, batch: bool = False) -> Ticket:
+        """Reserve for one request (`batch`: an item of a batch, at the batch price), or raise the 429 that
+        refuses it."""
         now = time.time()
-        tokens, cost = plan_request(principal, model, params, now)
+        tokens, cost = plan_request(principal, model, params, now, batch=batch)
         rpm, tpm, budget, floor = _limits(principal)
         if rpm is None and tpm is None and budget is None and floor is None:
             return Ticket(principal, tokens, cost, ("", "", "", ""), None)

@@ -33,14 +33,15 @@ class PriceEntry:
     cache_write: int
     cache_read: int
     web_search: int = 0  # nano-USD per web search
+    batch_discount_bp: int = 5000  # off the token cost of a batch item, in basis points
 
     def cost_nano(self, *, input_tokens: int = 0, output_tokens: int = 0, cache_write_tokens: int = 0,
-                  cache_read_tokens: int = 0, web_searches: int = 0) -> int:
+                  cache_read_tokens: int = 0, web_searches: int = 0, batch: bool = False) -> int:
         return usage_cost_nano(
             input_tokens=input_tokens, output_tokens=output_tokens, cache_write_tokens=cache_write_tokens,
             cache_read_tokens=cache_read_tokens, input_price=self.input, output_price=self.output,
             cache_write_price=self.cache_write, cache_read_price=self.cache_read, web_searches=web_searches,
-            web_search_price=self.web_search)
+            web_search_price=self.web_search, discount_bp=self.batch_discount_bp if batch else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,8 @@ def catalog_load() -> Catalog:
         prices.setdefault(row.model_id, []).append(PriceEntry(
             id=row.pk, effective_from=row.effective_from.timestamp(), input=row.input_nano_per_mtok,
             output=row.output_nano_per_mtok, cache_write=row.cache_write_nano_per_mtok,
-            cache_read=row.cache_read_nano_per_mtok, web_search=row.web_search_nano))
+            cache_read=row.cache_read_nano_per_mtok, web_search=row.web_search_nano,
+            batch_discount_bp=row.batch_discount_bp))
     rows = list(CatalogModel.objects.filter(enabled=True).order_by("name"))
     deployments = _load_deployments({row.pk: row for row in rows})
     entries, by_name = [], {}

@@ -30,8 +30,9 @@ class Meter:
 
     def __init__(self, *, request_id: str, principal: KeyPrincipal, endpoint: str, ireq: InternalRequest,
                  model: ModelEntry, ticket: Ticket, turn: TurnRecord | None, started: float,
-                 trace: dict[str, str]) -> None:
+                 trace: dict[str, str], batch_id: str = "") -> None:
         self.request_id = request_id
+        self.batch_id = batch_id  # an item of this batch: billed at the batch price
         self.trace = trace
         self.deployment: DeploymentEntry | None = None  # the one that answered
         self.ticket = ticket
@@ -94,7 +95,7 @@ class Meter:
         cost = 0 if price is None else price.cost_nano(
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             cache_write_tokens=usage.cache_creation_input_tokens, cache_read_tokens=usage.cache_read_input_tokens,
-            web_searches=usage.web_search_requests)
+            web_searches=usage.web_search_requests, batch=bool(self.batch_id))
         record = UsageRecord(
             request_id=self.request_id,
             tenant_id=self.principal.tenant_id,
@@ -118,6 +119,7 @@ class Meter:
             latency_ms=round((now - self.started) * 1000),
             ttft_ms=None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000),
             created_at=created_at,
+            batch_id=self.batch_id,
             **self.trace,
         )
         metrics.request_finished(self, status, now, cost)

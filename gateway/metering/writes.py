@@ -46,6 +46,7 @@ class UsageRecord:
     thread_id: str = ""
     client_request_id: str = ""
     web_search_requests: int = 0
+    batch_id: str = ""
 
 
 _USAGE_COLUMNS = tuple(f.name for f in fields(UsageRecord))  # UsageEvent field names (attnames for keys)
