@@ -49,7 +49,7 @@ from conversations.services import (TurnRecord, conversation_begin, conversation
                                     response_begin)
 
 from . import routing, tracing, url_policy
-from .admission import admission
+from .admission import Ticket, admission
 from .core import (GatewayError, InternalRequest, ResponseContext, apply_model_limits, depth_checked, internal_error,
                    invalid)
 from .metering.meter import CLIENT_LEFT, CLIENT_LEFT_STATUS, Meter
@@ -137,6 +137,31 @@ async def serve(request: HttpRequest, *, codec: Codec, endpoint: str,
     principal: KeyPrincipal = request.auth
     trace = request.gateway_trace = trace_ids(request)
     ireq = codec.decode_request(parse_json_body(request), request_id=request_id, **route)
+    ctx, meter = await _admitted(principal, ireq, request_id=request_id, endpoint=endpoint, started=started,
+                                 trace=trace)
+    if ireq.stream:
+        return await _open_stream(ireq, codec.StreamEncoder(ctx), meter)
+    payload = await _answer(codec, ireq, ctx, meter)
+    return json_response(payload, request_id=request_id, headers={**meter.ticket.headers, **echo_headers(trace)})
+
+
+async def execute(*, principal: KeyPrincipal, codec: Codec, endpoint: str, body: Any, request_id: str,
+                  batch_id: str) -> dict[str, Any]:
+    """One item of a batch (gateway/batches/): `serve`'s path without HTTP, answered whole (a `stream`
+    the line asks for is ignored) and stored as no conversation. Its usage row carries `batch_id` and
+    the batch price. Returns the answer in `codec`'s shape; refusals and failures raise as in `serve`."""
+    started = time.perf_counter()
+    ireq = codec.decode_request(depth_checked(body), request_id=request_id)
+    ireq.stream = False
+    ireq.options["store"] = False
+    ctx, meter = await _admitted(principal, ireq, request_id=request_id, endpoint=endpoint, started=started,
+                                 trace={}, batch_id=batch_id)
+    return await _answer(codec, ireq, ctx, meter)
+
+
+async def _admitted(principal: KeyPrincipal, ireq: InternalRequest, *, request_id: str, endpoint: str,
+                    started: float, trace: dict[str, str], batch_id: str = "") -> tuple[ResponseContext, Meter]:
+    """A decoded request checked, resolved, joined to its conversation and admitted: its Meter."""
     check_urls(ireq)
     model = await model_resolve(ireq.model, principal.allowed_models)
     turn = await _conversation_turn(principal, ireq, request_id)
@@ -146,32 +171,33 @@ async def serve(request: HttpRequest, *, codec: Codec, endpoint: str,
                           conversation_id=turn.conversation_id if turn else None)
     try:
         with tracing.span("gateway.admission"):
-            ticket = await admission.admit(principal, model, ireq.params)
+            ticket = await admission.admit(principal, model, ireq.params, batch=bool(batch_id))
     except GatewayError:
         if turn is not None and not turn.created:
             metrics.lease_ended()
             await _release_async(conversation_id=turn.conversation_id)
         raise
     meter = Meter(request_id=request_id, principal=principal, endpoint=endpoint, ireq=ireq, model=model,
-                  ticket=ticket, turn=turn, started=started, trace=trace)
+                  ticket=ticket, turn=turn, started=started, trace=trace, batch_id=batch_id)
+    return ctx, meter
 
-    if ireq.stream:
-        return await _open_stream(ireq, codec.StreamEncoder(ctx), meter)
 
+async def _answer(codec: Codec, ireq: InternalRequest, ctx: ResponseContext, meter: Meter) -> dict[str, Any]:
+    """The whole answer of an admitted request, recorded, in `codec`'s shape."""
     async def create(provider, upstream_model: str, target) -> dict[str, Any]:
         return await provider.create({"model": upstream_model, **ireq.params}, betas=ireq.betas)
 
     try:
-        message, meter.deployment = await routing.call(model, create)
+        message, meter.deployment = await routing.call(meter.model, create)
     except BaseException as exc:
         await _finish_failed(meter, exc)
         raise
     meter.usage.update(message.get("usage"))
     payload = codec.encode_response(message, ctx)
-    if turn is not None and payload.get("object") == "response":
-        turn.response_body = payload  # a Responses API answer is kept for GET and previous_response_id
+    if meter.turn is not None and payload.get("object") == "response":
+        meter.turn.response_body = payload  # a Responses API answer is kept for GET and previous_response_id
     await meter.finish(UsageEvent.Status.OK, 200, content=message.get("content") or [])
-    return json_response(payload, request_id=request_id, headers={**ticket.headers, **echo_headers(trace)})
+    return payload
 
 
 async def serve_oneshot(request: HttpRequest, *, endpoint: str, capability: str, decode, method: str) -> HttpResponse:
@@ -180,19 +206,36 @@ async def serve_oneshot(request: HttpRequest, *, endpoint: str, capability: str,
     `method` answering in the client's own shape. Billed as input tokens at the model's input price."""
     started = time.perf_counter()
     request_id = request.gateway_request_id = new_request_id()
-    principal: KeyPrincipal = request.auth
     trace = request.gateway_trace = trace_ids(request)
-    name, body, texts = decode(parse_json_body(request))
+    result, ticket = await _oneshot(request.auth, parse_json_body(request), endpoint=endpoint, capability=capability,
+                                    decode=decode, method=method, request_id=request_id, started=started, trace=trace)
+    return json_response(result, request_id=request_id, headers={**ticket.headers, **echo_headers(trace)})
+
+
+async def execute_oneshot(*, principal: KeyPrincipal, body: Any, request_id: str, batch_id: str) -> dict[str, Any]:
+    """One embeddings item of a batch, as `execute` is for model calls."""
+    result, _ = await _oneshot(principal, depth_checked(body),
+                               endpoint="embeddings", capability="embeddings", decode=embeddings.decode_embeddings,
+                               method="embeddings", request_id=request_id, started=time.perf_counter(), trace={},
+                               batch_id=batch_id)
+    return result
+
+
+async def _oneshot(principal: KeyPrincipal, body: Any, *, endpoint: str, capability: str, decode, method: str,
+                   request_id: str, started: float, trace: dict[str, str],
+                   batch_id: str = "") -> tuple[dict[str, Any], Ticket]:
+    name, upstream_body, texts = decode(body)
     model = await model_resolve(name, principal.allowed_models, capability=capability)
-    ticket = await admission.admit(principal, model, {"messages": texts})  # the estimate counts their text
+    # The estimate counts their text.
+    ticket = await admission.admit(principal, model, {"messages": texts}, batch=bool(batch_id))
     meter = Meter(request_id=request_id, principal=principal, endpoint=endpoint, ireq=InternalRequest(name, {}),
-                  model=model, ticket=ticket, turn=None, started=started, trace=trace)
+                  model=model, ticket=ticket, turn=None, started=started, trace=trace, batch_id=batch_id)
 
     async def call(provider, upstream_model: str, target) -> dict[str, Any]:
         if not hasattr(provider, method):
             raise GatewayError(400, f"The model '{name}' is served by a provider without {capability}.",
                                code="model_not_supported", param="model")
-        return await getattr(provider, method)({"model": upstream_model, **body})
+        return await getattr(provider, method)({"model": upstream_model, **upstream_body})
 
     try:
         result, meter.deployment = await routing.call(model, call)
@@ -201,8 +244,7 @@ async def serve_oneshot(request: HttpRequest, *, endpoint: str, capability: str,
         raise
     meter.usage.input_tokens = embeddings.input_tokens(result)
     await meter.finish(UsageEvent.Status.OK, 200)
-    return json_response({**result, "model": model.name}, request_id=request_id,
-                         headers={**ticket.headers, **echo_headers(trace)})
+    return {**result, "model": model.name}, ticket
 
 
 def check_urls(ireq: InternalRequest) -> None:
