@@ -46,11 +46,12 @@ async def _lifespan(receive, send):
     from billing import scheduler
     from gateway import metrics, tracing
     from gateway.admission import admission
+    from gateway.batches import executor as batch_executor
     from gateway.metering import spool
     from gateway.metering.recorder import usage_recorder
     from gateway.providers import close_providers
 
-    billing_scheduler = None
+    billing_scheduler = batch_sweeper = None
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -58,10 +59,12 @@ async def _lifespan(receive, send):
             spool_replayer = spool.start()  # usage the database could not take, from this run or the last
             if settings.CELERY_TASK_ALWAYS_EAGER:  # embedded mode: no broker, no beat; run the schedule here
                 billing_scheduler = scheduler.start()
+                batch_sweeper = batch_executor.start_sweeper()  # and batches, on this loop
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             if billing_scheduler is not None:
                 await scheduler.stop(billing_scheduler)
+                await batch_executor.stop_sweeper(batch_sweeper)
             await usage_recorder.drain()  # rows of the last requests, before the spool's last replay
             await spool.stop(spool_replayer)
             await admission.drain()

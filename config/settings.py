@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "billing",
     "conversations",
     "gateway",
+    "gateway.batches",
     "management",
 ]
 
@@ -128,6 +129,30 @@ CELERY_BEAT_SCHEDULE: dict = {
                          "options": {"expires": 50 * 60}},
     "request-log-partitions": {"task": "conversations.tasks.request_log_partitions_maintain",
                                "schedule": crontab(minute=20), "options": {"expires": 50 * 60}},
+    # Batches whose worker died are taken up again (in the embedded mode the gateway's loop does it).
+    "batches-resume": {"task": "gateway.batches.tasks.batches_resume", "schedule": crontab(),
+                       "options": {"expires": 50}},
+    "batches-expire": {"task": "gateway.batches.tasks.batches_expire", "schedule": crontab(minute=20),
+                       "options": {"expires": 50 * 60}},
+}
+
+# Batches (gateway/batches/). A batch runs for minutes or hours: on a queue of its own, so that the billing
+# tasks of the default queue never wait behind one (`celery -A config worker -Q celery,batches`).
+BATCH_QUEUE = env_str("BATCH_QUEUE", "batches")
+CELERY_TASK_ROUTES = {"gateway.batches.tasks.batch_run": {"queue": BATCH_QUEUE}}
+BATCH_CONCURRENCY = env_int("BATCH_CONCURRENCY", 4, minimum=1)  # items of one batch in flight at once
+BATCH_FILE_MAX_BYTES = env_int("BATCH_FILE_MAX_BYTES", 200 * 1024 * 1024, minimum=1)  # OpenAI's limit
+BATCH_RETENTION_DAYS = env_int("BATCH_RETENTION_DAYS", 29, minimum=1)  # results and files, as Anthropic's
+# Batch files go through Django's storage API: a directory by default; BATCH_STORAGE_BACKEND names any
+# storage class (e.g. storages.backends.s3.S3Storage, whose settings come from its own AWS_* variables).
+BATCH_STORAGE_BACKEND = env_str("BATCH_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage")
+BATCH_STORAGE_DIR = env_str("BATCH_STORAGE_DIR", str(BASE_DIR / "var" / "batch-files"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "batches": {"BACKEND": BATCH_STORAGE_BACKEND,
+                "OPTIONS": {"location": BATCH_STORAGE_DIR}
+                if BATCH_STORAGE_BACKEND == "django.core.files.storage.FileSystemStorage" else {}},
 }
 
 # Usage rows and request logs are partitioned by month on PostgreSQL (billing/services.py

@@ -12,7 +12,7 @@ from ..core import GatewayError, invalid
 from ..pipeline import count_tokens, json_response, parse_json_body, serve
 from ..protocols import anthropic_messages
 from ..selectors import catalog_get
-from . import admin_usage
+from . import admin_usage, batches
 from .base import Protocol, add_unknown_route
 
 
@@ -57,6 +57,7 @@ def root_router(protocol: Protocol) -> Router:
         ireq = anthropic_messages.decode_count_request(parse_json_body(request), betas=betas)
         return json_response({"input_tokens": await count_tokens(request, ireq)})
 
+    batches.add_anthropic_operations(router)
     return router
 
 

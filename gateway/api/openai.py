@@ -14,7 +14,7 @@ from ..core import GatewayError
 from ..pipeline import json_response, serve
 from ..protocols import openai_chat, openai_responses
 from ..selectors import catalog_get
-from . import admin_usage, anthropic, conversations, model_lists
+from . import admin_usage, anthropic, batches, conversations, model_lists
 from .base import Protocol, add_embedding_operations, add_unknown_route, error_response
 from .responses import response_input_items, response_remove, response_retrieve
 from .usage import trace_report, usage_report
@@ -68,6 +68,7 @@ def router(protocol: Protocol) -> Router:
         shape = model_lists.anthropic_model if _is_anthropic(request) else protocol.model
         return json_response(shape(await catalog_get(), model_id, request.auth.allowed_models))
 
+    batches.add_openai_operations(router)
     add_unknown_route(router)
     return router
 
