@@ -129,7 +129,12 @@ CELERY_BEAT_SCHEDULE: dict = {
                          "options": {"expires": 50 * 60}},
     "request-log-partitions": {"task": "conversations.tasks.request_log_partitions_maintain",
                                "schedule": crontab(minute=20), "options": {"expires": 50 * 60}},
-    # Batches whose worker died are taken up again (in the embedded mode the gateway's loop does it).
+}
+# Beat's entries for batches (config/celery.py adds them to beat's schedule). In the embedded mode the
+# gateway's event loop does the same work itself (gateway/batches/executor.sweep), not the billing scheduler:
+# it would run a resumed batch on its thread for the batch's whole length.
+BATCH_BEAT_SCHEDULE: dict = {
+    # Batches whose worker died are taken up again once their lease lapsed.
     "batches-resume": {"task": "gateway.batches.tasks.batches_resume", "schedule": crontab(),
                        "options": {"expires": 50}},
     "batches-expire": {"task": "gateway.batches.tasks.batches_expire", "schedule": crontab(minute=20),

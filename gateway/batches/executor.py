@@ -223,16 +223,23 @@ async def batch_start(batch_id: int) -> None:
 
 
 _resumable = db_unit(services.batches_resumable)
+_expire = db_unit(services.batches_expire)
+EXPIRE_SECONDS = 3600.0
 
 
 async def sweep() -> None:
-    """The embedded mode's resume loop (config/asgi.py): batches whose runner is gone, run here."""
+    """The embedded mode's beat for batches (config/asgi.py): batches whose runner is gone run here, and
+    files and results past their retention go, hourly."""
+    expired_at = None
     while True:
         try:
             for batch_id in await _resumable():
                 _run_here(batch_id)
+            if expired_at is None or time.monotonic() - expired_at >= EXPIRE_SECONDS:
+                expired_at = time.monotonic()
+                await _expire()
         except Exception:
-            logger.exception("resuming batches failed")
+            logger.exception("batch sweep failed")
         await asyncio.sleep(SWEEP_SECONDS)
 
 

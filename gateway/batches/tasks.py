@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 
 from celery import shared_task
-from django.conf import settings
-
 from . import services
 
 
@@ -29,10 +27,6 @@ async def _run(batch_id: int) -> str:
 
 @shared_task
 def batches_resume() -> int:
-    # In the embedded mode the gateway's own event loop resumes them (gateway/batches/executor.sweep):
-    # run here, on the scheduler's thread, a batch would hold up the billing schedule for its whole length.
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        return 0
     ids = services.batches_resumable()
     for batch_id in ids:
         batch_run.delay(batch_id)

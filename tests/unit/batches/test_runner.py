@@ -199,3 +199,14 @@ def test_retention_removes_expired_files_and_the_items_and_results_of_old_batche
     assert batch.archived_at is not None and batch.results_name == ""
     with pytest.raises(FileNotFoundError):
         storage.read(file.storage_name)
+
+
+def test_beat_runs_the_batch_entries_beside_the_billing_schedule(settings):
+    from config.celery import app
+
+    schedule = app.conf.beat_schedule
+    assert {name: schedule[name]["task"] for name in settings.BATCH_BEAT_SCHEDULE} == {
+        "batches-resume": "gateway.batches.tasks.batches_resume",
+        "batches-expire": "gateway.batches.tasks.batches_expire"}
+    assert set(settings.CELERY_BEAT_SCHEDULE) <= set(schedule)
+    assert "batches-resume" not in settings.CELERY_BEAT_SCHEDULE  # the embedded scheduler's own list
