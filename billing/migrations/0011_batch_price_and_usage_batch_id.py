@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0006_apikey_idempotency_key'),
-        ('billing', '0009_statements_and_alerts'),
+        ('billing', '0010_usage_partitioned_by_month'),
         ('gateway', '0006_catalog_context_window'),
     ]
 
