@@ -24,6 +24,9 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from django.utils.module_loading import import_string
 
+from common.db import UNREACHABLE
+from common.outage import db_unavailable
+
 logger = logging.getLogger(__name__)
 
 # The clock is read again at least this often, so a suspended machine or a clock change is noticed.
@@ -65,6 +68,10 @@ class Scheduler:
     async def run_task(self, name: str, task_name: str) -> None:
         try:
             result = await self._run_in_thread(task_name)
+        except UNREACHABLE as exc:
+            # Every task needs the database: during an outage each due one would log a traceback a
+            # minute; the outage's one line per interval says it instead (the next slot catches up).
+            db_unavailable.failed(exc)
         except Exception:
             logger.exception("scheduled task %s (%s) failed", name, task_name)
         else:

@@ -677,6 +677,30 @@ def test_embedded_scheduler_survives_a_failing_task_and_runs_the_next_ones(monke
     assert len(failed) == 1 and failed[0].exc_info[0] is RuntimeError
 
 
+def test_embedded_scheduler_logs_an_unreachable_database_as_the_outage_line_not_a_traceback(monkeypatch, caplog):
+    from django.db import OperationalError
+
+    from common.outage import db_unavailable
+
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(db_unavailable, "_next", 0.0)  # the interval's line is due
+
+    def alert_deliveries_unreachable():
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(tasks.alerts, "alert_deliveries_send_due", alert_deliveries_unreachable)
+    runner = scheduler.Scheduler({"alerts": {"task": "billing.tasks.alert_deliveries_due",
+                                             "schedule": timedelta(seconds=1)}})
+    runner.last_run = dict.fromkeys(runner.entries, timezone.now() - timedelta(minutes=1))
+    try:
+        asyncio.run(runner.tick())
+    finally:
+        runner.close(wait=True)
+    assert not [r for r in caplog.records if r.exc_info]
+    assert [r.getMessage() for r in caplog.records if r.name == "gatehouse.database"][0].startswith(
+        "database unavailable")
+
+
 async def test_embedded_scheduler_task_is_started_and_cancelled_by_the_asgi_lifespan(monkeypatch, settings):
     import config.asgi
 
