@@ -40,6 +40,21 @@ reply is instead the compact JSON of a value built from the schema the way tool 
 Text longer than ``max_tokens`` words is cut with stop_reason ``max_tokens``. With thinking enabled
 (or adaptive) the reply starts with a fixed thinking block and a deterministic signature.
 
+Prompt cache
+------------
+Like Anthropic's (https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching): a request with
+``cache_control`` on blocks (or at the top level: the last block) writes the prefix up to each such
+breakpoint, in render order tools, system, messages; a later request with the same API key and model
+reads the longest prefix written before that ends at a block boundary at most 20 blocks before one of
+its breakpoints. The hash leaves the markers out, so a breakpoint that moves forward still finds the
+previous write. Entries live 5 minutes (``ttl: "1h"``: an hour) from their last use; a prefix shorter
+than the model's minimum (1024 tokens for Sonnet 4.6, 4096 for Opus 4.6 and Haiku 4.5) is neither
+written nor read. usage then has cache_read_input_tokens (the prefix read), cache_creation_input_tokens
+(the rest up to the last breakpoint) and input_tokens (what is left; the three add up to the
+count_tokens value). More than 4 breakpoints, or one on an empty text block, is a 400. The clock is
+``build_app(clock=...)``'s (time.monotonic by default); ``GET /_fake/cache`` lists the entries
+(``{"entries": [{"key", "tokens", "expires_in"}]}``) and ``DELETE /_fake/cache`` empties it.
+
 Directives
 ----------
 Tags in the text of the LAST user message (its text blocks or tool_result contents), e.g.
@@ -61,7 +76,7 @@ by commas or spaces, and several tags may appear. An unknown directive is a 400,
 ``refusal``            stop_reason refusal
 ``cache``              usage also reports cache_creation_input_tokens=100, cache_read_input_tokens=200
                        (``cache_write=N`` / ``cache_read=N`` set them; input_tokens stays the uncached
-                       count, i.e. the count_tokens value)
+                       count, i.e. the count_tokens value); it replaces the prompt cache below
 
 ``web_search``         if the server tool ``web_search_20250305`` is declared: a ``server_tool_use`` block
                        (name web_search, input {"query": <the "You said" text of the default reply, or
@@ -89,11 +104,12 @@ import math
 import os
 import re
 import sys
+import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import orjson
 from aiohttp import web
@@ -328,6 +344,8 @@ class Prompt:
     directive_text: str  # all text of the last user message, tool_result contents included
     tool_results: list[str] | None  # texts of the last user message's tool_result blocks, if any
     output_schema: dict[str, Any] | None = None  # structured outputs: the JSON schema the text must follow
+    body: dict[str, Any] | None = None  # the request, for the prompt cache
+    breakpoints: int = 0  # blocks with cache_control (a top-level one counts as one)
 
 
 def _is_number(value: Any) -> bool:
@@ -408,6 +426,8 @@ def _check_block(block: Any, where: str, role: str) -> int:
         raise invalid(f"{where}: `tool_result` blocks can only be in `user` messages")
 
     if kind == "text":
+        if "cache_control" in block and block.get("text") == "":
+            raise invalid(f"{where}.text: cache_control cannot be set for empty text blocks")
         return _check_text(block.get("text"), where)
     if kind == "image":
         _check_image(block, where)
@@ -876,6 +896,10 @@ def parse_request(body: Any, *, count_only: bool = False) -> Prompt:
     _check_json_format(body.get("output_format"), "output_format")
     _check_context_management(body.get("context_management"))
     _check_cache_control(body.get("cache_control"), "cache_control")
+    breakpoints = _count_breakpoints(body)
+    if breakpoints > MAX_CACHE_BREAKPOINTS:
+        raise invalid(f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. "
+                      f"Found {breakpoints}.")
     if thinking:
         _check_thinking_rules(body, tool_choice)
     if messages[-1]["role"] == "assistant":
@@ -908,7 +932,146 @@ def parse_request(body: Any, *, count_only: bool = False) -> Prompt:
         directive_text=directive_text,
         tool_results=tool_results,
         output_schema=_output_schema(body),
+        body=body,
+        breakpoints=breakpoints,
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# Prompt cache
+# --------------------------------------------------------------------------------------------------
+
+CACHE_TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
+CACHE_LOOKBACK_BLOCKS = 20
+MAX_CACHE_BREAKPOINTS = 4
+# The shortest prefix each model caches (Anthropic's prompt-caching docs).
+CACHE_MINIMUM_TOKENS = {"claude-opus-4-6": 4096, "claude-sonnet-4-6": 1024, "claude-haiku-4-5": 4096}
+CACHE_MAX_ENTRIES = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A block boundary of the prompt: the hash and tokens of everything up to it, and its breakpoint."""
+
+    digest: str
+    tokens: int
+    cache_control: dict[str, Any] | None
+
+
+def _unmarked(block: Any) -> Any:
+    if isinstance(block, dict) and "cache_control" in block:
+        return {k: v for k, v in block.items() if k != "cache_control"}
+    return block
+
+
+def prefix_positions(body: dict[str, Any]) -> list[Position]:
+    """Every block of a validated request in render order (tools, system, messages' content).
+
+    Tokens are counted as input_tokens is (characters / 4, 3 per message); the hash covers the model, the
+    roles and each block without its cache_control."""
+    digest = hashlib.sha256(str(body.get("model")).encode())
+    positions: list[Position] = []
+    chars = messages = 0
+
+    def add(block: Any, block_chars: int) -> None:
+        nonlocal chars
+        digest.update(orjson.dumps(_unmarked(block), option=orjson.OPT_SORT_KEYS))
+        chars += block_chars
+        marker = block.get("cache_control") if isinstance(block, dict) else None
+        positions.append(Position(digest.copy().hexdigest(), math.ceil(chars / 4) + 3 * messages, marker))
+
+    for tool in body.get("tools") or ():
+        add(tool, len(orjson.dumps(tool)))
+    system = body.get("system")
+    for block in [{"type": "text", "text": system}] if isinstance(system, str) and system else system or ():
+        add(block, len(block.get("text", "")))
+    for message in body.get("messages") or ():
+        messages += 1
+        digest.update(b"\x00" + message["role"].encode())
+        content = message["content"]
+        if isinstance(content, str):
+            add({"type": "text", "text": content}, len(content))
+            continue
+        for block in content:
+            add(block, _check_block(block, "", message["role"]))
+    return positions
+
+
+def _count_breakpoints(body: dict[str, Any]) -> int:
+    """Blocks of a validated request that carry cache_control; a top-level one (automatic caching) counts."""
+    count = int(body.get("cache_control") is not None)
+    blocks = [*(body.get("tools") or ()), *(body["system"] if isinstance(body.get("system"), list) else ())]
+    for message in body.get("messages") or ():
+        if isinstance(message["content"], list):
+            blocks.extend(message["content"])
+    return count + sum("cache_control" in block for block in blocks)
+
+
+def cache_breakpoints(positions: list[Position], top_level: Any) -> list[int]:
+    """Indices of the breakpoints; a top-level cache_control is one on the last block."""
+    marked = [i for i, position in enumerate(positions) if position.cache_control is not None]
+    if top_level is not None and positions and (not marked or marked[-1] != len(positions) - 1):
+        marked.append(len(positions) - 1)
+    return marked
+
+
+class PromptCache:
+    """(API key, prefix hash) -> (expiry, ttl), the way Anthropic's cache behaves for one organisation."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.entries: dict[tuple[str, str], tuple[float, float, int]] = {}
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        return [{"key": key[0][-4:], "prefix": key[1][:16], "tokens": tokens, "expires_in": round(expiry - now, 3)}
+                for key, (expiry, _, tokens) in self.entries.items() if expiry > now]
+
+    def _alive(self, key: tuple[str, str], now: float) -> bool:
+        entry = self.entries.get(key)
+        return entry is not None and entry[0] > now
+
+    def use(self, api_key: str, prompt: Prompt) -> tuple[int, int] | None:
+        """(tokens read, tokens written) for this request, or None if it asks for no caching."""
+        body = prompt.body or {}
+        if not prompt.breakpoints:  # the common case stays cheap: no hashing
+            return None
+        positions = prefix_positions(body)
+        breakpoints = cache_breakpoints(positions, body.get("cache_control"))
+        if not breakpoints:
+            return None
+        now = self.clock()
+        minimum = CACHE_MINIMUM_TOKENS.get(prompt.model, 1024)
+        top = body.get("cache_control") if isinstance(body.get("cache_control"), dict) else {}
+        def ttl_of(b: int) -> float:
+            return CACHE_TTL_SECONDS.get((positions[b].cache_control or top).get("ttl", "5m"), 300.0)
+
+        hit = found_by = -1
+        for b in breakpoints:
+            for p in range(b, max(b - CACHE_LOOKBACK_BLOCKS, 0) - 1, -1):
+                if p <= hit:
+                    break
+                if positions[p].tokens >= minimum and self._alive((api_key, positions[p].digest), now):
+                    hit, found_by = p, b
+                    break
+        read = positions[hit].tokens if hit >= 0 else 0
+        if hit >= 0:  # a read renews the entry, for the longer of its lifetime and the breakpoint's
+            _, ttl, tokens = self.entries[(api_key, positions[hit].digest)]
+            ttl = max(ttl, ttl_of(found_by))
+            self.entries[(api_key, positions[hit].digest)] = (now + ttl, ttl, tokens)
+        written = 0
+        for b in breakpoints:
+            position = positions[b]
+            if position.tokens < minimum or b <= hit:
+                continue
+            self.entries[(api_key, position.digest)] = (now + ttl_of(b), ttl_of(b), position.tokens)
+            written = max(written, position.tokens - read)
+        if len(self.entries) > CACHE_MAX_ENTRIES:
+            self.entries = {k: v for k, v in self.entries.items() if v[0] > now}
+        return read, written
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1244,11 +1407,13 @@ def _client_gone(request: web.Request) -> bool:
 class FakeAnthropic(RequestLogControl):
     """Handlers plus the state they share: the request log and the expected API key."""
 
-    def __init__(self, *, log_requests: bool = True, api_key: str | None = None) -> None:
+    def __init__(self, *, log_requests: bool = True, api_key: str | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.log_requests = log_requests
         self.api_key = api_key
         self.requests: deque[Entry] = deque(maxlen=REQUEST_LOG_SIZE)
         self._seq = itertools.count(1)
+        self.cache = PromptCache(clock)
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -1274,7 +1439,8 @@ class FakeAnthropic(RequestLogControl):
         self.requests.append(entry)
         return entry
 
-    def _authorize(self, request: web.Request) -> None:
+    def _authorize(self, request: web.Request) -> str:
+        """The request's API key, once it is acceptable."""
         headers = request.headers
         key = headers.get("x-api-key")
         if not key:
@@ -1287,6 +1453,7 @@ class FakeAnthropic(RequestLogControl):
             raise ApiError(401, "invalid x-api-key")
         if not headers.get("anthropic-version"):
             raise ApiError(400, "anthropic-version: header is required")
+        return key
 
     async def _read_json(self, request: web.Request, entry: Entry | None) -> Any:
         try:
@@ -1318,7 +1485,7 @@ class FakeAnthropic(RequestLogControl):
         entry = self._record(request)
         request_id = new_request_id()
         try:
-            self._authorize(request)
+            api_key = self._authorize(request)
             prompt = parse_request(await self._read_json(request, entry))
             directives = parse_directives(prompt.directive_text)
         except ApiError as exc:
@@ -1338,6 +1505,11 @@ class FakeAnthropic(RequestLogControl):
                 return self._reject(ApiError(529, "Overloaded"), entry, request_id, outcome="error")
 
         reply = build_reply(prompt, directives)
+        cached = None if _CACHE_DIRECTIVES & directives.keys() else self.cache.use(api_key, prompt)
+        if cached is not None:
+            read, written = cached
+            reply.usage.update(input_tokens=max(prompt.input_tokens - read - written, 0),
+                               cache_creation_input_tokens=written, cache_read_input_tokens=read)
         if prompt.stream:
             return await self._stream(request, request_id, prompt, reply, directives, entry)
         message = {
@@ -1424,14 +1596,25 @@ class FakeAnthropic(RequestLogControl):
         return error_response(ApiError(404, "Not Found"), new_request_id())
 
 
+    async def cache_state(self, request: web.Request) -> web.Response:
+        return web.json_response({"entries": self.cache.snapshot()})
+
+    async def cache_clear(self, request: web.Request) -> web.Response:
+        self.cache.clear()
+        return web.json_response({"ok": True})
+
+
+_CACHE_DIRECTIVES = frozenset({"cache", "cache_read", "cache_write"})
 FAKE_KEY = web.AppKey("fake_anthropic", FakeAnthropic)
 
 
-def build_app(*, log_requests: bool = True, api_key: str | None = None) -> web.Application:
-    """The fake as an aiohttp app. `api_key` defaults to $FAKE_ANTHROPIC_API_KEY (unset: any key works)."""
+def build_app(*, log_requests: bool = True, api_key: str | None = None,
+              clock: Callable[[], float] = time.monotonic) -> web.Application:
+    """The fake as an aiohttp app. `api_key` defaults to $FAKE_ANTHROPIC_API_KEY (unset: any key works);
+    `clock` (seconds) times the prompt cache's entries."""
     if api_key is None:
         api_key = os.environ.get("FAKE_ANTHROPIC_API_KEY") or None
-    fake = FakeAnthropic(log_requests=log_requests, api_key=api_key)
+    fake = FakeAnthropic(log_requests=log_requests, api_key=api_key, clock=clock)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[FAKE_KEY] = fake
     app.router.add_post("/v1/messages", fake.messages)
@@ -1439,6 +1622,8 @@ def build_app(*, log_requests: bool = True, api_key: str | None = None) -> web.A
     app.router.add_get("/v1/models", fake.list_models)
     app.router.add_get("/v1/models/{model_id}", fake.get_model)
     fake.add_control_routes(app)
+    app.router.add_get("/_fake/cache", fake.cache_state)
+    app.router.add_delete("/_fake/cache", fake.cache_clear)
     app.router.add_route("*", "/{tail:.*}", fake.not_found)
     return app
 
