@@ -332,6 +332,10 @@ GATEWAY_REDIS_PREFIX = env_str("GATEWAY_REDIS_PREFIX", "gh:")
 # How old a process's view of the deployment cooldowns in Redis (gateway/cooldowns.py) may be when it
 # routes a request: a cooldown one process starts reaches every other within this time.
 GATEWAY_COOLDOWN_SYNC_SECONDS = env_float("GATEWAY_COOLDOWN_SYNC_SECONDS", 0.5, minimum=0.01)
+# Thread affinity (gateway/affinity.py): threads remembered per process without Redis, and how long an idle
+# thread keeps its target (Anthropic's longest prompt-cache lifetime is an hour).
+GATEWAY_AFFINITY_MAX_ENTRIES = env_int("GATEWAY_AFFINITY_MAX_ENTRIES", 50_000, minimum=1)
+GATEWAY_AFFINITY_TTL_SECONDS = env_int("GATEWAY_AFFINITY_TTL_SECONDS", 3600, minimum=1)
 # The models-and-prices list at /pricing/ without signing in (the dashboard's Models page always has it).
 PUBLIC_PRICES = env_bool("PUBLIC_PRICES", False)
 # Alert webhooks (billing/alerts.py): how often a failed delivery is retried, the first wait (doubling

@@ -11,7 +11,11 @@ provider's credentials. `call` tries them in order:
   target cools down for its provider's `cooldown_seconds` (or the `retry-after`) and the next one is
   tried. Targets cooling down go last, so a model whose every deployment failed still probes them,
   and the first request after a cooldown probes the target back;
-- client errors (400, 404, 413) are the request's fault: never retried.
+- client errors (400, 404, 413) are the request's fault: never retried;
+- a request of a thread (`affinity`, see gateway/affinity.py) goes first to the target that answered
+  the thread before, while that one is ready and in the best priority that has a ready target, so the
+  provider's prompt cache is read instead of written again; whatever answers becomes the thread's
+  target. Without a thread the order is the weighted one above, unchanged.
 
 Only the part of a call before any byte reaches the client goes through here (for streams: up to
 the first event, see pipeline._open_stream), so nothing is retried once streaming has begun.
@@ -35,6 +39,7 @@ from django.conf import settings
 from common import metrics
 
 from . import cooldowns, tracing
+from .affinity import affinity as affinities
 from .core import GatewayError
 from .providers import get_provider
 from .selectors import DeploymentEntry, ModelEntry, Target
@@ -51,9 +56,11 @@ def retryable(error: GatewayError) -> bool:
 
 
 def plan(model: ModelEntry, now: float, rng: random.Random | random.SystemRandom = random,
-         probes: frozenset[tuple[int, int]] = frozenset()) -> list[tuple[DeploymentEntry, Target]]:
+         probes: frozenset[tuple[int, int]] = frozenset(), *,
+         prefer: tuple[int, int] | None = None) -> list[tuple[DeploymentEntry, Target]]:
     """Every (deployment, target) of `model` in the order to try them; `probes`, targets whose shared
-    cooldown ended and whose probe this request claimed, first in their priority."""
+    cooldown ended and whose probe this request claimed, first in their priority; then `prefer` (a
+    thread's target) first when it is ready and of the first ready priority."""
     shared = cooldowns.shared if cooldowns.shared is not None and cooldowns.shared.until else None
     ready, cooling = [], []
     for priority in sorted({deployment.priority for deployment in model.deployments}):
@@ -67,17 +74,33 @@ def plan(model: ModelEntry, now: float, rng: random.Random | random.SystemRandom
             key = pair[1].key
             (cooling if _cooling.get(key, 0) > now or (shared and shared.blocked(key, now, probes))
              else ready).append(pair)
+    if prefer is not None and ready and ready[0][1].key not in probes:  # a claimed probe goes first
+        for i, pair in enumerate(ready):
+            if pair[1].key == prefer:
+                # Priority still wins over the cache: a thread that fell back returns to the primary once it
+                # is ready again (one cache write), or a fallback would keep its threads for as long as they last.
+                if i and pair[0].priority == ready[0][0].priority:
+                    ready.insert(0, ready.pop(i))
+                break
     return ready + cooling
 
 
+def has_choice(model: ModelEntry) -> bool:
+    """Whether routing picks among several targets (only then does a thread's affinity matter)."""
+    deployments = model.deployments
+    return len(deployments) > 1 or (len(deployments) == 1 and len(deployments[0].targets) > 1)
+
+
 async def call(model: ModelEntry, operation: Callable[[object, str, Target], Awaitable[T]],
-               *, first_byte_timeout: float | None = None) -> tuple[T, DeploymentEntry]:
+               *, first_byte_timeout: float | None = None, affinity: str | None = None) -> tuple[T, DeploymentEntry]:
     """`operation(provider, upstream_model, target)` on the first target that succeeds; the result and
     the deployment that answered. Raises the last failure when every target failed.
 
     `first_byte_timeout` bounds each attempt (default: the model's whole-request timeout); an attempt
     that runs out of it is a 504 `first_byte_timeout`, retried and fallen back like any 5xx, and its
-    cancellation closes the upstream connection, so a hung upstream holds none for longer."""
+    cancellation closes the upstream connection, so a hung upstream holds none for longer.
+
+    `affinity`: the request's thread key (gateway.affinity.thread_key), or None."""
     limit = min(first_byte_timeout, model.timeout) if first_byte_timeout else model.timeout
     shared, probes = cooldowns.shared, frozenset()
     if shared is not None:
@@ -88,7 +111,7 @@ async def call(model: ModelEntry, operation: Callable[[object, str, Target], Awa
         if shared.until and _known(model, shared.until) and (wanted := shared.wanted(_priorities(model), now)):
             probes = await shared.claim(wanted, _probe_seconds(model, limit))
     try:
-        return await _attempts(model, operation, limit, first_byte_timeout, shared, probes)
+        return await _attempts(model, operation, limit, first_byte_timeout, shared, probes, affinity)
     finally:
         for key in probes:  # a probe neither answered nor failed (cancelled, a 400, not reached): let go
             shared.released(key)
@@ -96,9 +119,10 @@ async def call(model: ModelEntry, operation: Callable[[object, str, Target], Awa
 
 async def _attempts(model: ModelEntry, operation: Callable[[object, str, Target], Awaitable[T]], limit: float,
                     first_byte_timeout: float | None, shared: cooldowns.SharedCooldowns | None,
-                    probes: frozenset[tuple[int, int]]) -> tuple[T, DeploymentEntry]:
+                    probes: frozenset[tuple[int, int]], affinity: str | None = None) -> tuple[T, DeploymentEntry]:
     last: GatewayError | None = None
-    for deployment, target in plan(model, time.monotonic(), probes=probes):
+    sticky = await affinities.get(affinity) if affinity is not None else None
+    for deployment, target in plan(model, time.monotonic(), probes=probes, prefer=sticky):
         provider = get_provider(target.config)
         for attempt in range(settings.UPSTREAM_RETRIES + 1):
             started = time.perf_counter()
@@ -112,6 +136,8 @@ async def _attempts(model: ModelEntry, operation: Callable[[object, str, Target]
                     metrics.upstream_recovered(model, deployment)
                 if shared is not None:
                     shared.recovered(target.key)
+                if affinity is not None and target.key != sticky:
+                    await affinities.put(affinity, target.key)
                 return result, deployment
             except TimeoutError:
                 last = (GatewayError(504, f"The upstream provider sent nothing within {limit:g} s.",
