@@ -92,7 +92,7 @@ class TenantForm(ServiceModelForm):
     class Meta:
         model = Tenant
         fields = ("slug", "name", "credit_limit_usd", "store_conversations", "conversation_retention_days",
-                  "log_requests")
+                  "log_requests", "auto_cache_control")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -138,7 +138,8 @@ class ApiKeySettingsForm(ServiceModelForm):
 
     class Meta:
         model = ApiKey
-        fields = ("name", "models", "rpm_limit", "tpm_limit", "budget_usd", "budget_period", "expires_at")
+        fields = ("name", "models", "rpm_limit", "tpm_limit", "budget_usd", "budget_period", "expires_at",
+                  "auto_cache_control")
         help_texts = {"expires_at": "The key stops working then. Empty: never."}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -332,3 +333,11 @@ class AdminKeyForm(forms.Form):
 
 class TenantNameForm(forms.Form):
     name = forms.CharField(label="Workspace name", max_length=200)
+
+
+class TenantCacheForm(forms.Form):
+    auto_cache_control = forms.BooleanField(
+        required=False, label="Prompt-cache breakpoints for every key",
+        help_text="OpenAI-format requests (chat completions, Responses) get Anthropic cache breakpoints after the "
+                  "system prompt and tools and on the last stable turn, so repeated prefixes are billed at the "
+                  "cache-read price. Keys can also turn it on one by one.")

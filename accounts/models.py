@@ -21,6 +21,9 @@ class Tenant(models.Model):
     log_requests = models.BooleanField(
         default=False, help_text="Keep each request's prompt and answer, shown in its traces (same retention as "
                                  "conversations). Off: traces show only model, tokens, cost, latency and status.")
+    auto_cache_control = models.BooleanField(
+        default=False, help_text="Add prompt-cache breakpoints to OpenAI-format requests (chat completions, Responses) "
+                                 "of every key: after the system prompt and tools, and on the last stable turn.")
     conversation_retention_days = models.PositiveIntegerField(
         default=7, validators=[MinValueValidator(1)], help_text="Stored conversations expire this long after their "
                                                                 "last activity.")
@@ -82,6 +85,10 @@ class ApiKey(models.Model):
     budget_nano = models.BigIntegerField(null=True, blank=True, validators=[MinValueValidator(1)],
                                          help_text="Spend budget per period in nano-USD; empty: none.")
     budget_period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
+    auto_cache_control = models.BooleanField(
+        default=False, verbose_name="Prompt-cache breakpoints",
+        help_text="Add prompt-cache breakpoints to this key's OpenAI-format requests (on for every key when the "
+                  "tenant turned it on).")
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The issuing request's one-time token (the dashboard's create form): the same token twice is one key.

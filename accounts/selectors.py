@@ -41,6 +41,7 @@ class KeyPrincipal:
     credit_limit_nano: int | None = None  # None: the tenant's balance is not checked
     store_conversations: bool = True
     log_requests: bool = False
+    auto_cache_control: bool = False  # the key's or its tenant's opt-in (gateway/protocols/_common/cache_control.py)
     public_id: str = ""  # for the access log
 
     def secret_matches(self, secret: str, now: float) -> bool:
@@ -113,6 +114,7 @@ def key_principal(public_id: str) -> KeyPrincipal | None:
         credit_limit_nano=key.tenant.credit_limit_nano,
         store_conversations=key.tenant.store_conversations,
         log_requests=key.tenant.log_requests,
+        auto_cache_control=key.auto_cache_control or key.tenant.auto_cache_control,
         public_id=key.public_id,
     )
 

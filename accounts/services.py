@@ -27,7 +27,8 @@ from .models import AdminKey, ApiKey, ManagementCredential, Membership, Operator
 from .selectors import login_attempt_keys
 
 # The key settings operators and customers may change (admin, dashboard, create_key).
-KEY_SETTINGS = ("name", "expires_at", "allowed_models", "rpm_limit", "tpm_limit", "budget_nano", "budget_period")
+KEY_SETTINGS = ("name", "expires_at", "allowed_models", "rpm_limit", "tpm_limit", "budget_nano", "budget_period",
+                "auto_cache_control")
 MAX_ROTATION_GRACE = timedelta(days=30)
 DASHBOARD_VIA = "dashboard"
 # The roles that manage a tenant: its team, all its keys, its admin keys.
@@ -55,8 +56,8 @@ def _jsonable(value: Any) -> Any:
 
 @transaction.atomic
 def tenant_create(*, slug: str, name: str = "", credit_limit_nano: int | None = 0, store_conversations: bool = True,
-                  conversation_retention_days: int = 7, log_requests: bool = False, actor=None,
-                  via: str = "system") -> Tenant:
+                  conversation_retention_days: int = 7, log_requests: bool = False, auto_cache_control: bool = False,
+                  actor=None, via: str = "system") -> Tenant:
     validate_slug(slug)
     if Tenant.objects.filter(slug=slug).exists():
         raise ValidationError(f"A tenant with slug {slug!r} already exists.")
@@ -66,6 +67,7 @@ def tenant_create(*, slug: str, name: str = "", credit_limit_nano: int | None = 
         raise ValidationError("Keep conversations for at least a day.")
     tenant = Tenant.objects.create(slug=slug, name=name or slug, credit_limit_nano=credit_limit_nano,
                                    store_conversations=store_conversations, log_requests=log_requests,
+                                   auto_cache_control=auto_cache_control,
                                    conversation_retention_days=conversation_retention_days)
     audit_record(action="tenant.create", via=via, actor=actor, tenant=tenant,
                  details={"slug": slug, "credit_limit_nano": credit_limit_nano})
@@ -88,7 +90,7 @@ def tenant_set_status(*, tenant: Tenant, status: str, reason: str = "", actor=No
 def tenant_update(*, tenant: Tenant, actor=None, via: str = "system", **changes: Any) -> Tenant:
     """Change a tenant's name, credit limit or conversation settings (status has its own service)."""
     unknown = set(changes) - {"name", "credit_limit_nano", "store_conversations", "conversation_retention_days",
-                              "log_requests"}
+                              "log_requests", "auto_cache_control"}
     if unknown:
         raise ValidationError(f"Cannot change {', '.join(sorted(unknown))} here.")
     if (changes.get("credit_limit_nano") or 0) < 0:
@@ -159,6 +161,8 @@ def key_settings_validate(values: dict[str, Any]) -> dict[str, Any]:
             errors[field] = "Must be a positive whole number, or empty for no limit."
     if values.get("budget_period", ApiKey.BudgetPeriod.MONTH) not in ApiKey.BudgetPeriod.values:
         errors["budget_period"] = "day or month."
+    if not isinstance(values.get("auto_cache_control", False), bool):
+        errors["auto_cache_control"] = "true or false."
     expires_at = values.get("expires_at")
     if expires_at is not None and (not isinstance(expires_at, datetime) or timezone.is_naive(expires_at)):
         errors["expires_at"] = "An aware date and time."

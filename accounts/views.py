@@ -34,6 +34,7 @@ from .forms import (
     ProfileForm,
     RotateKeyForm,
     SignupForm,
+    TenantCacheForm,
     TenantNameForm,
     WorkspaceForm,
 )
@@ -484,12 +485,17 @@ def account_settings(request):
     which = request.POST.get("form") if request.method == "POST" else None
     if which == "workspace" and not owner:
         raise PermissionDenied("Only owners rename the workspace.")
+    manager = is_manager(request.membership)
+    if which == "caching" and not manager:
+        raise PermissionDenied("Only owners and admins change prompt caching.")
     profile_form = ProfileForm(request.POST if which == "profile" else None, initial={
         "first_name": user.first_name, "last_name": user.last_name, "email": user.email})
     password_form = PasswordChangeForm(user, request.POST if which == "password" else None)
     password_form.fields["old_password"].widget.attrs.pop("autofocus", None)  # not the first form on the page
     tenant_form = TenantNameForm(request.POST if which == "workspace" else None,
                                  initial={"name": request.tenant.name}) if owner else None
+    cache_form = TenantCacheForm(request.POST if which == "caching" else None,
+                                 initial={"auto_cache_control": request.tenant.auto_cache_control}) if manager else None
 
     if which == "profile" and profile_form.is_valid():
         try:
@@ -512,9 +518,14 @@ def account_settings(request):
         else:
             messages.success(request, "Renamed the workspace.")
             return redirect("account-settings")
+    elif which == "caching" and cache_form.is_valid():
+        tenant_update(tenant=request.tenant, auto_cache_control=cache_form.cleaned_data["auto_cache_control"],
+                      actor=user, via=VIA)
+        messages.success(request, "Saved the prompt-caching setting.")
+        return redirect("account-settings")
     return render(request, "dashboard/settings.html", {
         "section": "settings", "profile_form": profile_form, "password_form": password_form,
-        "tenant_form": tenant_form,
+        "tenant_form": tenant_form, "cache_form": cache_form,
     }, status=400 if which else 200)
 
 

@@ -137,6 +137,7 @@ class InternalRequest:
     stream: bool = False
     options: dict[str, Any] = field(default_factory=dict)
     betas: tuple[str, ...] = ()  # Anthropic beta flags for the upstream call (native requests only)
+    thread: str | None = None  # routing affinity (gateway.affinity), set by the pipeline, never by a codec
 
 
 @dataclass(slots=True)

@@ -48,14 +48,15 @@ from common.db import db_unit, json_nul_free
 from conversations.services import (TurnRecord, conversation_begin, conversation_release, new_conversation_id,
                                     response_begin)
 
-from . import routing, tracing, url_policy
+from . import affinity, routing, tracing, url_policy
 from .admission import Ticket, admission
 from .core import (GatewayError, InternalRequest, ResponseContext, apply_model_limits, depth_checked, internal_error,
                    invalid)
 from .metering.meter import CLIENT_LEFT, CLIENT_LEFT_STATUS, Meter
 from .protocols import embeddings
+from .protocols._common import cache_control
 from .protocols._common.codec import Codec, Encoder
-from .selectors import model_resolve
+from .selectors import ModelEntry, model_resolve
 
 # `x-request-id` for OpenAI clients, `request-id` where the Anthropic SDK looks for it.
 REQUEST_ID_HEADERS = ("x-request-id", "request-id")
@@ -167,6 +168,9 @@ async def _admitted(principal: KeyPrincipal, ireq: InternalRequest, *, request_i
     turn = await _conversation_turn(principal, ireq, request_id)
     apply_model_limits(ireq.params, default_max_tokens=model.default_max_tokens,
                        max_output_tokens=model.max_output_tokens)
+    ireq.thread = _thread_key(principal, model, ireq, turn, trace)
+    if principal.auto_cache_control and endpoint in AUTO_CACHE_ENDPOINTS:
+        ireq.params = _with_cache_breakpoints(model, ireq.params)
     ctx = ResponseContext(request_id=request_id, created=int(time.time()), model=model.name, options=ireq.options,
                           conversation_id=turn.conversation_id if turn else None)
     try:
@@ -188,7 +192,7 @@ async def _answer(codec: Codec, ireq: InternalRequest, ctx: ResponseContext, met
         return await provider.create({"model": upstream_model, **ireq.params}, betas=ireq.betas)
 
     try:
-        message, meter.deployment = await routing.call(meter.model, create)
+        message, meter.deployment = await routing.call(meter.model, create, affinity=ireq.thread)
     except BaseException as exc:
         await _finish_failed(meter, exc)
         raise
@@ -245,6 +249,34 @@ async def _oneshot(principal: KeyPrincipal, body: Any, *, endpoint: str, capabil
     meter.usage.input_tokens = embeddings.input_tokens(result)
     await meter.finish(UsageEvent.Status.OK, 200)
     return {**result, "model": model.name}, ticket
+
+
+# Clients whose protocol cannot mark cache breakpoints: the gateway adds them for keys that opted in.
+# Anthropic clients mark their own; Gemini's caching is a separate API (cachedContents), not a marker.
+AUTO_CACHE_ENDPOINTS = frozenset({"chat.completions", "responses"})
+
+
+def _with_cache_breakpoints(model: ModelEntry, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` with prompt-cache breakpoints (protocols/_common/cache_control) when an Anthropic deployment
+    serves the model: OpenAI-compatible upstreams drop the markers. The smallest minimum of its deployments
+    applies: a breakpoint under an upstream model's minimum is ignored there, never refused."""
+    upstream = [d.upstream_model for d in model.deployments if any(t.config.kind == "anthropic" for t in d.targets)]
+    if not upstream:
+        return params
+    minimum = min(cache_control.min_cacheable_tokens(name) for name in upstream)
+    return cache_control.with_breakpoints(params, min_tokens=minimum)
+
+
+def _thread_key(principal: KeyPrincipal, model: ModelEntry, ireq: InternalRequest, turn: TurnRecord | None,
+                trace: dict[str, str]) -> str | None:
+    """The request's thread for routing affinity, only where routing has a choice to make."""
+    if not routing.has_choice(model):
+        return None
+    # A new conversation's id is not one yet: a stateless client gets a new one with every request.
+    conversation = (turn.conversation_id if turn is not None and not turn.created else None) \
+        or ireq.options.get("conversation_id") or ireq.options.get("conversation")
+    return affinity.thread_key(tenant_id=principal.tenant_id, model=model.name, thread_id=trace.get("thread_id"),
+                               conversation_id=conversation, params=ireq.params)
 
 
 def check_urls(ireq: InternalRequest) -> None:
@@ -358,7 +390,7 @@ async def _open_stream(ireq: InternalRequest, encoder: Encoder, meter: Meter) ->
     model = meter.model
     try:
         (exits, batches, first), meter.deployment = await routing.call(
-            model, open_upstream, first_byte_timeout=model.first_token_timeout)
+            model, open_upstream, first_byte_timeout=model.first_token_timeout, affinity=ireq.thread)
     except BaseException as exc:
         await _finish_failed(meter, exc)
         raise

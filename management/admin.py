@@ -55,10 +55,10 @@ class TenantAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ("slug", "name", "credit_limit_usd", "store_conversations", "conversation_retention_days",
-                    "log_requests")
+                    "log_requests", "auto_cache_control")
         limit = "credit_limit_usd" if self.has_change_permission(request, obj) else "credit_limit"
         return ("slug", "name", "status", limit, "balance", "available", "records", "store_conversations",
-                "conversation_retention_days", "log_requests", "created_at")
+                "conversation_retention_days", "log_requests", "auto_cache_control", "created_at")
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -102,12 +102,13 @@ class TenantAdmin(admin.ModelAdmin):
             tenant_update(tenant=obj, actor=request.user, via="admin", name=data["name"],
                           credit_limit_nano=data["credit_limit_usd"], store_conversations=data["store_conversations"],
                           conversation_retention_days=data["conversation_retention_days"],
-                          log_requests=data["log_requests"])
+                          log_requests=data["log_requests"], auto_cache_control=data["auto_cache_control"])
             return
         tenant = tenant_create(slug=data["slug"], name=data["name"], credit_limit_nano=data["credit_limit_usd"],
                                store_conversations=data["store_conversations"],
                                conversation_retention_days=data["conversation_retention_days"],
-                               log_requests=data["log_requests"], actor=request.user, via="admin")
+                               log_requests=data["log_requests"], auto_cache_control=data["auto_cache_control"],
+                               actor=request.user, via="admin")
         obj.__dict__.update(tenant.__dict__)  # the admin goes on with `obj` (inlines, log, redirect)
 
     def save_formset(self, request, form, formset, change):

@@ -88,7 +88,7 @@ class PrincipalOut(serializers.Serializer):
 class TenantOut(serializers.ModelSerializer):
     class Meta:
         model = Tenant
-        fields = ("slug", "name", "status", "credit_limit_nano", "store_conversations", "log_requests",
+        fields = ("slug", "name", "status", "credit_limit_nano", "store_conversations", "log_requests", "auto_cache_control",
                   "conversation_retention_days", "created_at")
 
 
@@ -99,6 +99,8 @@ class TenantUpdateIn(Input):
                                               "Operators only.")
     store_conversations = Flag(required=False)
     log_requests = Flag(required=False)
+    auto_cache_control = Flag(required=False, help_text="Prompt-cache breakpoints on every key's OpenAI-format "
+                                                        "requests.")
     conversation_retention_days = WholeNumber(min_value=1, max_value=3650, required=False)
 
 
@@ -149,6 +151,8 @@ class KeyUpdateIn(Input):
                               help_text="Spend allowed per budget period, nano-USD; null: none.")
     budget_period = serializers.ChoiceField(choices=ApiKey.BudgetPeriod.choices, required=False)
     expires_at = Moment(allow_null=True, required=False)
+    auto_cache_control = Flag(required=False, help_text="Prompt-cache breakpoints on this key's OpenAI-format "
+                                                        "requests.")
 
 
 class KeyCreateIn(KeyUpdateIn):
@@ -169,8 +173,8 @@ class KeyOut(serializers.ModelSerializer):
     class Meta:
         model = ApiKey
         fields = ("id", "display", "name", "tenant", "status", "allowed_models", "rpm_limit", "tpm_limit",
-                  "budget_nano", "budget_period", "expires_at", "created_by", "created_at", "last_used_at",
-                  "revoked_at")
+                  "budget_nano", "budget_period", "expires_at", "auto_cache_control", "created_by", "created_at",
+                  "last_used_at", "revoked_at")
 
     def get_status(self, api_key) -> str:
         return api_key_status(api_key)

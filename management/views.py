@@ -121,7 +121,8 @@ class WhoAmI(Api):
 
 # What a tenant admin may change about their tenant (the credit limit is the operator's), and what only
 # its owners may (as in the dashboard, where only owners rename the workspace).
-TENANT_ADMIN_SETTINGS = {"name", "store_conversations", "log_requests", "conversation_retention_days"}
+TENANT_ADMIN_SETTINGS = {"name", "store_conversations", "log_requests", "conversation_retention_days",
+                         "auto_cache_control"}
 TENANT_OWNER_SETTINGS = {"name"}
 
 
