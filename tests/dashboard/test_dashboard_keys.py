@@ -298,3 +298,27 @@ def test_the_500_page_renders_without_a_request_or_a_database():
 
     page = loader.get_template("500.html").render()
     assert "Something went wrong on our side" in page and 'href="/login/"' in page
+
+
+def test_the_key_form_turns_prompt_cache_breakpoints_on_and_the_principal_carries_it(client_for, team):
+    api_key = key_of(team, team.alice, name="cache")
+    form = {"name": "cache", "models": [], "rpm_limit": "", "tpm_limit": "", "budget_usd": "", "budget_period": "month",
+            "expires_at": "", "auto_cache_control": "on"}
+    assert client_for("owner").post(reverse("key-edit", args=[api_key.pk]), form).status_code == 302
+    api_key.refresh_from_db()
+    assert api_key.auto_cache_control is True
+    entry = AuditEntry.objects.filter(action="key.update", api_key=api_key).get()
+    assert entry.details["auto_cache_control"] == [False, True]
+
+
+def test_owners_and_admins_turn_prompt_caching_on_for_the_workspace_members_cannot(client_for, team):
+    assert "Prompt caching" not in text(client_for("member").get(reverse("account-settings")))
+    assert client_for("member").post(reverse("account-settings"), {"form": "caching", "auto_cache_control": "on"}
+                                     ).status_code == 403
+    assert "Prompt caching" in text(client_for("admin").get(reverse("account-settings")))
+    response = client_for("admin").post(reverse("account-settings"), {"form": "caching", "auto_cache_control": "on"})
+    assert response.status_code == 302
+    tenant = Tenant.objects.get(pk=team.tenant_a.pk)
+    assert tenant.auto_cache_control is True
+    assert AuditEntry.objects.filter(action="tenant.update", tenant=tenant).latest("id").details == {
+        "auto_cache_control": [False, True]}

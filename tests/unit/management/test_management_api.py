@@ -625,3 +625,19 @@ def test_concurrent_retries_with_one_key_post_once(django_db_blocker):
         assert [status for status, _ in answers] == [201] * 4
         assert len({str(body) for _, body in answers}) == 1
         assert LedgerEntry.objects.filter(tenant=tenant).count() == 1
+
+
+def test_tenant_admins_turn_prompt_cache_breakpoints_on_for_the_tenant_and_for_one_key(callers):
+    team = callers.team
+    audited(callers.bob, "patch", f"{V1}/tenants/{A}", {"auto_cache_control": True}, action="tenant.update")
+    assert Tenant.objects.get(slug=A).auto_cache_control is True
+    assert call(callers.bob, "get", f"{V1}/tenants/{A}").json()["auto_cache_control"] is True
+    issued = audited(callers.bob, "post", f"{V1}/tenants/{A}/keys", {"name": "cached", "auto_cache_control": True},
+                     status=201, action="key.issue").json()
+    assert issued["auto_cache_control"] is True
+    assert call(callers.bob, "patch", f"{V1}/tenants/{A}/keys/{issued['id']}", {"auto_cache_control": "yes"}
+                ).status_code == 400
+    audited(callers.bob, "patch", f"{V1}/tenants/{A}/keys/{issued['id']}", {"auto_cache_control": False},
+            action="key.update")
+    assert ApiKey.objects.get(public_id=issued["id"]).auto_cache_control is False
+    assert team  # the personas' tenant A
