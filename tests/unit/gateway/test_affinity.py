@@ -122,3 +122,9 @@ async def test_with_redis_every_process_sees_the_same_thread_and_an_outage_falls
     other.redis._loop = None
     await other.put("thread", (8, 1))
     assert await other.get("thread") == (8, 1) and await other.local.get("thread") == (8, 1)
+
+
+def test_a_claimed_probe_still_goes_before_a_threads_target():
+    m = model(deployment(1), deployment(2))
+    assert routing.plan(m, 0.0, probes=frozenset({(1, 1)}), prefer=(2, 1))[0][1].key == (1, 1)
+    assert routing.plan(m, 0.0, prefer=(2, 1))[0][1].key == (2, 1)
