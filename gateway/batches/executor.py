@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -162,8 +163,8 @@ class _Runner:
                                request_id=request_id)
 
     async def _run_item(self, item: services.PendingItem):
+        request_id = item_request_id(self.state.public_id, item.line)
         while True:
-            request_id = pipeline.new_request_id()
             try:
                 payload = await self._call(item.body, request_id)
             except (GatewayError, AppError) as exc:
@@ -190,6 +191,14 @@ class _Runner:
         if self.route.codec is None:
             return await pipeline.execute_oneshot(**kwargs)
         return await pipeline.execute(codec=self.route.codec, endpoint=self.route.endpoint, **kwargs)
+
+
+def item_request_id(batch_id: str, line: int) -> str:
+    """The same request id every time one item runs: an item in flight when its runner died runs again when
+    the batch is resumed, and its second usage row is then refused by the usage rows' unique request id
+    (gateway/metering), so the item is billed once. (A refused attempt writes no row, so the rate-limit
+    retries above may share it too.)"""
+    return "req_" + hashlib.sha256(f"{batch_id}:{line}".encode()).hexdigest()[:24]
 
 
 # Refusals that no later item would pass: the batch stops (the key's spend or the tenant's balance is

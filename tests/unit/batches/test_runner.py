@@ -44,11 +44,16 @@ def results(batch: Batch) -> list[dict]:
     return [json.loads(line) for line in storage.read(batch.results_name).splitlines()]
 
 
+request_ids: list[str] = []
+
+
 def stub(monkeypatch, answer):
     calls = []
+    request_ids.clear()
 
     async def execute(*, principal, codec, endpoint, body, request_id, batch_id):
         calls.append(body["messages"][0]["content"])
+        request_ids.append(request_id)
         return await answer(len(calls))
 
     monkeypatch.setattr(pipeline, "execute", execute)
@@ -134,6 +139,9 @@ async def test_a_rate_limit_is_waited_out_not_reported(principal, monkeypatch):
     assert await executor.batch_execute(batch.pk) == "completed"
     assert calls == ["0", "0", "1"]
     assert (await Batch.objects.aget(pk=batch.pk)).succeeded == 2
+    # An item keeps its request id across attempts (and a resumed run): its usage row is written once.
+    assert request_ids[0] == request_ids[1] != request_ids[2]
+    assert request_ids[0] == executor.item_request_id(batch.public_id, 1)
 
 
 async def test_an_item_error_is_its_own_result_and_the_batch_goes_on(principal, monkeypatch):
