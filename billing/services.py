@@ -113,6 +113,9 @@ def model_price_add(*, model, effective_from: datetime, input_nano_per_mtok: int
         raise ValidationError({"batch_discount_bp": "A discount is 0 to 10000 basis points (0 to 100 %)."})
     if effective_from < timezone.now() - timedelta(minutes=1):
         raise ValidationError({"effective_from": "A price cannot start in the past."})
+    # Checked here for a clear answer; the unique constraint (model, effective_from) still decides a race.
+    if ModelPrice.objects.filter(model=model, effective_from=effective_from).exists():
+        raise ValidationError({"effective_from": "This model already has a price starting at that moment."})
     price = ModelPrice.objects.create(model=model, effective_from=effective_from, batch_discount_bp=batch_discount_bp,
                                       **prices)
     audit_record(action="price.add", via=via, actor=actor,

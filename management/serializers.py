@@ -313,6 +313,8 @@ class PriceIn(Input):
     output_nano_per_mtok = WholeNumber(min_value=0, max_value=MAX_AMOUNT_NANO)
     cache_write_nano_per_mtok = WholeNumber(min_value=0, max_value=MAX_AMOUNT_NANO)
     cache_read_nano_per_mtok = WholeNumber(min_value=0, max_value=MAX_AMOUNT_NANO)
+    batch_discount_bp = WholeNumber(min_value=0, max_value=10_000, required=False,
+                                    help_text="Taken off batch items' token cost, in basis points. Default: 5000 (50 %).")
 
 
 class PriceOut(serializers.ModelSerializer):
@@ -321,7 +323,7 @@ class PriceOut(serializers.ModelSerializer):
     class Meta:
         model = ModelPrice
         fields = ("id", "model", "effective_from", "input_nano_per_mtok", "output_nano_per_mtok",
-                  "cache_write_nano_per_mtok", "cache_read_nano_per_mtok", "created_at")
+                  "cache_write_nano_per_mtok", "cache_read_nano_per_mtok", "batch_discount_bp", "created_at")
 
 
 class ProviderOut(serializers.ModelSerializer):

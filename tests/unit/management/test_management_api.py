@@ -169,6 +169,20 @@ def test_operators_manage_the_catalog_prices_providers_and_deployments(callers):
         "effective_from": "2020-01-01T00:00:00Z", "input_nano_per_mtok": 1, "output_nano_per_mtok": 1,
         "cache_write_nano_per_mtok": 1, "cache_read_nano_per_mtok": 1})
     assert past.status_code == 400 and "effective_from" in past.json()
+    assert price["batch_discount_bp"] == 5000  # batch items at half price by default, as both vendors charge
+    twice = call(ops, "post", f"{V1}/models/deepseek-chat/prices", {
+        "effective_from": later, "input_nano_per_mtok": 1, "output_nano_per_mtok": 1, "cache_write_nano_per_mtok": 0,
+        "cache_read_nano_per_mtok": 0})
+    assert twice.status_code == 400 and "effective_from" in twice.json()  # one price per moment, not a 500
+    later = (timezone.now() + timedelta(days=2)).isoformat()
+    batch = call(ops, "post", f"{V1}/models/deepseek-chat/prices", {
+        "effective_from": later, "input_nano_per_mtok": 1, "output_nano_per_mtok": 1, "cache_write_nano_per_mtok": 0,
+        "cache_read_nano_per_mtok": 0, "batch_discount_bp": 2500})
+    assert batch.status_code == 201 and batch.json()["batch_discount_bp"] == 2500
+    over = call(ops, "post", f"{V1}/models/deepseek-chat/prices", {
+        "effective_from": later, "input_nano_per_mtok": 1, "output_nano_per_mtok": 1, "cache_write_nano_per_mtok": 0,
+        "cache_read_nano_per_mtok": 0, "batch_discount_bp": 10_001})
+    assert over.status_code == 400 and "batch_discount_bp" in over.json()
     # Prices are add-only: no operation edits or deletes one.
     assert call(ops, "patch", f"{V1}/models/deepseek-chat/prices", {}).status_code == 405
 
