@@ -134,6 +134,10 @@ class UsageEvent(models.Model):
     thread_id = models.CharField(max_length=128, blank=True)
     client_request_id = models.CharField(max_length=128, blank=True)
     batch_id = models.CharField(max_length=40, blank=True, help_text="The batch this request was an item of.")
+    # Attribution: the client's end user (OpenAI user / safety_identifier, Anthropic metadata.user_id) and
+    # tags (AH-Tags, Gemini labels; comma-joined, no tag holds a comma), rolled up in AttributionRollup.
+    end_user = models.CharField(max_length=256, blank=True)
+    tags = models.TextField(blank=True)
     rolled_up_at = models.DateTimeField(null=True, blank=True)
     ledger_entry = models.ForeignKey(LedgerEntry, null=True, blank=True, on_delete=models.PROTECT,
                                      related_name="usage_events")
@@ -185,6 +189,35 @@ class UsageRollup(UsageSums):
 
     def __str__(self) -> str:
         return f"{self.day} {self.api_key_id} {self.model}"
+
+
+class AttributionRollup(UsageSums):
+    """Usage per key, model and UTC day, and per end user or per tag (`dimension`), summed from UsageEvents by
+    the rollup task in the transaction that fills UsageRollup. `value` "" counts the requests without an end
+    user (or without tags). A request with several tags adds to each tag's row, so a tag's figures are exact
+    and the tags of a day together may count a request more than once."""
+
+    class Dimension(models.TextChoices):
+        END_USER = "end_user"
+        TAG = "tag"
+
+    day = models.DateField()
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="+")
+    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.PROTECT, related_name="+")
+    model = models.CharField(max_length=128)
+    dimension = models.CharField(max_length=8, choices=Dimension.choices)
+    value = models.CharField(max_length=256, blank=True)
+
+    class Meta:
+        ordering = ["-day", "tenant", "dimension", "value"]
+        constraints = [
+            models.UniqueConstraint(fields=["dimension", "day", "api_key", "model", "value"],
+                                    name="attribution_unique_dimension_day_key_model_value"),
+        ]
+        indexes = [models.Index(fields=["tenant", "dimension", "day"], name="attribution_by_tenant_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.api_key_id} {self.model} {self.dimension}={self.value!r}"
 
 
 class UsageBucket(UsageSums):

@@ -23,7 +23,7 @@ from common.partitions import is_partitioned, month_add, month_floor, partition_
 from common.hooks import Hook
 
 from .buckets import DAY, HOUR, MINUTE, WIDTHS, bucket_floor
-from .models import LedgerEntry, ModelPrice, UsageBucket, UsageEvent, UsageRollup
+from .models import AttributionRollup, LedgerEntry, ModelPrice, UsageBucket, UsageEvent, UsageRollup
 
 logger = logging.getLogger(__name__)
 
@@ -163,16 +163,20 @@ def _rollup_batch(batch_size: int) -> int:
     refresh_connections()
     events = list(
         UsageEvent.objects.select_for_update(skip_locked=True).filter(rolled_up_at__isnull=True).order_by("id")
-        .values("id", "tenant_id", "api_key_id", "model", "endpoint", "created_at", "status", *_SUMMED)[:batch_size]
+        .values("id", "tenant_id", "api_key_id", "model", "endpoint", "created_at", "status", "end_user", "tags",
+                *_SUMMED)[:batch_size]
     )
     if not events:
         return 0
     groups: dict[tuple, dict[str, int]] = defaultdict(_zero_sums)
     buckets: dict[tuple, dict[str, int]] = defaultdict(_zero_sums)
+    attributed: dict[tuple, dict[str, int]] = defaultdict(_zero_sums)
     by_tenant: dict[int, list[dict]] = defaultdict(list)
     for event in events:
-        _add(groups[(event["created_at"].astimezone(UTC).date(), event["tenant_id"], event["api_key_id"],
-                     event["model"])], event)
+        day = event["created_at"].astimezone(UTC).date()
+        _add(groups[(day, event["tenant_id"], event["api_key_id"], event["model"])], event)
+        for dimension, value in _attribution(event):
+            _add(attributed[(dimension, day, event["tenant_id"], event["api_key_id"], event["model"], value)], event)
         for width in WIDTHS:
             _add(buckets[(width, bucket_floor(event["created_at"], width), event["tenant_id"], event["api_key_id"],
                           event["model"], event["endpoint"])], event)
@@ -183,6 +187,9 @@ def _rollup_batch(batch_size: int) -> int:
     for (width, start, tenant_id, api_key_id, model, endpoint), sums in sorted(buckets.items()):
         _add_to_row(UsageBucket, dict(width=width, start=start, api_key_id=api_key_id, model=model, endpoint=endpoint),
                     tenant_id, sums)
+    for (dimension, day, tenant_id, api_key_id, model, value), sums in sorted(attributed.items()):
+        _add_to_row(AttributionRollup, dict(dimension=dimension, day=day, api_key_id=api_key_id, model=model,
+                                            value=value), tenant_id, sums)
     now = timezone.now()
     for tenant_id, tenant_events in sorted(by_tenant.items()):
         cost = sum(event["cost_nano"] for event in tenant_events)
@@ -196,6 +203,13 @@ def _rollup_batch(batch_size: int) -> int:
                                   created_at__lte=max(event["created_at"] for event in tenant_events)).update(
             rolled_up_at=now, ledger_entry=entry)
     return len(events)
+
+
+def _attribution(event: dict) -> list[tuple[str, str]]:
+    """The attribution rollup rows an event adds to: its end user ("" for none) and each tag ("" for none)."""
+    tags = event["tags"].split(",") if event["tags"] else [""]
+    return [(AttributionRollup.Dimension.END_USER, event["end_user"]),
+            *((AttributionRollup.Dimension.TAG, tag) for tag in tags)]
 
 
 def _add_to_row(model, where: dict, tenant_id: int, sums: dict[str, int]) -> None:
@@ -252,6 +266,32 @@ def _counts_drift(label: str, events, rows, key_fields: tuple[str, ...]) -> list
     return drift + [f"{label} {key} missing for {row['requests']} events" for key, row in counted.items()]
 
 
+def _attribution_drift(events, since: datetime | None) -> list[str]:
+    """The attribution rollups against the events: grouped per day, key, model, end user and tags in SQL,
+    the tags split here (their combinations are few)."""
+    rollups = AttributionRollup.objects.all()
+    if since is not None:
+        rollups = rollups.filter(day__gte=since.astimezone(UTC).date())
+    expected: dict[tuple, dict[str, int]] = defaultdict(_zero_sums)
+    grouped = (events.annotate(day=TruncDate("created_at", tzinfo=UTC))
+               .values("day", "api_key_id", "model", "end_user", "tags")
+               .annotate(requests=Count("id"), errors=Count("id", filter=Q(status=UsageEvent.Status.ERROR)),
+                         **{field: Sum(field) for field in _SUMMED}))
+    for group in grouped:
+        for dimension, value in _attribution(group):
+            sums = expected[(dimension, group["day"], group["api_key_id"], group["model"], value)]
+            for field in sums:
+                sums[field] += group[field]
+    drift = []
+    for row in rollups.values():
+        key = (row["dimension"], row["day"], row["api_key_id"], row["model"], row["value"])
+        actual = {field: row[field] for field in ("requests", "errors", *_SUMMED)}
+        counted = expected.pop(key, None)
+        if counted != actual:
+            drift.append(f"attribution rollup {key}: events say {counted}, attribution rollup says {actual}")
+    return drift + [f"attribution rollup {key} missing for {row['requests']} events" for key, row in expected.items()]
+
+
 def _reconcile(since: datetime | None) -> list[str]:
     drift: list[str] = []
     events = UsageEvent.objects.filter(rolled_up_at__isnull=False)
@@ -269,6 +309,8 @@ def _reconcile(since: datetime | None) -> list[str]:
                                                                                microsecond=0))
         drift += _counts_drift(f"{width} bucket", events.annotate(start=trunc("created_at", tzinfo=UTC)),
                                buckets.values(), ("start", "api_key_id", "model", "endpoint"))
+
+    drift += _attribution_drift(events, since)
 
     debits = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.DEBIT)
     if since is not None:

@@ -16,7 +16,9 @@ from common.money import format_usd
 from .charts import stacked_bars
 from .forms import UsageFilterForm
 from .reports import DASHBOARD_COLUMNS, csv_response, rows_payload
-from .selectors import key_budget_states, tenant_available_nano, usage_by_day_and_model, usage_recent
+from .reports import cache_hit_ratio
+from .selectors import (key_budget_states, tenant_available_nano, usage_by_attribution, usage_by_day_and_model,
+                        usage_recent)
 
 
 def _filters(request) -> UsageFilterForm:
@@ -49,6 +51,8 @@ def _add(total: dict, row: dict) -> None:
     total["requests"] += row["requests"]
     total["tokens"] += row["input_tokens"] + row["output_tokens"]
     total["cost_nano"] += row["cost_nano"]
+    for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+        total[name] = total.get(name, 0) + row[name]
 
 
 def _totals(rows: list[dict], by: str, names: dict) -> list[dict]:
@@ -56,7 +60,19 @@ def _totals(rows: list[dict], by: str, names: dict) -> list[dict]:
     for row in rows:
         name = str(names.get(row[by], row[by]))
         _add(totals.setdefault(name, {"name": name, "requests": 0, "tokens": 0, "cost_nano": 0}), row)
+    for total in totals.values():
+        total["cache_hit_ratio"] = cache_hit_ratio(total)
     return sorted(totals.values(), key=lambda t: -t["cost_nano"])
+
+
+ATTRIBUTION_SHOWN = 20  # rows per table; the rest are counted under it
+
+
+def _attribution(selection: dict, dimension: str) -> dict:
+    """Spend per end user or tag over the selection, largest first (from the attribution rollups)."""
+    rows = usage_by_attribution(**selection, dimension=dimension)
+    totals = _totals(rows, "value", {})
+    return {"rows": totals[:ATTRIBUTION_SHOWN], "more": max(0, len(totals) - ATTRIBUTION_SHOWN)}
 
 
 def _per_day(rows: list[dict], days: list[date]) -> list[dict]:
@@ -104,6 +120,9 @@ def usage_context(request, form: UsageFilterForm) -> dict:
         "total_requests": sum(row["requests"] for row in by_model),
         "available": tenant_available_nano(request.tenant.pk) if is_manager(request.membership) else None,
         "budgets": _budgets(request),
+        "attribution_tables": [
+            ("By end user", "End user", _attribution(selection, "end_user"), "no end user", "by-end-user"),
+            ("By tag", "Tag", _attribution(selection, "tag"), "untagged", "by-tag")],
         "recent": usage_recent(tenant_id=request.tenant.pk, key_ids=selection["key_ids"], model=selection["model"],
                                since=_day_start(start), until=_day_start(end + timedelta(days=1))),
     }

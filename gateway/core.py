@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,6 +139,65 @@ class InternalRequest:
     options: dict[str, Any] = field(default_factory=dict)
     betas: tuple[str, ...] = ()  # Anthropic beta flags for the upstream call (native requests only)
     thread: str | None = None  # routing affinity (gateway.affinity), set by the pipeline, never by a codec
+    # Attribution, stored on the usage row: the client's end user (OpenAI `user` / `safety_identifier`,
+    # Anthropic `metadata.user_id`) and tags (Gemini `labels`; the AH-Tags header is added by the pipeline).
+    end_user: str = ""
+    tags: tuple[str, ...] = ()
+
+
+# --- End users and tags ------------------------------------------------------------------------------
+# Tags become rollup rows (one per tag and day, key and model), so they are bounded in number, length and
+# charset; no tag holds a comma, so the usage row's comma-joined form is unambiguous.
+
+END_USER_MAX = 256
+MAX_TAGS = 16
+TAG_MAX = 128  # a Gemini label key:value is up to 63 + 1 + 63
+TAG_CHARS = "letters, digits and _ . : / = @ + -"
+_TAG = re.compile(r"[A-Za-z0-9_.:/=@+-]{1,128}")
+
+
+def end_user_value(value: Any, param: str, max_length: int = END_USER_MAX) -> str:
+    """A request's end-user id at `param`: a string of at most `max_length` characters ("" when absent)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise invalid(f"Invalid type for '{param}': expected a string, but got {type(value).__name__}.", param)
+    if len(value) > max_length:
+        raise invalid(f"Invalid '{param}': string too long. Expected a string with maximum length {max_length}, "
+                      f"but got a string with length {len(value)} instead.", param)
+    return value
+
+
+def openai_end_user(body: dict) -> str:
+    """OpenAI's end-user id: `safety_identifier` (its replacement, at most 64 characters) wins over `user`."""
+    return (end_user_value(body.get("safety_identifier"), "safety_identifier", 64)
+            or end_user_value(body.get("user"), "user"))
+
+
+def is_tag(value: str) -> bool:
+    return _TAG.fullmatch(value) is not None
+
+
+def parse_tags_header(value: str | None) -> tuple[str, ...]:
+    """The `AH-Tags` header: comma-separated tags, at most MAX_TAGS, each 1-TAG_MAX characters of TAG_CHARS."""
+    if value is None:
+        return ()
+    tags = [tag.strip() for tag in value.split(",")]
+    bad = next((tag for tag in tags if not is_tag(tag)), None)
+    if bad is not None or len(tags) > MAX_TAGS:
+        raise invalid(f"The AH-Tags header must be a comma-separated list of at most {MAX_TAGS} tags, each 1 to "
+                      f"{TAG_MAX} {TAG_CHARS}; "
+                      + (f"{bad[:80]!r} is not one." if bad is not None else f"got {len(tags)} tags."), "AH-Tags")
+    return tuple(dict.fromkeys(tags))
+
+
+def merge_tags(*groups: tuple[str, ...]) -> tuple[str, ...]:
+    """Tags of several sources, each once in the order first seen; at most MAX_TAGS in all."""
+    tags = tuple(dict.fromkeys(tag for group in groups for tag in group))
+    if len(tags) > MAX_TAGS:
+        raise invalid(f"A request may carry at most {MAX_TAGS} tags (AH-Tags and labels together), got {len(tags)}.",
+                      "AH-Tags")
+    return tags
 
 
 @dataclass(slots=True)

@@ -51,7 +51,7 @@ from conversations.services import (TurnRecord, conversation_begin, conversation
 from . import affinity, routing, tracing, url_policy
 from .admission import Ticket, admission
 from .core import (GatewayError, InternalRequest, ResponseContext, apply_model_limits, depth_checked, internal_error,
-                   invalid)
+                   invalid, merge_tags, parse_tags_header)
 from .metering.meter import CLIENT_LEFT, CLIENT_LEFT_STATUS, Meter
 from .protocols import embeddings
 from .protocols._common import cache_control
@@ -138,6 +138,7 @@ async def serve(request: HttpRequest, *, codec: Codec, endpoint: str,
     principal: KeyPrincipal = request.auth
     trace = request.gateway_trace = trace_ids(request)
     ireq = codec.decode_request(parse_json_body(request), request_id=request_id, **route)
+    ireq.tags = merge_tags(parse_tags_header(request.headers.get("ah-tags")), ireq.tags)
     ctx, meter = await _admitted(principal, ireq, request_id=request_id, endpoint=endpoint, started=started,
                                  trace=trace)
     if ireq.stream:
@@ -211,8 +212,10 @@ async def serve_oneshot(request: HttpRequest, *, endpoint: str, capability: str,
     started = time.perf_counter()
     request_id = request.gateway_request_id = new_request_id()
     trace = request.gateway_trace = trace_ids(request)
+    tags = parse_tags_header(request.headers.get("ah-tags"))
     result, ticket = await _oneshot(request.auth, parse_json_body(request), endpoint=endpoint, capability=capability,
-                                    decode=decode, method=method, request_id=request_id, started=started, trace=trace)
+                                    decode=decode, method=method, request_id=request_id, started=started, trace=trace,
+                                    tags=tags)
     return json_response(result, request_id=request_id, headers={**ticket.headers, **echo_headers(trace)})
 
 
@@ -227,12 +230,12 @@ async def execute_oneshot(*, principal: KeyPrincipal, body: Any, request_id: str
 
 async def _oneshot(principal: KeyPrincipal, body: Any, *, endpoint: str, capability: str, decode, method: str,
                    request_id: str, started: float, trace: dict[str, str],
-                   batch_id: str = "") -> tuple[dict[str, Any], Ticket]:
+                   batch_id: str = "", tags: tuple[str, ...] = ()) -> tuple[dict[str, Any], Ticket]:
     name, upstream_body, texts = decode(body)
     model = await model_resolve(name, principal.allowed_models, capability=capability)
     # The estimate counts their text.
     ticket = await admission.admit(principal, model, {"messages": texts}, batch=bool(batch_id))
-    meter = Meter(request_id=request_id, principal=principal, endpoint=endpoint, ireq=InternalRequest(name, {}),
+    meter = Meter(request_id=request_id, principal=principal, endpoint=endpoint, ireq=InternalRequest(name, {}, tags=tags),
                   model=model, ticket=ticket, turn=None, started=started, trace=trace, batch_id=batch_id)
 
     async def call(provider, upstream_model: str, target) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""`GET /v1/usage`: a tenant's usage and cost per UTC day and model, as JSON or CSV.
+"""`GET /v1/usage`: a tenant's usage and cost per UTC day and model (or `group_by` key, end user, tag), as
+JSON or CSV, with cache tokens and the cache hit ratio on every row.
 
 Scoped to the calling key's tenant: every key of a tenant sees the tenant's usage, and nothing else.
 """
@@ -9,8 +10,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from django.http import HttpResponse
 
-from billing.reports import csv_response, rows_payload
-from billing.selectors import usage_by_day_and_model, usage_by_trace
+from accounts.models import ApiKey
+from billing.reports import COLUMNS, cache_hit_ratio, csv_response, rows_payload
+from billing.selectors import usage_by_attribution, usage_by_day_and_model, usage_by_trace
 from common.db import db_unit
 from common.money import usd_string
 from conversations.selectors import request_logs_get
@@ -45,17 +47,58 @@ def parse_range(request) -> tuple[date, date, str]:
     return start, end, fmt
 
 
-_report_async = db_unit(usage_by_day_and_model)
+GROUPS = ("model", "key", "end_user", "tag")
+_SUMMED = ("requests", "errors", "input_tokens", "output_tokens", "cache_creation_input_tokens",
+           "cache_read_input_tokens", "web_search_requests", "cost_nano")
+
+
+def parse_group_by(request) -> tuple[str, ...]:
+    """`group_by=a,b` or `group_by=a&group_by=b`, of GROUPS; default per model. End users and tags are
+    separate rollups: one of them at a time."""
+    asked = [item.strip() for value in request.GET.getlist("group_by") for item in value.split(",") if item.strip()]
+    for item in asked:
+        if item not in GROUPS:
+            raise invalid(f"group_by: {item!r} is not supported; use any of {', '.join(GROUPS)}.", "group_by")
+    if "end_user" in asked and "tag" in asked:
+        raise invalid("group_by: end_user and tag cannot be combined; ask for one at a time.", "group_by")
+    return tuple(group for group in GROUPS if group in asked) or ("model",)
+
+
+def _report(*, tenant_id: int, start: date, end: date, group_by: tuple[str, ...]) -> list[dict]:
+    """Rows per day and `group_by`: end users and tags from their rollups, the rest per day and model or key."""
+    by = tuple("api_key" if group == "key" else group for group in group_by if group in ("model", "key"))
+    dimension = next((group for group in group_by if group in ("end_user", "tag")), None)
+    if dimension is None:
+        rows = usage_by_day_and_model(tenant_id=tenant_id, start=start, end=end, by=by)
+    else:
+        rows = usage_by_attribution(tenant_id=tenant_id, start=start, end=end, dimension=dimension, by=by)
+        for row in rows:
+            row[dimension] = row.pop("value") or None
+    if "api_key" in by:
+        public = dict(ApiKey.objects.filter(tenant_id=tenant_id).values_list("pk", "public_id"))
+        for row in rows:
+            row["key_id"] = public.get(row.pop("api_key"), "")
+    return rows
+
+
+_report_async = db_unit(_report)
 
 
 async def usage_report(request) -> HttpResponse:
     start, end, fmt = parse_range(request)
-    data = rows_payload(await _report_async(tenant_id=request.auth.tenant_id, start=start, end=end))
+    group_by = parse_group_by(request)
+    data = rows_payload(await _report_async(tenant_id=request.auth.tenant_id, start=start, end=end, group_by=group_by))
     if fmt == "csv":
-        return csv_response(data, start, end)
-    total_nano = sum(row["cost_nano"] for row in data)
-    return json_response({"object": "usage", "start": start.isoformat(), "end": end.isoformat(), "data": data,
-                          "total_cost_usd": usd_string(total_nano), "total_cost_nano": total_nano})
+        groups = tuple("key_id" if group == "key" else group for group in ("key", "model", "end_user", "tag")
+                       if group in group_by)
+        return csv_response(data, start, end, columns=("date", *groups, *COLUMNS[2:], "cache_hit_ratio"))
+    totals = {name: sum(row[name] for row in data) for name in _SUMMED}
+    return json_response({"object": "usage", "start": start.isoformat(), "end": end.isoformat(),
+                          "group_by": list(group_by), "data": data,
+                          "total_cost_usd": usd_string(totals["cost_nano"]), "total_cost_nano": totals["cost_nano"],
+                          "total_cache_creation_input_tokens": totals["cache_creation_input_tokens"],
+                          "total_cache_read_input_tokens": totals["cache_read_input_tokens"],
+                          "cache_hit_ratio": cache_hit_ratio(totals)})
 
 
 _by_trace_async = db_unit(usage_by_trace)

@@ -120,6 +120,8 @@ class Meter:
             ttft_ms=None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000),
             created_at=created_at,
             batch_id=self.batch_id,
+            end_user=self.ireq.end_user,
+            tags=",".join(self.ireq.tags),
             **self.trace,
         )
         metrics.request_finished(self, status, now, cost)

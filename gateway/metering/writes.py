@@ -47,6 +47,8 @@ class UsageRecord:
     client_request_id: str = ""
     web_search_requests: int = 0
     batch_id: str = ""
+    end_user: str = ""
+    tags: str = ""  # comma-joined (no tag holds a comma)
 
 
 _USAGE_COLUMNS = tuple(f.name for f in fields(UsageRecord))  # UsageEvent field names (attnames for keys)

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from gateway.core import GatewayError, InternalRequest, ResponseContext, Usage, invalid
+from gateway.core import GatewayError, InternalRequest, ResponseContext, Usage, end_user_value, invalid
 from gateway.protocols._common.stream import StreamEncoderBase
 
 _ROLES = ("user", "assistant")
@@ -69,7 +69,9 @@ def decode_request(body: Any, *, request_id: str | None = None, betas: tuple[str
     if stop is not None and (not isinstance(stop, list) or not all(isinstance(s, str) for s in stop)):
         raise invalid("stop_sequences: Input should be a valid list of strings", "stop_sequences")
     params = {key: value for key, value in body.items() if key not in ("model", "stream")}
+    end_user = end_user_value((body.get("metadata") or {}).get("user_id"), "metadata.user_id")
     return InternalRequest(model=body["model"], params=params, stream=stream, options={"store": False},
+                           end_user=end_user,
                            betas=betas)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from gateway.core import MIN_THINKING_BUDGET, InternalRequest, invalid
+from gateway.core import MAX_TAGS, MIN_THINKING_BUDGET, InternalRequest, invalid
 from gateway.protocols._common.checks import (int_at_least, json_type, missing, number_in_range, optional_bool,
                                               required_dict, show, unsupported_value, wrong_type)
 from gateway.protocols._common.content import IMAGE_MEDIA_TYPES, Turn, append_blocks, strip_prefill, text_block
@@ -81,7 +81,32 @@ def decode_request(
     _apply_response_format(config, params, system, options)
     if system:
         params["system"] = "\n".join(system)
-    return InternalRequest(model=model, params=params, stream=stream, options=options)
+    return InternalRequest(model=model, params=params, stream=stream, options=options,
+                           tags=_labels(_get(body, "labels")))
+
+
+_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+
+
+def _labels(labels: Any) -> tuple[str, ...]:
+    """`labels` (Vertex AI's billing labels) as tags `key:value` (`key` for an empty value). Google's rules,
+    ASCII only (tags are ASCII): keys 1-63 lowercase letters, digits, _ and -, starting with a letter;
+    values up to 63 of the same; at most MAX_TAGS labels (Google allows 64)."""
+    if labels is None:
+        return ()
+    labels = required_dict(labels, "labels")
+    if len(labels) > MAX_TAGS:
+        raise invalid(f"Invalid 'labels': at most {MAX_TAGS} labels are allowed, got {len(labels)}.", "labels")
+    tags = []
+    for key, value in labels.items():
+        if not isinstance(value, str):
+            raise invalid(f"Invalid 'labels.{key[:63]}': expected a string.", f"labels.{key[:63]}")
+        if not _LABEL_KEY.fullmatch(key) or not _LABEL_VALUE.fullmatch(value):
+            raise invalid(f"Invalid label {key[:63]!r}: keys are 1 to 63 and values 0 to 63 lowercase letters, digits, "
+                          "underscores and dashes, and keys start with a letter.", f"labels.{key[:63]}")
+        tags.append(f"{key}:{value}" if value else key)
+    return tuple(tags)
 
 
 @cache

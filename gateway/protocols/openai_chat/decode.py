@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.core import InternalRequest, invalid
+from gateway.core import InternalRequest, invalid, openai_end_user
 from gateway.protocols._common.checks import (int_at_least, is_int, json_type, missing, number_in_range, optional_bool,
                                               required_dict, required_str, show, unsupported_value, wrong_type)
 from gateway.protocols._common.content import (Turn, append_blocks, image_url_block, pdf_data_block, strip_prefill,
@@ -48,7 +48,8 @@ def decode_request(body: Any, *, request_id: str | None = None) -> InternalReque
     _apply_response_format(body.get("response_format"), params, system, options)
     if system:
         params["system"] = "\n".join(system)
-    return InternalRequest(model=model, params=params, stream=stream, options=options)
+    return InternalRequest(model=model, params=params, stream=stream, options=options,
+                           end_user=openai_end_user(body))
 
 
 def _apply_storage(body: dict, options: dict) -> None:

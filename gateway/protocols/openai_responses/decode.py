@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from gateway.core import WEB_SEARCH_TOOL_TYPE, InternalRequest, invalid
+from gateway.core import WEB_SEARCH_TOOL_TYPE, InternalRequest, invalid, openai_end_user
 from gateway.protocols._common.checks import (int_at_least, is_int, json_type, missing, number_in_range, optional_bool,
                                               required_dict, required_str, show, unsupported_value, wrong_type)
 from gateway.protocols._common.content import (Turn, append_blocks, image_url_block, pdf_data_block, strip_prefill,
@@ -114,7 +114,8 @@ def decode_request(
     _apply_text(body.get("text"), params, system, options)
     if system:
         params["system"] = "\n".join(system)
-    return InternalRequest(model=model, params=params, stream=stream, options=options)
+    return InternalRequest(model=model, params=params, stream=stream, options=options,
+                           end_user=openai_end_user(body))
 
 
 def decode_input_items(items: Any, *, param: str) -> tuple[list[dict], list[str]]:
