@@ -234,11 +234,11 @@ class KeyStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
-SETTINGS_FIELDS = ("name", "models", "rpm_limit", "tpm_limit", "budget_usd", "budget_period", "expires_at",
-                   "auto_cache_control")
+SETTINGS_FIELDS = ("name", "models", "rpm_limit", "tpm_limit", "budget_usd", "budget_period", "end_user_rpm_limit",
+                   "end_user_budget_usd", "expires_at", "auto_cache_control")
 # The same settings on a read-only page (a revoked key), where the form's USD and text fields are absent.
-SETTINGS_SHOWN = ("name", "allowed_models", "rpm_limit", "tpm_limit", "budget", "budget_period", "expires_at",
-                  "auto_cache_control")
+SETTINGS_SHOWN = ("name", "allowed_models", "rpm_limit", "tpm_limit", "budget", "budget_period", "end_user_rpm_limit",
+                  "end_user_budget_nano", "expires_at", "auto_cache_control")
 KEY_INFO_FIELDS = ("display", "tenant", "status", "created_by", "created_at", "last_used_at", "revoked_at")
 
 

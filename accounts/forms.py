@@ -108,7 +108,8 @@ class TenantForm(ServiceModelForm):
 
 
 # Form field -> key setting (KEY_SETTINGS in accounts.services), where the names differ.
-_SETTING_FOR_FIELD = {"models": "allowed_models", "budget_usd": "budget_nano"}
+_SETTING_FOR_FIELD = {"models": "allowed_models", "budget_usd": "budget_nano",
+                      "end_user_budget_usd": "end_user_budget_nano"}
 _FIELD_FOR_SETTING = {setting: field for field, setting in _SETTING_FOR_FIELD.items()}
 
 
@@ -136,10 +137,18 @@ class ApiKeySettingsForm(ServiceModelForm):
             "in flight can take a key over its budget by at most one request's reservation."),
     )
 
+    end_user_rpm_limit = forms.IntegerField(
+        required=False, min_value=1, max_value=MAX_LIMIT, label="Requests per minute per end user",
+        help_text="For requests that name their end user (OpenAI user or safety_identifier, Anthropic "
+                  "metadata.user_id). Empty: unlimited.")
+    end_user_budget_usd = forms.DecimalField(
+        required=False, max_digits=19, decimal_places=9, max_value=Decimal(MAX_AMOUNT_NANO // NANO_PER_USD),
+        label="Budget per end user (USD)", help_text="Spend allowed to each end user per budget period. Empty: none.")
+
     class Meta:
         model = ApiKey
-        fields = ("name", "models", "rpm_limit", "tpm_limit", "budget_usd", "budget_period", "expires_at",
-                  "auto_cache_control")
+        fields = ("name", "models", "rpm_limit", "tpm_limit", "budget_usd", "budget_period", "end_user_rpm_limit",
+                  "end_user_budget_usd", "expires_at", "auto_cache_control")
         help_texts = {"expires_at": "The key stops working then. Empty: never."}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -149,9 +158,19 @@ class ApiKeySettingsForm(ServiceModelForm):
             self.initial.setdefault("models", ", ".join(self.instance.allowed_models))
             if self.instance.budget_nano is not None:
                 self.initial.setdefault("budget_usd", nano_to_usd(self.instance.budget_nano))
+            if self.instance.end_user_budget_nano is not None:
+                self.initial.setdefault("end_user_budget_usd", nano_to_usd(self.instance.end_user_budget_nano))
 
     def clean_models(self) -> list[str]:
         return [name.strip() for name in self.cleaned_data["models"].split(",") if name.strip()]
+
+    def clean_end_user_budget_usd(self) -> int | None:
+        value = self.cleaned_data["end_user_budget_usd"]
+        if value is None:
+            return None
+        if value <= 0:
+            raise ValidationError("A budget must be more than 0 USD; leave it empty for no budget.")
+        return usd_to_nano(value)
 
     def clean_budget_usd(self) -> int | None:
         value = self.cleaned_data["budget_usd"]

@@ -89,6 +89,12 @@ class ApiKey(models.Model):
         default=False, verbose_name="Prompt-cache breakpoints",
         help_text="Add prompt-cache breakpoints to this key's OpenAI-format requests (on for every key when the "
                   "tenant turned it on).")
+    # Limits of each end user of the key (a request's OpenAI user / safety_identifier, Anthropic
+    # metadata.user_id); the budget runs over the key's budget_period. Requests without an end user skip them.
+    end_user_rpm_limit = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)],
+                                                     help_text="Requests per minute per end user; empty: unlimited.")
+    end_user_budget_nano = models.BigIntegerField(null=True, blank=True, validators=[MinValueValidator(1)],
+                                                  help_text="Spend per end user per budget period in nano-USD; empty: none.")
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The issuing request's one-time token (the dashboard's create form): the same token twice is one key.

@@ -38,6 +38,8 @@ class KeyPrincipal:
     tpm_limit: int | None = None
     budget_nano: int | None = None
     budget_period: str = "month"
+    end_user_rpm_limit: int | None = None
+    end_user_budget_nano: int | None = None
     credit_limit_nano: int | None = None  # None: the tenant's balance is not checked
     store_conversations: bool = True
     log_requests: bool = False
@@ -111,6 +113,8 @@ def key_principal(public_id: str) -> KeyPrincipal | None:
         tpm_limit=key.tpm_limit,
         budget_nano=key.budget_nano,
         budget_period=key.budget_period,
+        end_user_rpm_limit=key.end_user_rpm_limit,
+        end_user_budget_nano=key.end_user_budget_nano,
         credit_limit_nano=key.tenant.credit_limit_nano,
         store_conversations=key.tenant.store_conversations,
         log_requests=key.tenant.log_requests,

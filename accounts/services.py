@@ -28,7 +28,7 @@ from .selectors import login_attempt_keys
 
 # The key settings operators and customers may change (admin, dashboard, create_key).
 KEY_SETTINGS = ("name", "expires_at", "allowed_models", "rpm_limit", "tpm_limit", "budget_nano", "budget_period",
-                "auto_cache_control")
+                "auto_cache_control", "end_user_rpm_limit", "end_user_budget_nano")
 MAX_ROTATION_GRACE = timedelta(days=30)
 DASHBOARD_VIA = "dashboard"
 # The roles that manage a tenant: its team, all its keys, its admin keys.
@@ -155,7 +155,7 @@ def key_settings_validate(values: dict[str, Any]) -> dict[str, Any]:
             if missing := [m for m in models if m not in known]:
                 errors["allowed_models"] = f"Not in the catalog: {', '.join(missing)}."
             values["allowed_models"] = models
-    for field in ("rpm_limit", "tpm_limit", "budget_nano"):
+    for field in ("rpm_limit", "tpm_limit", "budget_nano", "end_user_rpm_limit", "end_user_budget_nano"):
         value = values.get(field)
         if value is not None and (not isinstance(value, int) or value < 1):
             errors[field] = "Must be a positive whole number, or empty for no limit."

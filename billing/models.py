@@ -150,6 +150,9 @@ class UsageEvent(models.Model):
             models.Index(fields=["tenant", "trace_id"], condition=~Q(trace_id=""), name="usage_by_trace"),
             models.Index(fields=["tenant", "thread_id"], condition=~Q(thread_id=""), name="usage_by_thread"),
             models.Index(fields=["batch_id"], condition=~Q(batch_id=""), name="usage_by_batch"),
+            # A key's per-end-user budget counter is seeded from this (gateway/admission.py).
+            models.Index(fields=["api_key", "end_user", "created_at"], condition=~Q(end_user=""),
+                         name="usage_by_key_end_user"),
         ]
         constraints = [models.CheckConstraint(condition=Q(cost_nano__gte=0), name="usage_cost_not_negative")]
 

@@ -71,6 +71,16 @@ def _spend_since(since: datetime, group: str | None = None, **where) -> dict:
     return spent
 
 
+def end_user_spend_nano(api_key_id: int, end_user: str, since: datetime) -> int:
+    """What one end user of a key spent since `since` (a UTC midnight: a budget period's start): its
+    attribution rollups since then plus its rows not rolled up yet, in one statement, as _spend_since."""
+    rolled = AttributionRollup.objects.filter(api_key_id=api_key_id, dimension="end_user", value=end_user,
+                                              day__gte=since.astimezone(UTC).date()).order_by()
+    tail = UsageEvent.objects.filter(api_key_id=api_key_id, end_user=end_user, created_at__gte=since,
+                                     rolled_up_at__isnull=True).order_by()
+    return sum(cost for (cost,) in rolled.values_list("cost_nano").union(tail.values_list("cost_nano"), all=True))
+
+
 def key_spend_nano(api_key_id: int, since: datetime) -> int:
     return _spend_since(since, api_key_id=api_key_id)[None]
 

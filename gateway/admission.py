@@ -28,6 +28,7 @@ Ledger credits and adjustments move the balance counters when they commit (`bala
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import functools
 import logging
 import math
@@ -40,7 +41,7 @@ from django.conf import settings
 
 from accounts.selectors import KeyPrincipal
 from common.money import format_usd
-from billing.selectors import budget_period_bounds, key_spend_nano, tenant_available_nano
+from billing.selectors import budget_period_bounds, end_user_spend_nano, key_spend_nano, tenant_available_nano
 from common import metrics
 from common.aio import SingleFlight
 from common.db import UNREACHABLE, db_unit
@@ -138,16 +139,37 @@ _SETTLE_ONLY = (("", "", "", ""), ["", "", 0, "", 0, "", "", 1, "", 1])  # admis
 _CREDIT_LUA = "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], ARGV[1]) end return 0"
 
 
+@dataclass(frozen=True, slots=True)
+class EndUserLimits:
+    """One end user of a key with per-end-user limits: admitted through the same counters, script and
+    fallback as a key, with an RPM and a budget (over the key's period) and no TPM or balance of its own."""
+
+    key_id: int
+    tenant_id: int
+    end_user: str
+    rpm_limit: int | None
+    budget_nano: int | None
+    budget_period: str
+    tpm_limit: None = None
+    credit_limit_nano: None = None
+
+    @property
+    def counter_id(self) -> str:
+        # Counter names stay short and safe whatever the client sent (up to 256 characters of anything).
+        return f"{self.key_id}:eu:{hashlib.sha256(self.end_user.encode()).hexdigest()[:20]}"
+
+
 @dataclass(slots=True)
 class Ticket:
     """What one admitted request reserved, to be settled once it is answered."""
 
-    principal: KeyPrincipal
+    principal: KeyPrincipal | EndUserLimits
     tokens: int
     cost_nano: int
     keys: tuple[str, str, str, str]
     backend: object
     headers: dict[str, str] = field(default_factory=dict)
+    end_user: Ticket | None = None  # what the request's end user reserved, settled with it
 
 
 def _duration(ms: int) -> str:
@@ -173,6 +195,8 @@ def _headers(principal: KeyPrincipal, rpm_left: int, rpm_reset: int, tpm_left: i
 
 def _refusal(principal: KeyPrincipal, kind: str, value: int, tokens: int) -> GatewayError:
     """The 429 for an outcome of admission; `value` is retry milliseconds, or the counter's value."""
+    if isinstance(principal, EndUserLimits):
+        return _end_user_refusal(principal, kind, value)
     if kind in ("rpm", "tpm") and value >= 0:
         seconds = max(1, math.ceil(value / 1000))
         what, limit = ("requests", principal.rpm_limit) if kind == "rpm" else ("tokens", principal.tpm_limit)
@@ -193,6 +217,18 @@ def _refusal(principal: KeyPrincipal, kind: str, value: int, tokens: int) -> Gat
     # OpenAI's SDKs retry 429s by default; x-should-retry tells them this one will not pass by itself.
     return GatewayError(429, message, code="insufficient_quota", type="insufficient_quota",
                         headers={"x-should-retry": "false"})
+
+
+def _end_user_refusal(limits: EndUserLimits, kind: str, value: int) -> GatewayError:
+    if kind == "rpm":
+        seconds = max(1, math.ceil(value / 1000))
+        return GatewayError(429, f"Rate limit reached for requests per minute for this end user on this key (limit "
+                                 f"{limits.rpm_limit}). Please try again in {seconds}s.", code="rate_limit_exceeded",
+                            type="requests", retry_after=seconds)
+    period = "daily" if limits.budget_period == "day" else "monthly"
+    return GatewayError(429, f"This end user's {period} budget of {format_usd(limits.budget_nano)} on this key is used "
+                             f"up ({format_usd(value)} spent). Raise it or wait for the next period.",
+                        code="insufficient_quota", type="insufficient_quota", headers={"x-should-retry": "false"})
 
 
 def plan_request(principal: KeyPrincipal, model: ModelEntry, params: dict, now: float, *,
@@ -221,6 +257,8 @@ def _counter_keys(principal: KeyPrincipal, now: float) -> tuple[tuple[str, str, 
     """Redis keys of the request's counters, and the seconds until its budget period ends."""
     prefix = settings.GATEWAY_REDIS_PREFIX
     period, end = _period(principal.budget_period, int(now // 86400))
+    if isinstance(principal, EndUserLimits):
+        return (f"{prefix}rpm:{principal.counter_id}", "", f"{prefix}budget:{principal.counter_id}:{period}", ""), end - now
     keys = (f"{prefix}rpm:{principal.key_id}", f"{prefix}tpm:{principal.key_id}",
             f"{prefix}budget:{principal.key_id}:{period}", f"{prefix}balance:{principal.tenant_id}")
     return keys, end - now
@@ -231,7 +269,8 @@ def _seed(principal: KeyPrincipal, missing: int, now: float) -> tuple[int | None
     spent = available = None
     if missing & 1:
         start, _ = budget_period_bounds(principal.budget_period, datetime.fromtimestamp(now, UTC))
-        spent = key_spend_nano(principal.key_id, start)
+        spent = (end_user_spend_nano(principal.key_id, principal.end_user, start)
+                 if isinstance(principal, EndUserLimits) else key_spend_nano(principal.key_id, start))
     if missing & 2:
         available = tenant_available_nano(principal.tenant_id)
     return spent, available
@@ -243,7 +282,7 @@ _seeds = SingleFlight()
 
 async def _seed_async(principal: KeyPrincipal, missing: int, now: float) -> tuple[int | None, int | None]:
     # Concurrent cold requests of one key share the queries (every counter is cold after a restart).
-    return await _seeds.run((principal.key_id, missing), lambda: _seed_sync_to_async(principal, missing, now))
+    return await _seeds.run((getattr(principal, "counter_id", principal.key_id), missing), lambda: _seed_sync_to_async(principal, missing, now))
 
 
 def _limits(principal: KeyPrincipal) -> tuple[int | None, int | None, int | None, int | None]:
@@ -470,11 +509,33 @@ class Admission:
         self.redis = RedisCounters(settings.REDIS_URL) if settings.REDIS_URL else None
         self._redis_down_until = 0.0
 
-    async def admit(self, principal: KeyPrincipal, model: ModelEntry, params: dict, *, batch: bool = False) -> Ticket:
+    async def admit(self, principal: KeyPrincipal, model: ModelEntry, params: dict, *, batch: bool = False,
+                    end_user: str = "") -> Ticket:
         """Reserve for one request (`batch`: an item of a batch, at the batch price), or raise the 429 that
-        refuses it."""
+        refuses it.
+
+        A request naming its `end_user`, on a key with per-end-user limits, reserves for the end user first
+        (one more round trip, for those requests only), then for the key; a key refusal gives the end user's
+        reservation back (its RPM slot stays taken, which errs on the safe side).
+        """
         now = time.time()
         tokens, cost = plan_request(principal, model, params, now, batch=batch)
+        sub = None
+        if end_user and (principal.end_user_rpm_limit or principal.end_user_budget_nano):
+            limits = EndUserLimits(key_id=principal.key_id, tenant_id=principal.tenant_id, end_user=end_user,
+                                   rpm_limit=principal.end_user_rpm_limit, budget_nano=principal.end_user_budget_nano,
+                                   budget_period=principal.budget_period)
+            sub = await self._reserve(limits, tokens, cost, now, refused_for=principal)
+        try:
+            ticket = await self._reserve(principal, tokens, cost, now)
+        except GatewayError:
+            if sub is not None:
+                await self.settle(sub, tokens=0, cost_nano=0)
+            raise
+        ticket.end_user = sub
+        return ticket
+
+    async def _reserve(self, principal, tokens: int, cost: int, now: float, refused_for=None) -> Ticket:
         rpm, tpm, budget, floor = _limits(principal)
         if rpm is None and tpm is None and budget is None and floor is None:
             return Ticket(principal, tokens, cost, ("", "", "", ""), None)
@@ -490,12 +551,15 @@ class Admission:
             backend = self.local
             keys, outcome = await backend.admit(principal, tokens, cost, now)
         if outcome[0] != 0:
-            metrics.refused(outcome[1], principal)
+            metrics.refused(f"end_user_{outcome[1]}" if refused_for else outcome[1], refused_for or principal)
             raise _refusal(principal, outcome[1], outcome[2] if len(outcome) > 2 else -1, tokens)
-        return Ticket(principal, tokens, cost, keys, backend, _headers(principal, *outcome[1:]))
+        headers = {} if refused_for else _headers(principal, *outcome[1:])
+        return Ticket(principal, tokens, cost, keys, backend, headers)
 
     async def settle(self, ticket: Ticket, *, tokens: int, cost_nano: int) -> None:
         """Replace the reservation by what the request really used. Never raises."""
+        if ticket.end_user is not None:
+            await self.settle(ticket.end_user, tokens=tokens, cost_nano=cost_nano)
         if ticket.backend is None:
             return
         try:

@@ -176,7 +176,8 @@ async def _admitted(principal: KeyPrincipal, ireq: InternalRequest, *, request_i
                           conversation_id=turn.conversation_id if turn else None)
     try:
         with tracing.span("gateway.admission"):
-            ticket = await admission.admit(principal, model, ireq.params, batch=bool(batch_id))
+            ticket = await admission.admit(principal, model, ireq.params, batch=bool(batch_id),
+                                           end_user=ireq.end_user)
     except GatewayError:
         if turn is not None and not turn.created:
             metrics.lease_ended()

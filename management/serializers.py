@@ -150,6 +150,10 @@ class KeyUpdateIn(Input):
     budget_nano = WholeNumber(min_value=1, max_value=MAX_AMOUNT_NANO, allow_null=True, required=False,
                               help_text="Spend allowed per budget period, nano-USD; null: none.")
     budget_period = serializers.ChoiceField(choices=ApiKey.BudgetPeriod.choices, required=False)
+    end_user_rpm_limit = WholeNumber(min_value=1, max_value=MAX_LIMIT, allow_null=True, required=False,
+                                     help_text="Requests per minute per end user; null: unlimited.")
+    end_user_budget_nano = WholeNumber(min_value=1, max_value=MAX_AMOUNT_NANO, allow_null=True, required=False,
+                                       help_text="Spend allowed to each end user per budget period, nano-USD; null: none.")
     expires_at = Moment(allow_null=True, required=False)
     auto_cache_control = Flag(required=False, help_text="Prompt-cache breakpoints on this key's OpenAI-format "
                                                         "requests.")
@@ -173,8 +177,8 @@ class KeyOut(serializers.ModelSerializer):
     class Meta:
         model = ApiKey
         fields = ("id", "display", "name", "tenant", "status", "allowed_models", "rpm_limit", "tpm_limit",
-                  "budget_nano", "budget_period", "expires_at", "auto_cache_control", "created_by", "created_at",
-                  "last_used_at", "revoked_at")
+                  "budget_nano", "budget_period", "end_user_rpm_limit", "end_user_budget_nano", "expires_at",
+                  "auto_cache_control", "created_by", "created_at", "last_used_at", "revoked_at")
 
     def get_status(self, api_key) -> str:
         return api_key_status(api_key)

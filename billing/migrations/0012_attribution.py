@@ -40,6 +40,10 @@ class Migration(migrations.Migration):
             name='tags',
             field=models.TextField(blank=True),
         ),
+        migrations.AddIndex(
+            model_name='usageevent',
+            index=models.Index(condition=models.Q(('end_user', ''), _negated=True), fields=['api_key', 'end_user', 'created_at'], name='usage_by_key_end_user'),
+        ),
         migrations.CreateModel(
             name='AttributionRollup',
             fields=[
