@@ -89,3 +89,31 @@ def test_a_bad_tags_header_is_a_400_in_the_protocols_own_shape(gateway, persona)
         oai.chat.completions.create(model=HAIKU, max_tokens=8, messages=[{"role": "user", "content": "hi"}],
                                     user="x" * 300)
     assert error.value.body["param"] == "user"
+
+
+def test_a_keys_per_end_user_rpm_refuses_one_end_user_and_serves_the_others(gateway, django_db_blocker):
+    import uuid
+
+    from tests.support.e2e import make_persona
+
+    with django_db_blocker.unblock():
+        persona = make_persona(f"eu-{uuid.uuid4().hex[:10]}", end_user_rpm_limit=2)
+    oai = openai.OpenAI(base_url=f"{gateway}/v1", api_key=persona.key, max_retries=0)
+
+    def ask(**who):
+        return oai.chat.completions.create(model=HAIKU, max_tokens=8,
+                                           messages=[{"role": "user", "content": "[[fake:words=2]] hi"}], **who)
+
+    ask(user="heavy")
+    ask(user="heavy")
+    with pytest.raises(openai.RateLimitError) as error:
+        ask(user="heavy")
+    assert error.value.body["code"] == "rate_limit_exceeded" and "end user" in error.value.body["message"]
+    assert int(error.value.response.headers["retry-after"]) >= 1
+    ask(user="light")  # another end user of the same key
+    ask()  # and requests that name none
+    ant = anthropic.Anthropic(base_url=f"{gateway}/anthropic", api_key=persona.key, max_retries=0)
+    with pytest.raises(anthropic.RateLimitError) as refused:
+        ant.messages.create(model=HAIKU, max_tokens=8, messages=[{"role": "user", "content": "hi"}],
+                            metadata={"user_id": "heavy"})
+    assert refused.value.body["error"]["type"] == "rate_limit_error"

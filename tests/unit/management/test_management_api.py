@@ -655,3 +655,13 @@ def test_tenant_admins_turn_prompt_cache_breakpoints_on_for_the_tenant_and_for_o
             action="key.update")
     assert ApiKey.objects.get(public_id=issued["id"]).auto_cache_control is False
     assert team  # the personas' tenant A
+def test_per_end_user_limits_are_key_settings_of_the_management_api(callers):
+    ops, keys_url = callers.ops, f"{V1}/tenants/{B}/keys"
+    issued = audited(ops, "post", keys_url, {"name": "eu", "end_user_rpm_limit": 10, "end_user_budget_nano": 5 * 10**8},
+                     status=201, action="key.issue").json()
+    assert (issued["end_user_rpm_limit"], issued["end_user_budget_nano"]) == (10, 5 * 10**8)
+    patched = audited(ops, "patch", f"{keys_url}/{issued['id']}", {"end_user_rpm_limit": None},
+                      action="key.update").json()
+    assert (patched["end_user_rpm_limit"], patched["end_user_budget_nano"]) == (None, 5 * 10**8)
+    bad = call(ops, "patch", f"{keys_url}/{issued['id']}", {"end_user_budget_nano": 0})
+    assert bad.status_code == 400 and "end_user_budget_nano" in bad.json()
