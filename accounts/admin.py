@@ -238,7 +238,7 @@ SETTINGS_FIELDS = ("name", "models", "rpm_limit", "tpm_limit", "budget_usd", "bu
                    "end_user_budget_usd", "expires_at", "auto_cache_control")
 # The same settings on a read-only page (a revoked key), where the form's USD and text fields are absent.
 SETTINGS_SHOWN = ("name", "allowed_models", "rpm_limit", "tpm_limit", "budget", "budget_period", "end_user_rpm_limit",
-                  "end_user_budget_nano", "expires_at", "auto_cache_control")
+                  "end_user_budget", "expires_at", "auto_cache_control")
 KEY_INFO_FIELDS = ("display", "tenant", "status", "created_by", "created_at", "last_used_at", "revoked_at")
 
 
@@ -285,6 +285,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.display(description="Budget")
     def budget(self, api_key):
         return "none" if api_key.budget_nano is None else format_usd(api_key.budget_nano)
+
+    @admin.display(description="Budget per end user")
+    def end_user_budget(self, api_key):
+        return "none" if api_key.end_user_budget_nano is None else format_usd(api_key.end_user_budget_nano)
 
     @admin.display(description="Limits")
     def limits(self, api_key):
