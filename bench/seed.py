@@ -135,7 +135,7 @@ def seed(*, rows: int, days: int = 60, tenants: int = 200, keys_per_tenant: int 
     from django.db import connection, transaction
 
     from billing.buckets import DAY as DAY_WIDTH, HOUR, MINUTE, bucket_floor
-    from billing.models import LedgerEntry, UsageBucket, UsageEvent, UsageRollup
+    from billing.models import AttributionRollup, LedgerEntry, UsageBucket, UsageEvent, UsageRollup
     from common.money import usage_cost_nano
     from common.partitions import is_partitioned, month_floor, partitions_ensure
     from conversations.models import Conversation, Message, RequestLog
@@ -175,6 +175,8 @@ def seed(*, rows: int, days: int = 60, tenants: int = 200, keys_per_tenant: int 
               "cache_read_input_tokens", "web_search_requests", "cost_nano")
     rollup = Table(UsageRollup, ("day", "tenant_id", "api_key_id", "model", *summed))
     bucket = Table(UsageBucket, ("width", "start", "tenant_id", "api_key_id", "model", "endpoint", *summed))
+    # Seeded rows name no end user and no tag: each daily rollup is also its "" attribution row of both.
+    attribution = Table(AttributionRollup, ("day", "tenant_id", "api_key_id", "model", "dimension", "value", *summed))
     with connection.cursor() as cursor:  # the months of the history, which a fresh database does not have
         for table in (UsageEvent._meta.db_table, RequestLog._meta.db_table):
             if is_partitioned(cursor, table):
@@ -292,13 +294,25 @@ def seed(*, rows: int, days: int = 60, tenants: int = 200, keys_per_tenant: int 
 
             counts["rollups"] += _copy(cursor, rollup, sum_lines("rollup"))
             counts["buckets"] += _copy(cursor, bucket, sum_lines("bucket"))
+
+            def attribution_lines():
+                for target, row in sums.items():
+                    if target[0] == "rollup":
+                        for dimension in ("end_user", "tag"):
+                            yield attribution.line(dict(zip(summed, map(str, row))) | {
+                                "day": target[1].isoformat(), "tenant_id": str(target[2]),
+                                "api_key_id": str(target[3]), "model": target[4], "dimension": dimension,
+                                "value": ""})
+
+            _copy(cursor, attribution, attribution_lines())
             atomic.__exit__(None, None, None)
             log(f"{day_start:%Y-%m-%d}: {n} rows ({counts['usage_rows']:,} in {time.perf_counter() - started:.0f} s)")
             day_start = day_end
         counts |= _seed_conversations(cursor, accounts, cumulative, rng, messages, request_logs, now,
                                       conversation_days, Conversation, Message, RequestLog)
     with connection.cursor() as cursor:
-        for model in (UsageEvent, UsageRollup, UsageBucket, LedgerEntry, Conversation, Message, RequestLog):
+        for model in (UsageEvent, UsageRollup, UsageBucket, AttributionRollup, LedgerEntry, Conversation, Message,
+                      RequestLog):
             cursor.execute(f"ANALYZE {model._meta.db_table}")
     counts["seconds"] = round(time.perf_counter() - started, 1)
     log(f"seeded {dict(counts)}")
