@@ -44,7 +44,7 @@ async def application(scope, receive, send):
 
 async def _lifespan(receive, send):
     from billing import scheduler
-    from gateway import metrics, tracing
+    from gateway import metrics, shutdown, tracing
     from gateway.admission import admission
     from gateway.batches import executor as batch_executor
     from gateway.metering import spool
@@ -56,6 +56,7 @@ async def _lifespan(receive, send):
         message = await receive()
         if message["type"] == "lifespan.startup":
             tracing.configure()  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set
+            shutdown.watch()  # SIGTERM starts the grace, after which open streams are cut
             spool_replayer = spool.start()  # usage the database could not take, from this run or the last
             if settings.CELERY_TASK_ALWAYS_EAGER:  # embedded mode: no broker, no beat; run the schedule here
                 billing_scheduler = scheduler.start()

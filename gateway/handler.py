@@ -18,7 +18,9 @@ relayed. Waiting for an upstream that hangs must not outlive the client: the can
 upstream call, so its pooled connection is freed (a hung upstream otherwise holds every connection
 until UPSTREAM_TIMEOUT_SECONDS), and gateway.pipeline records the call as `client_left`. A streaming
 response whose client left before its body was sent is given up through its `abandon` coroutine
-(the body generator, never started, could not settle it itself).
+(the body generator, never started, could not settle it itself). At the end of a shutdown's grace
+(gateway.shutdown) every request still open is stopped the same way; one cut before its answer gets a
+503.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.urls import set_script_prefix
 
-from . import observability, tracing
-from .pipeline import REQUEST_ID_HEADERS, new_request_id
+from . import observability, shutdown, tracing
+from .pipeline import REQUEST_ID_HEADERS, json_response, new_request_id
 
 
 class ApiHandler(ASGIHandler):
@@ -64,6 +66,10 @@ class ApiHandler(ASGIHandler):
         # a hang-up, so that request (answered 408) is not listened to.
         listening = (asyncio.get_running_loop().create_future() if timed_out
                      else asyncio.create_task(self.listen_for_disconnect(receive)))
+        # The shutdown's end of grace cancels `listening`: the request stops as if its client had left.
+        shutdown.open_requests.add(listening)
+        if shutdown.cutting:
+            listening.cancel()
         access = observability.request_started()
         try:
             set_script_prefix(get_script_prefix(scope))
@@ -73,7 +79,11 @@ class ApiHandler(ASGIHandler):
             else:
                 request.gateway_body_timed_out = timed_out
                 if (response := await _until_disconnect(self.run_get_response(request), listening)) is None:
-                    return  # the client left; the view, cancelled, recorded what the call cost
+                    # The client left, or the shutdown cut the request; the view, cancelled, recorded
+                    # what the call cost.
+                    if shutdown.cutting:
+                        await self.send_response(_shutting_down(request), send)
+                    return
             request_id = new_request_id()  # every API response carries one, not only model calls'
             for header in REQUEST_ID_HEADERS:
                 response.setdefault(header, request_id)
@@ -87,11 +97,21 @@ class ApiHandler(ASGIHandler):
             response.close()
             observability.request_finished(access, request, response)
         finally:
+            shutdown.open_requests.discard(listening)
             if not listening.done():
                 listening.cancel()
             with contextlib.suppress(asyncio.CancelledError, RequestAborted):
                 await listening
             body_file.close()
+
+
+def _shutting_down(request):
+    """A request cut by the shutdown before its answer: a 503, which the SDKs retry (on another worker).
+    The body is an error in both the OpenAI and the Anthropic shape."""
+    return json_response({"type": "error", "error": {
+        "type": "api_error", "code": shutdown.SERVER_SHUTDOWN, "message": "The gateway is shutting down: retry the "
+        "request."}}, status=shutdown.SERVER_SHUTDOWN_STATUS,
+        request_id=getattr(request, "gateway_request_id", None) or new_request_id())
 
 
 async def _until_disconnect(work, listening: asyncio.Task):

@@ -16,11 +16,12 @@ history and takes the conversation's lease.
 What a row says when a call did not simply finish (`status`, `error_type`):
 
 - the client left (gateway.handler cancels the request): `partial`, `client_left`, http_status 499 if
-  nothing was sent (200 if a stream was under way). It is billed what the upstream billed as far as we
-  know it: the usage the upstream reported (a stream's message_start, or its whole answer if it had
-  finished but nothing was relayed yet), output estimated from the text generated so far; with nothing
-  reported (a call cancelled before its answer or first event) the input estimate, since the upstream
-  had the prompt.
+  nothing was sent (200 if a stream was under way). A request still open when a shutdown's grace ends
+  is stopped the same way (gateway.shutdown) and recorded alike, as `server_shutdown` (503 if nothing
+  was sent). It is billed what the upstream billed as far as we know it: the usage the upstream
+  reported (a stream's message_start, or its whole answer if it had finished but nothing was relayed
+  yet), output estimated from the text generated so far; with nothing reported (a call cancelled
+  before its answer or first event) the input estimate, since the upstream had the prompt.
 - the upstream failed: `error`, with the reason for a transport failure (`upstream_timeout`,
   `first_byte_timeout`, `upstream_unreachable`, `upstream_cut`: the body or stream broke off,
   `upstream_malformed`) and otherwise the error's type (`overloaded_error`, `rate_limit_error`, ...);
@@ -48,7 +49,7 @@ from common.db import db_unit, json_nul_free
 from conversations.services import (TurnRecord, conversation_begin, conversation_release, new_conversation_id,
                                     response_begin)
 
-from . import affinity, routing, tracing, url_policy
+from . import affinity, routing, shutdown, tracing, url_policy
 from .admission import Ticket, admission
 from .core import (GatewayError, InternalRequest, ResponseContext, apply_model_limits, depth_checked, internal_error,
                    invalid, merge_tags, parse_tags_header)
@@ -65,6 +66,14 @@ logger = logging.getLogger(__name__)
 # GatewayError codes recorded as a failed row's reason instead of the error's type: they say what broke.
 _TRANSPORT_REASONS = frozenset({"upstream_timeout", "first_byte_timeout", "upstream_unreachable", "upstream_cut",
                                 "upstream_malformed"})
+
+
+def _stopped() -> tuple[str, int]:
+    """Why a request was stopped before its end, and its status if nothing was sent: its client left, or
+    the shutdown cut it (gateway.shutdown)."""
+    if shutdown.cutting:
+        return shutdown.SERVER_SHUTDOWN, shutdown.SERVER_SHUTDOWN_STATUS
+    return CLIENT_LEFT, CLIENT_LEFT_STATUS
 
 
 def new_request_id() -> str:
@@ -367,8 +376,9 @@ def _reason(error: GatewayError) -> str:
 
 async def _finish_failed(meter: Meter, exc: BaseException) -> None:
     # Not only GatewayErrors: a bug or a cancellation must still settle the reservation and record the call.
-    if isinstance(exc, asyncio.CancelledError):  # the client left (gateway.handler)
-        await meter.finish(UsageEvent.Status.PARTIAL, CLIENT_LEFT_STATUS, CLIENT_LEFT)
+    if isinstance(exc, asyncio.CancelledError):  # the client left, or the shutdown cut it (gateway.handler)
+        reason, status = _stopped()
+        await meter.finish(UsageEvent.Status.PARTIAL, status, reason)
         return
     error = exc if isinstance(exc, GatewayError) else internal_error()
     await meter.finish(UsageEvent.Status.ERROR, error.status, _reason(error))
@@ -434,10 +444,11 @@ class _Relay:
         self.started = True
         for event in self.first:
             self.meter.observe(event)
+        reason, status = _stopped()
         try:
             await self.exits.aclose()
         finally:
-            await self.meter.finish(UsageEvent.Status.PARTIAL, CLIENT_LEFT_STATUS, CLIENT_LEFT)
+            await self.meter.finish(UsageEvent.Status.PARTIAL, status, reason)
 
     async def _body(self):
         self.started = True
@@ -478,6 +489,8 @@ class _Relay:
             yield encoder.fail(internal_error())
         finally:
             metrics.stream_closed(meter.endpoint)
+            if error_type == CLIENT_LEFT:
+                error_type = _stopped()[0]
             await self.exits.aclose()
             if not recorded:
                 await meter.finish(status, http_status, error_type)

@@ -14,7 +14,7 @@ from billing.models import UsageEvent
 from common import metrics
 from conversations.services import TurnRecord
 
-from .. import observability, tracing
+from .. import observability, shutdown, tracing
 from ..admission import Ticket, admission
 from ..core import InternalRequest, MessageAccumulator, Usage, estimate_input_tokens, estimate_tokens
 from ..selectors import DeploymentEntry, ModelEntry
@@ -86,7 +86,7 @@ class Meter:
             # The upstream billed what it generated before the stream ended; it never told us how
             # much, so estimate from the text we relayed (never below what it did report).
             self.usage.output_tokens = max(self.usage.output_tokens, estimate_tokens(self.generated_chars))
-        if error_type == CLIENT_LEFT and not self.usage.input_tokens:
+        if error_type in (CLIENT_LEFT, shutdown.SERVER_SHUTDOWN) and not self.usage.input_tokens:
             self.usage.input_tokens = estimate_input_tokens(self.ireq.params)  # the upstream had the prompt
         now = time.perf_counter()
         created_at = datetime.now(UTC)

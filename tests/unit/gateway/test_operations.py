@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import threading
 import time
 
 import httpx
@@ -15,7 +16,7 @@ from django.http import HttpResponse
 from django.db.migrations.recorder import MigrationRecorder
 
 from gateway.api import ops
-from tests.support.e2e import marker, start_gateway
+from tests.support.e2e import marker, start_gateway, stop_process
 from tests.support.env import ROOT
 
 
@@ -105,6 +106,66 @@ def test_sigterm_lets_open_streams_finish_and_writes_every_usage_row(gateway_db_
     from billing.models import UsageEvent
 
     assert UsageEvent.objects.filter(tenant_id=persona.tenant.pk).count() == 100
+
+
+def test_requests_outlasting_the_shutdown_grace_are_cut_and_their_usage_rows_written(gateway_db_url, fake_upstream,
+                                                                                    persona, db_access, tmp_path):
+    log = tmp_path / "gateway.log"
+    url, process = start_gateway(gateway_db_url, fake_upstream, log=log, SHUTDOWN_GRACE_SECONDS="2")
+    headers = {"x-api-key": persona.key, "anthropic-version": "2023-06-01"}
+    waiting_tag, events, answers = marker(), [], []
+
+    def wait_for_answer():  # an upstream that answers after a minute, far past the grace
+        answers.append(httpx.post(f"{url}/v1/messages", headers=headers, timeout=120, json={
+            "model": "claude-haiku-4-5", "max_tokens": 100,
+            "messages": [{"role": "user", "content": f"{waiting_tag} [[fake:delay_ms=60000]]"}]}))
+
+    waiting = threading.Thread(target=wait_for_answer)
+    try:
+        waiting.start()
+        deadline = time.monotonic() + 60
+        while not any(waiting_tag in str(r["body"]) for r in httpx.get(f"{fake_upstream}/_fake/requests").json()):
+            assert time.monotonic() < deadline, "the waiting request never reached the upstream"
+            time.sleep(0.1)
+        # 2,000 words at 20 ms a word: about 40 s.
+        body = {"model": "claude-haiku-4-5", "max_tokens": 5000, "stream": True,
+                "messages": [{"role": "user", "content": f"{marker()} [[fake:words=2000, chunk_delay_ms=20]]"}]}
+        with httpx.stream("POST", f"{url}/v1/messages", json=body, headers=headers, timeout=120) as response:
+            assert response.status_code == 200
+            request_id = response.headers["request-id"]
+            lines = response.iter_lines()
+            try:
+                for line in lines:
+                    if line.startswith("event: "):
+                        events.append(line.removeprefix("event: "))
+                    if events.count("content_block_delta") == 5:
+                        process.send_signal(signal.SIGTERM)
+                        break
+                for line in lines:  # the rest, until the gateway cuts it
+                    if line.startswith("event: "):
+                        events.append(line.removeprefix("event: "))
+            except httpx.HTTPError:
+                pass  # the connection closed under the stream: it is cut either way
+        waiting.join(timeout=120)
+        process.wait(timeout=90)  # the worker exits after the grace: generous, not a timing claim
+    finally:
+        if process.poll() is None:
+            stop_process(process)
+    assert "message_stop" not in events, "the stream was not cut"
+    # Cut by the worker itself at the end of the grace, which wrote the rows below then: before granian's
+    # kill, 5 s later, could have come (whether that kill is needed depends on the machine's load).
+    assert "cutting 2 open request(s)" in log.read_text()
+    from billing.models import UsageEvent
+
+    row = UsageEvent.objects.get(request_id=request_id)
+    assert (row.status, row.error_type, row.http_status) == (UsageEvent.Status.PARTIAL, "server_shutdown", 200)
+    assert row.input_tokens > 0 and row.output_tokens >= 5  # billed what was generated before the cut
+    assert row.cost_nano > 0
+    [answer] = answers
+    assert answer.status_code == 503 and answer.json()["error"]["code"] == "server_shutdown"
+    row = UsageEvent.objects.get(request_id=answer.headers["request-id"])
+    assert (row.status, row.error_type, row.http_status) == (UsageEvent.Status.PARTIAL, "server_shutdown", 503)
+    assert row.input_tokens > 0  # the upstream had the prompt
 
 
 def test_json_access_log_has_one_line_per_request_and_no_prompt_answer_or_secret(gateway_db_url, fake_upstream,
@@ -228,6 +289,12 @@ def test_kubernetes_web_probes_the_health_endpoints_and_beat_runs_once():
     assert "HorizontalPodAutoscaler" not in {kind for kind, name in resources if name == "gatehouse-beat"}
     grace = int(resources["ConfigMap", "gatehouse-config"]["data"]["SHUTDOWN_GRACE_SECONDS"])
     assert resources["Deployment", "gatehouse-web"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > grace
+    # The pod outlives the preStop sleep, the grace and the settling time before granian's kill.
+    from gateway.shutdown import SETTLE_SECONDS
+
+    pre_stop = web["lifecycle"]["preStop"]["sleep"]["seconds"]
+    termination = resources["Deployment", "gatehouse-web"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert termination > pre_stop + grace + SETTLE_SECONDS
 
 
 @pytest.mark.django_db
