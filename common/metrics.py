@@ -41,9 +41,10 @@ def _multiprocess_value_class():
 
     Every increment of the stock class checks the process id (a system call), then goes through two more
     Python calls to reach the memory-mapped file: ~7,000 instructions, 16 times per stream, most of what
-    the metrics cost (docs/performance.md, "Metrics"). This one writes the value's 16 bytes straight into
-    the file's map at the position the file gave it (the stock MmapedDict's layout, read by
-    MultiProcessCollector), and resets its files after a fork instead of asking for the pid every time.
+    the metrics cost (docs/performance.md, "Cutting the cost of streaming instrumentation"). This one
+    writes the value's 16 bytes straight into the file's map at the position the file gave it (the stock
+    MmapedDict's layout, read by MultiProcessCollector), and resets its files after a fork instead of
+    asking for the pid every time.
     """
     pack = struct.Struct("dd").pack
     files: dict[str, MmapedDict] = {}
@@ -190,7 +191,8 @@ def _cell(metric, *labels: str):
     """The value cell of `metric.labels(*labels)` (a counter's or gauge's value; a histogram's sum and
     buckets), cached, and written to directly. labels() validates and locks on every call, and a child's
     inc() or observe() checks that it is one, then reaches the value through two more calls: together they
-    were half of what a request's metrics cost (docs/performance.md, "Metrics")."""
+    were half of what a request's metrics cost (docs/performance.md, "Metrics on the hot path" and
+    "Cutting the cost of streaming instrumentation")."""
     key = (metric, labels)
     cell = _cells.get(key)
     if cell is None:

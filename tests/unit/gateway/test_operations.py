@@ -203,6 +203,46 @@ def test_json_access_log_has_one_line_per_request_and_no_prompt_answer_or_secret
     assert (denied["status"], denied["outcome"], denied["tenant"]) == (401, "error", None)
 
 
+def test_json_log_time_is_the_records_time_in_utc_to_the_millisecond():
+    import random
+    from datetime import UTC, datetime
+
+    from config.logging import iso_time
+
+    moments = [random.uniform(0, 4e9) for _ in range(20_000)]
+    # Around the rounding edges: datetime rounds to the microsecond (half to even), then truncates to ms.
+    moments += [1796188393 + edge for edge in (0, 0.0005, 0.9995, 0.9999994999, 0.9999995, 0.99999950001)]
+    for moment in moments:
+        assert iso_time(moment) == datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds"), moment
+
+
+def test_an_access_record_is_the_record_the_logger_would_make(monkeypatch):
+    import logging
+
+    from gateway import observability
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    monkeypatch.setattr(observability.access_log, "level", logging.INFO)
+    observability.access_log.addHandler(handler)
+    try:
+        for n in range(3):  # the first makes the thread's template, the next ones copy it
+            observability._write({"request_id": f"req_{n}"})
+        observability.access_log.info("request", extra={"fields": {"request_id": "req_logger"}})
+    finally:
+        observability.access_log.removeHandler(handler)
+    *ours, theirs = records
+    timed, caller = {"created", "msecs", "relativeCreated"}, {"pathname", "filename", "module", "lineno", "funcName"}
+    for n, record in enumerate(ours):
+        assert type(record) is logging.LogRecord and record.fields == {"request_id": f"req_{n}"}
+        assert {k: v for k, v in vars(record).items() if k not in timed | caller | {"fields"}} == {
+            k: v for k, v in vars(theirs).items() if k not in timed | caller | {"fields"}}
+        assert record.created <= theirs.created and record.msecs == int((record.created % 1) * 1000)
+        assert abs(record.relativeCreated - (theirs.relativeCreated - (theirs.created - record.created) * 1000)) < 1
+        assert record.getMessage() == "request" and record.filename == "observability.py"
+
+
 def test_traces_continue_the_callers_traceparent_with_admission_upstream_and_usage_spans(
         fake_upstream, persona, db_access, settings, monkeypatch):
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
