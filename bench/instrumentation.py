@@ -2,8 +2,9 @@
 """What the operations instrumentation (metrics, JSON access lines) costs per request, measured as CPU
 and not as throughput, so that a shared machine does not drown the answer.
 
-    .venv/bin/python bench/instrumentation.py [--requests 2000] [--rounds 5] [--stream/--plain]
-    .venv/bin/python bench/instrumentation.py --micro        # the instrumentation calls alone
+    .venv/bin/python bench/instrumentation.py [--requests 2000] [--rounds 5] [--stream/--plain] [--callgrind]
+    .venv/bin/python bench/instrumentation.py --micro [--callgrind]     # the instrumentation calls alone
+    git worktree add /tmp/base main && .venv/bin/python bench/instrumentation.py --micro --callgrind --compare /tmp/base
 
 Full path: for each variant (nothing on; METRICS_TOKEN; LOG_FORMAT=json; both), a fresh process imports
 `config.asgi` as a worker does (multiprocess metrics directory included), runs the ASGI lifespan and
@@ -13,6 +14,11 @@ Variants alternate within each round; the minimum over rounds is reported.
 
 `--micro`: the instrumentation functions one streamed request calls (common.metrics, the access line
 through the JSON formatter into a file, the tracing helpers off), in a loop, with timeit.
+
+`--callgrind` (valgrind, and a C compiler for the two client requests that switch counting on and off):
+instructions instead of time. For `--micro` the count is the same on every run, whatever the machine's
+load; for the full path it still varies by a few per cent (the event loop's wake-ups, the usage writer's
+thread). `--compare CHECKOUT` measures another checkout too, alternating with this one.
 
 Uses the scratch database and key set-up of bench/run.py (`--db-name`, default gatehouse_bench_instr).
 """
