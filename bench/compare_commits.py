@@ -9,6 +9,9 @@ both run on this venv's packages, against one fake upstream, alternated round by
 that drift on the shared machine hits both alike. Per round and version: start one granian worker,
 5 s of c=32 warm-up, then {plain, stream} x {c=1, c=32}: a 2 s warm-up and a measured wrk run. Prints
 the median per version and cell with every round's value and writes bench/results/<stamp>-commits.json.
+
+A setting's cost: point it at a checkout of the same commit and give the other version its own value,
+e.g. `METRICS_TOKEN=t LOG_FORMAT=json ... --other-env METRICS_TOKEN= --other-env LOG_FORMAT=text`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,12 @@ def load_run_module(root: Path, name: str):
     return module
 
 
+def _assignment(text: str) -> str:
+    if "=" not in text or not text.split("=", 1)[0]:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return text
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("other", type=Path, help="a checkout of the version to compare with (e.g. a git worktree)")
@@ -44,6 +53,9 @@ def main() -> int:
     ap.add_argument("--pg-url", default="postgres://postgres@127.0.0.1:5432")
     ap.add_argument("--db-name", default="gatehouse_bench")
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    ap.add_argument("--other-env", action="append", default=[], metavar="NAME=VALUE", type=_assignment,
+                    help="an environment variable for the other version only (repeatable): with a checkout of the "
+                         "same commit, an A/B of a setting, e.g. --other-env METRICS_TOKEN= --other-env LOG_FORMAT=text")
     args = ap.parse_args()
     versions = {"this": run, "other": load_run_module(args.other.resolve(), "other_run")}
     signal.signal(signal.SIGTERM, run._on_signal)
@@ -63,6 +75,8 @@ def main() -> int:
             db_args = argparse.Namespace(**{**vars(args), "db_name": f"{args.db_name}_{label}", "keep_usage": False})
             env = dict(base_env, DATABASE_URL=f"{args.pg_url.rstrip('/')}/{db_args.db_name}",
                        ANTHROPIC_BASE_URL=f"http://127.0.0.1:{fake_port}")
+            if label == "other":
+                env.update(item.split("=", 1) for item in args.other_env)
             key, _ = module.setup_database(db_args, env)
             setups[label] = (env, {"Authorization": f"Bearer {key}"})
         for rnd in range(args.rounds):
@@ -95,7 +109,8 @@ def main() -> int:
     md = "\n".join(lines)
     print(md)
     out = run.RESULTS / f"{stamp}-commits.json"
-    out.write_text(json.dumps({"other": str(args.other), "rounds": args.rounds, "duration": args.duration,
+    out.write_text(json.dumps({"other": str(args.other), "other_env": args.other_env, "rounds": args.rounds,
+                               "duration": args.duration,
                                "machine": run.machine(), "data": data, "table": md}, indent=2))
     run.log(f"wrote {out}")
     return 0
