@@ -128,7 +128,7 @@ def test_a_key_is_edited_in_place_with_models_picked_from_the_catalog(new_contex
     expect(page.get_by_label(re.compile(rf"{MODEL} · chat · "))).to_be_checked()
     edit_url = page.url
     page.get_by_label(re.compile(r"^Name:?$")).fill("edited-in-place")
-    page.get_by_label("Requests per minute").fill("60")
+    page.get_by_label(re.compile(r"^Requests per minute:?$")).fill("60")
     page.get_by_label("Budget (USD)").fill("5")
     page.get_by_label(re.compile(r"gpt-4o \(alias")).check()
     shot(page, "keys-edit")
