@@ -16,6 +16,13 @@ the rows), each with a large credit and `--keys-per-tenant` keys; they are creat
 
 Conversations (20 messages each) and request logs are spread over the last `--conversation-days` (within
 the default 7-day retention, as a deployment in its steady state has them).
+
+Speed (docs/performance.md, "Months of data"): each row is one `str.format` of a prebuilt line and is summed
+once, at its finest bucket (the coarser buckets and the rollups are sums of those); triggers are off during
+the COPYs (`session_replication_role = replica`: no deferred foreign-key check per row; the ledger's chain
+triggers stay on for the debits); and unless `--indexes-during-load`, the empty months of the usage table
+are detached and loaded as plain heaps, their indexes built by ATTACH PARTITION at the end, and the empty
+bucket table's secondary indexes dropped and rebuilt after the load.
 """
 
 from __future__ import annotations
@@ -76,8 +83,15 @@ class Table:
                          for f in fields if f.attname not in given}
         self.given = given
 
-    def sql(self) -> str:
-        return f'COPY {self.model._meta.db_table} ({", ".join(self.columns)}) FROM STDIN'
+    def sql(self, table: str | None = None) -> str:
+        return f'COPY "{table or self.model._meta.db_table}" ({", ".join(self.columns)}) FROM STDIN'
+
+    def template(self, fields: dict[str, str]) -> str:
+        """A line as a `str.format` template: `fields` gives each given column's text or `{n}` field, the other
+        columns are their defaults."""
+        assert set(fields) == set(self.given), set(fields) ^ set(self.given)
+        return "\t".join(fields[name] if name in fields else self.defaults[name].replace("{", "{{").replace("}", "}}")
+                         for name in self.order) + "\n"
 
     def line(self, values: dict) -> str:
         return "\t".join(values[name] if name in values else self.defaults[name] for name in self.order) + "\n"
@@ -128,15 +142,71 @@ def _prices():
     return prices
 
 
+def _replica(cursor) -> None:
+    """Skip triggers for the rest of the transaction: the deferred foreign-key checks, two or three per
+    row queued until commit, were a third of PostgreSQL's share of the load; the seed's rows point at the
+    tenants, keys and debits it has just read or written. Needs a superuser, as a scratch database has."""
+    cursor.execute("SET LOCAL session_replication_role = replica")
+
+
+def _indexes_drop(cursor, table: str, *, keep_primary_key: bool = True) -> list[str]:
+    """Drop `table`'s indexes (and the unique and primary-key constraints they back); returns the SQL that
+    rebuilds them. A b-tree built once, sorted, after the load costs a fraction of ten b-trees grown row by
+    row (two of them random: request ids), and leaves them packed."""
+    cursor.execute("""SELECT conname, pg_get_constraintdef(oid), contype FROM pg_constraint
+                      WHERE conrelid = to_regclass(%s) AND contype IN ('p', 'u')""", [table])
+    restore = []
+    for name, definition, kind in cursor.fetchall():
+        if kind == "p" and keep_primary_key:
+            continue
+        cursor.execute(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
+        restore.append(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
+    cursor.execute("""SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+                      WHERE x.indrelid = to_regclass(%s) AND NOT x.indisprimary
+                        AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid)""", [table])
+    for name, definition in cursor.fetchall():
+        cursor.execute(f'DROP INDEX "{name}"')
+        restore.append(definition)
+    return restore
+
+
+def _months_detach(cursor, table: str, first, last) -> dict:
+    """Detach the empty month partitions of `table` from `first` to `last` and drop their indexes, so the load
+    writes plain heaps; `_months_attach` puts them back, and ATTACH PARTITION builds each of the parent's
+    indexes on them in one sorted pass. Returns {month: (partition, bound)}."""
+    from common.partitions import partitions
+
+    detached = {}
+    for part in partitions(cursor, table):
+        if part.month is None or not first <= part.month <= last:
+            continue
+        cursor.execute(f'SELECT EXISTS (SELECT 1 FROM "{part.name}")')
+        if cursor.fetchone()[0]:
+            continue  # rows of an earlier seed: load through the parent, indexes kept
+        cursor.execute("SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = to_regclass(%s)", [part.name])
+        bound = cursor.fetchone()[0]
+        cursor.execute(f'ALTER TABLE "{table}" DETACH PARTITION "{part.name}"')
+        _indexes_drop(cursor, part.name, keep_primary_key=False)
+        detached[part.month] = (part.name, bound)
+    return detached
+
+
+def _months_attach(cursor, table: str, detached: dict, log) -> None:
+    for name, bound in detached.values():
+        started = time.perf_counter()
+        cursor.execute(f'ALTER TABLE "{table}" ATTACH PARTITION "{name}" {bound}')
+        log(f"attached {name} (indexes built) in {time.perf_counter() - started:.0f} s")
+
+
 def seed(*, rows: int, days: int = 60, tenants: int = 200, keys_per_tenant: int = 3, messages: int = 0,
          request_logs: int = 0, unrolled_minutes: int = 2, minute_bucket_days: int = 8, conversation_days: int = 6,
-         prefix: str = "seed", now: datetime | None = None, random_seed: int = 18, log=print) -> dict:
+         prefix: str = "seed", now: datetime | None = None, random_seed: int = 18, indexes_after: bool = True,
+         log=print) -> dict:
     """Load the data (see the module docstring); returns what was written, counted."""
     from django.db import connection, transaction
 
-    from billing.buckets import DAY as DAY_WIDTH, HOUR, MINUTE, bucket_floor
+    from billing.buckets import DAY as DAY_WIDTH, HOUR, MINUTE
     from billing.models import AttributionRollup, LedgerEntry, UsageBucket, UsageEvent, UsageRollup
-    from common.money import usage_cost_nano
     from common.partitions import is_partitioned, month_floor, partitions_ensure
     from conversations.models import Conversation, Message, RequestLog
 
@@ -145,9 +215,9 @@ def seed(*, rows: int, days: int = 60, tenants: int = 200, keys_per_tenant: int 
     rng = random.Random(random_seed)
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     start = now - timedelta(days=days)
-    unrolled_from = now - timedelta(minutes=unrolled_minutes)
+    unrolled_from = (now - timedelta(minutes=unrolled_minutes)).timestamp()
     # From a midnight: the hourly reconciliation checks the last 7 days' buckets from the midnight before.
-    minute_from = (now - timedelta(days=minute_bucket_days)).replace(hour=0, minute=0, second=0)
+    minute_from = (now - timedelta(days=minute_bucket_days)).replace(hour=0, minute=0, second=0).timestamp()
     accounts = _tenants(prefix, tenants, keys_per_tenant)
     if UsageEvent.objects.filter(tenant_id__in=[tenant_id for tenant_id, _ in accounts]).exists():
         raise SystemExit(f"tenants {prefix}-... already have usage rows: seed others (--prefix)")
@@ -162,164 +232,219 @@ def seed(*, rows: int, days: int = 60, tenants: int = 200, keys_per_tenant: int 
                               .values_list("seq", "balance_after_nano").first() or (0, 0))
              for tenant_id, _ in accounts}
     # Cost of each model per token kind, looked up once: the row loop is what the seed's time goes to.
-    price_of = {name: (p.input_nano_per_mtok, p.output_nano_per_mtok, p.cache_write_nano_per_mtok,
-                       p.cache_read_nano_per_mtok, p.pk) if p else (0, 0, 0, 0, None) for name, p in prices.items()}
+    price_of = {name: (p.input_nano_per_mtok, p.output_nano_per_mtok, p.cache_read_nano_per_mtok,
+                       _text(p.pk)) if p else (0, 0, 0, r"\N") for name, p in prices.items()}
+    tenant_of_key = {key_id: tenant_id for tenant_id, keys in accounts for key_id in keys}
 
-    usage = Table(UsageEvent, ("request_id", "tenant_id", "api_key_id", "endpoint", "requested_model", "model",
+    usage = Table(UsageEvent, ("id", "request_id", "tenant_id", "api_key_id", "endpoint", "requested_model", "model",
                                "upstream_model", "provider", "stream", "input_tokens", "output_tokens",
                                "cache_creation_input_tokens", "cache_read_input_tokens", "web_search_requests",
                                "cost_nano", "price_id", "status", "http_status", "error_type", "latency_ms",
                                "ttft_ms", "created_at", "trace_id", "thread_id", "client_request_id",
                                "rolled_up_at", "ledger_entry_id"))
+    # One str.format per row: the row's varying fields by position, the constant ones and the defaults
+    # written into the template once, instead of a dict and a join a row (docs/performance.md: the seed CPU).
+    usage_line = usage.template({
+        "request_id": "req_{0:024x}", "tenant_id": "{1}", "api_key_id": "{2}", "endpoint": "{3}",
+        "requested_model": "{4}", "model": "{4}", "upstream_model": "{4}", "provider": "anthropic",
+        "stream": "{5}", "input_tokens": "{6}", "output_tokens": "{7}", "cache_creation_input_tokens": "0",
+        "cache_read_input_tokens": "{8}", "web_search_requests": "0", "cost_nano": "{9}", "price_id": "{10}",
+        "status": "{11}", "http_status": "{12}", "error_type": "{13}", "latency_ms": "{14}", "ttft_ms": "{15}",
+        "created_at": "{16}", "trace_id": "{17}", "thread_id": "", "client_request_id": "",
+        "rolled_up_at": "{18}", "ledger_entry_id": "{19}", "id": "{20}"}).format
     summed = ("requests", "errors", "input_tokens", "output_tokens", "cache_creation_input_tokens",
               "cache_read_input_tokens", "web_search_requests", "cost_nano")
     rollup = Table(UsageRollup, ("day", "tenant_id", "api_key_id", "model", *summed))
     bucket = Table(UsageBucket, ("width", "start", "tenant_id", "api_key_id", "model", "endpoint", *summed))
+    bucket_line = bucket.template({name: f"{{{i}}}" for i, name in enumerate(bucket.given)}).format
     # Seeded rows name no end user and no tag: each daily rollup is also its "" attribution row of both.
     attribution = Table(AttributionRollup, ("day", "tenant_id", "api_key_id", "model", "dimension", "value", *summed))
+    usage_table = UsageEvent._meta.db_table
+    detached: dict = {}
+    restore: list[str] = []
     with connection.cursor() as cursor:  # the months of the history, which a fresh database does not have
-        for table in (UsageEvent._meta.db_table, RequestLog._meta.db_table):
+        for table in (usage_table, RequestLog._meta.db_table):
             if is_partitioned(cursor, table):
                 partitions_ensure(cursor, table, first=month_floor(start), last=month_floor(now))
+        cursor.execute("SET maintenance_work_mem = '512MB'")  # the index builds after the load
+        if indexes_after:
+            if is_partitioned(cursor, usage_table):
+                detached = _months_detach(cursor, usage_table, month_floor(start), month_floor(now))
+            cursor.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {UsageBucket._meta.db_table})")
+            if cursor.fetchone()[0]:
+                restore = _indexes_drop(cursor, UsageBucket._meta.db_table)
     counts = defaultdict(int)
     started = time.perf_counter()
     span = (now - start).total_seconds()
     day_start = start.replace(hour=0, minute=0, second=0)
     written = 0
-    with connection.cursor() as django_cursor:
-        cursor = django_cursor.connection.cursor()  # psycopg's own, for COPY
-        while day_start < now:
-            day_end = day_start + DAY
-            lo, hi = max(day_start, start), min(day_end, now)
-            n = round(rows * (hi - start).total_seconds() / span) - written
-            written += n
-            offsets = sorted(rng.random() * (hi - lo).total_seconds() for _ in range(n))
-            picks = rng.choices(range(len(accounts)), cum_weights=cumulative, k=n)
-            sums: dict[tuple, list[int]] = defaultdict(lambda: [0] * 8)
-            lines_by_tenant: dict[int, list[str]] = defaultdict(list)
-            tail: list[str] = []
-            cost_by_tenant: dict[int, int] = defaultdict(int)
-            count_by_tenant: dict[int, int] = defaultdict(int)
-            lo_ts = lo.timestamp()
-            rolled_at = _text(min(day_end, now))
-            for offset, pick in zip(offsets, picks):
-                tenant_id, keys = accounts[pick]
-                key_id = keys[int(rng.random() * len(keys))]
-                model = MODELS[int(rng.random() ** 2 * len(MODELS))]
-                endpoint = ENDPOINTS[int(rng.random() * len(ENDPOINTS))]
-                created = datetime.fromtimestamp(lo_ts + offset, UTC)
-                error = rng.random() < 0.02
-                input_tokens = int(rng.random() * 4000) + 10
-                output_tokens = 0 if error else int(rng.random() * 800) + 1
-                cache_read = int(rng.random() * 2000) if rng.random() < 0.3 else 0
-                pin, pout, pcw, pcr, price_id = price_of[model]
-                cost = usage_cost_nano(input_tokens=input_tokens, output_tokens=output_tokens, cache_write_tokens=0,
-                                       cache_read_tokens=cache_read, input_price=pin, output_price=pout,
-                                       cache_write_price=pcw, cache_read_price=pcr)
-                stream = rng.random() < 0.5
-                values = {
-                    "request_id": "req_%024x" % rng.getrandbits(96), "tenant_id": str(tenant_id),
-                    "api_key_id": str(key_id), "endpoint": endpoint, "requested_model": model, "model": model,
-                    "upstream_model": model, "provider": "anthropic", "stream": "t" if stream else "f",
-                    "input_tokens": str(input_tokens), "output_tokens": str(output_tokens),
-                    "cache_creation_input_tokens": "0", "cache_read_input_tokens": str(cache_read),
-                    "web_search_requests": "0", "cost_nano": str(cost), "price_id": _text(price_id),
-                    "status": "error" if error else "ok", "http_status": "502" if error else "200",
-                    "error_type": "upstream_unreachable" if error else "",
-                    "latency_ms": str(int(rng.random() * 3000) + 50),
-                    "ttft_ms": str(int(rng.random() * 500) + 20) if stream else r"\N",
-                    "created_at": created.isoformat(),
-                    # 2 % of requests in traces of a few requests each, as agents send them (AH-Trace-Id).
-                    "trace_id": f"trace-{tenant_id}-{int(offset) // 600}" if rng.random() < 0.02 else "",
-                    "thread_id": "", "client_request_id": "",
-                }
-                if created >= unrolled_from:
-                    values["rolled_up_at"] = values["ledger_entry_id"] = r"\N"
-                    tail.append(usage.line(values))
-                    continue
-                values["rolled_up_at"] = rolled_at
-                values["ledger_entry_id"] = DEBIT  # the day's debit, known once the day is summed
-                lines_by_tenant[tenant_id].append(usage.line(values))
-                cost_by_tenant[tenant_id] += cost
-                count_by_tenant[tenant_id] += 1
-                added = (1, error, input_tokens, output_tokens, 0, cache_read, 0, cost)
-                targets = [("rollup", created.date(), tenant_id, key_id, model),
-                           ("bucket", HOUR, bucket_floor(created, HOUR), tenant_id, key_id, model, endpoint),
-                           ("bucket", DAY_WIDTH, bucket_floor(created, DAY_WIDTH), tenant_id, key_id, model, endpoint)]
-                if created >= minute_from:
-                    targets.append(("bucket", MINUTE, bucket_floor(created, MINUTE), tenant_id, key_id, model,
-                                    endpoint))
-                for target in targets:
-                    row = sums[target]
-                    for i, value in enumerate(added):
-                        row[i] += value
-            # One debit per tenant and day, continuing each tenant's chain (the triggers check every entry).
-            debits = []
-            for tenant_id in sorted(cost_by_tenant):
-                seq, balance = chain[tenant_id]
-                amount = -cost_by_tenant[tenant_id]
-                if not amount:
-                    continue
-                chain[tenant_id] = (seq + 1, balance + amount)
-                debits.append(LedgerEntry(tenant_id=tenant_id, seq=seq + 1, kind=LedgerEntry.Kind.DEBIT,
-                                          amount_nano=amount, balance_after_nano=balance + amount,
-                                          reason=f"Usage: {count_by_tenant[tenant_id]} requests (seeded)"))
-            atomic = transaction.atomic()  # a day's debits, rows and rollups, all or none
-            atomic.__enter__()
-            entry_of = {entry.tenant_id: entry.pk for entry in LedgerEntry.objects.bulk_create(debits)}
-            counts["debits"] += len(debits)
-
-            def usage_lines():
-                for tenant_id, tenant_lines in lines_by_tenant.items():
-                    entry = _text(entry_of.get(tenant_id))
-                    for line in tenant_lines:
-                        yield line.replace(DEBIT, entry)
-                yield from tail
-
-            counts["usage_rows"] += _copy(cursor, usage, usage_lines())
-            counts["unrolled_rows"] += len(tail)
-
-            def sum_lines(kind):
-                for target, row in sums.items():
-                    if target[0] != kind:
-                        continue
-                    values = dict(zip(summed, map(str, row)))
-                    if kind == "rollup":
-                        values |= {"day": target[1].isoformat(), "tenant_id": str(target[2]),
-                                   "api_key_id": str(target[3]), "model": target[4]}
-                    else:
-                        values |= {"width": target[1], "start": target[2].isoformat(), "tenant_id": str(target[3]),
-                                   "api_key_id": str(target[4]), "model": target[5], "endpoint": target[6]}
-                    yield (rollup if kind == "rollup" else bucket).line(values)
-
-            counts["rollups"] += _copy(cursor, rollup, sum_lines("rollup"))
-            counts["buckets"] += _copy(cursor, bucket, sum_lines("bucket"))
-
-            def attribution_lines():
-                for target, row in sums.items():
-                    if target[0] == "rollup":
-                        for dimension in ("end_user", "tag"):
-                            yield attribution.line(dict(zip(summed, map(str, row))) | {
-                                "day": target[1].isoformat(), "tenant_id": str(target[2]),
-                                "api_key_id": str(target[3]), "model": target[4], "dimension": dimension,
-                                "value": ""})
-
-            _copy(cursor, attribution, attribution_lines())
-            atomic.__exit__(None, None, None)
-            log(f"{day_start:%Y-%m-%d}: {n} rows ({counts['usage_rows']:,} in {time.perf_counter() - started:.0f} s)")
-            day_start = day_end
-        counts |= _seed_conversations(cursor, accounts, cumulative, rng, messages, request_logs, now,
-                                      conversation_days, Conversation, Message, RequestLog)
+    fromtimestamp = datetime.fromtimestamp
+    random_ = rng.random
+    bits = rng.getrandbits
+    models = [(name, *price_of[name]) for name in MODELS]
+    try:
+        with connection.cursor() as django_cursor:
+            cursor = django_cursor.connection.cursor()  # psycopg's own, for COPY
+            while day_start < now:
+                day_end = day_start + DAY
+                lo, hi = max(day_start, start), min(day_end, now)
+                n = round(rows * (hi - start).total_seconds() / span) - written
+                written += n
+                lo_ts = lo.timestamp()
+                offsets = sorted(random_() * (hi - lo).total_seconds() for _ in range(n))
+                picks = rng.choices(range(len(accounts)), cum_weights=cumulative, k=n)
+                # Debit ids drawn before the rows, so each row's line is final when made (one debit per tenant
+                # and day; a tenant without rows that day leaves a gap in the ids, as a rollback would).
+                cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                               [LedgerEntry._meta.db_table, len(accounts)])
+                entry_of = {tenant_id: str(entry_id)
+                            for (tenant_id, _), (entry_id,) in zip(accounts, cursor.fetchall())}
+                # The rows' ids too, as a range of the identity: a detached month has no default for them.
+                cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), nextval(pg_get_serial_sequence(%s, 'id'))"
+                               " + %s - 1)", [usage_table, usage_table, max(n, 1)])
+                next_id = cursor.fetchone()[0] - max(n, 1) + 1
+                # Usage summed once per row, at the finest bucket (a minute in the reconciliation's week, else an
+                # hour), keyed by the bucket's epoch second; the coarser buckets and the rollups are sums of those.
+                fine: dict[tuple, list[int]] = {}
+                cost_by_tenant: dict[int, int] = defaultdict(int)
+                count_by_tenant: dict[int, int] = defaultdict(int)
+                rolled_at = _text(min(day_end, now))
+                month = detached.get(month_floor(lo))  # a detached month is loaded directly
+                with transaction.atomic():  # a day's debits, rows and rollups, all or none
+                    _replica(django_cursor)
+                    with cursor.copy(usage.sql(month[0] if month else None)) as copy:
+                        chunk: list[str] = []
+                        for offset, pick in zip(offsets, picks):
+                            tenant_id, keys = accounts[pick]
+                            key_id = keys[int(random_() * len(keys))]
+                            model, pin, pout, pcr, price_id = models[int(random_() ** 2 * 3)]
+                            endpoint = ENDPOINTS[int(random_() * 3)]
+                            ts = lo_ts + offset
+                            error = random_() < 0.02
+                            input_tokens = int(random_() * 4000) + 10
+                            output_tokens = 0 if error else int(random_() * 800) + 1
+                            cache_read = int(random_() * 2000) if random_() < 0.3 else 0
+                            # common.money.usage_cost_nano with no cache writes, searches or discount, inlined.
+                            cost = ((input_tokens * pin + output_tokens * pout + cache_read * pcr) * 2 + 1_000_000) \
+                                // 2_000_000
+                            stream = random_() < 0.5
+                            latency = int(random_() * 3000) + 50
+                            if ts >= unrolled_from:
+                                rolled, entry = r"\N", r"\N"
+                                counts["unrolled_rows"] += 1
+                            else:
+                                rolled, entry = rolled_at, entry_of[tenant_id]
+                                cost_by_tenant[tenant_id] += cost
+                                count_by_tenant[tenant_id] += 1
+                                second = int(ts)
+                                key = (second - second % (60 if ts >= minute_from else 3600), key_id, model, endpoint)
+                                row = fine.get(key)
+                                if row is None:
+                                    row = fine[key] = [0, 0, 0, 0, 0, 0, 0, 0]
+                                row[0] += 1
+                                row[1] += error
+                                row[2] += input_tokens
+                                row[3] += output_tokens
+                                row[5] += cache_read
+                                row[7] += cost
+                            chunk.append(usage_line(
+                                bits(96), tenant_id, key_id, endpoint, model, "t" if stream else "f", input_tokens,
+                                output_tokens, cache_read, cost, price_id, "error" if error else "ok",
+                                502 if error else 200, "upstream_unreachable" if error else "", latency,
+                                int(random_() * 500) + 20 if stream else r"\N",
+                                fromtimestamp(ts, UTC).isoformat(),
+                                # 2 % of requests in traces of a few requests each, as agents send them (AH-Trace-Id).
+                                f"trace-{tenant_id}-{int(offset) // 600}" if random_() < 0.02 else "",
+                                rolled, entry, next_id))
+                            next_id += 1
+                            if len(chunk) == 50_000:
+                                copy.write("".join(chunk))
+                                chunk = []
+                        copy.write("".join(chunk))
+                    counts["usage_rows"] += n
+                    # One debit per tenant and day, continuing each tenant's chain (the triggers check every entry).
+                    django_cursor.execute("SET LOCAL session_replication_role = origin")
+                    debits = []
+                    for tenant_id in sorted(cost_by_tenant):
+                        seq, balance = chain[tenant_id]
+                        amount = -cost_by_tenant[tenant_id]
+                        if not amount:
+                            continue
+                        chain[tenant_id] = (seq + 1, balance + amount)
+                        debits.append(LedgerEntry(id=int(entry_of[tenant_id]), tenant_id=tenant_id, seq=seq + 1,
+                                                  kind=LedgerEntry.Kind.DEBIT, amount_nano=amount,
+                                                  balance_after_nano=balance + amount,
+                                                  reason=f"Usage: {count_by_tenant[tenant_id]} requests (seeded)"))
+                    LedgerEntry.objects.bulk_create(debits)
+                    counts["debits"] += len(debits)
+                    _replica(django_cursor)
+                    sums = _coarser(fine, minute_from, HOUR, MINUTE, DAY_WIDTH)
+                    counts["buckets"] += _copy(cursor, bucket, (
+                        bucket_line(width, fromtimestamp(at, UTC).isoformat(), tenant_of_key[key_id], key_id, model,
+                                    endpoint, *row)
+                        for (width, at, key_id, model, endpoint), row in sums.items() if width != "rollup"))
+                    daily = [(at, key_id, model, row) for (width, at, key_id, model, _), row in sums.items()
+                             if width == "rollup"]
+                    counts["rollups"] += _copy(cursor, rollup, (
+                        rollup.line(dict(zip(summed, map(str, row))) | {
+                            "day": datetime.fromtimestamp(at, UTC).date().isoformat(),
+                            "tenant_id": str(tenant_of_key[key_id]), "api_key_id": str(key_id), "model": model})
+                        for at, key_id, model, row in daily))
+                    _copy(cursor, attribution, (
+                        attribution.line(dict(zip(summed, map(str, row))) | {
+                            "day": datetime.fromtimestamp(at, UTC).date().isoformat(),
+                            "tenant_id": str(tenant_of_key[key_id]), "api_key_id": str(key_id), "model": model,
+                            "dimension": dimension, "value": ""})
+                        for at, key_id, model, row in daily for dimension in ("end_user", "tag")))
+                log(f"{day_start:%Y-%m-%d}: {n} rows ({counts['usage_rows']:,} in {time.perf_counter() - started:.0f} s)")
+                day_start = day_end
+            counts |= _seed_conversations(django_cursor, cursor, accounts, cumulative, rng, messages, request_logs,
+                                          now, conversation_days, Conversation, Message, RequestLog)
+        loaded = time.perf_counter()
+        counts["load_seconds"] = round(loaded - started, 1)
+    finally:
+        with connection.cursor() as cursor:
+            _months_attach(cursor, usage_table, detached, log)
+            for sql in restore:
+                cursor.execute(sql)
+    counts["index_seconds"] = round(time.perf_counter() - loaded, 1)
     with connection.cursor() as cursor:
         for model in (UsageEvent, UsageRollup, UsageBucket, AttributionRollup, LedgerEntry, Conversation, Message,
                       RequestLog):
             cursor.execute(f"ANALYZE {model._meta.db_table}")
     counts["seconds"] = round(time.perf_counter() - started, 1)
+    counts["rows_per_s"] = round(counts["usage_rows"] / counts["seconds"])
     log(f"seeded {dict(counts)}")
     return dict(counts)
 
 
-def _seed_conversations(cursor, accounts, cumulative, rng, messages, request_logs, now, days, Conversation,
+def _coarser(fine: dict, minute_from: float, hour: str, minute: str, day: str) -> dict:
+    """The day's buckets and rollups from its finest sums {(epoch second, key, model, endpoint): sums}: minute
+    buckets (from `minute_from`), hour and day buckets, and daily rollups (width "rollup", endpoint "")."""
+    out: dict[tuple, list[int]] = {}
+
+    def add(target, row):
+        into = out.get(target)
+        if into is None:
+            out[target] = row.copy()
+        else:  # the seeded rows have no cache writes or web searches (sums 4 and 6)
+            into[0] += row[0]
+            into[1] += row[1]
+            into[2] += row[2]
+            into[3] += row[3]
+            into[5] += row[5]
+            into[7] += row[7]
+
+    for (at, key_id, model, endpoint), row in fine.items():
+        if at >= minute_from:
+            add((minute, at, key_id, model, endpoint), row)
+        add((hour, at - at % 3600, key_id, model, endpoint), row)
+        add((day, at - at % 86400, key_id, model, endpoint), row)
+        add(("rollup", at - at % 86400, key_id, model, ""), row)
+    return out
+
+
+def _seed_conversations(django_cursor, cursor, accounts, cumulative, rng, messages, request_logs, now, days, Conversation,
                         Message, RequestLog) -> dict:
     conversation = Table(Conversation, ("id", "tenant_id", "api_key_id", "metadata", "created_at",
                                         "last_activity_at", "message_count", "busy_until"))
@@ -364,9 +489,13 @@ def _seed_conversations(cursor, accounts, cumulative, rng, messages, request_log
                 "request": _text({"messages": [{"role": "user", "content": "hello"}], "max_tokens": 100}),
                 "response": _text([{"type": "text", "text": "Hello! How can I help?"}])})
 
-    return {"conversations": _copy(cursor, conversation, conversation_lines()),
-            "messages": _copy(cursor, message, message_lines()),
-            "request_logs": _copy(cursor, log_table, log_lines())}
+    from django.db import transaction
+
+    with transaction.atomic():
+        _replica(django_cursor)
+        return {"conversations": _copy(cursor, conversation, conversation_lines()),
+                "messages": _copy(cursor, message, message_lines()),
+                "request_logs": _copy(cursor, log_table, log_lines())}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -381,6 +510,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minute-bucket-days", type=int, default=8)
     parser.add_argument("--conversation-days", type=int, default=6)
     parser.add_argument("--prefix", default="seed")
+    parser.add_argument("--indexes-during-load", dest="indexes_after", action="store_false",
+                        help="keep the indexes while loading (the old way: to compare)")
     args = parser.parse_args(argv)
     _setup()
     seed(**{name: value for name, value in vars(args).items()})
