@@ -144,6 +144,22 @@ USAGE_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cache_crea
               "cache_read_input_tokens", "web_search_requests", "cost_nano")
 
 
+def _rollups_and_tail(rollups, *, tenant_id: int, start: date, end: date, key_ids: list[int] | None,
+                      model: str | None):
+    """A daily report's two sources, `start` to `end` inclusive, with the same key and model filters: the
+    `rollups` (UsageRollup or AttributionRollup rows) of those days and the usage rows not rolled up yet."""
+    since = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    until = datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
+    rollups = rollups.filter(tenant_id=tenant_id, day__gte=start, day__lte=end)
+    tail = UsageEvent.objects.filter(tenant_id=tenant_id, rolled_up_at__isnull=True, created_at__gte=since,
+                                     created_at__lt=until)
+    if key_ids is not None:
+        rollups, tail = rollups.filter(api_key_id__in=key_ids), tail.filter(api_key_id__in=key_ids)
+    if model is not None:
+        rollups, tail = rollups.filter(model=model), tail.filter(model=model)
+    return rollups, tail
+
+
 def usage_by_day_and_model(*, tenant_id: int, start: date, end: date, key_ids: list[int] | None = None,
                            model: str | None = None, by: tuple[str, ...] = ("model",)) -> list[dict]:
     """Usage and cost per UTC day and model (or per `by`, e.g. `("api_key",)` or `("api_key", "model")`),
@@ -153,15 +169,8 @@ def usage_by_day_and_model(*, tenant_id: int, start: date, end: date, key_ids: l
     index of unrolled rows), read in one statement, as `usage_buckets` does: current to the last request,
     equal to what the rows say, and a 30-day report reads a few hundred rollups instead of every row of
     the month (docs/performance.md, months of data)."""
-    since = datetime(start.year, start.month, start.day, tzinfo=UTC)
-    until = datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
-    rollups = UsageRollup.objects.filter(tenant_id=tenant_id, day__gte=start, day__lte=end)
-    tail = UsageEvent.objects.filter(tenant_id=tenant_id, rolled_up_at__isnull=True, created_at__gte=since,
-                                     created_at__lt=until)
-    if key_ids is not None:
-        rollups, tail = rollups.filter(api_key_id__in=key_ids), tail.filter(api_key_id__in=key_ids)
-    if model is not None:
-        rollups, tail = rollups.filter(model=model), tail.filter(model=model)
+    rollups, tail = _rollups_and_tail(UsageRollup.objects.all(), tenant_id=tenant_id, start=start, end=end,
+                                      key_ids=key_ids, model=model)
     # values_list keeps the order of the names given, annotations included, so the two sides line up.
     counted = rollups.order_by().values_list("day", *by, *USAGE_SUMS)
     unrolled = tail.order_by().annotate(
@@ -269,15 +278,8 @@ def usage_by_attribution(*, tenant_id: int, start: date, end: date, dimension: s
     its rows at once, and one statement sees one snapshot, so a batch committing meanwhile is counted once.
     A request with several tags counts under each of them.
     """
-    since = datetime(start.year, start.month, start.day, tzinfo=UTC)
-    until = datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
-    rolled = AttributionRollup.objects.filter(tenant_id=tenant_id, dimension=dimension, day__gte=start, day__lte=end)
-    tail = UsageEvent.objects.filter(tenant_id=tenant_id, rolled_up_at__isnull=True, created_at__gte=since,
-                                     created_at__lt=until)
-    if key_ids is not None:
-        rolled, tail = rolled.filter(api_key_id__in=key_ids), tail.filter(api_key_id__in=key_ids)
-    if model is not None:
-        rolled, tail = rolled.filter(model=model), tail.filter(model=model)
+    rolled, tail = _rollups_and_tail(AttributionRollup.objects.filter(dimension=dimension), tenant_id=tenant_id,
+                                     start=start, end=end, key_ids=key_ids, model=model)
     names = ("day", "api_key_id", "model", "value", "tail", *ATTRIBUTION_SUMMED)
     counted = rolled.order_by().annotate(tail=Value(0, IntegerField())).values(*names)
     unrolled = tail.order_by().annotate(
