@@ -226,10 +226,12 @@ def _add_to_row(model, where: dict, tenant_id: int, sums: dict[str, int]) -> Non
         model.objects.filter(**where).update(**add)
 
 
-def usage_reconcile(*, since: datetime | None = None) -> list[str]:
+def usage_reconcile(*, since: datetime | None = None, until: datetime | None = None) -> list[str]:
     """Compare rollups and usage buckets with the events they count and debits with the costs they bill; log any drift.
 
-    Returns the drift found (empty when the books agree). `since` limits the check to recent days.
+    Returns the drift found (empty when the books agree). `since` limits the check to the days from its
+    midnight, `until` (a UTC midnight) to the days before it; the hourly task checks two such windows
+    (`usage_reconcile_windows`), not the whole week.
     On PostgreSQL all reads see one snapshot (REPEATABLE READ): under READ COMMITTED a rollup batch
     committing between the read of the events and the read of the rollups would look like drift.
     Inside an atomic block (tests) the caller's transaction decides. On SQLite a transaction would take
@@ -238,11 +240,25 @@ def usage_reconcile(*, since: datetime | None = None) -> list[str]:
     """
     connection = transaction.get_connection()
     if connection.vendor != "postgresql" or connection.in_atomic_block:
-        return _reconcile(since)
+        return _reconcile(since, until)
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        return _reconcile(since)
+        return _reconcile(since, until)
+
+
+RECONCILE_DAYS = 7
+
+
+def usage_reconcile_windows(*, now: datetime) -> list[tuple[datetime, datetime | None]]:
+    """What one hourly reconciliation checks: today (from midnight on), where a rollup's drift shows first,
+    and one of the RECONCILE_DAYS days before it, a different one each hour (`now.hour` modulo 7), so each of
+    them is checked three or four times a day. The week grouped every hour was 97 s at 1 million rows a
+    week and grew with the traffic; two days of rows are at most 2/8 of it (docs/performance.md, "Months
+    of data"). `(since, until)` pairs for `usage_reconcile`, until None for "up to now"."""
+    today = _midnight(now)
+    older = today - timedelta(days=1 + now.astimezone(UTC).hour % RECONCILE_DAYS)
+    return [(today, None), (older, older + timedelta(days=1))]
 
 
 _TRUNCS = {MINUTE: TruncMinute, HOUR: TruncHour, DAY: TruncDay}
@@ -266,12 +282,14 @@ def _counts_drift(label: str, events, rows, key_fields: tuple[str, ...]) -> list
     return drift + [f"{label} {key} missing for {row['requests']} events" for key, row in counted.items()]
 
 
-def _attribution_drift(events, since: datetime | None) -> list[str]:
+def _attribution_drift(events, since: datetime | None, until: datetime | None = None) -> list[str]:
     """The attribution rollups against the events: grouped per day, key, model, end user and tags in SQL,
     the tags split here (their combinations are few)."""
     rollups = AttributionRollup.objects.all()
     if since is not None:
         rollups = rollups.filter(day__gte=since.astimezone(UTC).date())
+    if until is not None:
+        rollups = rollups.filter(day__lt=until.astimezone(UTC).date())
     expected: dict[tuple, dict[str, int]] = defaultdict(_zero_sums)
     grouped = (events.annotate(day=TruncDate("created_at", tzinfo=UTC))
                .values("day", "api_key_id", "model", "end_user", "tags")
@@ -292,29 +310,36 @@ def _attribution_drift(events, since: datetime | None) -> list[str]:
     return drift + [f"attribution rollup {key} missing for {row['requests']} events" for key, row in expected.items()]
 
 
-def _reconcile(since: datetime | None) -> list[str]:
+def _midnight(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _reconcile(since: datetime | None, until: datetime | None = None) -> list[str]:
     drift: list[str] = []
     events = UsageEvent.objects.filter(rolled_up_at__isnull=False)
     rollups = UsageRollup.objects.all()
-    if since is not None:
-        events = events.filter(created_at__gte=since.astimezone(UTC).replace(hour=0, minute=0, second=0,
-                                                                              microsecond=0))
+    buckets = UsageBucket.objects.all()
+    if since is not None:  # the window starts at a midnight: it holds whole buckets of every width
+        events = events.filter(created_at__gte=_midnight(since))
         rollups = rollups.filter(day__gte=since.astimezone(UTC).date())
+        buckets = buckets.filter(start__gte=_midnight(since))
+    if until is not None:
+        events = events.filter(created_at__lt=_midnight(until))
+        rollups = rollups.filter(day__lt=until.astimezone(UTC).date())
+        buckets = buckets.filter(start__lt=_midnight(until))
     drift += _counts_drift("rollup", events.annotate(day=TruncDate("created_at", tzinfo=UTC)),
                            rollups.values(), ("day", "api_key_id", "model"))
     for width, trunc in _TRUNCS.items():
-        buckets = UsageBucket.objects.filter(width=width)
-        if since is not None:  # the window starts at a midnight: it holds whole buckets of every width
-            buckets = buckets.filter(start__gte=since.astimezone(UTC).replace(hour=0, minute=0, second=0,
-                                                                               microsecond=0))
         drift += _counts_drift(f"{width} bucket", events.annotate(start=trunc("created_at", tzinfo=UTC)),
-                               buckets.values(), ("start", "api_key_id", "model", "endpoint"))
+                               buckets.filter(width=width).values(), ("start", "api_key_id", "model", "endpoint"))
 
-    drift += _attribution_drift(events, since)
+    drift += _attribution_drift(events, since, until)
 
     debits = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.DEBIT)
     if since is not None:
         debits = debits.filter(created_at__gte=since)
+    if until is not None:
+        debits = debits.filter(created_at__lt=until)
     # A debit's events may be older than the window (a worker that was down bills late): sum them all.
     billed = dict(UsageEvent.objects.filter(ledger_entry__in=debits).values_list("ledger_entry_id")
                   .annotate(Sum("cost_nano")))

@@ -6,14 +6,11 @@ run while the previous one is still going.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from celery import shared_task
 from django.utils import timezone
 
 from . import alerts, payments, services, statements
 
-RECONCILE_WINDOW = timedelta(days=7)
 
 
 @shared_task
@@ -27,7 +24,11 @@ def usage_rollup() -> int:
 
 @shared_task
 def usage_reconcile() -> list[str]:
-    return services.usage_reconcile(since=timezone.now() - RECONCILE_WINDOW)
+    # Today and one older day of the week, rotating with the hour: a bounded run (services.usage_reconcile_windows).
+    drift = []
+    for since, until in services.usage_reconcile_windows(now=timezone.now()):
+        drift += services.usage_reconcile(since=since, until=until)
+    return drift
 
 
 @shared_task

@@ -40,6 +40,7 @@ from billing.services import (
     ledger_post,
     ledger_reverse,
     usage_reconcile,
+    usage_reconcile_windows,
     usage_rollup,
 )
 from gateway.metering.writes import UsageRecord, usage_events_write
@@ -476,6 +477,34 @@ def test_reconcile_window_does_not_cut_a_debit_that_billed_events_from_before_it
     event(key, cost=5, at=timezone.now() - timedelta(days=8))  # e.g. the worker was down; billed only now
     usage_rollup()
     assert usage_reconcile(since=timezone.now() - timedelta(days=7)) == []
+
+
+def test_the_hourly_reconciliation_checks_today_and_each_older_day_of_the_week_in_turn():
+    now = datetime(2026, 3, 10, 0, 30, tzinfo=UTC)
+    midnight = datetime(2026, 3, 10, tzinfo=UTC)
+    older = set()
+    for hour in range(24):
+        (today, until), (since, before) = usage_reconcile_windows(now=now + timedelta(hours=hour))
+        assert (today, until) == (midnight, None) and before == since + timedelta(days=1)
+        older.add(since)
+    assert older == {midnight - timedelta(days=days) for days in range(1, 8)}  # the week, every day of it
+
+
+@pytest.mark.django_db
+def test_a_drift_in_an_older_day_is_found_by_the_run_whose_turn_it_is():
+    tenant, key = customer("rotating")
+    event(key, cost=10)
+    old = event(key, cost=20, at=timezone.now() - timedelta(days=3))
+    usage_rollup()
+    UsageRollup.objects.filter(api_key=key, day=old.created_at.date()).update(requests=F("requests") + 1)
+    found = {}
+    for hour in range(7):
+        now = timezone.now().replace(hour=hour)
+        found[hour] = [line for since, until in usage_reconcile_windows(now=now)
+                       for line in usage_reconcile(since=since, until=until)]
+    days_back = (timezone.now().date() - old.created_at.date()).days
+    assert [hour for hour, drift in found.items() if drift] == [(days_back - 1) % 7]
+    assert "'requests': 2" in found[(days_back - 1) % 7][0]
 
 
 @pytest.mark.django_db
