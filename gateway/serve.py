@@ -33,9 +33,9 @@ from .shutdown import DEFAULT_GRACE_SECONDS, GRACE_ENV, SETTLE_SECONDS
 
 # Connections one worker accepts (granian's --backpressure, which counts connections, idle keep-alive ones
 # included, not requests). Granian's own default is backlog/workers = 1024: measured on main (issue 18) the
-# 1,025th concurrent stream was not accepted but left in the listen queue and then to SYN retries, so at
-# 2,000 concurrent 5 s streams a client waited 6.7 s (p50) to 39.6 s (p99) for its first token while the
-# worker was not saturated. A connection costs ~100 KB of worker memory when it is a stream (bench/streams.py:
+# 1,025th concurrent stream was not accepted but left in the listen queue until a whole stream ended, so at
+# 2,000 concurrent 5 s streams a client waited 6.7 s (p50) to 39.6 s (p99) for its first token (with the
+# 512-connection upstream pool, config/settings.py). A connection costs ~100 KB of worker memory when it is a stream (bench/streams.py:
 # RSS at N open streams), so 4096 is ~400 MB at most per worker; CPU, not this cap, is what should limit a
 # worker, and a connection that is accepted at least shares the loop with the others instead of waiting
 # whole seconds in the kernel.
