@@ -10,6 +10,8 @@ from pathlib import Path
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from gateway.serve import DEFAULT_WORKER_CONNECTIONS, WORKER_CONNECTIONS_ENV
+
 from .env import database_from_url, env_bool, env_float, env_int, env_list, env_names, env_str, env_url, env_usd_nano
 from .logging import logging_config
 
@@ -284,9 +286,16 @@ UPSTREAM_CONNECT_TIMEOUT_SECONDS = env_float("UPSTREAM_CONNECT_TIMEOUT_SECONDS",
 # Until a stream's first event, for models without their own first_token_timeout_seconds: an upstream that
 # accepts and never answers is given up (504, retried or fallen back) long before UPSTREAM_TIMEOUT_SECONDS.
 UPSTREAM_FIRST_BYTE_TIMEOUT_SECONDS = env_float("UPSTREAM_FIRST_BYTE_TIMEOUT_SECONDS", 60.0, minimum=0.1)
-# Per provider credential and process. /health answers 503 once every connection of a pool has been in
-# use for UPSTREAM_POOL_SATURATED_SECONDS.
-UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 512, minimum=1)
+# Connections one worker accepts (gateway/serve.py passes it to granian as --backpressure and exports the
+# value it settled on, lower when the open-files limit cannot hold it).
+GATEWAY_WORKER_CONNECTIONS = env_int(WORKER_CONNECTIONS_ENV, DEFAULT_WORKER_CONNECTIONS, minimum=1)
+# Per provider credential and process. A stream holds its upstream connection for its whole life, so a pool
+# smaller than the connections the worker accepts queues streams behind whole streams: with 512 (the old
+# default) the 513th concurrent stream waited for one to end (issue 18: TTFB p50 5.5 s at 1,000 concurrent
+# 5 s streams). A request holds one upstream connection at a time, so a pool as large as the worker's
+# connections never queues; set it lower only to protect an upstream. /health answers 503 once every
+# connection of a pool has been in use for UPSTREAM_POOL_SATURATED_SECONDS.
+UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", GATEWAY_WORKER_CONNECTIONS, minimum=1)
 UPSTREAM_POOL_SATURATED_SECONDS = env_float("UPSTREAM_POOL_SATURATED_SECONDS", 5.0, minimum=0.0)
 # Upstream credentials are encrypted with the first of these and decrypted with any (common/crypto.py).
 GATEWAY_ENCRYPTION_KEYS = env_list("GATEWAY_ENCRYPTION_KEYS", [SECRET_KEY])
