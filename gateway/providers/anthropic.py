@@ -1,7 +1,7 @@
 """Anthropic Messages API through the official SDK.
 
-One long-lived AsyncAnthropic client per process with the SDK's aiohttp transport and a connection
-pool. Requests go through `client.post(..., cast_to=httpx.Response)`: the SDK still owns base URL,
+One long-lived AsyncAnthropic client per process on aiohttp (gateway/providers/aiohttp_transport.py)
+with a connection pool. Requests go through `client.post(..., cast_to=httpx.Response)`: the SDK still owns base URL,
 auth headers, timeouts, retries and error classes, but the body is parsed with orjson instead of
 into pydantic models, since the gateway re-encodes it right away and the hot path cannot afford the
 model construction for every event.
@@ -22,6 +22,7 @@ from django.conf import settings
 from .. import tracing
 from ..core import GatewayError
 from . import PoolGauge, UpstreamConfig
+from .aiohttp_transport import AiohttpTransport
 from .errors import upstream_error, upstream_reason
 from .sse import SSEDecoder
 
@@ -89,13 +90,11 @@ class AnthropicProvider:
     @classmethod
     def from_config(cls, config: UpstreamConfig) -> AnthropicProvider:
         """The provider's own base URL and key, or else ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY."""
+        limits = httpx2.Limits(max_connections=settings.UPSTREAM_MAX_CONNECTIONS,
+                               max_keepalive_connections=settings.UPSTREAM_MAX_CONNECTIONS)
         http_client = anthropic.DefaultAioHttpClient(
-            timeout=anthropic.Timeout(config.timeout, connect=config.connect_timeout),
-            limits=httpx2.Limits(
-                max_connections=settings.UPSTREAM_MAX_CONNECTIONS,
-                max_keepalive_connections=settings.UPSTREAM_MAX_CONNECTIONS,
-            ),
-        )
+            timeout=anthropic.Timeout(config.timeout, connect=config.connect_timeout), limits=limits,
+            transport=AiohttpTransport(limits=limits))
         client = anthropic.AsyncAnthropic(
             # The SDK insists on a key; without one the upstream answers 401, which we report as 502.
             api_key=config.api_key or settings.ANTHROPIC_API_KEY or "unset",
