@@ -62,6 +62,7 @@ PROTOCOLS = {
                   b"response.completed"),
 }
 LENGTHS = (1, 100)  # text deltas in the reply
+IDLE_SECONDS = 1.0
 
 
 def _prompt(deltas: int, spacing_ms: int) -> str:
@@ -119,11 +120,20 @@ async def _child(args) -> dict:
 
         profiler = cProfile.Profile()
         profiler.enable()
+    await asyncio.sleep(0.5)  # the warm-up's usage rows written
+    # The worker's timed background work (cooldown sync, usage writer, scheduler) goes on during the
+    # streams too, by the second and not by the event: its rate, counted first, is taken off.
     _callgrind("measure_on")
-    cpu = time.process_time()
+    idle, idle_wall = time.process_time(), time.perf_counter()
+    await asyncio.sleep(IDLE_SECONDS)
+    idle, idle_wall = time.process_time() - idle, time.perf_counter() - idle_wall
+    _callgrind_dump("idle")
+    cpu, wall = time.process_time(), time.perf_counter()
     for _ in range(args.streams):
         await one()
-    cpu = time.process_time() - cpu
+    await asyncio.sleep(0.5)  # their usage rows written (the group commit's delay), counted with them
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    _callgrind_dump("streams")
     _callgrind("measure_off")
     if profiler is not None:
         profiler.disable()
@@ -131,7 +141,16 @@ async def _child(args) -> dict:
     await lifespan_in.put({"type": "lifespan.shutdown"})
     await lifespan_out.get()
     await life
-    return {"cpu_us": cpu / args.streams * 1e6, "sends": sends[-1]}
+    background = idle / idle_wall * wall
+    return {"cpu_us": (cpu - background) / args.streams * 1e6, "idle_us": background / args.streams * 1e6,
+            "wall_share": wall / idle_wall, "sends": sends[-1]}
+
+
+def _callgrind_dump(label: str) -> None:
+    if library := os.environ.get("BENCH_CALLGRIND"):
+        import ctypes
+
+        ctypes.CDLL(library).measure_dump(label.encode())
 
 
 def child_main(args) -> None:
@@ -242,16 +261,23 @@ def run_child(argv: list[str], env: dict[str, str], logdir: Path, label: str, ca
     with os.fdopen(read) as pipe:
         result = json.loads(pipe.read())
     if callgrind:
-        totals = [line for line in profile.read_text().splitlines() if line.startswith(("totals:", "summary:"))]
-        result["instructions"] = int(totals[-1].split()[1])
-        if not os.environ.get("BENCH_KEEP_PROFILES"):  # kept: callgrind_annotate --inclusive=yes reads them
-            profile.unlink()
+        counted = {}
+        for dump in profile.parent.glob(profile.name + ".*"):
+            lines = dump.read_text().splitlines()
+            section = next(line for line in lines if line.startswith("desc: Trigger:")).rpartition(" ")[2]
+            counted[section] = int(next(line for line in lines if line.startswith(("totals:", "summary:"))).split()[1])
+            if not os.environ.get("BENCH_KEEP_PROFILES"):  # kept: callgrind_annotate --inclusive=yes reads them
+                dump.unlink()
+        if not os.environ.get("BENCH_KEEP_PROFILES"):
+            profile.unlink(missing_ok=True)  # the part after the switch-off: empty
+        result["idle_instructions"] = counted["idle"] * result["wall_share"]
+        result["instructions"] = counted["streams"] - result["idle_instructions"]
     return result
 
 
 def whole(args, env, key: str, logdir: Path) -> None:
-    print(f"{'protocol':10} {'deltas':>6} {'sends':>6} {'per stream':>14} {'per extra event':>16}", flush=True)
     unit = "k instr" if args.callgrind else "µs CPU"
+    print(f"{'protocol':10} {'deltas':>6} {'sends':>6} {'per stream':>14} {'per extra event':>16}", flush=True)
     for protocol in args.protocols.split(","):
         per = {}
         for deltas in LENGTHS:
@@ -261,6 +287,9 @@ def whole(args, env, key: str, logdir: Path) -> None:
                                     "--streams", str(args.streams), "--warmup", str(args.warmup),
                                     "--spacing-ms", str(args.spacing_ms)], env, logdir, protocol, args.callgrind)
                 figures.append(result["instructions"] / args.streams / 1e3 if args.callgrind else result["cpu_us"])
+                idle = result["idle_instructions"] / args.streams / 1e3 if args.callgrind else result["idle_us"]
+                print(f"  {protocol} {deltas} deltas: {figures[-1]:.1f} {unit} a stream after {idle:.1f} idle, "
+                      f"{result['sends']} sends", flush=True)
             per[deltas] = min(figures)
             sends = result["sends"]
         extra = (per[100] - per[1]) / 99

@@ -409,13 +409,15 @@ async def _open_stream(ireq: InternalRequest, encoder: Encoder, meter: Meter) ->
         await _finish_failed(meter, exc)
         raise
     relay = _Relay(exits, batches, first, encoder, meter)
+    body = relay.body()
     response = StreamingHttpResponse(
-        relay,
+        body,
         content_type=getattr(encoder, "content_type", "text/event-stream"),  # Gemini's JSON-array stream differs
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **meter.ticket.headers,
                  **echo_headers(meter.trace)},
     )
     response.abandon = relay.abandon  # gateway.handler: the client left before the body was sent
+    response.relay_body = body  # gateway.handler sends its chunks itself
     for header in REQUEST_ID_HEADERS:
         response.setdefault(header, meter.request_id)
     return response
@@ -434,9 +436,6 @@ class _Relay:
         self.exits, self.batches, self.first, self.encoder, self.meter = exits, batches, first, encoder, meter
         self.started = False
 
-    def __aiter__(self):
-        return self._body()
-
     async def abandon(self) -> None:
         """Nothing was relayed: close the upstream stream and record what the upstream billed so far."""
         if self.started:
@@ -450,7 +449,7 @@ class _Relay:
         finally:
             await self.meter.finish(UsageEvent.Status.PARTIAL, status, reason)
 
-    async def _body(self):
+    async def body(self):
         self.started = True
         meter, encoder = self.meter, self.encoder
         status, http_status, error_type = UsageEvent.Status.PARTIAL, 200, CLIENT_LEFT
