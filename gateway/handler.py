@@ -111,6 +111,8 @@ class ApiHandler(ASGIHandler):
             elif listening.done():
                 if (abandon := getattr(response, "abandon", None)) is not None:
                     await abandon()
+            elif (body := getattr(response, "relay_body", None)) is not None:  # gateway.pipeline's streams
+                await _until_disconnect(_send_stream(response, body, send), listening)
             else:
                 await _until_disconnect(self.send_response(response, send), listening)
             response.close()
@@ -122,6 +124,21 @@ class ApiHandler(ASGIHandler):
             with contextlib.suppress(asyncio.CancelledError, RequestAborted):
                 await listening
             body_file.close()
+
+
+async def _send_stream(response, body, send) -> None:
+    """A relayed stream's body, each chunk straight to the ASGI send. Django's `send_response` goes through
+    the response's own wrapper (a `make_bytes` call and an async generator step) and `chunk_bytes` (a
+    generator) for every chunk: three steps per relayed event that a body of bytes does not need
+    (bench/relay_cost.py). The ASGI server splits a large body itself. Closed by `aclosing` as Django's
+    is, so a client that leaves runs the body's `finally` (the usage row)."""
+    headers = [(header.encode("ascii"), value.encode("latin1")) for header, value in response.items()]
+    headers += [(b"Set-Cookie", c.output(header="").encode("ascii").strip()) for c in response.cookies.values()]
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    async with contextlib.aclosing(body):
+        async for chunk in body:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body"})
 
 
 def _shutting_down(request):

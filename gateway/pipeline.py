@@ -409,13 +409,15 @@ async def _open_stream(ireq: InternalRequest, encoder: Encoder, meter: Meter) ->
         await _finish_failed(meter, exc)
         raise
     relay = _Relay(exits, batches, first, encoder, meter)
+    body = relay.body()
     response = StreamingHttpResponse(
-        relay,
+        body,
         content_type=getattr(encoder, "content_type", "text/event-stream"),  # Gemini's JSON-array stream differs
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **meter.ticket.headers,
                  **echo_headers(meter.trace)},
     )
     response.abandon = relay.abandon  # gateway.handler: the client left before the body was sent
+    response.relay_body = body  # gateway.handler sends its chunks itself
     for header in REQUEST_ID_HEADERS:
         response.setdefault(header, meter.request_id)
     return response
@@ -424,18 +426,17 @@ async def _open_stream(ireq: InternalRequest, encoder: Encoder, meter: Meter) ->
 class _Relay:
     """A stream's body: the upstream's events encoded for the client, and the usage row once it ends.
 
-    If the client hangs up, Django cancels or closes the body generator and its `finally` closes the
-    upstream stream and settles what was generated so far (`partial`, `client_left`). A client that
+    If the client hangs up, gateway.handler cancels or closes the body generator and its `finally` closes
+    the upstream stream and settles what was generated so far (`partial`, `client_left`). A client that
     left before the body was ever iterated gets `abandon()` instead: the generator, never started,
     cannot run its `finally`.
     """
 
+    __slots__ = ("exits", "batches", "first", "encoder", "meter", "started")
+
     def __init__(self, exits, batches, first: list[dict[str, Any]], encoder: Encoder, meter: Meter) -> None:
         self.exits, self.batches, self.first, self.encoder, self.meter = exits, batches, first, encoder, meter
         self.started = False
-
-    def __aiter__(self):
-        return self._body()
 
     async def abandon(self) -> None:
         """Nothing was relayed: close the upstream stream and record what the upstream billed so far."""
@@ -450,20 +451,22 @@ class _Relay:
         finally:
             await self.meter.finish(UsageEvent.Status.PARTIAL, status, reason)
 
-    async def _body(self):
+    async def body(self):
         self.started = True
         meter, encoder = self.meter, self.encoder
         status, http_status, error_type = UsageEvent.Status.PARTIAL, 200, CLIENT_LEFT
         recorded = False
         metrics.stream_opened(meter.endpoint)
         try:
+            # Bound once: the loop runs per event (bench/relay_cost.py).
+            observe, feed, batches = meter.observe, encoder.feed, self.batches
             finished = False
             batch = self.first
             while batch is not None:
                 out = []
                 for event in batch:
-                    meter.observe(event)
-                    out.append(encoder.feed(event))
+                    observe(event)
+                    out.append(feed(event))
                     if event.get("type") == "message_stop":
                         finished, status, error_type = True, UsageEvent.Status.OK, ""
                         out.append(encoder.finish(meter.usage))
@@ -475,7 +478,7 @@ class _Relay:
                     await meter.finish(status, http_status)
                 if data := b"".join(out):
                     yield data
-                batch = await anext(self.batches, None)
+                batch = await anext(batches, None)
             if not finished:
                 raise GatewayError(502, "The upstream stream ended before the message was complete.",
                                    type="upstream_error", code="upstream_cut")

@@ -51,13 +51,13 @@ def _malformed(exc: Exception) -> GatewayError:
                         type="upstream_error", code="upstream_malformed")
 
 
-async def _sse_batches(response) -> AsyncIterator[list[dict[str, Any]]]:
-    """The stream's events (the `data` JSON; its `type` names the event), one list per network read, so
-    that events which arrived together can be relayed in one write."""
-    feed = SSEDecoder(orjson.loads).feed
-    async for chunk in response.aiter_bytes():
-        if events := feed(chunk):
-            yield events
+def _body_chunks(response) -> AsyncIterator[bytes]:
+    """The body as the network delivers it. An identity-encoded one (what the API streams) through
+    `aiter_raw`: `aiter_bytes` wraps it in a decoder and a re-chunker, one more async generator step
+    and two calls per read for nothing (bench/relay_cost.py)."""
+    if response.headers.get("content-encoding", "identity").lower() in ("identity", ""):
+        return response.aiter_raw()
+    return response.aiter_bytes()
 
 
 # FinalRequestOptions per (path, betas), built once: `client.post` constructs one per call (pydantic
@@ -169,8 +169,14 @@ class AnthropicProvider:
                 await response.aclose()
 
     async def _events(self, response) -> AsyncIterator[list[dict[str, Any]]]:
+        """The stream's events (the `data` JSON; its `type` names the event), one list per network read,
+        so that events which arrived together are relayed in one write. One generator from the read to
+        the list (the SSE reading was a second one, stacked on this: one more step per read)."""
+        feed = SSEDecoder(orjson.loads).feed
         try:
-            async for batch in _sse_batches(response):
+            async for chunk in _body_chunks(response):
+                if not (batch := feed(chunk)):
+                    continue
                 for position, event in enumerate(batch):
                     if event.get("type") == "error":
                         if position:

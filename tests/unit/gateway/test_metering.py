@@ -232,7 +232,7 @@ async def test_a_stream_abandoned_before_its_body_was_sent_closes_upstream_and_i
     meter = _StubMeter()
     first = [{"type": "message_start", "message": {"usage": {"input_tokens": 12}}}, {"type": "message_stop"}]
     relay = _Relay(exits, None, first, None, meter)
-    aiter(relay)  # as StreamingHttpResponse does: the body generator exists, but the client left before it ran
+    relay.body()  # as pipeline._open_stream does: the body generator exists, but the client left before it ran
     await relay.abandon()
     await relay.abandon()
     assert closed == ["upstream stream"]

@@ -8,13 +8,21 @@ import orjson
 import pytest
 
 from gateway.core import GatewayError
-from gateway.providers.anthropic import AnthropicProvider, _from_sdk_error, _sse_batches
+from gateway.providers.anthropic import AnthropicProvider, _from_sdk_error
 from gateway.providers.errors import credential_register, redact, upstream_error
 
 
 class FakeResponse:
-    def __init__(self, *chunks: bytes) -> None:
+    """A body of identity encoding read raw (as the provider reads one), or a compressed one that only
+    `aiter_bytes` decodes."""
+
+    def __init__(self, *chunks: bytes, encoding: str | None = None) -> None:
         self.chunks = chunks
+        self.headers = httpx2.Headers({"content-encoding": encoding} if encoding else {})
+
+    async def aiter_raw(self):
+        for chunk in self.chunks:
+            yield b"compressed" if self.headers.get("content-encoding") else chunk
 
     async def aiter_bytes(self):
         for chunk in self.chunks:
@@ -22,7 +30,7 @@ class FakeResponse:
 
 
 async def collect(response) -> list[list[dict]]:
-    return [batch async for batch in _sse_batches(response)]
+    return [batch async for batch in AnthropicProvider(client=None)._events(response)]
 
 
 async def test_sse_frames_split_across_chunks_and_crlf_are_decoded():
@@ -39,6 +47,11 @@ async def test_a_crlf_split_between_reads_and_lone_cr_line_ends_are_decoded():
 async def test_events_that_arrive_together_form_one_batch():
     response = FakeResponse(b'data: {"type":"a"}\n\ndata: {"type":"b"}\n\ndata: {"ty', b'pe":"c"}\n\n')
     assert await collect(response) == [[{"type": "a"}, {"type": "b"}], [{"type": "c"}]]
+
+
+async def test_a_compressed_body_is_read_decoded():
+    response = FakeResponse(b'data: {"type":"a"}\n\n', encoding="gzip")
+    assert await collect(response) == [[{"type": "a"}]]
 
 
 async def test_an_error_event_mid_stream_becomes_a_gateway_error_after_what_came_before():
