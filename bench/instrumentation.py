@@ -26,7 +26,6 @@ Uses the scratch database and key set-up of bench/run.py (`--db-name`, default g
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
@@ -45,6 +44,8 @@ sys.path[:0] = [str(CODE), str(ROOT / "bench")]
 sys.meta_path[:] = [finder for finder in sys.meta_path
                     if not getattr(finder, "__module__", type(finder).__module__).startswith("__editable__")]
 
+from inprocess import callgrind, callgrind_dump, callgrind_library, chat_request, start_app  # noqa: E402
+
 VARIANTS = {"off": {}, "metrics": {"METRICS_TOKEN": "bench-token"}, "json": {"LOG_FORMAT": "json"},
             "both": {"METRICS_TOKEN": "bench-token", "LOG_FORMAT": "json"}}
 
@@ -53,80 +54,19 @@ VARIANTS = {"off": {}, "metrics": {"METRICS_TOKEN": "bench-token"}, "json": {"LO
 
 
 async def _child(key: str, count: int, warmup: int, stream: bool) -> dict:
-    import uvloop  # noqa: F401 - the loop granian runs
-
-    from config.asgi import application
-
-    lifespan_in: asyncio.Queue = asyncio.Queue()
-    lifespan_out: asyncio.Queue = asyncio.Queue()
-    life = asyncio.create_task(application({"type": "lifespan"}, lifespan_in.get, lifespan_out.put))
-    await lifespan_in.put({"type": "lifespan.startup"})
-    assert (await lifespan_out.get())["type"] == "lifespan.startup.complete"
-
-    body = json.dumps({"model": "claude-sonnet-4-6", "stream": stream,
-                       "messages": [{"role": "user", "content": "Hi there"}]}).encode()
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"",
-             "root_path": "", "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8000),
-             "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
-                         (b"content-length", str(len(body)).encode()), (b"authorization", f"Bearer {key}".encode())]}
-
-    async def one() -> None:
-        sent = []
-        delivered = False
-
-        async def receive():
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await asyncio.get_running_loop().create_future()  # the client never hangs up
-
-        async def send(message):
-            sent.append(message)
-
-        await application(dict(scope), receive, send)
-        status = sent[0]["status"]
-        tail = sent[-2]["body"] if stream else sent[-1]["body"]
-        if status != 200 or (stream and b"[DONE]" not in tail):
-            raise RuntimeError(f"bad answer {status}: {b''.join(m.get('body', b'') for m in sent)[:300]!r}")
+    application, close = await start_app()
+    one = chat_request(application, key, stream)
 
     for _ in range(warmup):
         await one()
-    _callgrind("measure_on")
+    callgrind("measure_on")
     cpu, wall = time.process_time(), time.perf_counter()
     for _ in range(count):
         await one()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    _callgrind("measure_off")
-    await lifespan_in.put({"type": "lifespan.shutdown"})
-    await lifespan_out.get()
-    await life
+    callgrind("measure_off")
+    await close()
     return {"cpu_us": cpu / count * 1e6, "wall_us": wall / count * 1e6}
-
-
-_CALLGRIND_C = """
-#include <valgrind/callgrind.h>
-void measure_on(void) { CALLGRIND_START_INSTRUMENTATION; CALLGRIND_ZERO_STATS; }
-void measure_off(void) { CALLGRIND_STOP_INSTRUMENTATION; }
-void measure_dump(const char *label) { CALLGRIND_DUMP_STATS_AT(label); }
-"""
-
-
-def _callgrind(switch: str) -> None:
-    """Under `--callgrind`: count the instructions of the measured requests only (a client request, so
-    that switching is exact: not polled, as callgrind_control's is)."""
-    if library := os.environ.get("BENCH_CALLGRIND"):
-        import ctypes
-
-        getattr(ctypes.CDLL(library), switch)()
-
-
-def _callgrind_library(directory: Path) -> str:
-    source, library = directory / "measure.c", directory / "measure.so"
-    source.write_text(_CALLGRIND_C)
-    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(library), str(source)], check=True)
-    return str(library)
 
 
 def child_main(args) -> None:
@@ -194,18 +134,15 @@ def micro(args) -> None:
 
     sections = (("metrics", metrics_calls), ("usage-batch", usage_batch_calls), ("access-line", log_calls),
                 ("tracing-off", tracing_calls))
-    if library := os.environ.get("BENCH_CALLGRIND"):
-        import ctypes
-
-        callgrind = ctypes.CDLL(library)
+    if os.environ.get("BENCH_CALLGRIND"):
         for _, fn in sections:
             fn()
-        callgrind.measure_on()
+        callgrind("measure_on")
         for name, fn in sections:
             for _ in range(args.requests):
                 fn()
-            callgrind.measure_dump(name.encode())
-        callgrind.measure_off()
+            callgrind_dump(name)
+        callgrind("measure_off")
         return
     for name, fn in sections:
         fn()
@@ -216,7 +153,7 @@ def micro(args) -> None:
 def micro_main(args) -> None:
     """Each variant in a fresh process: metrics and the access log are configured at import."""
     logdir = Path(tempfile.mkdtemp(prefix="gatehouse-instr-"))
-    library = _callgrind_library(logdir) if args.callgrind else None
+    library = callgrind_library(logdir) if args.callgrind else None
     codes = {"before": Path(args.compare).resolve(), "this": ROOT} if args.compare else {"this": ROOT}
     for label, code in codes.items():
         for variant in ("metrics", "both"):
@@ -277,6 +214,8 @@ def run_variant(variant: str, code: Path, env: dict[str, str], key: str, args, l
 
 
 def main() -> int:
+    import run as bench  # bench/run.py: the scratch database, the key, the fake upstream
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--warmup", type=int, default=300)
@@ -287,10 +226,7 @@ def main() -> int:
     ap.add_argument("--callgrind", action="store_true", help="also count instructions per request (valgrind)")
     ap.add_argument("--compare", metavar="CHECKOUT", help="also measure another checkout (e.g. a git worktree "
                     "of the commit before), alternating with this one")
-    ap.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432"))
-    ap.add_argument("--db-name", default="gatehouse_bench_instr")
-    ap.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    ap.add_argument("--keep-usage", action="store_true")
+    bench.database_arguments(ap, "gatehouse_bench_instr")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--micro-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--key", help=argparse.SUPPRESS)
@@ -306,7 +242,6 @@ def main() -> int:
         micro_main(args)
         return 0
 
-    import run as bench  # bench/run.py: the scratch database, the key, the fake upstream
 
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GATEWAY_", "ANTHROPIC_", "METRICS_", "LOG_", "PROMETHEUS_"))}
@@ -319,7 +254,7 @@ def main() -> int:
     env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{port}"
     bench.start_fake(port, logdir)
     if args.callgrind:
-        args.callgrind_library = _callgrind_library(logdir)
+        args.callgrind_library = callgrind_library(logdir)
     # Every (checkout, variant) pair once a round, the order reversed every other round.
     codes = {"before": Path(args.compare).resolve(), "this": ROOT} if args.compare else {"this": ROOT}
     cells = [(label, variant) for label in codes for variant in args.variants.split(",")]

@@ -45,7 +45,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 sys.meta_path[:] = [finder for finder in sys.meta_path
                     if not getattr(finder, "__module__", type(finder).__module__).startswith("__editable__")]
 
-from instrumentation import _callgrind, _callgrind_library  # noqa: E402 - the exact counting switch
+from inprocess import callgrind, callgrind_dump, callgrind_library, poster, start_app  # noqa: E402
 
 MODEL = "claude-sonnet-4-6"
 # Per protocol: path, headers beyond content type, body for a user text, and the bytes its end carries.
@@ -73,40 +73,14 @@ def _prompt(deltas: int, spacing_ms: int) -> str:
 
 
 async def _child(args) -> dict:
-    import uvloop  # noqa: F401 - the loop granian runs
-
-    from config.asgi import application
-
-    lifespan_in: asyncio.Queue = asyncio.Queue()
-    lifespan_out: asyncio.Queue = asyncio.Queue()
-    life = asyncio.create_task(application({"type": "lifespan"}, lifespan_in.get, lifespan_out.put))
-    await lifespan_in.put({"type": "lifespan.startup"})
-    assert (await lifespan_out.get())["type"] == "lifespan.startup.complete"
-
+    application, close = await start_app()
     path, headers, make_body, end = PROTOCOLS[args.protocol]
-    body = json.dumps(make_body(_prompt(args.deltas, args.spacing_ms))).encode()
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-             "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8000),
-             "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
-                         (b"content-length", str(len(body)).encode()), *headers(args.key)]}
+    post = poster(application, path, json.dumps(make_body(_prompt(args.deltas, args.spacing_ms))).encode(),
+                  headers(args.key))
     sends = []
 
     async def one() -> None:
-        sent = []
-        delivered = False
-
-        async def receive():
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await asyncio.get_running_loop().create_future()  # the client never hangs up
-
-        async def send(message):
-            sent.append(message)
-
-        await application(dict(scope), receive, send)
+        sent = await post()
         answer = b"".join(m.get("body", b"") for m in sent)
         if sent[0]["status"] != 200 or end not in answer:
             raise RuntimeError(f"bad answer {sent[0]['status']}: {answer[:300]!r}")
@@ -123,34 +97,25 @@ async def _child(args) -> dict:
     await asyncio.sleep(0.5)  # the warm-up's usage rows written
     # The worker's timed background work (cooldown sync, usage writer, scheduler) goes on during the
     # streams too, by the second and not by the event: its rate, counted first, is taken off.
-    _callgrind("measure_on")
+    callgrind("measure_on")
     idle, idle_wall = time.process_time(), time.perf_counter()
     await asyncio.sleep(IDLE_SECONDS)
     idle, idle_wall = time.process_time() - idle, time.perf_counter() - idle_wall
-    _callgrind_dump("idle")
+    callgrind_dump("idle")
     cpu, wall = time.process_time(), time.perf_counter()
     for _ in range(args.streams):
         await one()
     await asyncio.sleep(0.5)  # their usage rows written (the group commit's delay), counted with them
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    _callgrind_dump("streams")
-    _callgrind("measure_off")
+    callgrind_dump("streams")
+    callgrind("measure_off")
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile)
-    await lifespan_in.put({"type": "lifespan.shutdown"})
-    await lifespan_out.get()
-    await life
+    await close()
     background = idle / idle_wall * wall
     return {"cpu_us": (cpu - background) / args.streams * 1e6, "idle_us": background / args.streams * 1e6,
             "wall_share": wall / idle_wall, "sends": sends[-1]}
-
-
-def _callgrind_dump(label: str) -> None:
-    if library := os.environ.get("BENCH_CALLGRIND"):
-        import ctypes
-
-        ctypes.CDLL(library).measure_dump(label.encode())
 
 
 def child_main(args) -> None:
@@ -225,14 +190,12 @@ def stages(args) -> None:
     if os.environ.get("BENCH_CALLGRIND"):
         for _, fn in sections:
             fn()
-        _callgrind("measure_on")
+        callgrind("measure_on")
         for name, fn in sections:
             for _ in range(count):
                 fn()
-            import ctypes
-
-            ctypes.CDLL(os.environ["BENCH_CALLGRIND"]).measure_dump(name.encode())
-        _callgrind("measure_off")
+            callgrind_dump(name)
+        callgrind("measure_off")
         print(json.dumps({"events": len(events)}))
         return
     result = {"events": len(events)}
@@ -323,6 +286,8 @@ def stage_main(args, env, base_url: str, logdir: Path) -> None:
 
 
 def main() -> int:
+    import run as bench  # bench/run.py: the scratch database, the key, the fake upstream
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--protocols", default="chat,messages,responses")
     ap.add_argument("--streams", type=int, default=4, help="measured streams per process")
@@ -332,10 +297,7 @@ def main() -> int:
     ap.add_argument("--callgrind", action="store_true", help="count instructions (valgrind) instead of CPU time")
     ap.add_argument("--stages", action="store_true", help="the per-event stages apart")
     ap.add_argument("--passes", type=int, default=200, help="--stages: passes over the stream's events")
-    ap.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432"))
-    ap.add_argument("--db-name", default="gatehouse_bench_relay")
-    ap.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    ap.add_argument("--keep-usage", action="store_true")
+    bench.database_arguments(ap, "gatehouse_bench_relay")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--stage-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--protocol", help=argparse.SUPPRESS)
@@ -351,7 +313,6 @@ def main() -> int:
         stages(args)
         return 0
 
-    import run as bench  # bench/run.py: the scratch database, the key, the fake upstream
 
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GATEWAY_", "ANTHROPIC_", "METRICS_", "LOG_", "PROMETHEUS_"))}
@@ -363,7 +324,7 @@ def main() -> int:
     env["ANTHROPIC_BASE_URL"] = base_url = f"http://127.0.0.1:{port}"
     bench.start_fake(port, logdir)
     if args.callgrind:
-        args.callgrind_library = env["BENCH_CALLGRIND_LIBRARY"] = _callgrind_library(logdir)
+        args.callgrind_library = env["BENCH_CALLGRIND_LIBRARY"] = callgrind_library(logdir)
     if args.stages:
         stage_main(args, env, base_url, logdir)
         return 0

@@ -34,7 +34,6 @@ Uses the scratch database and key set-up of bench/run.py (`--db-name`, default g
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import subprocess
@@ -51,7 +50,7 @@ sys.path[:0] = [str(CODE), str(ROOT / "bench")]
 sys.meta_path[:] = [finder for finder in sys.meta_path
                     if not getattr(finder, "__module__", type(finder).__module__).startswith("__editable__")]
 
-from instrumentation import _callgrind, _callgrind_library  # noqa: E402
+from inprocess import callgrind, callgrind_dump, callgrind_library, chat_request, start_app  # noqa: E402
 
 # Work the app does every so many seconds, not per request: the key and catalog cache reloads, the
 # cooldowns' re-read, the spool's check. Under callgrind a request takes ~50 times as long, so these would
@@ -147,49 +146,8 @@ async def _provider_call(stream: bool):
 
 
 async def _app_call(key: str, stream: bool):
-    import uvloop  # noqa: F401 - the loop granian runs
-
-    from config.asgi import application
-
-    lifespan_in: asyncio.Queue = asyncio.Queue()
-    lifespan_out: asyncio.Queue = asyncio.Queue()
-    life = asyncio.create_task(application({"type": "lifespan"}, lifespan_in.get, lifespan_out.put))
-    await lifespan_in.put({"type": "lifespan.startup"})
-    assert (await lifespan_out.get())["type"] == "lifespan.startup.complete"
-
-    body = json.dumps({"model": "claude-sonnet-4-6", "stream": stream,
-                       "messages": [{"role": "user", "content": "Hi there"}]}).encode()
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"",
-             "root_path": "", "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8000),
-             "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
-                         (b"content-length", str(len(body)).encode()), (b"authorization", f"Bearer {key}".encode())]}
-
-    async def one() -> None:
-        sent = []
-        delivered = False
-
-        async def receive():
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await asyncio.get_running_loop().create_future()  # the client never hangs up
-
-        async def send(message):
-            sent.append(message)
-
-        await application(dict(scope), receive, send)
-        tail = sent[-2]["body"] if stream else sent[-1]["body"]
-        if sent[0]["status"] != 200 or (stream and b"[DONE]" not in tail):
-            raise RuntimeError(f"bad answer {sent[0]['status']}: {b''.join(m.get('body', b'') for m in sent)[:300]!r}")
-
-    async def close() -> None:
-        await lifespan_in.put({"type": "lifespan.shutdown"})
-        await lifespan_out.get()
-        await life
-
-    return one, close
+    application, close = await start_app()
+    return chat_request(application, key, stream), close
 
 
 async def _child(args) -> dict:
@@ -204,13 +162,13 @@ async def _child(args) -> dict:
         await one()
     result: dict = {}
     if os.environ.get("BENCH_CALLGRIND"):
-        _callgrind("measure_on")
+        callgrind("measure_on")
         await one()
-        _callgrind_dump(b"one")
+        callgrind_dump("one")
         for _ in range(args.requests - 1):
             await one()
-        _callgrind_dump(b"rest")
-        _callgrind("measure_off")
+        callgrind_dump("rest")
+        callgrind("measure_off")
     elif args.breakdown:
         import cProfile
         import pstats
@@ -234,13 +192,6 @@ async def _child(args) -> dict:
         result["cpu_us"] = best * 1e6
     await close()
     return result
-
-
-def _callgrind_dump(label: bytes) -> None:
-    if library := os.environ.get("BENCH_CALLGRIND"):
-        import ctypes
-
-        ctypes.CDLL(library).measure_dump(label)
 
 
 def child_main(args) -> None:
@@ -290,6 +241,8 @@ def run_child(code: Path, env: dict[str, str], target: str, stream: bool, mode: 
 
 
 def main() -> int:
+    import run as bench  # bench/run.py: the scratch database, the key, the fake upstream
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default="provider,app")
     ap.add_argument("--modes", default="plain,stream")
@@ -303,10 +256,7 @@ def main() -> int:
     ap.add_argument("--lean", action="store_true", help="the app with METRICS_TOKEN unset and LOG_FORMAT=text")
     ap.add_argument("--compare", metavar="CHECKOUT", action="append", default=[],
                     help="also measure another checkout (repeatable; labelled by its directory's name)")
-    ap.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432"))
-    ap.add_argument("--db-name", default="gatehouse_bench_cost")
-    ap.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    ap.add_argument("--keep-usage", action="store_true")
+    bench.database_arguments(ap, "gatehouse_bench_cost")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--target", help=argparse.SUPPRESS)
     ap.add_argument("--stream", action="store_true", help=argparse.SUPPRESS)
@@ -317,7 +267,6 @@ def main() -> int:
         child_main(args)
         return 0
 
-    import run as bench  # bench/run.py: the scratch database, the key, the fake upstream
 
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GATEWAY_", "ANTHROPIC_", "METRICS_", "LOG_", "PROMETHEUS_"))}
@@ -332,7 +281,7 @@ def main() -> int:
     measures = ([] if args.no_timeit else ["timeit"]) + (["callgrind"] if args.callgrind else []) + (
         ["breakdown"] if args.breakdown else [])
     if args.callgrind:
-        args.callgrind_library = _callgrind_library(logdir)
+        args.callgrind_library = callgrind_library(logdir)
     codes = {**{Path(other).name: Path(other).resolve() for other in args.compare}, "this": ROOT}
     cells = [(target, mode) for target in args.targets.split(",") for mode in args.modes.split(",")]
     lean = " (lean: METRICS_TOKEN unset, LOG_FORMAT=text)" if args.lean else ""

@@ -189,6 +189,14 @@ def pg_connect(url: str, dbname: str | None = None):
     return psycopg.connect(url, **kwargs)
 
 
+def database_arguments(ap, db_name: str) -> None:
+    """The scratch database's options, which `setup_database` reads."""
+    ap.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432"))
+    ap.add_argument("--db-name", default=db_name)
+    ap.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    ap.add_argument("--keep-usage", action="store_true", help="do not truncate the scratch usage table first")
+
+
 def setup_database(args, env: dict[str, str]) -> tuple[str, int]:
     """Create/migrate the scratch DB, ensure the tenant, issue a fresh key. Returns (key, key id)."""
     base = args.pg_url.rstrip("/")
@@ -532,10 +540,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="skip the memory run, fewer TTFB requests")
     ap.add_argument("--profile", type=float, default=0, metavar="SECONDS",
                     help="also record a py-spy profile (--gil -r 250, raw) of the worker under c=32 non-streaming load")
-    ap.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432"))
-    ap.add_argument("--db-name", default="gatehouse_bench")
-    ap.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    ap.add_argument("--keep-usage", action="store_true", help="do not truncate the scratch usage table first")
+    database_arguments(ap, "gatehouse_bench")
     ap.add_argument("--label", default="", help="suffix for the result file names")
     args = ap.parse_args()
     if args.quick:

@@ -23,7 +23,6 @@ import json
 import os
 import resource
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -385,10 +384,7 @@ def main() -> int:
     ap.add_argument("--client-procs", type=int, default=1, help="client processes (default 1)")
     ap.add_argument("--timeout", type=float, default=120.0, help="a stream not complete after this many s fails")
     ap.add_argument("--pause", type=float, default=3.0, help="seconds between loads (the server settles)")
-    ap.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432"))
-    ap.add_argument("--db-name", default="gatehouse_bench")
-    ap.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    ap.add_argument("--keep-usage", action="store_true", help="do not truncate the scratch usage table first")
+    run.database_arguments(ap, "gatehouse_bench")
     ap.add_argument("--label", default="", help="suffix for the result file name")
     args = ap.parse_args()
     counts = [int(c) for c in args.streams.split(",")]
