@@ -285,11 +285,7 @@ def _counts_drift(label: str, events, rows, key_fields: tuple[str, ...]) -> list
 def _attribution_drift(events, since: datetime | None, until: datetime | None = None) -> list[str]:
     """The attribution rollups against the events: grouped per day, key, model, end user and tags in SQL,
     the tags split here (their combinations are few)."""
-    rollups = AttributionRollup.objects.all()
-    if since is not None:
-        rollups = rollups.filter(day__gte=since.astimezone(UTC).date())
-    if until is not None:
-        rollups = rollups.filter(day__lt=until.astimezone(UTC).date())
+    rollups = _days(AttributionRollup.objects.all(), since, until)
     expected: dict[tuple, dict[str, int]] = defaultdict(_zero_sums)
     grouped = (events.annotate(day=TruncDate("created_at", tzinfo=UTC))
                .values("day", "api_key_id", "model", "end_user", "tags")
@@ -314,18 +310,26 @@ def _midnight(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def _days(rollups, since: datetime | None, until: datetime | None):
+    """Daily rollups (UsageRollup, AttributionRollup) of the reconciliation's window: its days from
+    `since`'s, before `until`'s."""
+    if since is not None:
+        rollups = rollups.filter(day__gte=since.astimezone(UTC).date())
+    if until is not None:
+        rollups = rollups.filter(day__lt=until.astimezone(UTC).date())
+    return rollups
+
+
 def _reconcile(since: datetime | None, until: datetime | None = None) -> list[str]:
     drift: list[str] = []
     events = UsageEvent.objects.filter(rolled_up_at__isnull=False)
-    rollups = UsageRollup.objects.all()
+    rollups = _days(UsageRollup.objects.all(), since, until)
     buckets = UsageBucket.objects.all()
     if since is not None:  # the window starts at a midnight: it holds whole buckets of every width
         events = events.filter(created_at__gte=_midnight(since))
-        rollups = rollups.filter(day__gte=since.astimezone(UTC).date())
         buckets = buckets.filter(start__gte=_midnight(since))
     if until is not None:
         events = events.filter(created_at__lt=_midnight(until))
-        rollups = rollups.filter(day__lt=until.astimezone(UTC).date())
         buckets = buckets.filter(start__lt=_midnight(until))
     drift += _counts_drift("rollup", events.annotate(day=TruncDate("created_at", tzinfo=UTC)),
                            rollups.values(), ("day", "api_key_id", "model"))

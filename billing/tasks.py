@@ -12,7 +12,6 @@ from django.utils import timezone
 from . import alerts, payments, services, statements
 
 
-
 @shared_task
 def usage_rollup() -> int:
     # Alerts are checked here, after the rollup has debited the minute's usage: off the request path,
