@@ -1,5 +1,6 @@
-"""What the in-process benchmarks (instrumentation.py, request_cost.py, relay_cost.py) share: the ASGI
-application driven as a worker drives it, and callgrind's counting switched by client requests.
+"""What the in-process benchmarks (instrumentation.py, request_cost.py, relay_cost.py) share: the child's
+environment and the fake upstream, the ASGI application driven as a worker drives it, and callgrind's
+counting switched by client requests.
 
 Import it after the script has put the measured checkout on sys.path: `start_app` imports config.asgi.
 """
@@ -112,3 +113,24 @@ def chat_request(application, key: str, stream: bool) -> Callable[[], Awaitable[
             raise RuntimeError(f"bad answer {sent[0]['status']}: {b''.join(m.get('body', b'') for m in sent)[:300]!r}")
 
     return one
+
+
+def bench_env(args, **extra: str) -> dict[str, str]:
+    """The measured child's environment: this one without the gateway's own settings, pointed at the
+    scratch database (`run.database_arguments`), in production mode; `extra` on top."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("GATEWAY_", "ANTHROPIC_", "METRICS_", "LOG_", "PROMETHEUS_"))}
+    env.update(DATABASE_URL=f"{args.pg_url.rstrip('/')}/{args.db_name}", REDIS_URL=args.redis_url,
+               ANTHROPIC_API_KEY="x", DJANGO_SETTINGS_MODULE="config.settings", DEBUG="0", LOG_LEVEL="WARNING",
+               PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def start_fake(env: dict[str, str], logdir: Path) -> str:
+    """The fake upstream on a free port (bench/run.py's launcher), `env` pointed at it; its URL."""
+    import run as bench
+
+    port = bench.free_port(set())
+    env["ANTHROPIC_BASE_URL"] = base_url = f"http://127.0.0.1:{port}"
+    bench.start_fake(port, logdir)
+    return base_url

@@ -44,7 +44,8 @@ sys.path[:0] = [str(CODE), str(ROOT / "bench")]
 sys.meta_path[:] = [finder for finder in sys.meta_path
                     if not getattr(finder, "__module__", type(finder).__module__).startswith("__editable__")]
 
-from inprocess import callgrind, callgrind_dump, callgrind_library, chat_request, start_app  # noqa: E402
+from inprocess import (  # noqa: E402 - after the sys.path set-up above
+    bench_env, callgrind, callgrind_dump, callgrind_library, chat_request, start_app, start_fake)
 
 VARIANTS = {"off": {}, "metrics": {"METRICS_TOKEN": "bench-token"}, "json": {"LOG_FORMAT": "json"},
             "both": {"METRICS_TOKEN": "bench-token", "LOG_FORMAT": "json"}}
@@ -242,17 +243,10 @@ def main() -> int:
         micro_main(args)
         return 0
 
-
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GATEWAY_", "ANTHROPIC_", "METRICS_", "LOG_", "PROMETHEUS_"))}
-    env.update(DATABASE_URL=f"{args.pg_url.rstrip('/')}/{args.db_name}", REDIS_URL=args.redis_url,
-               ANTHROPIC_API_KEY="x", DJANGO_SETTINGS_MODULE="config.settings", DEBUG="0", LOG_LEVEL="WARNING",
-               PYTHONUNBUFFERED="1")
+    env = bench_env(args)
     key, _ = bench.setup_database(args, env)
     logdir = Path(tempfile.mkdtemp(prefix="gatehouse-instr-"))
-    port = bench.free_port(set())
-    env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{port}"
-    bench.start_fake(port, logdir)
+    start_fake(env, logdir)
     if args.callgrind:
         args.callgrind_library = callgrind_library(logdir)
     # Every (checkout, variant) pair once a round, the order reversed every other round.

@@ -45,7 +45,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 sys.meta_path[:] = [finder for finder in sys.meta_path
                     if not getattr(finder, "__module__", type(finder).__module__).startswith("__editable__")]
 
-from inprocess import callgrind, callgrind_dump, callgrind_library, poster, start_app  # noqa: E402
+from inprocess import (  # noqa: E402 - after the sys.path set-up above
+    bench_env, callgrind, callgrind_dump, callgrind_library, poster, start_app, start_fake)
 
 MODEL = "claude-sonnet-4-6"
 # Per protocol: path, headers beyond content type, body for a user text, and the bytes its end carries.
@@ -313,16 +314,9 @@ def main() -> int:
         stages(args)
         return 0
 
-
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GATEWAY_", "ANTHROPIC_", "METRICS_", "LOG_", "PROMETHEUS_"))}
-    env.update(DATABASE_URL=f"{args.pg_url.rstrip('/')}/{args.db_name}", REDIS_URL=args.redis_url,
-               ANTHROPIC_API_KEY="x", DJANGO_SETTINGS_MODULE="config.settings", DEBUG="0", LOG_LEVEL="WARNING",
-               PYTHONUNBUFFERED="1", METRICS_TOKEN="bench-token", LOG_FORMAT="json")
+    env = bench_env(args, METRICS_TOKEN="bench-token", LOG_FORMAT="json")
     logdir = Path(tempfile.mkdtemp(prefix="gatehouse-relay-"))
-    port = bench.free_port(set())
-    env["ANTHROPIC_BASE_URL"] = base_url = f"http://127.0.0.1:{port}"
-    bench.start_fake(port, logdir)
+    base_url = start_fake(env, logdir)
     if args.callgrind:
         args.callgrind_library = env["BENCH_CALLGRIND_LIBRARY"] = callgrind_library(logdir)
     if args.stages:
