@@ -18,6 +18,11 @@ import httpx2
 import yarl
 from anthropic._vendor.httpx_aiohttp.transport import AIOHTTP_EXC_MAP
 
+# The response extension holding aiohttp's reader of the body: a stream's reader (the Anthropic provider)
+# takes its reads from it directly, not through the three async generators stacked on it (this module's
+# stream, httpx2's BoundAsyncStream and aiter_raw); see gateway/providers/anthropic.py.
+BODY_READER = "gatehouse.aiohttp_body"
+
 
 def _mapped(exc: Exception) -> Exception | None:
     """The httpx2 exception the vendored adapter raises for an aiohttp one (the most specific match), so
@@ -76,7 +81,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             value = self._timeouts[key] = aiohttp.ClientTimeout(sock_connect=key[0], sock_read=key[1], connect=key[2])
         return value
 
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+    async def _send(self, request: httpx2.Request) -> aiohttp.ClientResponse:
         session = self._session or self._open()
         url = str(request.url)
         if (target := self._urls.get(url)) is None:
@@ -89,7 +94,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             data = request.stream
             request.headers.pop("transfer-encoding", None)  # aiohttp chunks it itself
         try:
-            response = await session.request(
+            return await session.request(
                 request.method, target, headers=request.headers.multi_items(), data=data, allow_redirects=False,
                 auto_decompress=False, compress=False, timeout=self._timeout(request.extensions.get("timeout", {})),
                 server_hostname=request.extensions.get("sni_hostname"))
@@ -97,11 +102,36 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             if (mapped := _mapped(exc)) is None:
                 raise
             raise mapped from exc
+
+    @staticmethod
+    def _extensions(response: aiohttp.ClientResponse) -> dict:
         extensions = {"http_version": b"HTTP/1.1"}
         if response.reason:
             extensions["reason_phrase"] = response.reason.encode()
+        return extensions
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self._send(request)
+        extensions = self._extensions(response)
+        extensions[BODY_READER] = response.content
         return httpx2.Response(status_code=response.status, headers=response.raw_headers,
                                stream=_ResponseStream(response), request=request, extensions=extensions)
+
+    async def read(self, request: httpx2.Request) -> httpx2.Response:
+        """The response with its whole body read, by aiohttp in one call: what httpx2's `aread` gets through
+        its stream chain (four async generators and a re-chunker, per chunk) for a short answer. The
+        Response decodes a compressed body as `aread` does."""
+        response = await self._send(request)
+        try:
+            body = await response.read()
+        except Exception as exc:
+            response.close()
+            if (mapped := _mapped(exc)) is None:
+                raise
+            raise mapped from exc
+        response.release()
+        return httpx2.Response(status_code=response.status, headers=response.raw_headers, content=body,
+                               request=request, extensions=self._extensions(response))
 
     async def aclose(self) -> None:
         if self._session is not None:

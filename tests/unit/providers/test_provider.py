@@ -19,6 +19,7 @@ class FakeResponse:
     def __init__(self, *chunks: bytes, encoding: str | None = None) -> None:
         self.chunks = chunks
         self.headers = httpx2.Headers({"content-encoding": encoding} if encoding else {})
+        self.extensions = {}  # not made by gateway.providers.aiohttp_transport: read through httpx2
 
     async def aiter_raw(self):
         for chunk in self.chunks:
