@@ -12,6 +12,7 @@ headers go as (name, value) pairs, the URL as a yarl URL kept per URL, the timeo
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import NoReturn
 
 import aiohttp
 import httpx2
@@ -34,6 +35,13 @@ def _mapped(exc: Exception) -> Exception | None:
     return None if mapped is None else mapped(str(exc))
 
 
+def _raise_mapped(exc: Exception) -> NoReturn:
+    """Raise `exc` (being handled) as its httpx2 exception, or as itself when it has none."""
+    if (mapped := _mapped(exc)) is None:
+        raise exc
+    raise mapped from exc
+
+
 class _ResponseStream(httpx2.AsyncByteStream):
     CHUNK_SIZE = 1024 * 16  # as the vendored adapter reads
 
@@ -45,9 +53,7 @@ class _ResponseStream(httpx2.AsyncByteStream):
             async for chunk in self._response.content.iter_chunked(self.CHUNK_SIZE):
                 yield chunk
         except Exception as exc:
-            if (mapped := _mapped(exc)) is None:
-                raise
-            raise mapped from exc
+            _raise_mapped(exc)
 
     async def aclose(self) -> None:
         # As the adapter does: the connection goes back to the pool if the body was read to its end, else
@@ -55,9 +61,7 @@ class _ResponseStream(httpx2.AsyncByteStream):
         try:
             await self._response.__aexit__(None, None, None)
         except Exception as exc:
-            if (mapped := _mapped(exc)) is None:
-                raise
-            raise mapped from exc
+            _raise_mapped(exc)
 
 
 class AiohttpTransport(httpx2.AsyncBaseTransport):
@@ -99,9 +103,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 auto_decompress=False, compress=False, timeout=self._timeout(request.extensions.get("timeout", {})),
                 server_hostname=request.extensions.get("sni_hostname"))
         except Exception as exc:
-            if (mapped := _mapped(exc)) is None:
-                raise
-            raise mapped from exc
+            _raise_mapped(exc)
 
     @staticmethod
     def _extensions(response: aiohttp.ClientResponse) -> dict:
@@ -123,13 +125,9 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         Response decodes a compressed body as `aread` does."""
         response = await self._send(request)
         try:
-            body = await response.read()
+            body = await response.read()  # aiohttp closes the connection on an error, else frees it once read
         except Exception as exc:
-            response.close()
-            if (mapped := _mapped(exc)) is None:
-                raise
-            raise mapped from exc
-        response.release()
+            _raise_mapped(exc)
         return httpx2.Response(status_code=response.status, headers=response.raw_headers, content=body,
                                request=request, extensions=self._extensions(response))
 

@@ -39,23 +39,22 @@ async def server():
     app.router.add_post("/moved", moved)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
     yield f"http://127.0.0.1:{port}", seen
     await runner.cleanup()
 
 
 def stock_client(base_url: str) -> anthropic.AsyncAnthropic:
     """The SDK as it comes, on httpx2 and its vendored aiohttp adapter."""
-    return anthropic.AsyncAnthropic(api_key="sk-test", base_url=base_url, max_retries=0,
-                                    timeout=anthropic.Timeout(30, connect=5), http_client=anthropic.DefaultAioHttpClient(
-                                        timeout=anthropic.Timeout(30, connect=5)))
+    timeout = anthropic.Timeout(30, connect=5)
+    return anthropic.AsyncAnthropic(api_key="sk-test", base_url=base_url, max_retries=0, timeout=timeout,
+                                    http_client=anthropic.DefaultAioHttpClient(timeout=timeout))
 
 
 def provider(base_url: str) -> AnthropicProvider:
-    return AnthropicProvider.from_config(UpstreamConfig(kind="anthropic", base_url=base_url, api_key="sk-test", timeout=30,
-                                                        connect_timeout=5))
+    return AnthropicProvider.from_config(UpstreamConfig(kind="anthropic", base_url=base_url, api_key="sk-test",
+                                                        timeout=30, connect_timeout=5))
 
 
 async def built(client: anthropic.AsyncAnthropic, path: str, betas: tuple[str, ...]) -> tuple:
