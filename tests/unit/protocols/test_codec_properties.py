@@ -13,10 +13,10 @@ import base64
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from fakes.anthropic import ApiError, parse_request
+from fakes.anthropic import MAX_CACHE_BREAKPOINTS, ApiError, _count_breakpoints, parse_request
 from gateway.core import ResponseContext, apply_model_limits
 from gateway.protocols import anthropic_messages, gemini, openai_chat, openai_responses
 
@@ -441,6 +441,9 @@ def anthropic_requests(draw) -> dict:
         body.update(draw(st.fixed_dictionaries({}, optional={"temperature": st.floats(0, 1), "top_k": st.integers(0, 50)})))
     body.update(draw(st.fixed_dictionaries({}, optional={
         "metadata": st.just({"user_id": "u-1"}), "stop_sequences": st.lists(non_blank, max_size=3)})))
+    # Up to five blocks above may draw a cache breakpoint (three tools, the user text, the system); a valid
+    # body has at most four, as the API (and the fake) counts them.
+    assume(_count_breakpoints(body) <= MAX_CACHE_BREAKPOINTS)
     return body
 
 
